@@ -1,0 +1,58 @@
+"""npe2 reader: MRC-family files → image layers with ``scale`` from the voxel size (Å)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from ._notify import report_error, report_warning
+
+EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
+NULL_LAYER = [(None,)]  # napari's sentinel for "nothing to add": no second reader, no traceback
+
+
+def get_reader(path):
+    """Return :func:`read_mrc_layers` for one MRC-family path, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, str) or Path(path).suffix.lower() not in EXTENSIONS:
+        return None
+    return read_mrc_layers
+
+
+def layer_data(data, info, name: str):
+    """The LayerData tuple for an array and its :class:`cryoforge.io.mrc.MrcInfo`."""
+    meta = {
+        "name": name,
+        "scale": info.layer_scale(),
+        "colormap": "gray",
+        "metadata": {"cryoforge": {"voxel_size": info.voxel_size, "is_stack": info.is_stack, "path": info.path,
+                                   "origin": info.origin}},
+    }
+    if info.is_stack:
+        meta["axis_labels"] = ("particle", "y", "x")
+    else:
+        meta["axis_labels"] = ("z", "y", "x")
+    meta["units"] = ("pixel", "angstrom", "angstrom") if info.is_stack else ("angstrom",) * 3
+    return (data, meta, "image")
+
+
+def read_mrc_layers(path):
+    """Read one file; on a bad file show a clear message and add nothing."""
+    from cryoforge.io.mrc import MrcError, read_mrc
+
+    path = path[0] if isinstance(path, list) else path
+    p = Path(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # stacks are memory-mapped: napari reads only the particles it shows
+            data, info = read_mrc(p, mmap=p.suffix.lower() in (".mrcs", ".st", ".ali"))
+    except MrcError as err:
+        report_error(f"Cannot open {p.name}: {err}")
+        return NULL_LAYER
+    for w in caught:
+        report_warning(str(w.message))
+    return [layer_data(data, info, p.stem)]

@@ -1,0 +1,36 @@
+"""npe2 writer: an image layer → float32 MRC with the voxel size taken from the layer's scale."""
+
+from __future__ import annotations
+
+from ._notify import report_error
+
+
+def voxel_size_from_meta(meta: dict, ndim: int):
+    """Voxel size ``(x, y, z)`` in Å from layer metadata (the reader's record, else ``scale``)."""
+    rec = (meta.get("metadata") or {}).get("cryoforge") or {}
+    if "voxel_size" in rec:
+        return tuple(float(v) for v in rec["voxel_size"])
+    scale = list(meta.get("scale") or [1.0] * ndim)
+    x = float(scale[-1])
+    y = float(scale[-2]) if len(scale) > 1 else x
+    z = float(scale[-3]) if len(scale) > 2 else x
+    return (x, y, z)
+
+
+def write_mrc(path: str, data, meta: dict) -> list[str]:
+    from cryoforge.io.mrc import MrcError, write_mrc as engine_write
+
+    import numpy as np
+
+    arr = np.asarray(data)
+    rec = (meta.get("metadata") or {}).get("cryoforge") or {}
+    try:
+        if arr.ndim == 4:
+            raise MrcError(f"the layer holds 4-D data {arr.shape}; MRC files hold one volume or one image stack")
+        vs = voxel_size_from_meta(meta, arr.ndim)
+        stack = bool(rec.get("is_stack")) or path.lower().endswith(".mrcs")
+        engine_write(path, arr, vs, origin=rec.get("origin", (0.0, 0.0, 0.0)), stack=stack)
+    except MrcError as err:
+        report_error(f"Cannot save {meta.get('name', 'layer')}: {err}")
+        return []
+    return [path]

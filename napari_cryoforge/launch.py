@@ -1,0 +1,49 @@
+"""``cryoforge view``: open napari with the plugin docked (added to the engine CLI by entry point)."""
+
+from __future__ import annotations
+
+PLUGIN = "napari-cryoforge"
+
+
+def open_viewer(files=(), sample: bool = False, show: bool = True):
+    """``(viewer, inspector)``: napari with the Volume inspector docked, ``files`` opened, optionally the sample."""
+    import napari
+
+    viewer = napari.Viewer(title="cryoforge", show=show)
+    if sample:
+        viewer.open_sample(PLUGIN, "phantom")
+    for f in files:
+        viewer.open(str(f), plugin=PLUGIN)
+    _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
+    return viewer, inspector
+
+
+def _cmd_view(args) -> int:
+    import napari
+
+    viewer, dock = open_viewer(args.files, sample=args.sample or not args.files)
+    if args.fsc:
+        dock.compute_fsc()
+    if args.screenshot:
+        from qtpy.QtCore import QTimer
+
+        def shoot():
+            if dock.job is not None and dock.job.running:
+                QTimer.singleShot(200, shoot)
+                return
+            viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
+            print(args.screenshot)
+            viewer.close()
+
+        QTimer.singleShot(1500, shoot)
+    napari.run()
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("view", help="open napari with the cryoforge plugin docked (--sample: sample data)")
+    p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
+    p.add_argument("--sample", action="store_true", help="load the sample phantom and half maps (default with no files)")
+    p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
+    p.set_defaults(func=_cmd_view)

@@ -1,0 +1,148 @@
+"""The ``cryoforge`` command line.
+
+Built-in subcommands: ``info``, ``fsc``, ``sample``. Other installed packages add subcommands through
+the ``cryoforge.commands`` entry-point group (the viewer package adds ``view``): each entry point
+names a function ``register(subparsers)`` that adds a parser with ``set_defaults(func=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+
+def _cmd_info(args) -> int:
+    from .io.mrc import read_mrc
+
+    for f in args.files:
+        data, info = read_mrc(f, mmap=True)
+        arr = np.asarray(data, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        kind = "stack (N, Y, X)" if info.is_stack else "volume (Z, Y, X)"
+        vx, vy, vz = info.voxel_size
+        extent = [n * v for n, v in zip(info.shape[::-1], (vx, vy, vz))]
+        print(f"{f}")
+        print(f"  type        {kind}, stored as {info.file_dtype}")
+        print(f"  shape       {info.shape}")
+        print(f"  voxel size  x {vx:.4g} Å, y {vy:.4g} Å, z {vz:.4g} Å"
+              + ("  (missing in header; assumed)" if info.voxel_size_missing else ""))
+        if not info.is_stack:
+            print(f"  extent      {extent[0]:.1f} × {extent[1]:.1f} × {extent[2]:.1f} Å (x × y × z)")
+        print(f"  origin      {tuple(round(o, 3) for o in info.origin)} Å")
+        if finite.size:
+            print(f"  min/max     {finite.min():.5g} / {finite.max():.5g}")
+            print(f"  mean ± std  {finite.mean():.5g} ± {finite.std():.5g}")
+        n_bad = arr.size - finite.size
+        if n_bad:
+            print(f"  WARNING     {n_bad} NaN/inf values")
+    return 0
+
+
+def _cmd_fsc(args) -> int:
+    from .fourier import spherical_mask
+    from .io.mrc import read_mrc
+    from .metrics import GOLD_STANDARD, HALF, fsc
+
+    a, ia = read_mrc(args.a)
+    b, ib = read_mrc(args.b)
+    if not np.allclose(ia.voxel_size, ib.voxel_size, rtol=1e-3):
+        print(f"warning: voxel sizes differ ({ia.voxel_size[0]:.4g} vs {ib.voxel_size[0]:.4g} Å); using the first",
+              file=sys.stderr)
+    vs = args.voxel_size or ia.voxel_size[0]
+    mask = None
+    if args.mask_radius:
+        mask = spherical_mask(a.shape, args.mask_radius / vs, args.soft_edge / vs)
+    curve = fsc(a, b, vs, mask)
+    print(f"{'shell':>5} {'1/Å':>9} {'Å':>9} {'FSC':>8}")
+    for i, (f, c) in enumerate(zip(curve.frequency, curve.fsc)):
+        res = f"{1 / f:9.2f}" if f > 0 else f"{'inf':>9}"
+        print(f"{i:5d} {f:9.4f} {res} {c:8.4f}")
+    r143, r05 = curve.resolution(GOLD_STANDARD), curve.resolution(HALF)
+    print(f"resolution at FSC=0.143: {r143:.2f} Å   at FSC=0.5: {r05:.2f} Å   (voxel size {vs:.4g} Å, "
+          f"Nyquist {2 * vs:.2f} Å)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(curve.as_dict(), indent=1))
+    if args.plot:
+        from .plots import plot_fsc
+
+        plot_fsc(curve, args.plot, title=f"{Path(args.a).name} vs {Path(args.b).name}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from .io.mrc import write_mrc
+    from .phantom import blob_phantom, noisy_half_maps
+
+    out = Path(args.outdir)
+    vol = blob_phantom(args.size, args.voxel_size, seed=args.seed)
+    h1, h2 = noisy_half_maps(vol, args.snr, seed=args.seed + 1)
+    for name, arr in (("phantom.mrc", vol), ("phantom_half1.mrc", h1), ("phantom_half2.mrc", h2)):
+        print(write_mrc(out / name, arr, args.voxel_size))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
+    p.add_argument("--version", action="version", version=f"cryoforge {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("info", help="shape, voxel size and statistics of MRC files")
+    s.add_argument("files", nargs="+")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("fsc", help="Fourier shell correlation of two maps, resolution at 0.143 and 0.5")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--voxel-size", type=float, help="Å per voxel (default: from the first file)")
+    s.add_argument("--mask-radius", type=float, help="soft spherical mask radius in Å")
+    s.add_argument("--soft-edge", type=float, default=6.0, help="mask edge width in Å (default 6)")
+    s.add_argument("--json", help="write the curve and resolutions to this JSON file")
+    s.add_argument("--plot", help="save a plot of the curve (PNG/PDF/SVG)")
+    s.set_defaults(func=_cmd_fsc)
+
+    s = sub.add_parser("sample", help="write the synthetic phantom map and two noisy half maps")
+    s.add_argument("outdir")
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--voxel-size", type=float, default=2.0)
+    s.add_argument("--snr", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_sample)
+
+    for ep in entry_points(group="cryoforge.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as err:  # noqa: BLE001 - a broken add-on must not break the core CLI
+            print(f"warning: subcommand '{ep.name}' unavailable: {err}", file=sys.stderr)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from .io.checkpoint import CheckpointError
+    from .io.mrc import MrcError
+    from .io.star import StarError
+    from .jobs import Cancelled, JobError
+
+    try:
+        return int(args.func(args) or 0)
+    except (MrcError, StarError, CheckpointError, JobError, ValueError, FileNotFoundError) as err:
+        print(f"cryoforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        print(f"cryoforge {args.command}: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Fourier-space helpers: frequency grids, sub-voxel shifts, filters, normalisation, masks.
+
+Frequencies follow ``torch.fft`` order (no fftshift) and are in cycles/voxel unless a voxel
+size is given, then in 1/Å. Conventions: :mod:`cryoforge.conventions`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .conventions import _as_tensor
+from .geometry import radius_grid
+
+
+def freq_grid(shape, voxel_size: float = 1.0, rfft: bool = False, device=None, dtype=torch.float32):
+    """Spatial-frequency vectors ``(*fft_shape, ndim)`` in ``(x, y[, z])`` order, 1/Å when ``voxel_size`` is set."""
+    axes = []
+    for i, n in enumerate(shape):
+        last = i == len(shape) - 1
+        f = torch.fft.rfftfreq(n, d=voxel_size) if (rfft and last) else torch.fft.fftfreq(n, d=voxel_size)
+        axes.append(f.to(device=device, dtype=dtype))
+    grids = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(grids[::-1], dim=-1)
+
+
+def freq_radius(shape, voxel_size: float = 1.0, rfft: bool = False, device=None, dtype=torch.float32):
+    """``|k|`` on the FFT grid of ``shape``."""
+    return torch.linalg.norm(freq_grid(shape, voxel_size, rfft, device, dtype), dim=-1)
+
+
+def fourier_shift(volumes, shifts):
+    """Shift ``(…, Z, Y, X)`` (or ``(…, Y, X)``) arrays by ``shifts`` voxels ``(…, ndim)`` in ``(x, y[, z])``.
+
+    Exact for integer shifts (a circular roll) and band-limited interpolation otherwise.
+    """
+    v = _as_tensor(volumes)
+    s = _as_tensor(shifts, v.dtype).to(v.device)
+    ndim = s.shape[-1]
+    dims = tuple(range(-ndim, 0))
+    k = freq_grid(v.shape[-ndim:], 1.0, rfft=True, device=v.device, dtype=v.dtype)
+    s_b = s.reshape(*s.shape[:-1], *([1] * ndim), ndim)
+    phase = -2 * math.pi * (k * s_b).sum(-1)
+    ft = torch.fft.rfftn(v, dim=dims) * torch.polar(torch.ones_like(phase), phase)
+    return torch.fft.irfftn(ft, s=v.shape[-ndim:], dim=dims)
+
+
+def _apply_radial_filter(x, weight_fn, voxel_size: float):
+    v = _as_tensor(x)
+    ndim = 3 if v.ndim >= 3 else 2
+    dims = tuple(range(-ndim, 0))
+    k = freq_radius(v.shape[-ndim:], voxel_size, rfft=True, device=v.device, dtype=v.dtype)
+    ft = torch.fft.rfftn(v, dim=dims) * weight_fn(k)
+    return torch.fft.irfftn(ft, s=v.shape[-ndim:], dim=dims)
+
+
+def lowpass(x, resolution: float, voxel_size: float = 1.0, edge_width: float = 0.0, ndim: int | None = None):
+    """Low-pass filter to ``resolution`` Å with a raised-cosine edge ``edge_width`` (1/Å) wide.
+
+    ``edge_width=0`` gives a hard cutoff. Works on ``(…, Z, Y, X)`` volumes or ``(…, Y, X)`` images
+    (the last three or two axes; 2-D inputs are treated as images).
+    """
+    cutoff = 1.0 / float(resolution)
+
+    def weight(k):
+        if edge_width <= 0:
+            return (k <= cutoff).to(k.dtype)
+        t = ((k - (cutoff - edge_width / 2)) / edge_width).clamp(0, 1)
+        return 0.5 * (1 + torch.cos(math.pi * t))
+
+    return _apply_radial_filter(x, weight, voxel_size)
+
+
+def gaussian_filter(x, sigma: float, voxel_size: float = 1.0):
+    """Gaussian blur with real-space standard deviation ``sigma`` Å (applied in Fourier space)."""
+    s = float(sigma)
+    return _apply_radial_filter(x, lambda k: torch.exp(-2 * (math.pi * s * k) ** 2), voxel_size)
+
+
+def bfactor(x, b: float, voxel_size: float = 1.0):
+    """Apply ``exp(-B |k|^2 / 4)`` (B in Å²; negative B sharpens)."""
+    return _apply_radial_filter(x, lambda k: torch.exp(-float(b) * k * k / 4), voxel_size)
+
+
+def normalize(x, mask=None, eps: float = 1e-8):
+    """Zero mean, unit standard deviation, statistics taken inside ``mask`` (weights) when given.
+
+    Batched over leading axes for ``(B, Z, Y, X)``; a single ``(Z, Y, X)`` volume or ``(Y, X)`` image works too.
+    """
+    v = _as_tensor(x)
+    ndim = 3 if v.ndim >= 3 else 2
+    dims = tuple(range(-ndim, 0))
+    w = torch.ones_like(v) if mask is None else _as_tensor(mask, v.dtype).to(v.device).expand_as(v)
+    total = w.sum(dim=dims, keepdim=True).clamp_min(eps)
+    mean = (v * w).sum(dim=dims, keepdim=True) / total
+    var = ((v - mean) ** 2 * w).sum(dim=dims, keepdim=True) / total
+    return (v - mean) / torch.sqrt(var + eps)
+
+
+def spherical_mask(shape, radius: float, soft_edge: float = 0.0, device=None, dtype=torch.float32):
+    """Sphere of ``radius`` voxels about the box centre, with a raised-cosine edge ``soft_edge`` voxels wide."""
+    r = radius_grid(shape, device, dtype)
+    if soft_edge <= 0:
+        return (r <= radius).to(dtype)
+    t = ((r - radius) / soft_edge).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(math.pi * t))

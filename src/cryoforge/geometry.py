@@ -1,0 +1,69 @@
+"""Batched rigid transforms of volumes and real-space grids (conventions: :mod:`cryoforge.conventions`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .conventions import _as_tensor, box_center
+
+
+def centered_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Voxel coordinates relative to the box centre, ``(*shape, ndim)`` in ``(x, y[, z])`` order."""
+    axes = [torch.arange(n, device=device, dtype=dtype) - box_center(n) for n in shape]
+    grids = torch.meshgrid(*axes, indexing="ij")  # (z, y, x) order
+    return torch.stack(grids[::-1], dim=-1)
+
+
+def radius_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Distance of each voxel from the box centre, in voxels."""
+    return torch.linalg.norm(centered_grid(shape, device, dtype), dim=-1)
+
+
+def _batched(volumes: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if volumes.ndim == 3:
+        return volumes[None], True
+    if volumes.ndim == 4:
+        return volumes, False
+    raise ValueError(f"expected a (Z, Y, X) volume or a (B, Z, Y, X) batch, got shape {tuple(volumes.shape)}")
+
+
+def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinear", padding_mode: str = "zeros"):
+    """Rotate then shift volumes: ``V'(p) = V(R^T (p - t))``.
+
+    volumes: ``(Z, Y, X)`` or ``(B, Z, Y, X)``; rotations: ``(3, 3)`` or ``(B, 3, 3)``;
+    shifts: ``(3,)`` or ``(B, 3)`` in voxels, ``(x, y, z)``. Sub-voxel shifts are
+    interpolated (trilinear, ``mode='bilinear'`` in grid_sample's naming). Rotation is
+    about the box centre (index ``n // 2``).
+    """
+    vol = _as_tensor(volumes)
+    vol, squeeze = _batched(vol)
+    b, shape = vol.shape[0], vol.shape[1:]
+    dev, dt = vol.device, vol.dtype
+    rot = torch.eye(3, dtype=dt, device=dev) if rotations is None else _as_tensor(rotations, dt).to(dev)
+    sh = torch.zeros(3, dtype=dt, device=dev) if shifts is None else _as_tensor(shifts, dt).to(dev)
+    rot = rot.expand(b, 3, 3)
+    sh = sh.expand(b, 3)
+    p = centered_grid(shape, dev, dt).reshape(1, -1, 3)  # output positions (x, y, z)
+    # source = R^T (p - t): with row vectors, (p - t) @ R
+    src = (p - sh[:, None, :]) @ rot
+    center = torch.tensor([box_center(n) for n in shape[::-1]], dtype=dt, device=dev)
+    size = torch.tensor(shape[::-1], dtype=dt, device=dev)
+    norm = 2 * (src + center) / (size - 1) - 1  # align_corners=True
+    grid = norm.reshape(b, *shape, 3)
+    out = F.grid_sample(vol[:, None], grid, mode=mode, padding_mode=padding_mode, align_corners=True)[:, 0]
+    return out[0] if squeeze else out
+
+
+def rotate_volume(volume, rotation, mode: str = "bilinear"):
+    """Rotate ``volume`` by ``rotation`` about the box centre (see :func:`transform_volumes`)."""
+    return transform_volumes(volume, rotations=rotation, mode=mode)
+
+
+def require_cubic(volume, what: str = "this operation") -> None:
+    """Raise a clear ``ValueError`` unless ``volume`` is a cubic ``(n, n, n)`` array."""
+    shape = tuple(volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"{what} needs a 3-D (Z, Y, X) volume; got an array of shape {shape}")
+    if len(set(shape)) != 1:
+        raise ValueError(f"{what} needs a cubic volume (n, n, n); got shape {shape} (Z, Y, X)")

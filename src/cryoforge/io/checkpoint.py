@@ -1,0 +1,66 @@
+"""Checkpoints: ``torch.save`` of a plain dict, loaded with ``weights_only=True``.
+
+Layout: ``{"format": "cryoforge-checkpoint", "format_version": 1, "kind": str, "cryoforge_version": str,
+"config": dict, "state_dicts": {name: state_dict}, "metrics": dict, "extra": dict}``. Only tensors,
+numbers, strings, lists and dicts go in, so loading never runs pickled code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_path
+
+FORMAT = "cryoforge-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """Not a cryoforge checkpoint, a newer format, or a checkpoint of another kind."""
+
+
+def save_checkpoint(path, kind: str, config: dict, state_dicts: dict, metrics: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Save a checkpoint of ``kind`` (e.g. 'wgan3d', 'gumnet') atomically."""
+    from .. import __version__
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": str(kind),
+        "cryoforge_version": __version__,
+        "config": dict(config),
+        "state_dicts": {k: dict(v) for k, v in state_dicts.items()},
+        "metrics": dict(metrics or {}),
+        "extra": dict(extra or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
+    """Load a checkpoint safely; with ``kind`` given, refuse one of another kind with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise CheckpointError(
+            f"{path.name}: not a cryoforge checkpoint, or one holding objects other than plain "
+            f"tensors/dicts that cannot be loaded safely ({type(err).__name__})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name}: not a cryoforge checkpoint (no '{FORMAT}' marker)")
+    version = payload.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path.name}: checkpoint format {version} is newer than this cryoforge "
+                              f"understands ({FORMAT_VERSION}); upgrade cryoforge")
+    if kind is not None and payload.get("kind") != kind:
+        raise CheckpointError(f"{path.name}: is a '{payload.get('kind')}' checkpoint, but a '{kind}' "
+                              "checkpoint is needed here")
+    return payload

@@ -1,0 +1,151 @@
+"""MRC / MRCS / MAP / REC files with mrcfile: permissive reading, float32 atomic writing.
+
+Data come back as ``(Z, Y, X)`` volumes or ``(N, Y, X)`` stacks (:mod:`cryoforge.conventions`),
+reordered when the header's MAPC/MAPR/MAPS say the file is stored in another axis order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from .atomic import atomic_path
+
+MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
+STACK_EXTENSIONS = (".mrcs", ".st", ".ali")
+
+
+class MrcError(ValueError):
+    """A file could not be read or written as MRC; the message says why in plain words."""
+
+
+class MrcWarning(UserWarning):
+    """Something in an MRC file is unusual but readable (NaN values, missing voxel size, old header)."""
+
+
+@dataclass
+class MrcInfo:
+    path: str
+    shape: tuple[int, ...]  # (Z, Y, X) or (N, Y, X)
+    voxel_size: tuple[float, float, float]  # Å, (x, y, z)
+    origin: tuple[float, float, float]  # Å, (x, y, z)
+    is_stack: bool
+    file_dtype: str
+    has_nonfinite: bool
+    voxel_size_missing: bool = False
+
+    @property
+    def pixel_size(self) -> float:
+        """The x voxel size in Å (the one used where a single value is needed)."""
+        return self.voxel_size[0]
+
+    def layer_scale(self) -> tuple[float, ...]:
+        """Layer ``scale`` for this data: voxel size per axis, particle axis of a stack scaled 1."""
+        vx, vy, vz = self.voxel_size
+        return (1.0, vy, vx) if self.is_stack else (vz, vy, vx)
+
+
+def _open(path: Path, mmap: bool):
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    notes: list[str] = []
+    try:
+        return opener(path, mode="r"), notes
+    except ValueError as strict_error:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                mrc = opener(path, mode="r", permissive=True)
+            except (ValueError, EOFError, OSError):
+                mrc = None
+        notes = [str(w.message) for w in caught]
+        if mrc is None or mrc.data is None:
+            if mrc is not None:
+                mrc.close()
+            raise MrcError(
+                f"{path.name}: not a readable MRC file ({strict_error}). "
+                "It may be truncated (an incomplete copy or download) or not an MRC file at all."
+            ) from None
+        return mrc, notes
+
+
+def _axis_permutation(header) -> tuple[int, ...] | None:
+    order = (int(header.maps), int(header.mapr), int(header.mapc))  # axis (1=X,2=Y,3=Z) of array dims 0,1,2
+    if order == (3, 2, 1) or sorted(order) != [1, 2, 3]:
+        return None
+    return tuple(int(i) for i in np.argsort([-a for a in order]))
+
+
+def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
+    """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
+
+    Raises :class:`MrcError` with a clear message for missing, truncated, non-MRC or 4-D files;
+    warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MrcError(f"{path}: no such file")
+    mrc, notes = _open(path, mmap)
+    with mrc:
+        if notes:
+            warnings.warn(f"{path.name}: header is not MRC2014-compliant, read permissively ({notes[0]})",
+                          MrcWarning, stacklevel=2)
+        raw = mrc.data
+        if raw.ndim == 4:
+            raise MrcError(f"{path.name}: holds 4-D data {raw.shape} (a stack of volumes); "
+                           "cryoforge reads single volumes (Z, Y, X) and image stacks (N, Y, X)")
+        is_stack = raw.ndim == 2 or path.suffix.lower() in STACK_EXTENSIONS or bool(mrc.is_image_stack())
+        vs = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
+        origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))
+        perm = _axis_permutation(mrc.header) if raw.ndim == 3 else None
+        if mmap:
+            data = np.memmap(path, dtype=raw.dtype, mode="r", offset=int(mrc.header.nsymbt) + 1024, shape=raw.shape)
+        else:
+            data = np.asarray(raw, dtype=np.float32).copy()
+        file_dtype = str(raw.dtype)
+    if raw.ndim == 2:
+        data = data[None]
+    if perm is not None:
+        data = np.transpose(data, perm)
+    missing = not all(v > 0 for v in vs)
+    if missing:
+        warnings.warn(f"{path.name}: no voxel size in the header; assuming 1 Å", MrcWarning, stacklevel=2)
+        vs = (1.0, 1.0, 1.0)
+    if is_stack:
+        vs = (vs[0], vs[1], vs[0])  # z spacing of a stack is meaningless; keep x
+    probe = data[:1] if mmap else data
+    nonfinite = not bool(np.isfinite(probe).all())
+    if nonfinite:
+        warnings.warn(f"{path.name}: contains NaN or infinite values", MrcWarning, stacklevel=2)
+    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing)
+    return data, info
+
+
+def write_mrc(path, data, voxel_size=1.0, origin=(0.0, 0.0, 0.0), stack: bool | None = None) -> Path:
+    """Write ``data`` ((Z, Y, X), (N, Y, X) or (Y, X)) as float32 MRC, atomically (temp file + rename).
+
+    ``voxel_size`` in Å (a number or ``(x, y, z)``); ``stack`` defaults to True for ``.mrcs``.
+    """
+    path = Path(path)
+    arr = np.asarray(data)
+    if arr.ndim not in (2, 3):
+        raise MrcError(f"cannot write {arr.ndim}-D data {arr.shape} as MRC: need (Z, Y, X), (N, Y, X) or (Y, X)")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise MrcError(f"cannot write data of type {arr.dtype} as MRC (need real numbers)")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        warnings.warn(f"{path.name}: writing data that contain NaN or infinite values", MrcWarning, stacklevel=2)
+    stack = path.suffix.lower() in STACK_EXTENSIONS if stack is None else stack
+    vs = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,)))
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(arr)
+            if stack and arr.ndim == 3:
+                mrc.set_image_stack()
+            mrc.voxel_size = vs
+            mrc.header.origin = tuple(float(o) for o in origin)
+            mrc.update_header_stats()
+    return path

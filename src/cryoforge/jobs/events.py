@@ -1,0 +1,58 @@
+"""The typed events a job yields (see :mod:`cryoforge.jobs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+PREVIEW_KINDS = ("volume", "image", "stack", "curve")
+
+
+@dataclass
+class Progress:
+    """``step`` of ``total`` done; ``message`` says what is being done."""
+
+    step: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class Metrics:
+    """Named scalar figures (loss, resolution in Å, …) at ``step``."""
+
+    values: dict[str, float]
+    step: int | None = None
+
+
+@dataclass
+class Preview:
+    """An array to show now. ``kind``: 'volume' (Z,Y,X), 'image' (Y,X), 'stack' (N,Y,X),
+    or 'curve' (2, n) rows x and y. ``meta`` may carry 'voxel_size' (Å), axis labels, …"""
+
+    name: str
+    array: np.ndarray
+    kind: str = "volume"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in PREVIEW_KINDS:
+            raise ValueError(f"Preview kind must be one of {PREVIEW_KINDS}, got {self.kind!r}")
+
+
+@dataclass
+class Log:
+    message: str
+    level: str = "info"
+
+
+@dataclass
+class Result:
+    """The job's outcome; always the last event of a job that finished."""
+
+    value: Any
+
+
+Event = Union[Progress, Metrics, Preview, Log, Result]

@@ -1,0 +1,91 @@
+"""Drive a job generator: collect its result, honour cancel, turn failures into clear messages."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+from .events import Event, Log, Metrics, Progress, Result
+
+
+class JobError(RuntimeError):
+    """A job failed; ``str(err)`` is a message meant for the user (no traceback needed)."""
+
+
+class Cancelled(Exception):
+    """The job was cancelled before it finished; nothing it was writing was kept."""
+
+
+def drive(job: Iterator[Event], on_event: Callable[[Event], None] | None = None,
+          cancel: threading.Event | None = None):
+    """Run ``job`` to the end and return its Result value.
+
+    ``on_event`` sees every event. When ``cancel`` is set the generator is closed at its next
+    yield and :class:`Cancelled` is raised. Any exception from the job becomes :class:`JobError`.
+    """
+    result = None
+    try:
+        for event in job:
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, Result):
+                result = event.value
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+    except (Cancelled, KeyboardInterrupt):
+        job.close()
+        raise
+    except JobError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every failure reaches the user as one clear line
+        raise JobError(f"{type(err).__name__}: {err}") from err
+    return result
+
+
+class _Bar:
+    """A plain-text progress bar on a stream (redrawn in place on a terminal)."""
+
+    def __init__(self, stream, width: int = 30):
+        self.stream, self.width = stream, width
+        self.start = time.monotonic()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_line = 0.0
+
+    def draw(self, p: Progress):
+        now = time.monotonic()
+        done = p.step >= p.total
+        if not self.tty and not done and now - self.last_line < 2.0:
+            return
+        self.last_line = now
+        frac = 0.0 if p.total <= 0 else min(max(p.step / p.total, 0.0), 1.0)
+        fill = int(round(frac * self.width))
+        elapsed = now - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+        text = (f"[{'#' * fill}{'.' * (self.width - fill)}] {p.step}/{p.total} {p.message}"
+                f"  {elapsed:.1f}s" + (f" eta {eta:.1f}s" if frac > 0 and not done else ""))
+        self.stream.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
+        if self.tty and done:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_cli(job: Iterator[Event], stream=None, show_metrics: bool = True):
+    """Run ``job`` in the terminal with a progress bar; returns its Result value.
+
+    Ctrl-C cancels (the job stops at its next yield) and re-raises KeyboardInterrupt.
+    """
+    stream = sys.stderr if stream is None else stream
+    bar = _Bar(stream)
+
+    def render(event: Event):
+        if isinstance(event, Progress):
+            bar.draw(event)
+        elif isinstance(event, Metrics) and show_metrics:
+            vals = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in event.values.items())
+            stream.write(("\n" if bar.tty else "") + f"  {vals}\n")
+        elif isinstance(event, Log):
+            stream.write(("\n" if bar.tty else "") + f"  [{event.level}] {event.message}\n")
+
+    return drive(job, render)
