@@ -22,6 +22,9 @@ def _cmd_view(args) -> int:
     import napari
 
     viewer, dock = open_viewer(args.files, sample=args.sample or not args.files)
+    if args.three_d:
+        viewer.dims.ndisplay = 3
+        viewer.camera.angles = (15, -35, 60)
     if args.fsc:
         dock.compute_fsc()
     if args.screenshot:
@@ -35,6 +38,7 @@ def _cmd_view(args) -> int:
             print(args.screenshot)
             viewer.close()
 
+        viewer.window.resize(1500, 980)
         QTimer.singleShot(1500, shoot)
     napari.run()
     return 0
@@ -45,5 +49,6 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
     p.add_argument("--sample", action="store_true", help="load the sample phantom and half maps (default with no files)")
     p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")
+    p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)
