@@ -88,6 +88,23 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import BENCHES
+    from .io.atomic import atomic_path
+    from .jobs import run_cli
+
+    report = run_cli(BENCHES[args.name](device=args.device))
+    report["command"] = f"cryoforge bench {args.name} --device {args.device}"
+    text = json.dumps(report, indent=1)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            Path(tmp).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
     p.add_argument("--version", action="version", version=f"cryoforge {__version__}")
@@ -114,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--snr", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_sample)
+
+    s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
+    s.add_argument("name", choices=["core"], help="core: FSC and CTF throughput of the field libraries")
+    s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    s.add_argument("--out", help="JSON file to write (default: print)")
+    s.set_defaults(func=_cmd_bench)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:
