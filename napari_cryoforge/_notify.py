@@ -23,5 +23,5 @@ def report_info(message: str) -> None:
 
 def describe(err: BaseException) -> str:
     """A one-line description of ``err`` without the traceback."""
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0] if len(text) < 2000 else text[:2000]
+    lines = str(err).strip().splitlines()
+    return lines[0][:500] if lines else type(err).__name__

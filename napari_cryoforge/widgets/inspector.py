@@ -229,13 +229,11 @@ class VolumeInspector(QWidget):
     def _on_fsc_event(self, event) -> None:
         from cryoforge.jobs import Preview
         from cryoforge.metrics import FSCCurve
+        from cryoforge.plots import draw_fsc
 
         if isinstance(event, Preview) and event.kind == "curve":
             f, c = event.array
-            from cryoforge.plots import draw_fsc
-
-            vs = 1.0 / (2 * f[-1]) if f[-1] > 0 else 1.0
-            draw_fsc(self.fsc_ax, {event.name: FSCCurve(f, c, vs)})
+            draw_fsc(self.fsc_ax, {event.name: FSCCurve(f, c, event.meta["voxel_size"])})
             self.fsc_canvas.draw_idle()
 
     def _show_fsc(self, result) -> None:

@@ -46,9 +46,18 @@ def fourier_shift(volumes, shifts):
     return torch.fft.irfftn(ft, s=v.shape[-ndim:], dim=dims)
 
 
-def _apply_radial_filter(x, weight_fn, voxel_size: float):
+def _spatial_ndim(v: torch.Tensor, ndim: int | None) -> int:
+    """Spatial axes of ``v``: given explicitly (2 for a ``(N, Y, X)`` image stack), else 3 when ``v`` has 3+ axes."""
+    if ndim is None:
+        return 3 if v.ndim >= 3 else 2
+    if ndim not in (2, 3) or v.ndim < ndim:
+        raise ValueError(f"ndim must be 2 or 3 and at most the array's {v.ndim} axes; got {ndim}")
+    return ndim
+
+
+def _apply_radial_filter(x, weight_fn, voxel_size: float, ndim: int | None = None):
     v = _as_tensor(x)
-    ndim = 3 if v.ndim >= 3 else 2
+    ndim = _spatial_ndim(v, ndim)
     dims = tuple(range(-ndim, 0))
     k = freq_radius(v.shape[-ndim:], voxel_size, rfft=True, device=v.device, dtype=v.dtype)
     ft = torch.fft.rfftn(v, dim=dims) * weight_fn(k)
@@ -69,27 +78,27 @@ def lowpass(x, resolution: float, voxel_size: float = 1.0, edge_width: float = 0
         t = ((k - (cutoff - edge_width / 2)) / edge_width).clamp(0, 1)
         return 0.5 * (1 + torch.cos(math.pi * t))
 
-    return _apply_radial_filter(x, weight, voxel_size)
+    return _apply_radial_filter(x, weight, voxel_size, ndim)
 
 
-def gaussian_filter(x, sigma: float, voxel_size: float = 1.0):
+def gaussian_filter(x, sigma: float, voxel_size: float = 1.0, ndim: int | None = None):
     """Gaussian blur with real-space standard deviation ``sigma`` Å (applied in Fourier space)."""
     s = float(sigma)
-    return _apply_radial_filter(x, lambda k: torch.exp(-2 * (math.pi * s * k) ** 2), voxel_size)
+    return _apply_radial_filter(x, lambda k: torch.exp(-2 * (math.pi * s * k) ** 2), voxel_size, ndim)
 
 
-def bfactor(x, b: float, voxel_size: float = 1.0):
+def bfactor(x, b: float, voxel_size: float = 1.0, ndim: int | None = None):
     """Apply ``exp(-B |k|^2 / 4)`` (B in Å²; negative B sharpens)."""
-    return _apply_radial_filter(x, lambda k: torch.exp(-float(b) * k * k / 4), voxel_size)
+    return _apply_radial_filter(x, lambda k: torch.exp(-float(b) * k * k / 4), voxel_size, ndim)
 
 
-def normalize(x, mask=None, eps: float = 1e-8):
+def normalize(x, mask=None, eps: float = 1e-8, ndim: int | None = None):
     """Zero mean, unit standard deviation, statistics taken inside ``mask`` (weights) when given.
 
-    Batched over leading axes for ``(B, Z, Y, X)``; a single ``(Z, Y, X)`` volume or ``(Y, X)`` image works too.
+    Per volume over the last three axes, or per image over the last two with ``ndim=2`` (a ``(N, Y, X)`` stack).
     """
     v = _as_tensor(x)
-    ndim = 3 if v.ndim >= 3 else 2
+    ndim = _spatial_ndim(v, ndim)
     dims = tuple(range(-ndim, 0))
     w = torch.ones_like(v) if mask is None else _as_tensor(mask, v.dtype).to(v.device).expand_as(v)
     total = w.sum(dim=dims, keepdim=True).clamp_min(eps)

@@ -127,7 +127,7 @@ def masked_fsc_job(a, b, voxel_size: float, mask_radius: float | None = None, so
     ``mask_radius`` is in voxels (default: 0.4 of the box). Yields Progress/Preview/Metrics, then Result(MaskedFSC).
     """
     a, b = _check_pair(a, b)
-    n = a.shape[-1]
+    n, vs = a.shape[-1], float(voxel_size)
     radius = 0.4 * n if mask_radius is None else float(mask_radius)
     mask = spherical_mask(a.shape, radius, soft_edge)
     total = n_repeats + 2
@@ -137,7 +137,7 @@ def masked_fsc_job(a, b, voxel_size: float, mask_radius: float | None = None, so
     k_rand = unmasked.frequency[max(shell - 1, 1)]
     yield Progress(1, total, "masked FSC")
     masked = fsc(a, b, voxel_size, mask)
-    yield Preview("FSC (masked)", np.stack([masked.frequency, masked.fsc]), "curve")
+    yield Preview("FSC (masked)", np.stack([masked.frequency, masked.fsc]), "curve", {"voxel_size": vs})
     acc = np.zeros_like(masked.fsc)
     for r in range(n_repeats):
         ra = randomize_phases(a, k_rand, voxel_size, seed + 2 * r)
@@ -149,7 +149,7 @@ def masked_fsc_job(a, b, voxel_size: float, mask_radius: float | None = None, so
     beyond = masked.frequency > k_rand
     corr[beyond] = (masked.fsc[beyond] - rand[beyond]) / np.clip(1 - rand[beyond], 1e-6, None)
     corrected = FSCCurve(masked.frequency, corr, float(voxel_size))
-    yield Preview("FSC (corrected)", np.stack([corrected.frequency, corrected.fsc]), "curve")
+    yield Preview("FSC (corrected)", np.stack([corrected.frequency, corrected.fsc]), "curve", {"voxel_size": vs})
     yield Metrics({"resolution_0.143_A": corrected.resolution(GOLD_STANDARD),
                    "resolution_0.5_A": corrected.resolution(HALF)})
     yield Progress(total, total, "done")

@@ -80,3 +80,15 @@ def test_spherical_mask_volume_and_soft_edge():
     s = spherical_mask((64, 64, 64), 20.0, soft_edge=6.0)
     assert s[32, 32, 32] == 1.0 and s[32, 32, 32 + 26] == 0.0
     assert 0.4 < s[32, 32, 32 + 23].item() < 0.6  # half way through the edge
+
+
+def test_image_stack_is_filtered_per_image_with_ndim_2():
+    stack = torch.zeros(3, 32, 32)
+    stack[1, 16, 16] = 1.0  # an impulse in image 1 only
+    out = lowpass(stack, resolution=8.0, voxel_size=2.0, ndim=2)
+    assert out[0].abs().max() < 1e-6 and out[2].abs().max() < 1e-6  # no leakage between images
+    np.testing.assert_allclose(out[1].numpy(), lowpass(stack[1], 8.0, 2.0).numpy(), atol=1e-6)
+    norm = normalize(torch.randn(4, 16, 16) * 3 + 1, ndim=2)
+    assert torch.allclose(norm.mean((1, 2)), torch.zeros(4), atol=1e-5)
+    with pytest.raises(ValueError, match="ndim"):
+        lowpass(stack, 8.0, ndim=4)
