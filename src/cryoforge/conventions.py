@@ -50,7 +50,8 @@ def box_center(n: int) -> int:
     return n // 2
 
 
-def _as_tensor(x, dtype=None) -> torch.Tensor:
+def as_tensor(x, dtype=None) -> torch.Tensor:
+    """``x`` as a tensor (no copy when possible): float64 arrays stay float64, other inputs become float32 unless ``dtype`` is given."""
     if isinstance(x, torch.Tensor):
         return x if dtype is None else x.to(dtype)
     arr = np.asarray(x)
@@ -73,9 +74,9 @@ def _ry(a: torch.Tensor) -> torch.Tensor:
 
 def rotation_about_axis(axis, angle_deg) -> torch.Tensor:
     """Active rotation by ``angle_deg`` (right hand) about the ``(x, y, z)`` ``axis``."""
-    axis = _as_tensor(axis)
+    axis = as_tensor(axis)
     axis = axis / torch.linalg.norm(axis, dim=-1, keepdim=True)
-    a = torch.deg2rad(_as_tensor(angle_deg, axis.dtype))
+    a = torch.deg2rad(as_tensor(angle_deg, axis.dtype))
     x, y, z = axis.unbind(-1)
     c, s, t = torch.cos(a), torch.sin(a), 1 - torch.cos(a)
     rows = [
@@ -88,7 +89,7 @@ def rotation_about_axis(axis, angle_deg) -> torch.Tensor:
 
 def euler_zyz_to_matrix(rot, tilt, psi) -> torch.Tensor:
     """RELION ``(rot, tilt, psi)`` in degrees → rotation matrices ``(..., 3, 3)`` (module doc)."""
-    rot, tilt, psi = (torch.deg2rad(_as_tensor(v)) for v in (rot, tilt, psi))
+    rot, tilt, psi = (torch.deg2rad(as_tensor(v)) for v in (rot, tilt, psi))
     rot, tilt, psi = torch.broadcast_tensors(rot, tilt, psi)
     return (_rz(rot) @ _ry(tilt) @ _rz(psi)).transpose(-1, -2)
 
@@ -98,7 +99,7 @@ def matrix_to_euler_zyz(matrix) -> torch.Tensor:
 
     ``tilt`` is in ``[0, 180]``; at the gimbal lock (tilt 0 or 180) ``rot`` is set to 0.
     """
-    a = _as_tensor(matrix)
+    a = as_tensor(matrix)
     sin_tilt = torch.sqrt(a[..., 2, 0] ** 2 + a[..., 2, 1] ** 2)
     tilt = torch.atan2(sin_tilt, a[..., 2, 2])
     tiny = 1e-10 if a.dtype == torch.float64 else 1e-5
@@ -123,7 +124,7 @@ def random_rotations(n: int, seed: int, dtype=torch.float32) -> torch.Tensor:
 
 def quaternion_to_matrix(q) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` as ``(w, x, y, z)`` → active rotation matrices ``(..., 3, 3)``."""
-    q = _as_tensor(q)
+    q = as_tensor(q)
     w, x, y, z = q.unbind(-1)
     m = [
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
@@ -135,7 +136,7 @@ def quaternion_to_matrix(q) -> torch.Tensor:
 
 def rotation_angle_deg(r1, r2) -> torch.Tensor:
     """Geodesic distance between rotations in degrees: the angle of ``r1^T r2``."""
-    r1, r2 = _as_tensor(r1), _as_tensor(r2)
+    r1, r2 = as_tensor(r1), as_tensor(r2)
     trace = torch.einsum("...ij,...ij->...", r1, r2)  # tr(r1^T r2)
     cos = ((trace - 1) / 2).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cos))
@@ -143,7 +144,7 @@ def rotation_angle_deg(r1, r2) -> torch.Tensor:
 
 def rotation_frobenius(r1, r2) -> torch.Tensor:
     """Frobenius norm ``||r1 - r2||_F`` (the Gum-Net paper's rotation error)."""
-    r1, r2 = _as_tensor(r1), _as_tensor(r2)
+    r1, r2 = as_tensor(r1), as_tensor(r2)
     return torch.linalg.norm((r1 - r2).flatten(-2), dim=-1)
 
 
@@ -154,7 +155,7 @@ def frobenius_from_angle(angle_deg) -> float:
 
 def is_rotation(matrix, atol: float = 1e-5) -> bool:
     """True when every matrix in ``matrix`` is orthonormal with determinant +1."""
-    m = _as_tensor(matrix, torch.float64)
+    m = as_tensor(matrix, torch.float64)
     eye = torch.eye(3, dtype=m.dtype).expand_as(m)
     return bool(
         torch.allclose(m.transpose(-1, -2) @ m, eye, atol=atol)

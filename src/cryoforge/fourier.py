@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .conventions import _as_tensor
+from .conventions import as_tensor
 from .geometry import radius_grid
 
 
@@ -35,8 +35,8 @@ def fourier_shift(volumes, shifts):
 
     Exact for integer shifts (a circular roll) and band-limited interpolation otherwise.
     """
-    v = _as_tensor(volumes)
-    s = _as_tensor(shifts, v.dtype).to(v.device)
+    v = as_tensor(volumes)
+    s = as_tensor(shifts, v.dtype).to(v.device)
     ndim = s.shape[-1]
     dims = tuple(range(-ndim, 0))
     k = freq_grid(v.shape[-ndim:], 1.0, rfft=True, device=v.device, dtype=v.dtype)
@@ -56,7 +56,7 @@ def _spatial_ndim(v: torch.Tensor, ndim: int | None) -> int:
 
 
 def _apply_radial_filter(x, weight_fn, voxel_size: float, ndim: int | None = None):
-    v = _as_tensor(x)
+    v = as_tensor(x)
     ndim = _spatial_ndim(v, ndim)
     dims = tuple(range(-ndim, 0))
     k = freq_radius(v.shape[-ndim:], voxel_size, rfft=True, device=v.device, dtype=v.dtype)
@@ -97,10 +97,10 @@ def normalize(x, mask=None, eps: float = 1e-8, ndim: int | None = None):
 
     Per volume over the last three axes, or per image over the last two with ``ndim=2`` (a ``(N, Y, X)`` stack).
     """
-    v = _as_tensor(x)
+    v = as_tensor(x)
     ndim = _spatial_ndim(v, ndim)
     dims = tuple(range(-ndim, 0))
-    w = torch.ones_like(v) if mask is None else _as_tensor(mask, v.dtype).to(v.device).expand_as(v)
+    w = torch.ones_like(v) if mask is None else as_tensor(mask, v.dtype).to(v.device).expand_as(v)
     total = w.sum(dim=dims, keepdim=True).clamp_min(eps)
     mean = (v * w).sum(dim=dims, keepdim=True) / total
     var = ((v - mean) ** 2 * w).sum(dim=dims, keepdim=True) / total

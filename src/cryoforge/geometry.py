@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .conventions import _as_tensor, box_center
+from .conventions import as_tensor, box_center
 
 
 def centered_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -36,12 +36,12 @@ def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinea
     interpolated (trilinear, ``mode='bilinear'`` in grid_sample's naming). Rotation is
     about the box centre (index ``n // 2``).
     """
-    vol = _as_tensor(volumes)
+    vol = as_tensor(volumes)
     vol, squeeze = _batched(vol)
     b, shape = vol.shape[0], vol.shape[1:]
     dev, dt = vol.device, vol.dtype
-    rot = torch.eye(3, dtype=dt, device=dev) if rotations is None else _as_tensor(rotations, dt).to(dev)
-    sh = torch.zeros(3, dtype=dt, device=dev) if shifts is None else _as_tensor(shifts, dt).to(dev)
+    rot = torch.eye(3, dtype=dt, device=dev) if rotations is None else as_tensor(rotations, dt).to(dev)
+    sh = torch.zeros(3, dtype=dt, device=dev) if shifts is None else as_tensor(shifts, dt).to(dev)
     rot = rot.expand(b, 3, 3)
     sh = sh.expand(b, 3)
     p = centered_grid(shape, dev, dt).reshape(1, -1, 3)  # output positions (x, y, z)

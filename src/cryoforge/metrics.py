@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch_fourier_shell_correlation import fourier_shell_correlation
 
-from .conventions import _as_tensor
+from .conventions import as_tensor
 from .fourier import freq_radius, spherical_mask
 from .geometry import require_cubic
 from .jobs import Metrics, Preview, Progress, Result
@@ -59,7 +59,7 @@ class FSCCurve:
 
 
 def _check_pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = _as_tensor(a, torch.float32), _as_tensor(b, torch.float32)
+    a, b = as_tensor(a, torch.float32), as_tensor(b, torch.float32)
     if a.shape != b.shape:
         raise ValueError(f"FSC needs two maps of the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
     require_cubic(a, "FSC")
@@ -73,7 +73,7 @@ def fsc(a, b, voxel_size: float = 1.0, mask=None) -> FSCCurve:
     """FSC between two cubic ``(n, n, n)`` maps, optionally after multiplying both by ``mask``."""
     a, b = _check_pair(a, b)
     if mask is not None:
-        m = _as_tensor(mask, torch.float32)
+        m = as_tensor(mask, torch.float32)
         a, b = a * m, b * m
     curve = fourier_shell_correlation(a, b)
     n = a.shape[-1]
@@ -100,7 +100,7 @@ def fsc_full_map(fsc_half) -> np.ndarray:
 
 def randomize_phases(volume, beyond_frequency: float, voxel_size: float, seed: int) -> torch.Tensor:
     """Replace the Fourier phases beyond ``beyond_frequency`` (1/Å) with uniform random ones."""
-    v = _as_tensor(volume, torch.float32)
+    v = as_tensor(volume, torch.float32)
     ft = torch.fft.rfftn(v)
     k = freq_radius(v.shape, voxel_size, rfft=True)
     g = torch.Generator().manual_seed(int(seed))

@@ -75,7 +75,7 @@ def test_composition_and_distances(seed):
     assert is_rotation(r)
     # distances are invariant under composition: d(CA, CB) = d(A, B)
     np.testing.assert_allclose(rotation_angle_deg(c @ a, c @ b), rotation_angle_deg(a, b), atol=1e-6)
-    # angle of A^T B about its own axis reproduces B
+    # the Frobenius error follows from the angle: 2 sqrt(2) sin(θ/2)
     theta = rotation_angle_deg(a, b).item()
     np.testing.assert_allclose(rotation_frobenius(a, b).item(), frobenius_from_angle(theta), atol=1e-9)
 
