@@ -29,13 +29,17 @@ def layer_data(data, info, name: str):
         "scale": info.layer_scale(),
         "colormap": "gray",
         "metadata": {"cryoforge": {"voxel_size": info.voxel_size, "is_stack": info.is_stack, "path": info.path,
-                                   "origin": info.origin}},
+                                   "origin": info.origin, "is_volume_stack": info.is_volume_stack}},
     }
-    if info.is_stack:
+    if info.is_volume_stack:
+        meta["axis_labels"] = ("subtomogram", "z", "y", "x")
+        meta["units"] = ("pixel", "angstrom", "angstrom", "angstrom")
+    elif info.is_stack:
         meta["axis_labels"] = ("particle", "y", "x")
+        meta["units"] = ("pixel", "angstrom", "angstrom")
     else:
         meta["axis_labels"] = ("z", "y", "x")
-    meta["units"] = ("pixel", "angstrom", "angstrom") if info.is_stack else ("angstrom",) * 3
+        meta["units"] = ("angstrom",) * 3
     return (data, meta, "image")
 
 

@@ -18,3 +18,54 @@ def phantom_with_half_maps():
         (h2, {"name": "phantom half 2", "colormap": "gray", "visible": False, **common}, "image"),
         (vol, {"name": "phantom", "colormap": "gray", **common}, "image"),
     ]
+
+
+def sample_dir():
+    """The shipped sample files: ``cryoforge/_sample_data`` in a wheel, ``sample_data/`` in a checkout."""
+    from pathlib import Path
+
+    import cryoforge
+
+    for d in (Path(cryoforge.__file__).parent / "_sample_data", Path(__file__).resolve().parents[1] / "sample_data"):
+        if d.is_dir():
+            return d
+    raise FileNotFoundError("the sample_data folder is not installed")
+
+
+def subtomogram_pairs():
+    """200 simulated pairs (s_a without wedge, s_b with a 30° wedge) of 5 structures, with ground truth."""
+    from cryoforge.sim.subtomo import read_pairs
+
+    ds = read_pairs(sample_dir() / "subtomo_pairs")
+    vs = ds.voxel_size
+    rec = {"voxel_size": (vs,) * 3, "is_stack": False, "dataset": str(sample_dir() / "subtomo_pairs")}
+    common = {"scale": (1.0, vs, vs, vs), "units": ("pixel", "angstrom", "angstrom", "angstrom"),
+              "axis_labels": ("pair", "z", "y", "x"), "colormap": "gray"}
+    maps = {"scale": (1.0, vs, vs, vs), "units": common["units"], "axis_labels": ("structure", "z", "y", "x"),
+            "colormap": "gray", "visible": False}
+    return [
+        (ds.maps, {"name": "structures (" + ", ".join(ds.structures) + ")", "metadata": {"cryoforge": rec}, **maps},
+         "image"),
+        (ds.s_a, {"name": "s_a (no wedge)", "metadata": {"cryoforge": rec}, **common}, "image"),
+        (ds.s_b, {"name": "s_b (30° wedge)", "metadata": {"cryoforge": rec}, **common}, "image"),
+    ]
+
+
+def adk_particles():
+    """2000 particles of AdK along its closed→open path (64², 1.5 Å, SNR 0.1) and the two end states."""
+    from cryoforge.io.mrc import read_mrc
+
+    d = sample_dir() / "adk_continuous"
+    stack, info = read_mrc(d / "particles.mrcs", mmap=True)
+    states, sinfo = read_mrc(d / "states.mrc")
+    ps = info.voxel_size[0]
+    rec = {"voxel_size": (ps,) * 3, "is_stack": True, "path": str(d / "particles.mrcs"),
+           "star": str(d / "particles.star")}
+    return [
+        (states, {"name": "AdK closed, open (true states)", "scale": (1.0, ps, ps, ps), "colormap": "gray",
+                  "units": ("pixel", "angstrom", "angstrom", "angstrom"), "axis_labels": ("state", "z", "y", "x"),
+                  "metadata": {"cryoforge": {"voxel_size": (ps,) * 3}}, "visible": False}, "image"),
+        (stack, {"name": "AdK particles", "scale": (1.0, ps, ps), "colormap": "gray",
+                 "units": ("pixel", "angstrom", "angstrom"), "axis_labels": ("particle", "y", "x"),
+                 "metadata": {"cryoforge": rec}}, "image"),
+    ]

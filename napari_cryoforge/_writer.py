@@ -25,8 +25,9 @@ def write_mrc(path: str, data, meta: dict) -> list[str]:
     arr = np.asarray(data)
     rec = (meta.get("metadata") or {}).get("cryoforge") or {}
     try:
-        if arr.ndim == 4:
-            raise MrcError(f"the layer holds 4-D data {arr.shape}; MRC files hold one volume or one image stack")
+        if arr.ndim > 4:
+            raise MrcError(f"the layer holds {arr.ndim}-D data {arr.shape}; MRC files hold a volume, an image stack "
+                           "or a stack of volumes")
         vs = voxel_size_from_meta(meta, arr.ndim)
         stack = bool(rec.get("is_stack")) or path.lower().endswith(".mrcs")
         engine_write(path, arr, vs, origin=rec.get("origin", (0.0, 0.0, 0.0)), stack=stack)

@@ -2,6 +2,7 @@
 
 ``core`` measures the field libraries the core stands on: teamtomo's torch-fourier-shell-correlation
 against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughput for batched CTFs.
+``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
 """
 
 from __future__ import annotations
@@ -79,4 +80,11 @@ def bench_core(device: str = "cpu", sizes=(32, 64, 128), repeats: int = 3):
     yield Result(report)
 
 
-BENCHES = {"core": bench_core}
+def bench_sim(**kwargs):
+    """The simulators' throughput (:mod:`cryoforge.sim.bench`)."""
+    from .sim.bench import bench_sim as job
+
+    return job(**kwargs)
+
+
+BENCHES = {"core": bench_core, "sim": bench_sim}

@@ -1,6 +1,6 @@
 """The ``cryoforge`` command line.
 
-Built-in subcommands: ``info``, ``fsc``, ``sample``. Other installed packages add subcommands through
+Built-in subcommands: ``info``, ``fsc``, ``sample``, ``bench``, ``simulate`` (:mod:`cryoforge.sim.cli`). Other installed packages add subcommands through
 the ``cryoforge.commands`` entry-point group (the viewer package adds ``view``): each entry point
 names a function ``register(subparsers)`` that adds a parser with ``set_defaults(func=...)``.
 """
@@ -133,10 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core"], help="core: FSC and CTF throughput of the field libraries")
+    s.add_argument("name", choices=["core", "sim"],
+                   help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
     s.set_defaults(func=_cmd_bench)
+
+    from .sim.cli import register as register_simulate
+
+    register_simulate(sub)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from scipy import constants as C
 from torch_ctf import calculate_ctf_2d
+from torch_ctf.ctf_utils import calculate_total_phase_shift
 
 from .fourier import freq_radius
 
@@ -87,3 +88,23 @@ def apply_ctf(images, params: CTFParams, pixel_size: float):
     ctf = ctf_2d(params, imgs.shape[-2:], pixel_size, rfft=True, device=imgs.device).to(imgs.dtype)
     ft = torch.fft.rfftn(imgs, dim=(-2, -1)) * ctf
     return torch.fft.irfftn(ft, s=imgs.shape[-2:], dim=(-2, -1))
+
+
+def ctf_of_k2(params: CTFParams, k2, device=None):
+    """Isotropic CTF (``defocus_u`` only, B envelope included) at squared frequencies ``k2`` (1/Å²).
+
+    For 3-D filters such as a tomogram's transfer (:mod:`cryoforge.sim.tomo`): with a batch of
+    parameters the result is ``(N, *k2.shape)``. Uses torch-ctf's phase, like :func:`ctf_2d`.
+    """
+    k2 = torch.as_tensor(k2, dtype=torch.float32, device=device)
+    extra = (1,) * k2.ndim
+
+    def p(x):
+        x = _t(x, k2.device)
+        return x.reshape(*x.shape, *extra)
+
+    phase = calculate_total_phase_shift(
+        defocus_um=p(params.defocus_u) / 1e4, voltage_kv=p(params.voltage), spherical_aberration_mm=p(params.cs),
+        phase_shift_degrees=p(params.phase_shift), amplitude_contrast_fraction=p(params.amplitude_contrast),
+        fftfreq_grid_angstrom_squared=k2)
+    return -torch.sin(phase) * torch.exp(-p(params.bfactor) * k2 / 4)

@@ -90,13 +90,28 @@ def test_missing_voxel_size_warns(tmp_path):
     assert info.voxel_size == (1.0, 1.0, 1.0) and info.voxel_size_missing
 
 
-def test_four_d_data_is_refused(tmp_path):
-    with mrcfile.new(tmp_path / "4d.mrc") as m:
-        m.set_data(np.ones((2, 4, 4, 4), np.float32))
-    with pytest.raises(MrcError, match="4-D"):
-        read_mrc(tmp_path / "4d.mrc")
-    with pytest.raises(MrcError, match="4-D"):
-        write_mrc(tmp_path / "out.mrc", np.ones((2, 4, 4, 4)))
+def test_volume_stack_round_trip_and_five_d_refused(tmp_path):
+    data = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype(np.float32)
+    write_mrc(tmp_path / "vs.mrc", data, voxel_size=(2.0, 2.0, 2.0))
+    with mrcfile.open(tmp_path / "vs.mrc") as m:
+        assert m.is_volume_stack()
+    back, info = read_mrc(tmp_path / "vs.mrc")
+    np.testing.assert_array_equal(back, data)
+    assert info.is_volume_stack and not info.is_stack and info.layer_scale() == (1.0, 2.0, 2.0, 2.0)
+    with pytest.raises(MrcError, match="5-D"):
+        write_mrc(tmp_path / "out.mrc", np.ones((2, 2, 4, 4, 4)))
+
+
+def test_compact_dtypes(tmp_path):
+    q = np.arange(-128, 128, dtype=np.float32).reshape(4, 8, 8)
+    write_mrc(tmp_path / "q.mrc", q, dtype="int8")
+    back, info = read_mrc(tmp_path / "q.mrc")
+    assert info.file_dtype == "int8" and np.array_equal(back, q)
+    with pytest.raises(MrcError, match="int8"):
+        write_mrc(tmp_path / "bad.mrc", q + 0.5, dtype="int8")
+    write_mrc(tmp_path / "h.mrc", q / 7, dtype="float16")
+    back, info = read_mrc(tmp_path / "h.mrc")
+    assert info.file_dtype == "float16" and np.allclose(back, q / 7, rtol=1e-3)
 
 
 def test_failed_write_keeps_old_file(tmp_path):

@@ -47,19 +47,21 @@ def test_nan_map_opens_with_warning(make_napari_viewer, tmp_path, notifications)
     assert any(s == "warning" and "NaN" in m for s, m in notifications)
 
 
-def test_four_d_file_and_four_d_layer(make_napari_viewer, tmp_path, notifications):
+def test_volume_stack_file_and_five_d_layer(make_napari_viewer, tmp_path, notifications):
     import mrcfile
 
     with mrcfile.new(tmp_path / "4d.mrc") as m:
         m.set_data(np.ones((2, 4, 4, 4), np.float32))
+        m.voxel_size = 3.0
     viewer = make_napari_viewer()
-    assert viewer.open(str(tmp_path / "4d.mrc"), plugin="napari-cryoforge") == []
-    assert "4-D" in _errors(notifications)[-1]
-    viewer.add_image(np.ones((2, 4, 4, 4), np.float32), name="movie")
+    (layer,) = viewer.open(str(tmp_path / "4d.mrc"), plugin="napari-cryoforge")
+    assert layer.data.shape == (2, 4, 4, 4) and tuple(layer.scale) == (1.0, 3.0, 3.0, 3.0)
+    assert tuple(layer.axis_labels) == ("subtomogram", "z", "y", "x")
+    viewer.add_image(np.ones((2, 2, 4, 4, 4), np.float32), name="movie")
     from napari_cryoforge._writer import write_mrc as plugin_write
 
     assert plugin_write(str(tmp_path / "movie.mrc"), viewer.layers["movie"].data, {"name": "movie"}) == []
-    assert "4-D" in _errors(notifications)[-1]
+    assert "5-D" in _errors(notifications)[-1]
     assert not (tmp_path / "movie.mrc").exists()
 
 

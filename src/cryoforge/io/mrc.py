@@ -30,13 +30,14 @@ class MrcWarning(UserWarning):
 @dataclass
 class MrcInfo:
     path: str
-    shape: tuple[int, ...]  # (Z, Y, X) or (N, Y, X)
+    shape: tuple[int, ...]  # (Z, Y, X), (N, Y, X), or (N, Z, Y, X) for a volume stack
     voxel_size: tuple[float, float, float]  # Å, (x, y, z)
     origin: tuple[float, float, float]  # Å, (x, y, z)
     is_stack: bool
     file_dtype: str
     has_nonfinite: bool
     voxel_size_missing: bool = False
+    is_volume_stack: bool = False
 
     @property
     def pixel_size(self) -> float:
@@ -44,8 +45,10 @@ class MrcInfo:
         return self.voxel_size[0]
 
     def layer_scale(self) -> tuple[float, ...]:
-        """Layer ``scale`` for this data: voxel size per axis, particle axis of a stack scaled 1."""
+        """Layer ``scale`` for this data: voxel size per axis, the particle axis of a stack scaled 1."""
         vx, vy, vz = self.voxel_size
+        if self.is_volume_stack:
+            return (1.0, vz, vy, vx)
         return (1.0, vy, vx) if self.is_stack else (vz, vy, vx)
 
 
@@ -82,7 +85,8 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
 def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
-    Raises :class:`MrcError` with a clear message for missing, truncated, non-MRC or 4-D files;
+    A stack of volumes (MRC2014 ISPG 401) comes back as ``(N, Z, Y, X)`` with ``info.is_volume_stack``.
+    Raises :class:`MrcError` with a clear message for missing, truncated or non-MRC files;
     warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
     """
     path = Path(path)
@@ -94,10 +98,9 @@ def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
             warnings.warn(f"{path.name}: header is not MRC2014-compliant, read permissively ({notes[0]})",
                           MrcWarning, stacklevel=2)
         raw = mrc.data
-        if raw.ndim == 4:
-            raise MrcError(f"{path.name}: holds 4-D data {raw.shape} (a stack of volumes); "
-                           "cryoforge reads single volumes (Z, Y, X) and image stacks (N, Y, X)")
-        is_stack = raw.ndim == 2 or path.suffix.lower() in STACK_EXTENSIONS or bool(mrc.is_image_stack())
+        volume_stack = raw.ndim == 4
+        is_stack = not volume_stack and (raw.ndim == 2 or path.suffix.lower() in STACK_EXTENSIONS
+                                         or bool(mrc.is_image_stack()))
         vs = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
         origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))
         perm = _axis_permutation(mrc.header) if raw.ndim == 3 else None
@@ -120,22 +123,34 @@ def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
     nonfinite = not bool(np.isfinite(probe).all())
     if nonfinite:
         warnings.warn(f"{path.name}: contains NaN or infinite values", MrcWarning, stacklevel=2)
-    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing)
+    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing, volume_stack)
     return data, info
 
 
-def write_mrc(path, data, voxel_size=1.0, origin=(0.0, 0.0, 0.0), stack: bool | None = None) -> Path:
-    """Write ``data`` ((Z, Y, X), (N, Y, X) or (Y, X)) as float32 MRC, atomically (temp file + rename).
+WRITE_DTYPES = ("float32", "float16", "int8")
 
+
+def write_mrc(path, data, voxel_size=1.0, origin=(0.0, 0.0, 0.0), stack: bool | None = None,
+              dtype: str = "float32") -> Path:
+    """Write ``data`` as MRC, atomically (temp file + rename).
+
+    ``data``: (Z, Y, X), (N, Y, X), (Y, X) or a stack of volumes (N, Z, Y, X) (MRC2014 ISPG 401).
     ``voxel_size`` in Å (a number or ``(x, y, z)``); ``stack`` defaults to True for ``.mrcs``.
+    ``dtype``: float32 (mode 2), float16 (mode 12) or int8 (mode 0; values must be integers in
+    [-128, 127], e.g. data already quantised by the caller).
     """
     path = Path(path)
     arr = np.asarray(data)
-    if arr.ndim not in (2, 3):
-        raise MrcError(f"cannot write {arr.ndim}-D data {arr.shape} as MRC: need (Z, Y, X), (N, Y, X) or (Y, X)")
+    if arr.ndim not in (2, 3, 4):
+        raise MrcError(f"cannot write {arr.ndim}-D data {arr.shape} as MRC: need (Z, Y, X), (N, Y, X), (Y, X) "
+                       "or a stack of volumes (N, Z, Y, X)")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise MrcError(f"cannot write data of type {arr.dtype} as MRC (need real numbers)")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if dtype not in WRITE_DTYPES:
+        raise MrcError(f"dtype must be one of {WRITE_DTYPES}; got {dtype!r}")
+    if dtype == "int8" and (np.any(arr != np.round(arr)) or arr.min() < -128 or arr.max() > 127):
+        raise MrcError("int8 MRC data must be integers in [-128, 127]; quantise before writing")
+    arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype))
     if not np.isfinite(arr).all():
         warnings.warn(f"{path.name}: writing data that contain NaN or infinite values", MrcWarning, stacklevel=2)
     stack = path.suffix.lower() in STACK_EXTENSIONS if stack is None else stack

@@ -133,6 +133,9 @@ def write_particles_star(path, meta: ParticleMetadata) -> Path:
     if meta.shifts is not None:
         sh = np.asarray(meta.shifts, dtype=np.float64)
         parts["rlnOriginXAngst"], parts["rlnOriginYAngst"] = sh[:, 0], sh[:, 1]
+    for col in meta.table.columns:  # extra per-particle columns (e.g. rlnClassNumber) pass through
+        if col not in parts and col.startswith("rln") and len(meta.table) == n:
+            parts[col] = meta.table[col].to_numpy()
     optics_keys = np.zeros((n, 3))
     if meta.ctf is not None:
         for name, (col, _) in CTF_COLUMNS.items():

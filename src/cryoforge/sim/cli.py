@@ -1,0 +1,154 @@
+"""``cryoforge simulate map|subtomos|particles`` (defaults from seeds 000–003)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_SUBTOMO_SOURCES = ["phantom:proteasome", "phantom:ribosome", "phantom:ferritin", "phantom:multiblob"]
+
+
+def _map_args(s, box: int, voxel: float):
+    s.add_argument("--box", type=int, default=box, help=f"box size in voxels (default {box})")
+    s.add_argument("--voxel-size", type=float, default=voxel, help=f"Å per voxel (default {voxel:g})")
+    s.add_argument("--method", choices=["peng", "gaussian"], default="peng",
+                   help="peng: 5-Gaussian electron form factors; gaussian: Situs/molmap blur (needs --resolution)")
+    s.add_argument("--resolution", type=float, help="extra Gaussian blur to this resolution in Å")
+    s.add_argument("--bfactor", type=float, default=0.0, help="global B-factor in Å² (default 0)")
+
+
+def _spec(args):
+    from .sources import MapSpec
+
+    return MapSpec(args.box, args.voxel_size, args.method, args.resolution, args.bfactor)
+
+
+def _provenance(out: Path):
+    cmd = "cryoforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    info = json.loads((out / "dataset.json").read_text())
+    info["command"] = cmd
+    (out / "dataset.json").write_text(json.dumps(info, indent=1, default=float))
+
+
+def _cmd_map(args) -> int:
+    from ..io.mrc import write_mrc
+    from .sources import load_map
+
+    vol = load_map(args.source, _spec(args), seed=args.seed)
+    print(write_mrc(args.out, vol, args.voxel_size))
+    return 0
+
+
+def _cmd_subtomos(args) -> int:
+    import numpy as np
+
+    from ..jobs import run_cli
+    from .sources import load_map, source_name
+    from .subtomo import simulate_pairs_job
+    from .tomo import TomoParams
+
+    spec = _spec(args)
+    sources = args.sources or DEFAULT_SUBTOMO_SOURCES
+    maps = np.stack([load_map(s, spec, seed=args.seed) for s in sources])
+    params = TomoParams(voxel_size=args.voxel_size, tilt_step=args.tilt_step, cs=args.cs,
+                        defocus_min=args.defocus[0] * 1e4, defocus_max=args.defocus[1] * 1e4,
+                        amplitude_contrast=args.amplitude_contrast, bfactor=args.ctf_bfactor,
+                        snr=None if args.snr == 0 else args.snr, reconstruction=args.reconstruction,
+                        mtf=not args.no_mtf, ctf_correction=args.ctf_correction)
+    if args.snr < 0:
+        raise ValueError(f"snr must be positive (0 for noise-free); got {args.snr}")
+    job = simulate_pairs_job(maps, [source_name(s) for s in sources], args.n_pairs, params, args.wedge_a,
+                             args.wedge_b, args.max_shift, args.seed, out_dir=args.out, storage=args.storage)
+    ds = run_cli(job)
+    _provenance(Path(args.out))
+    print(f"wrote {len(ds)} pairs to {args.out}")
+    return 0
+
+
+def _cmd_particles(args) -> int:
+    from ..jobs import run_cli
+    from .particles import Ensemble, ParticleParams, simulate_particles_job, snr_from_db
+    from .sources import continuous_ensemble, discrete_ensemble, load_map, source_name, trajectory_ensemble
+
+    spec = _spec(args)
+    if args.dcd:
+        ens = trajectory_ensemble(args.sources[0], args.dcd, spec, args.stride)
+    elif args.weights:
+        if len(args.weights) != len(args.sources):
+            raise ValueError(f"--weights needs one weight per source ({len(args.sources)}); got {len(args.weights)}")
+        ens = discrete_ensemble(args.sources, args.weights, spec)
+    elif len(args.sources) == 2:
+        ens = continuous_ensemble(args.sources[0], args.sources[1], args.states, spec)
+    elif len(args.sources) == 1:
+        ens = Ensemble(load_map(args.sources[0], spec, seed=args.seed), None, names=[source_name(args.sources[0])])
+    else:
+        raise ValueError("give one source (homogeneous), two (continuous path, or discrete with --weights), "
+                         "several with --weights, or a topology with --dcd")
+    snr = snr_from_db(args.snr_db) if args.snr_db is not None else args.snr
+    params = ParticleParams(pixel_size=args.voxel_size, cs=args.cs, amplitude_contrast=args.amplitude_contrast,
+                            defocus_min=args.defocus[0] * 1e4, defocus_max=args.defocus[1] * 1e4,
+                            astigmatism=args.astigmatism, bfactor=args.ctf_bfactor, max_shift=args.max_shift,
+                            snr=None if snr == 0 else snr)
+    run_cli(simulate_particles_job(ens, args.n, params, args.seed, out_dir=args.out, storage=args.storage))
+    _provenance(Path(args.out))
+    print(f"wrote {args.n} particles to {args.out}")
+    return 0
+
+
+def _common_ctf(s, defocus, cs, ac):
+    s.add_argument("--defocus", type=float, nargs=2, default=defocus, metavar=("MIN", "MAX"),
+                   help=f"underfocus range in µm (default {defocus[0]:g} {defocus[1]:g})")
+    s.add_argument("--cs", type=float, default=cs, help=f"spherical aberration in mm (default {cs:g})")
+    s.add_argument("--amplitude-contrast", type=float, default=ac, help=f"fraction (default {ac:g})")
+    s.add_argument("--ctf-bfactor", type=float, default=0.0, help="CTF envelope B-factor in Å² (default 0)")
+    s.add_argument("--seed", type=int, default=0)
+
+
+def register(sub) -> None:
+    sim = sub.add_parser("simulate", help="simulate maps, subtomogram pairs or particle stacks")
+    ssub = sim.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    s = ssub.add_parser("map", help="density map of a phantom, PDB/mmCIF model or map file")
+    s.add_argument("source", help="phantom:KIND (proteasome, ribosome, ferritin, multiblob), PDB/mmCIF or MRC")
+    _map_args(s, 64, 2.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output .mrc")
+    s.set_defaults(func=_cmd_map)
+
+    s = ssub.add_parser("subtomos", help="subtomogram pairs (s_a without wedge, s_b with wedge) + ground truth")
+    s.add_argument("sources", nargs="*", help=f"structures (default: {' '.join(DEFAULT_SUBTOMO_SOURCES)})")
+    _map_args(s, 32, 12.0)
+    s.add_argument("--n-pairs", type=int, default=100)
+    s.add_argument("--snr", type=float, default=0.1, help="subtomogram SNR c/(1-c) (default 0.1; 0: noise-free)")
+    s.add_argument("--wedge-a", type=float, default=0.0, help="missing wedge of s_a in degrees (default 0)")
+    s.add_argument("--wedge-b", type=float, default=30.0, help="missing wedge of s_b in degrees (default 30: ±60°)")
+    s.add_argument("--tilt-step", type=float, default=1.0, help="degrees (default 1)")
+    s.add_argument("--max-shift", type=float, default=7.0, help="largest shift of s_b in voxels (default 7)")
+    s.add_argument("--reconstruction", choices=["fourier", "wbp"], default="fourier")
+    s.add_argument("--ctf-correction", choices=["none", "phase_flip"], default="none")
+    s.add_argument("--no-mtf", action="store_true", help="perfect detector (no sinc MTF)")
+    s.add_argument("--storage", choices=["float32", "float16", "int8"], default="float32")
+    _common_ctf(s, [2.0, 5.0], 2.7, 0.07)
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(func=_cmd_subtomos)
+
+    s = ssub.add_parser("particles", help="particle stack (.mrcs + RELION .star), homogeneous or heterogeneous")
+    s.add_argument("sources", nargs="+", help="one source; two for a continuous path (or discrete with --weights); "
+                                              "a topology PDB with --dcd")
+    _map_args(s, 64, 2.0)
+    s.add_argument("-n", type=int, default=1000, help="number of particles (default 1000)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--snr", type=float, default=0.1, help="linear SNR (default 0.1; 0: noise-free)")
+    g.add_argument("--snr-db", type=float, help="SNR in dB (e.g. -10)")
+    s.add_argument("--states", type=int, default=21, help="states along a continuous path (default 21)")
+    s.add_argument("--weights", type=float, nargs="+", help="discrete mixture weights, one per source")
+    s.add_argument("--dcd", help="DCD trajectory whose frames are the states (sources: its topology PDB)")
+    s.add_argument("--stride", type=int, default=1, help="use every STRIDE-th frame (default 1)")
+    s.add_argument("--max-shift", type=float, default=0.0, help="largest particle shift in pixels (default 0)")
+    s.add_argument("--astigmatism", type=float, default=0.0, help="largest |defocus U − V| in Å (default 0)")
+    s.add_argument("--storage", choices=["float32", "float16"], default="float32", help="MRC mode of the stack")
+    _common_ctf(s, [1.0, 2.0], 2.7, 0.1)
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(func=_cmd_particles)

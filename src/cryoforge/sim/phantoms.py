@@ -1,0 +1,118 @@
+"""Procedural macromolecule-like phantoms that need no files, as pseudo-atomic models.
+
+Each phantom is a cloud of pseudo-atoms (carbon, about one per 30 Å³ of protein-like volume) built
+from ellipsoidal subunits, sized like the real complex it imitates, so it goes through the same
+density code as a PDB model (:func:`cryoforge.sim.density.models_to_density`). ``seed`` jitters
+subunit sizes and positions and draws the atoms; the same seed gives the same phantom.
+
+========== ===============================================================================
+kind       shape
+========== ===============================================================================
+proteasome 20S-like: four stacked rings of seven subunits, ~150 Å long, ~110 Å wide (D7)
+ribosome   70S-like: a large and a small subunit with a cleft, ~250 Å (asymmetric)
+ferritin   apoferritin-like hollow 24-mer cage, outer Ø ~120 Å, cavity Ø ~80 Å (octahedral)
+multiblob  an asymmetric cluster of 6–9 blobs of different sizes, ~100 Å
+========== ===============================================================================
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .atoms import AtomicModel
+
+PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob")
+ATOM_VOLUME = 30.0  # Å³ per pseudo-atom
+
+
+def _ellipsoid(rng, center, radii, rotation=None) -> np.ndarray:
+    radii = np.asarray(radii, float)
+    n = max(8, int(4 / 3 * np.pi * radii.prod() / ATOM_VOLUME))
+    u = rng.normal(size=(n, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    pts = u * rng.random((n, 1)) ** (1 / 3) * radii
+    if rotation is not None:
+        pts = pts @ np.asarray(rotation).T
+    return pts + np.asarray(center, float)
+
+
+def _rot_z(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def _rot_x(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def octahedral_group() -> np.ndarray:
+    """The 24 proper rotations of the cube/octahedron, ``(24, 3, 3)``."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            m = np.zeros((3, 3))
+            for i, (j, s) in enumerate(zip(perm, signs)):
+                m[i, j] = s
+            if np.isclose(np.linalg.det(m), 1):
+                mats.append(m)
+    return np.array(mats)
+
+
+def _proteasome(rng):
+    parts = []
+    for ring, z in enumerate((-56, -19, 19, 56)):
+        outer = ring in (0, 3)  # alpha rings are slightly narrower
+        r_ring = 38 if outer else 42
+        phase = rng.uniform(0, 2 * np.pi / 7)
+        for k in range(7):
+            a = phase + 2 * np.pi * k / 7
+            radii = np.array([14, 17, 17]) * rng.uniform(0.92, 1.08, 3)
+            parts.append(_ellipsoid(rng, (r_ring * np.cos(a), r_ring * np.sin(a), z), radii, _rot_z(a)))
+    return np.concatenate(parts)
+
+
+def _ribosome(rng):
+    j = rng.uniform(0.95, 1.05, 6)
+    large = _ellipsoid(rng, (0, 0, -30), np.array([110, 95, 75]) * j[:3])
+    small = _ellipsoid(rng, (15, -10, 70), np.array([95, 60, 42]) * j[3:], _rot_z(0.4) @ _rot_x(0.25))
+    # carve the inter-subunit cleft and add a protruding stalk
+    pts = np.concatenate([large, small])
+    cleft = np.linalg.norm((pts - np.array([5, 0, 33])) / np.array([60, 40, 14]), axis=1) > 1
+    stalk = _ellipsoid(rng, (-95, 40, -10), np.array([30, 14, 14]) * rng.uniform(0.9, 1.1, 3), _rot_z(-0.6))
+    return np.concatenate([pts[cleft], stalk])
+
+
+def _ferritin(rng):
+    radii = np.array([12, 12, 25]) * rng.uniform(0.95, 1.05, 3)
+    # one subunit: a bundle lying tangent to the shell at a general position (off every symmetry axis)
+    center = np.array([0.25, 0.5, 0.83])
+    center = 50 * center / np.linalg.norm(center)
+    axis = np.cross(center, [1.0, 0, 0])
+    axis /= np.linalg.norm(axis)
+    other = np.cross(center / 50, axis)
+    rot = np.stack([other, center / 50, axis], axis=1)  # local z (long axis) -> tangent
+    sub = _ellipsoid(rng, center, radii, rot)
+    return np.concatenate([sub @ g.T for g in octahedral_group()])
+
+
+def _multiblob(rng):
+    n = rng.integers(6, 10)
+    centers = rng.normal(size=(n, 3)) * 22
+    parts = [_ellipsoid(rng, c, rng.uniform(8, 22, 3), _rot_z(rng.uniform(0, np.pi)) @ _rot_x(rng.uniform(0, np.pi)))
+             for c in centers]
+    return np.concatenate(parts)
+
+
+_BUILDERS = {"proteasome": _proteasome, "ribosome": _ribosome, "ferritin": _ferritin, "multiblob": _multiblob}
+
+
+def phantom_model(kind: str, seed: int = 0) -> AtomicModel:
+    """A pseudo-atomic model of one of :data:`PHANTOMS`."""
+    if kind not in _BUILDERS:
+        raise ValueError(f"unknown phantom {kind!r}; choose one of {', '.join(PHANTOMS)}")
+    pts = _BUILDERS[kind](np.random.default_rng(seed)).astype(np.float32)
+    n = len(pts)
+    return AtomicModel(pts, ["C"] * n, np.ones(n), np.zeros(n, np.float32), name=kind)

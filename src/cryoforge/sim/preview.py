@@ -1,0 +1,101 @@
+"""Quick looks at a simulation before generating a dataset (the Simulate dock's live preview).
+
+:func:`preview_job` yields ``Preview`` events — the clean map, one tilt image with CTF and MTF
+(noise-free and noisy), the noisy subtomogram, its Fourier amplitude and the sampling (wedge) mask —
+or, for particles, a few noise-free and noisy particle images; then a ``Result`` dict of them all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..conventions import random_rotations
+from ..ctf import ctf_2d
+from ..jobs import Preview, Progress, Result
+from .particles import Ensemble, ParticleParams, simulate_particles_job
+from .sources import MapSpec, load_map, resample_map
+from .tomo import TomoParams, detector_mtf, project_tilt_series, simulate_subtomograms, tilt_range_from_wedge, \
+    wedge_mask
+
+
+def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed: int = 0) -> np.ndarray:
+    """The map of a source string (:mod:`cryoforge.sim.sources`) or of an array at ``source_voxel`` Å."""
+    if isinstance(source, str):
+        return load_map(source, spec, seed=seed)
+    arr = np.asarray(source, np.float32)
+    if arr.ndim != 3:
+        raise ValueError(f"a source map must be a 3-D volume (Z, Y, X); got shape {arr.shape}")
+    return resample_map(arr, float(source_voxel or spec.voxel_size), spec.voxel_size, spec.box_size)
+
+
+def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float, noisy: bool,
+               generator=None) -> np.ndarray:
+    """One tilt image ``(n, n)``: projection at ``tilt`` degrees, CTF and MTF, with noise at the projection SNR
+    that gives the subtomogram SNR (noise σ from the same calibration as the reconstruction)."""
+    n = volume.shape[-1]
+    proj = project_tilt_series(torch.as_tensor(volume), rotation, [tilt])[0]
+    ft = torch.fft.rfft2(proj)
+    if params.apply_ctf:
+        ft = ft * ctf_2d(params.ctf_params(defocus), (n, n), params.voxel_size)
+    k = torch.sqrt(torch.fft.fftfreq(n)[:, None] ** 2 + torch.fft.rfftfreq(n)[None, :] ** 2)
+    mtf = detector_mtf(2 * k) if params.mtf else torch.ones_like(k)
+    img = torch.fft.irfft2(ft * mtf, s=(n, n))
+    if noisy and params.snr is not None:
+        n_tilts = int(round((2 * 60) / params.tilt_step)) + 1
+        # per-image SNR of a series whose reconstruction has SNR `snr`: roughly snr / n_tilts
+        sigma = float(img.std()) / np.sqrt(params.snr / n_tilts)
+        noise = torch.randn(img.shape, generator=generator)
+        img = img + sigma * torch.fft.irfft2(torch.fft.rfft2(noise) * mtf, s=(n, n))
+    return img.numpy()
+
+
+def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoParams | None = None,
+                wedge: float = 30.0, particles: ParticleParams | None = None, source_voxel: float | None = None,
+                seed: int = 0):
+    """Job: previews of one simulated subtomogram (``mode='subtomogram'``) or of 16 particles."""
+    if mode not in ("subtomogram", "particles"):
+        raise ValueError(f"mode must be 'subtomogram' or 'particles'; got {mode!r}")
+    yield Progress(0, 3, "building the map")
+    vol = source_volume(source, spec, source_voxel, seed)
+    vs = spec.voxel_size
+    out = {"map": vol}
+    yield Preview("clean map", vol, "volume", {"voxel_size": vs})
+    yield Progress(1, 3, "simulating")
+    if mode == "particles":
+        params = particles or ParticleParams(pixel_size=vs)
+        params.pixel_size = vs
+        ens = Ensemble(vol, None)
+        *_, last = simulate_particles_job(ens, 16, params, seed)
+        images = last.value[0]
+        clean = [e for e in simulate_particles_job(ens, 16, _noise_free(params), seed)][-1].value[0]
+        out.update(particles=images, particles_clean=clean)
+        yield Preview("particles (noise-free)", clean, "stack", {"voxel_size": vs})
+        yield Preview("particles", images, "stack", {"voxel_size": vs})
+    else:
+        params = (tomo or TomoParams(voxel_size=vs)).validate()
+        lo, hi = tilt_range_from_wedge(wedge)
+        rot = random_rotations(1, seed)[0]
+        defocus = 0.5 * (params.defocus_min + params.defocus_max)
+        g = torch.Generator().manual_seed(seed)
+        n = vol.shape[-1]
+        out["tilt_clean"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=False)
+        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=True, generator=g)
+        sub = simulate_subtomograms(vol[None], rot[None], None, torch.tensor([defocus]), lo, hi, params, g)[0]
+        out["subtomogram"] = sub.numpy()
+        amp = torch.fft.fftshift(torch.fft.fftn(sub).abs()).numpy()
+        out["fourier_amplitude"] = np.log1p(amp / (amp.mean() + 1e-12))
+        out["wedge"] = torch.fft.fftshift(wedge_mask((n, n, n), lo, hi, rfft=False)).numpy()
+        out["tilt_range"] = (lo, hi)
+        yield Preview("tilt 0° (CTF, MTF)", out["tilt_clean"], "image", {"voxel_size": vs})
+        yield Preview("tilt 0° with noise", out["tilt_noisy"], "image", {"voxel_size": vs})
+        yield Preview("subtomogram", out["subtomogram"], "volume", {"voxel_size": vs})
+        yield Preview("wedge", out["wedge"], "volume", {"voxel_size": 1.0 / (n * vs)})
+    yield Progress(3, 3, "done")
+    yield Result(out)
+
+
+def _noise_free(p: ParticleParams) -> ParticleParams:
+    from dataclasses import replace
+
+    return replace(p, snr=None)
