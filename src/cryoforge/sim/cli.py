@@ -25,8 +25,8 @@ def _spec(args):
     return MapSpec(args.box, args.voxel_size, args.method, args.resolution, args.bfactor)
 
 
-def _provenance(out: Path):
-    cmd = "cryoforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _provenance(out: Path, args):
+    cmd = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
     info = json.loads((out / "dataset.json").read_text())
     info["command"] = cmd
     (out / "dataset.json").write_text(json.dumps(info, indent=1, default=float))
@@ -62,7 +62,7 @@ def _cmd_subtomos(args) -> int:
     job = simulate_pairs_job(maps, [source_name(s) for s in sources], args.n_pairs, params, args.wedge_a,
                              args.wedge_b, args.max_shift, args.seed, out_dir=args.out, storage=args.storage)
     ds = run_cli(job)
-    _provenance(Path(args.out))
+    _provenance(Path(args.out), args)
     print(f"wrote {len(ds)} pairs to {args.out}")
     return 0
 
@@ -92,7 +92,7 @@ def _cmd_particles(args) -> int:
                             astigmatism=args.astigmatism, bfactor=args.ctf_bfactor, max_shift=args.max_shift,
                             snr=None if snr == 0 else snr)
     run_cli(simulate_particles_job(ens, args.n, params, args.seed, out_dir=args.out, storage=args.storage))
-    _provenance(Path(args.out))
+    _provenance(Path(args.out), args)
     print(f"wrote {args.n} particles to {args.out}")
     return 0
 

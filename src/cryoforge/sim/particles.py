@@ -40,6 +40,7 @@ from ..jobs import Log, Preview, Progress, Result
 from .tomo import check_snr
 
 CHUNK = 256
+PROJECT_CHUNK = 2048
 
 
 @dataclass
@@ -140,9 +141,12 @@ def project_ensemble(ens: Ensemble, rot: np.ndarray, lo: np.ndarray, frac: np.nd
     for k in range(len(ens.maps)):
         w = np.where(lo == k, 1 - frac, 0.0) + np.where((lo + 1 == k) & (frac > 0), frac, 0.0)
         idx = np.nonzero(w)[0]
-        if len(idx):
-            p = project_3d_to_2d(torch.from_numpy(ens.maps[k]), r_t[idx])
-            out[idx] += p * torch.from_numpy(w[idx].astype(np.float32))[:, None, None]
+        vol = torch.from_numpy(ens.maps[k])
+        for s in range(0, len(idx), PROJECT_CHUNK):  # bounded memory: padded 2n² slices per call
+            part = idx[s:s + PROJECT_CHUNK]
+            p = project_3d_to_2d(vol, r_t[part])
+            out[part] += p * torch.from_numpy(w[part].astype(np.float32))[:, None, None]
+            yield k + (s + len(part)) / len(idx), len(ens.maps)
         yield k + 1, len(ens.maps)
     yield out
 
@@ -192,7 +196,7 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
     total = len(ensemble.maps) + math.ceil(n_particles / CHUNK)
     for item in project_ensemble(ensemble, rots, lo, frac):
         if isinstance(item, tuple):
-            yield Progress(item[0], total, "projecting states")
+            yield Progress(int(item[0]), total, "projecting states")
         else:
             projections = item
     images = np.empty((n_particles, n, n), np.float32)
