@@ -8,6 +8,10 @@ from pathlib import Path
 from ._notify import report_error, report_warning
 
 EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
+# Unit of index axes (particle, subtomogram): napari compares units per world axis across layers and stops
+# rendering units with a warning when a stack's index axis ("pixel") meets a volume's z ("angstrom"), so index
+# axes carry the spatial unit too; their scale is 1 and their axis label says what they count.
+INDEX_UNIT = "angstrom"
 NULL_LAYER = [(None,)]  # napari's sentinel for "nothing to add": no second reader, no traceback
 
 
@@ -33,10 +37,10 @@ def layer_data(data, info, name: str):
     }
     if info.is_volume_stack:
         meta["axis_labels"] = ("subtomogram", "z", "y", "x")
-        meta["units"] = ("pixel", "angstrom", "angstrom", "angstrom")
+        meta["units"] = (INDEX_UNIT, "angstrom", "angstrom", "angstrom")
     elif info.is_stack:
         meta["axis_labels"] = ("particle", "y", "x")
-        meta["units"] = ("pixel", "angstrom", "angstrom")
+        meta["units"] = (INDEX_UNIT, "angstrom", "angstrom")
     else:
         meta["axis_labels"] = ("z", "y", "x")
         meta["units"] = ("angstrom",) * 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._reader import INDEX_UNIT
+
 VOXEL_SIZE = 2.0
 
 
@@ -39,7 +41,7 @@ def subtomogram_pairs():
     ds = read_pairs(sample_dir() / "subtomo_pairs")
     vs = ds.voxel_size
     rec = {"voxel_size": (vs,) * 3, "is_stack": False, "dataset": str(sample_dir() / "subtomo_pairs")}
-    common = {"scale": (1.0, vs, vs, vs), "units": ("pixel", "angstrom", "angstrom", "angstrom"),
+    common = {"scale": (1.0, vs, vs, vs), "units": (INDEX_UNIT, "angstrom", "angstrom", "angstrom"),
               "axis_labels": ("pair", "z", "y", "x"), "colormap": "gray"}
     maps = {"scale": (1.0, vs, vs, vs), "units": common["units"], "axis_labels": ("structure", "z", "y", "x"),
             "colormap": "gray", "visible": False}
@@ -63,9 +65,9 @@ def adk_particles():
            "star": str(d / "particles.star")}
     return [
         (states, {"name": "AdK closed, open (true states)", "scale": (1.0, ps, ps, ps), "colormap": "gray",
-                  "units": ("pixel", "angstrom", "angstrom", "angstrom"), "axis_labels": ("state", "z", "y", "x"),
+                  "units": (INDEX_UNIT, "angstrom", "angstrom", "angstrom"), "axis_labels": ("state", "z", "y", "x"),
                   "metadata": {"cryoforge": {"voxel_size": (ps,) * 3}}, "visible": False}, "image"),
         (stack, {"name": "AdK particles", "scale": (1.0, ps, ps), "colormap": "gray",
-                 "units": ("pixel", "angstrom", "angstrom"), "axis_labels": ("particle", "y", "x"),
+                 "units": (INDEX_UNIT, "angstrom", "angstrom"), "axis_labels": ("particle", "y", "x"),
                  "metadata": {"cryoforge": rec}}, "image"),
     ]

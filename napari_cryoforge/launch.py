@@ -6,32 +6,38 @@ PLUGIN = "napari-cryoforge"
 
 
 def open_viewer(files=(), sample: bool = False, show: bool = True):
-    """``(viewer, inspector)``: napari with the Volume inspector docked, ``files`` opened, optionally the sample."""
+    """``(viewer, inspector, simulate)``: napari with the Volume inspector and Simulate docks, ``files`` opened,
+    optionally the sample data (phantom + half maps, subtomogram pairs, AdK particles)."""
     import napari
 
     viewer = napari.Viewer(title="cryoforge", show=show)
     if sample:
-        viewer.open_sample(PLUGIN, "phantom")
+        for key in ("subtomograms", "adk_particles", "phantom"):
+            viewer.open_sample(PLUGIN, key)
     for f in files:
         viewer.open(str(f), plugin=PLUGIN)
     _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
-    return viewer, inspector
+    _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate", tabify=True)
+    return viewer, inspector, simulate
 
 
 def _cmd_view(args) -> int:
     import napari
 
-    viewer, dock = open_viewer(args.files, sample=args.sample or not args.files)
+    viewer, dock, sim = open_viewer(args.files, sample=args.sample or not args.files)
     if args.three_d:
         viewer.dims.ndisplay = 3
         viewer.camera.angles = (15, -35, 60)
     if args.fsc:
         dock.compute_fsc()
+    if args.simulate:
+        sim.update_preview()
     if args.screenshot:
         from qtpy.QtCore import QTimer
 
         def shoot():
-            if dock.job is not None and dock.job.running:
+            busy = [j for j in (dock.job, sim.preview_job) if j is not None and j.running]
+            if busy or (args.simulate and sim.last_preview is None):
                 QTimer.singleShot(200, shoot)
                 return
             viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
@@ -49,6 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
     p.add_argument("--sample", action="store_true", help="load the sample phantom and half maps (default with no files)")
     p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")
+    p.add_argument("--simulate", action="store_true", help="run the Simulate dock's preview on start")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)

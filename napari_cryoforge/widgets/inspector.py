@@ -109,7 +109,8 @@ class VolumeInspector(QWidget):
         return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
     def _refresh_layer_lists(self, *_):
-        names = [ly.name for ly in self.image_layers() if ly.ndim == 3]
+        names = [ly.name for ly in self.image_layers()
+                 if ly.ndim == 3 and not ((ly.metadata or {}).get("cryoforge") or {}).get("is_stack")]
         for combo, default in ((self.map_a, 0), (self.map_b, 1)):
             current = combo.currentText()
             combo.blockSignals(True)

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._jobs import start_job
+from .._reader import INDEX_UNIT
 from .._notify import report_error, report_info
 from .inspector import _canvas, voxel_size_of
 
@@ -301,7 +302,7 @@ class SimulateWidget(QWidget):
         """Add or update an image layer; ``lead`` leading axes (particle, subtomogram) are not spatial."""
         spatial = data.ndim - lead
         scale = (1.0,) * lead + (voxel_size,) * spatial
-        units = ("pixel",) * lead + ("angstrom",) * spatial
+        units = (INDEX_UNIT,) * lead + ("angstrom",) * spatial
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data

@@ -80,10 +80,12 @@ def test_sample_data_loads(make_napari_viewer):
 def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.launch import open_viewer
     from napari_cryoforge.widgets.inspector import VolumeInspector
+    from napari_cryoforge.widgets.simulate import SimulateWidget
 
-    viewer, dock = open_viewer(sample=True, show=False)
+    viewer, dock, simulate = open_viewer(sample=True, show=False)
     try:
-        assert isinstance(dock, VolumeInspector)
+        assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
+        assert {"s_a (no wedge)", "AdK particles", "phantom"} <= {ly.name for ly in viewer.layers}
         assert dock.map_a.count() == 3 and dock.map_a.currentText() != dock.map_b.currentText()
     finally:
         viewer.close()
