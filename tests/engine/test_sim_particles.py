@@ -123,3 +123,14 @@ def test_cli_simulate_commands(tmp_path, capsys):
     assert main(["simulate", "particles", "phantom:multiblob", "--snr", "-1", "--box", "48", "--voxel-size", "4",
                  "--out", str(tmp_path / "y")]) == 2
     assert "snr" in capsys.readouterr().err
+
+
+def test_trajectory_frames_become_states(shared_dir, tmp_path):
+    s = shared_dir / "structures"
+    assert main(["simulate", "particles", str(s / "adk_closed.pdb.gz"), "--dcd", str(s / "adk_dims.dcd"),
+                 "--stride", "32", "-n", "16", "--box", "48", "--voxel-size", "2.5", "--out", str(tmp_path)]) == 0
+    info = json.loads((tmp_path / "dataset.json").read_text())
+    assert len(info["ensemble"]["coords"]) == 4 and info["ensemble"]["names"][-1].endswith("frame96")
+    states, _ = read_mrc(tmp_path / "states.mrc")
+    assert states.shape == (4, 48, 48, 48)
+    assert np.corrcoef(states[0].ravel(), states[-1].ravel())[0, 1] < 0.99  # the frames differ
