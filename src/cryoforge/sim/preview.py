@@ -15,8 +15,8 @@ from ..ctf import ctf_2d
 from ..jobs import Preview, Progress, Result
 from .particles import Ensemble, ParticleParams, simulate_particles_job
 from .sources import MapSpec, load_map, resample_map
-from .tomo import TomoParams, detector_mtf, project_tilt_series, simulate_subtomograms, tilt_range_from_wedge, \
-    wedge_mask
+from .tomo import (TomoParams, detector_mtf, project_tilt_series, simulate_subtomograms, tilt_angles,
+                   tilt_range_from_wedge, wedge_mask)
 
 
 def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed: int = 0) -> np.ndarray:
@@ -30,7 +30,7 @@ def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed
 
 
 def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float, noisy: bool,
-               generator=None) -> np.ndarray:
+               generator=None, n_tilts: int = 121) -> np.ndarray:
     """One tilt image ``(n, n)``: projection at ``tilt`` degrees, CTF and MTF, with noise at the projection SNR
     that gives the subtomogram SNR (noise σ from the same calibration as the reconstruction)."""
     n = volume.shape[-1]
@@ -42,7 +42,6 @@ def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float
     mtf = detector_mtf(2 * k) if params.mtf else torch.ones_like(k)
     img = torch.fft.irfft2(ft * mtf, s=(n, n))
     if noisy and params.snr is not None:
-        n_tilts = int(round((2 * 60) / params.tilt_step)) + 1
         # per-image SNR of a series whose reconstruction has SNR `snr`: roughly snr / n_tilts
         sigma = float(img.std()) / np.sqrt(params.snr / n_tilts)
         noise = torch.randn(img.shape, generator=generator)
@@ -80,7 +79,8 @@ def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoPara
         g = torch.Generator().manual_seed(seed)
         n = vol.shape[-1]
         out["tilt_clean"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=False)
-        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=True, generator=g)
+        n_tilts = len(tilt_angles(lo, hi, params.tilt_step))
+        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=True, generator=g, n_tilts=n_tilts)
         sub = simulate_subtomograms(vol[None], rot[None], None, torch.tensor([defocus]), lo, hi, params, g)[0]
         out["subtomogram"] = sub.numpy()
         amp = torch.fft.fftshift(torch.fft.fftn(sub).abs()).numpy()
