@@ -32,8 +32,8 @@ from .._jobs import start_job
 from .._reader import INDEX_UNIT
 from .._notify import report_error, report_info
 from .inspector import _canvas, voxel_size_of
+from cryoforge.sim.phantoms import PHANTOMS  # numpy only: keeps torch out of the import
 
-PHANTOM_KINDS = ("proteasome", "ribosome", "ferritin", "multiblob")
 FILE_ITEM = "PDB / mmCIF file…"
 LAYER_PREFIX = "Layer: "
 
@@ -165,7 +165,7 @@ class SimulateWidget(QWidget):
     # ----------------------------------------------------------------- sources and parameters
     def _refresh_sources(self, *_):
         current = self.source.currentText()
-        items = [f"Phantom: {k}" for k in PHANTOM_KINDS]
+        items = [f"Phantom: {k}" for k in PHANTOMS]
         items += [LAYER_PREFIX + ly.name for ly in self.viewer.layers
                   if getattr(ly, "data", None) is not None and getattr(ly.data, "ndim", 0) == 3
                   and ly.__class__.__name__ == "Image" and not ly.name.startswith("sim:")]

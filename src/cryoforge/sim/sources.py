@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..fourier import lowpass
-from .atoms import AtomicModel, interpolate_coords, read_model, trajectory_models
+from .atoms import AtomicModel, interpolate_coords, read_model, superpose, trajectory_models
 from .density import model_to_density, models_to_density
 from .particles import Ensemble
 from .phantoms import PHANTOMS, phantom_model
@@ -100,8 +100,6 @@ def continuous_ensemble(source_a: str, source_b: str, n_states: int, spec: MapSp
 
 def trajectory_ensemble(topology: str, dcd: str, spec: MapSpec, stride: int = 1) -> Ensemble:
     """States = the frames of a DCD trajectory (coordinate = frame / last frame), superposed on frame 0."""
-    from .atoms import superpose
-
     frames = trajectory_models(load_model(topology), dcd, stride)
     ref = frames[0]
     xyz = np.stack([superpose(f.coords, ref.coords, ref.masses) for f in frames])
@@ -115,15 +113,10 @@ def discrete_ensemble(sources: list[str], weights, spec: MapSpec) -> Ensemble:
     models = [load_model(s) for s in sources]
     same = all(len(m) == len(models[0]) and m.elements == models[0].elements for m in models)
     if same:
-        xyz = np.stack([models[0].coords] + [superpose_to(m, models[0]) for m in models[1:]])
+        xyz = np.stack([models[0].coords] + [superpose(m.coords, models[0].coords, models[0].masses) for m in models[1:]])
         maps = models_to_density(xyz, models[0].elements, spec.box_size, spec.voxel_size, spec.method,
                                  spec.resolution, spec.bfactor, occupancy=models[0].occupancy).numpy()
     else:
         maps = np.stack([load_map(s, spec) for s in sources])
     return Ensemble(maps, np.linspace(0, 1, len(sources)), weights=weights, names=[source_name(s) for s in sources])
 
-
-def superpose_to(model: AtomicModel, ref: AtomicModel) -> np.ndarray:
-    from .atoms import superpose
-
-    return superpose(model.coords, ref.coords, ref.masses)
