@@ -23,15 +23,10 @@ def phantom_with_half_maps():
 
 
 def sample_dir():
-    """The shipped sample files: ``cryoforge/_sample_data`` in a wheel, ``sample_data/`` in a checkout."""
-    from pathlib import Path
+    """The shipped sample files (:func:`cryoforge.samples.sample_dir`)."""
+    from cryoforge.samples import sample_dir as engine_sample_dir
 
-    import cryoforge
-
-    for d in (Path(cryoforge.__file__).parent / "_sample_data", Path(__file__).resolve().parents[1] / "sample_data"):
-        if d.is_dir():
-            return d
-    raise FileNotFoundError("the sample_data folder is not installed")
+    return engine_sample_dir()
 
 
 def subtomogram_pairs():

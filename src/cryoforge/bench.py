@@ -3,6 +3,7 @@
 ``core`` measures the field libraries the core stands on: teamtomo's torch-fourier-shell-correlation
 against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughput for batched CTFs.
 ``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
+``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
 """
 
 from __future__ import annotations
@@ -87,4 +88,11 @@ def bench_sim(**kwargs):
     return job(**kwargs)
 
 
-BENCHES = {"core": bench_core, "sim": bench_sim}
+def bench_align(**kwargs):
+    """Gum-Net / ablations / classical / hybrid accuracy and speed, and averaging (:mod:`cryoforge.align.bench`)."""
+    from .align.bench import bench_align as job
+
+    return job(**kwargs)
+
+
+BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align}

@@ -93,8 +93,15 @@ def _cmd_bench(args) -> int:
     from .io.atomic import atomic_path
     from .jobs import run_cli
 
-    report = run_cli(BENCHES[args.name](device=args.device))
-    report["command"] = f"cryoforge bench {args.name} --device {args.device}"
+    options = {}
+    for item in args.option or []:
+        key, _, value = item.partition("=")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    report = run_cli(BENCHES[args.name](device=args.device, **options))
+    report["command"] = "cryoforge " + " ".join(getattr(args, "argv", []))
     text = json.dumps(report, indent=1)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -133,15 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim"],
-                   help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput")
+    s.add_argument("name", choices=["core", "sim", "align"],
+                   help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
+                        "align: Gum-Net / classical / hybrid accuracy and averaging")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
+    s.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="bench option, value as JSON (e.g. -o n_pairs=100 -o averaging=false)")
     s.set_defaults(func=_cmd_bench)
 
+    from .align.cli import register as register_align
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
+    register_align(sub)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:

@@ -57,6 +57,8 @@ def as_tensor(x, dtype=None) -> torch.Tensor:
     arr = np.asarray(x)
     if dtype is None:
         dtype = torch.float64 if arr.dtype == np.float64 else torch.float32
+    if not arr.flags.writeable:  # e.g. a pandas column: torch would share a read-only buffer
+        arr = arr.copy()
     return torch.as_tensor(arr, dtype=dtype)
 
 

@@ -82,7 +82,7 @@ def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.widgets.inspector import VolumeInspector
     from napari_cryoforge.widgets.simulate import SimulateWidget
 
-    viewer, dock, simulate = open_viewer(sample=True, show=False)
+    viewer, dock, simulate, align = open_viewer(sample=True, show=False)
     try:
         assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
         assert {"s_a (no wedge)", "AdK particles", "phantom"} <= {ly.name for ly in viewer.layers}

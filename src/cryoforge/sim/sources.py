@@ -44,13 +44,25 @@ def source_name(source: str) -> str:
     return source.split(":", 1)[1] if source.startswith("phantom:") else Path(source).name.split(".")[0]
 
 
+def _phantom_seed(source: str, seed: int) -> tuple[str, int]:
+    """``phantom:KIND@S`` fixes the phantom's seed to ``S`` (several distinct phantoms of one kind)."""
+    kind = source.split(":", 1)[1]
+    if "@" in kind:
+        kind, s = kind.split("@", 1)
+        try:
+            return kind, int(s)
+        except ValueError:
+            raise ValueError(f"source {source!r}: the phantom seed after '@' must be an integer") from None
+    return kind, seed
+
+
 def load_model(source: str, seed: int = 0) -> AtomicModel:
     """The atomic (or pseudo-atomic) model of a ``phantom:KIND`` or PDB / mmCIF source."""
     if source.startswith("phantom:"):
-        return phantom_model(source.split(":", 1)[1], seed)
+        return phantom_model(*_phantom_seed(source, seed))
     if _suffix(source) in MODEL_SUFFIXES:
         return read_model(source)
-    raise ValueError(f"source {source!r} is not a phantom (phantom:{'|'.join(PHANTOMS)}) or a PDB/mmCIF file")
+    raise ValueError(f"source {source!r} is not a phantom (phantom:{'|'.join(PHANTOMS)}[@seed]) or a PDB/mmCIF file")
 
 
 def resample_map(volume, from_voxel: float, to_voxel: float, box_size: int) -> np.ndarray:

@@ -92,7 +92,10 @@ class TomoParams:
         return self
 
     def ctf_params(self, defocus) -> CTFParams:
-        d = torch.as_tensor(defocus, dtype=torch.float32)
+        if isinstance(defocus, torch.Tensor):
+            d = defocus.float()
+        else:
+            d = torch.as_tensor(np.array(defocus, dtype=np.float32))
         return CTFParams(defocus_u=d, defocus_v=d, voltage=self.voltage, cs=self.cs,
                          amplitude_contrast=self.amplitude_contrast, bfactor=self.bfactor)
 

@@ -1,0 +1,366 @@
+"""Align & average dock: Gum-Net / classical / hybrid alignment of subtomogram pairs, visual QA,
+reference-free averaging with a live FSC, and Gum-Net training with a live loss plot.
+
+Engine jobs do the work (cryoforge.align.pipeline.align_pairs_job, cryoforge.align.average.average_dataset_job,
+cryoforge.align.train.train_gumnet_job); this widget gathers parameters and shows what they yield. Pair
+stacks (N, Z, Y, X) — such as the *subtomograms* sample — are aligned pair by pair (the pair index
+follows the viewer's slider) or all at once; when a layer comes from a pair dataset its wedge masks
+and ground truth are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._jobs import start_job
+from .._notify import report_error, report_info
+from .inspector import _canvas, voxel_size_of
+from .simulate import _ispin
+
+METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
+
+
+class AlignWidget(QWidget):
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job = None
+        self.last_result = None
+        self.losses: list[tuple[int, float]] = []
+        root = QVBoxLayout(self)
+
+        box = QGroupBox("Pair")
+        f = QFormLayout(box)
+        self.layer_a, self.layer_b = QComboBox(), QComboBox()
+        f.addRow("s_a (reference)", self.layer_a)
+        f.addRow("s_b (to align)", self.layer_b)
+        self.pair = _ispin(0, 0, 0, tip="index of the pair in (N, Z, Y, X) stacks; follows the viewer's slider")
+        f.addRow("pair index", self.pair)
+        self.method = QComboBox()
+        self.method.addItems(METHODS)
+        self.method.setToolTip("hybrid: Gum-Net then local classical refinement; classical: global SO(3) search "
+                               "with FFT translations and wedge-constrained correlation")
+        f.addRow("method", self.method)
+        row = QHBoxLayout()
+        self.checkpoint = QLineEdit()
+        self.checkpoint.setPlaceholderText("shipped Gum-Net (32³, 12 Å)")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse_checkpoint)
+        row.addWidget(self.checkpoint)
+        row.addWidget(browse)
+        f.addRow("checkpoint", row)
+        buttons = QHBoxLayout()
+        self.align_btn = QPushButton("Align pair")
+        self.align_btn.clicked.connect(self.align_pair)
+        self.all_btn = QPushButton("Align all")
+        self.all_btn.setToolTip("align every pair of the stacks; errors against the truth when known")
+        self.all_btn.clicked.connect(self.align_all)
+        self.limit = _ispin(50, 1, 100000, tip="how many pairs 'Align all' takes")
+        buttons.addWidget(self.align_btn)
+        buttons.addWidget(self.all_btn)
+        buttons.addWidget(QLabel("first"))
+        buttons.addWidget(self.limit)
+        f.addRow(buttons)
+        self.result_label = QLabel("\n" * 3)  # four lines reserved: method, pose, correlation, error
+        self.result_label.setWordWrap(True)
+        f.addRow(self.result_label)
+        root.addWidget(box)
+        self.err_canvas, self.err_axes = _canvas(1.6, 2)
+        self.err_canvas.setVisible(False)  # shown with the first histogram
+        root.addWidget(self.err_canvas)
+
+        avg = QGroupBox("Reference-free average (s_b of the dataset)")
+        g = QFormLayout(avg)
+        self.iterations = _ispin(4, 1, 50, tip="alignment / averaging iterations")
+        g.addRow("iterations", self.iterations)
+        self.avg_btn = QPushButton("Average")
+        self.avg_btn.clicked.connect(self.average)
+        g.addRow(self.avg_btn)
+        self.fsc_canvas, (self.fsc_ax,) = _canvas(1.7)
+        self.fsc_canvas.setVisible(False)
+        g.addRow(self.fsc_canvas)
+        root.addWidget(avg)
+
+        tr = QGroupBox("Train Gum-Net (unsupervised, simulated pairs)")
+        h = QFormLayout(tr)
+        self.steps = _ispin(200, 1, 1_000_000, tip="optimisation steps (16 pairs each)")
+        h.addRow("steps", self.steps)
+        self.train_out = QLineEdit(str(Path.home() / "gumnet.pt"))
+        self.train_out.setToolTip("checkpoint file; training resumes from it when it exists")
+        h.addRow("checkpoint out", self.train_out)
+        self.train_btn = QPushButton("Train")
+        self.train_btn.clicked.connect(self.train)
+        h.addRow(self.train_btn)
+        self.loss_canvas, (self.loss_ax,) = _canvas(1.5)
+        self.loss_canvas.setVisible(False)
+        h.addRow(self.loss_canvas)
+        root.addWidget(tr)
+
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        root.addWidget(self.cancel_btn)
+        root.addStretch(1)
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._follow_slider)
+        self._refresh_layers()
+
+    # ------------------------------------------------------------------ inputs
+    def image_layers(self):
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and ly.ndim in (3, 4)
+                and not ly.name.startswith("align:")]
+
+    def _refresh_layers(self, *_):
+        names = [ly.name for ly in self.image_layers()]
+        for combo, hint in ((self.layer_a, "s_a"), (self.layer_b, "s_b")):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            hinted = next((n for n in names if n.startswith(hint)), None)
+            pick = current if current in names and (current.startswith(hint) or hinted is None) else hinted
+            if pick:
+                combo.setCurrentText(pick)
+            combo.blockSignals(False)
+        a = self._layer(self.layer_a.currentText())
+        self.pair.setMaximum(max(0, a.data.shape[0] - 1) if a is not None and a.ndim == 4 else 0)
+
+    def _follow_slider(self, *_):
+        a = self._layer(self.layer_a.currentText())
+        if a is not None and a.ndim == 4:
+            self.pair.setValue(int(self.viewer.dims.current_step[0]))
+
+    def _browse_checkpoint(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Gum-Net checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            self.checkpoint.setText(path)
+
+    def _layer(self, name):
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def dataset(self):
+        """The pair dataset behind the chosen s_b layer, if it came from one (sample or simulate)."""
+        b = self._layer(self.layer_b.currentText())
+        d = None if b is None else b.metadata.get("cryoforge", {}).get("dataset")
+        return d if d and Path(d, "dataset.json").is_file() else None
+
+    def _inputs(self, single: bool):
+        a, b = self._layer(self.layer_a.currentText()), self._layer(self.layer_b.currentText())
+        if a is None or b is None:
+            raise ValueError("choose an s_a and an s_b image layer")
+        da, db = np.asarray(a.data, np.float32), np.asarray(b.data, np.float32)
+        if da.shape != db.shape:
+            raise ValueError(f"s_a and s_b must have the same shape; got {da.shape} and {db.shape}")
+        if da.ndim == 4:
+            if single:
+                i = self.pair.value()
+                da, db = da[i:i + 1], db[i:i + 1]
+            else:
+                da, db = da[: self.limit.value()], db[: self.limit.value()]
+        else:
+            da, db = da[None], db[None]
+        if len(set(da.shape[1:])) != 1:
+            raise ValueError(f"subtomograms must be cubic (n, n, n); got {da.shape[1:]} (Z, Y, X)")
+        return da, db, voxel_size_of(a)
+
+    def _truth_and_masks(self, offset: int, count: int, n: int):
+        d = self.dataset()
+        if d is None:
+            return None, None, None
+        from cryoforge.align.data import dataset_masks
+        from cryoforge.sim.subtomo import read_pairs
+
+        ds = read_pairs(d)
+        if ds.s_a.shape[-1] != n:
+            return None, None, None
+        ma, mb = dataset_masks(ds)
+        sl = slice(offset, offset + count)
+        return (ds.rotations()[sl], ds.shifts()[sl]), ma, mb
+
+    # ------------------------------------------------------------------ jobs
+    def _start(self, job, desc, on_result, on_event=None):
+        for b in (self.align_btn, self.all_btn, self.avg_btn, self.train_btn):
+            b.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.job = start_job(job, desc, on_event=on_event, on_result=on_result, on_finish=self._finished)
+
+    def _finished(self, handle):
+        for b in (self.align_btn, self.all_btn, self.avg_btn, self.train_btn):
+            b.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    def cancel(self):
+        if self.job is not None:
+            self.job.cancel()
+
+    def _busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def align_pair(self):
+        self._align(single=True)
+
+    def align_all(self):
+        self._align(single=False)
+
+    def _align(self, single: bool):
+        from cryoforge.align.pipeline import align_pairs_job
+
+        if self._busy():
+            return
+        try:
+            s_a, s_b, vs = self._inputs(single)
+            offset = self.pair.value() if single and self._layer(self.layer_a.currentText()).ndim == 4 else 0
+            truth, ma, mb = self._truth_and_masks(offset, len(s_a), s_a.shape[-1])
+            method = self.method.currentText()
+            ckpt = self.checkpoint.text().strip() or None
+            if method != "classical":
+                from cryoforge.align.pipeline import _load_model
+
+                _load_model(ckpt, s_a.shape[-1], "cpu")  # a wrong checkpoint fails here, clearly
+        except (ValueError, FileNotFoundError) as err:
+            report_error(f"Cannot align: {err}")
+            return
+        job = align_pairs_job(s_a, s_b, ma, mb, method, ckpt, truth=truth, voxel_size=vs)
+        self._vs = vs
+        self._start(job, f"{method} alignment of {len(s_a)} pair(s)",
+                    lambda r: self._show_alignment(r, s_a, s_b, vs, single))
+
+    def _set_layer(self, name, data, vs, colormap="gray", blending="translucent", visible=True):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.reset_contrast_limits()
+            return layer
+        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
+                                     visible=visible, units=("angstrom",) * 3)
+
+    def _show_alignment(self, result, s_a, s_b, vs, single):
+        import torch
+
+        from cryoforge.align.warp import warp_inverse
+        from cryoforge.conventions import matrix_to_euler_zyz
+
+        self.last_result = result
+        rot, sh = result["rotations"], result["shifts"]
+        warped = warp_inverse(torch.from_numpy(s_b[:1]), torch.from_numpy(rot[:1]), torch.from_numpy(sh[:1]))[0].numpy()
+        self._set_layer("align: s_a", s_a[0], vs, "gray")
+        self._set_layer("align: s_b", s_b[0], vs, "gray", visible=False)
+        self._set_layer("align: aligned s_b", warped, vs, "magenta", "additive")
+        ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
+        lines = [f"{result['method']}: {result['n_pairs']} pair(s), {result['pairs_per_s']:.1f} pairs/s",
+                 f"estimated rot/tilt/psi {ang[0]:.1f}° {ang[1]:.1f}° {ang[2]:.1f}°, shift "
+                 f"({sh[0, 0]:.2f}, {sh[0, 1]:.2f}, {sh[0, 2]:.2f}) voxels",
+                 f"wedge-constrained correlation {float(np.mean(result['corr_before'])):.3f} → "
+                 f"{float(np.mean(result['corr_after'])):.3f}"]
+        if "errors" in result:
+            e = result["errors"]
+            lines.append(f"error vs truth: {np.mean(e['rot_deg']):.2f}° (‖ΔR‖_F {np.mean(e['rot_frob']):.3f}), "
+                         f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
+        self.result_label.setText("\n".join(lines + [""] * (4 - len(lines))))
+        if not single and "errors" in result:
+            for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)")):
+                ax.clear()
+                ax.hist(result["errors"][key], bins=30, color="tab:blue")
+                ax.set_xlabel(unit, fontsize=7)
+                ax.tick_params(labelsize=6)
+            self.err_canvas.setVisible(True)
+            self.err_canvas.draw_idle()
+
+    def average(self):
+        from cryoforge.align.average import AverageConfig, average_dataset_job
+
+        if self._busy():
+            return
+        d = self.dataset()
+        if d is None:
+            report_error("Cannot average: the s_b layer does not come from a pair dataset "
+                         "(open the 'subtomograms' sample or simulate pairs with an output folder)")
+            return
+        self.fsc_ax.clear()
+        job = average_dataset_job(d, AverageConfig(iterations=self.iterations.value()))
+        self._start(job, "Reference-free averaging", self._show_average, self._on_average_event)
+
+    def _on_average_event(self, event):
+        from cryoforge.jobs import Preview
+
+        if not isinstance(event, Preview):
+            return
+        vs = event.meta.get("voxel_size", 1.0)
+        if event.kind == "volume":
+            self._set_layer("align: average", event.array, vs)
+        elif event.kind == "curve":
+            f, c = event.array
+            self.fsc_ax.plot(f, c, label=f"it {event.meta.get('iteration')}")
+            self.fsc_ax.axhline(0.143, color="green", lw=0.6, ls="--")
+            self.fsc_ax.set_xlabel("spatial frequency (1/Å)", fontsize=7)
+            self.fsc_ax.set_ylabel("gold-standard FSC", fontsize=7)
+            self.fsc_ax.tick_params(labelsize=6)
+            self.fsc_ax.legend(fontsize=6)
+            self.fsc_canvas.setVisible(True)
+            self.fsc_canvas.draw_idle()
+
+    def _show_average(self, result):
+        self.last_result = result
+        vs = result["voxel_size"]
+        self._set_layer("align: average", result["average"], vs)
+        res = result["report"]["iterations"][-1]["resolution_0.143_A"]
+        report_info(f"Average of {result['report']['n']} subtomograms: gold-standard FSC 0.143 at {res:.1f} Å")
+
+    def train(self):
+        from cryoforge.align.cli import _load_maps
+        from cryoforge.align.gumnet import GumNetConfig
+        from cryoforge.align.train import TrainConfig, train_gumnet_job
+
+        if self._busy():
+            return
+        try:
+            maps, names = _load_maps(self.dataset())
+            job = train_gumnet_job(maps, GumNetConfig(box=maps.shape[-1]), TrainConfig(val_pairs=12),
+                                   self.steps.value(), self.train_out.text().strip() or None, structures=names,
+                                   checkpoint_every=50, validate_every=50, metrics_every=5)
+        except (ValueError, FileNotFoundError) as err:
+            report_error(f"Cannot train: {err}")
+            return
+        self.losses = []
+        self._start(job, "Training Gum-Net", self._trained, self._on_train_event)
+
+    def _on_train_event(self, event):
+        from cryoforge.jobs import Metrics, Preview
+
+        if isinstance(event, Metrics) and "loss" in event.values:
+            self.losses.append((event.step, event.values["loss"]))
+            self.loss_ax.clear()
+            x, y = zip(*self.losses)
+            self.loss_ax.plot(x, y, color="tab:red")
+            self.loss_ax.set_xlabel("step", fontsize=7)
+            self.loss_ax.set_ylabel("1 − correlation", fontsize=7)
+            self.loss_ax.tick_params(labelsize=6)
+            self.loss_canvas.setVisible(True)
+            self.loss_canvas.draw_idle()
+        elif isinstance(event, Preview) and event.kind == "volume":
+            self._set_layer(f"align: train {event.name}", event.array, event.meta.get("voxel_size", 1.0),
+                            visible=event.name == "aligned s_b")
+
+    def _trained(self, result):
+        self.last_result = result
+        if result.get("checkpoint"):
+            self.checkpoint.setText(result["checkpoint"])
+        report_info(f"Gum-Net trained to step {result['step']} → {result['checkpoint']}")

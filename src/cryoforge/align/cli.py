@@ -1,0 +1,156 @@
+"""``cryoforge align train|run|average|bench`` (Gum-Net, classical and hybrid alignment, averaging)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+METHODS = ("gumnet", "classical", "hybrid")
+
+
+def _load_maps(source: str | None):
+    """Training maps: a pair-dataset folder (its maps.mrc), an MRC volume or volume stack; default: the sample set."""
+    import numpy as np
+
+    from ..io.mrc import read_mrc
+    from ..samples import SUBTOMO_PAIRS, sample_path
+
+    path = Path(source) if source else sample_path(SUBTOMO_PAIRS)
+    if path.is_dir():
+        info = json.loads((path / "dataset.json").read_text()) if (path / "dataset.json").is_file() else {}
+        data, _ = read_mrc(path / "maps.mrc")
+        names = info.get("structures")
+    else:
+        data, _ = read_mrc(path)
+        names = None
+    maps = np.asarray(data, dtype=np.float32)
+    maps = maps[None] if maps.ndim == 3 else maps
+    return maps, names or [f"{path.stem}{i}" for i in range(len(maps))]
+
+
+def _cmd_train(args) -> int:
+    from ..jobs import run_cli
+    from .gumnet import GumNetConfig
+    from .train import TrainConfig, train_gumnet_job
+
+    maps, names = _load_maps(args.maps)
+    net = GumNetConfig.preset(args.preset, box=maps.shape[-1], pooling=args.pooling, correlation=args.correlation,
+                              rotation=args.rotation)
+    train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
+                        loss=args.loss, curriculum_steps=args.curriculum)
+    res = run_cli(train_gumnet_job(maps, net, train, args.steps, args.checkpoint, not args.restart, names, args.device,
+                                   args.checkpoint_every, args.validate_every))
+    _stamp(args.checkpoint, args)
+    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
+    for k, v in res["metrics"].items():
+        print(f"  {k:24s} {v:.4g}")
+    return 0
+
+
+def _stamp(path, args) -> None:
+    """Record the command line inside the checkpoint's metrics (provenance of shipped checkpoints)."""
+    import torch
+
+    from ..io.atomic import atomic_path
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _cmd_run(args) -> int:
+    from ..jobs import run_cli
+    from .pipeline import align_dataset_job, write_alignment
+
+    res = run_cli(align_dataset_job(args.dataset, args.method, args.checkpoint, device=args.device,
+                                    limit=args.limit))
+    if args.out:
+        print(f"wrote {write_alignment(res, args.out)}")
+    summary = res["summary"]
+    for k, v in summary.items():
+        print(f"  {k:24s} {v:.4g}" if isinstance(v, float) else f"  {k:24s} {v}")
+    return 0
+
+
+def _cmd_average(args) -> int:
+    from ..io.mrc import write_mrc
+    from ..jobs import run_cli
+    from .average import AverageConfig, average_dataset_job
+
+    cfg = AverageConfig(iterations=args.iterations, seed=args.seed, lowpass=args.lowpass)
+    res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vs = res["voxel_size"]
+    write_mrc(out / "average.mrc", res["average"], vs)
+    write_mrc(out / "half1.mrc", res["half1"], vs)
+    write_mrc(out / "half2.mrc", res["half2"], vs)
+    (out / "average.json").write_text(json.dumps(res["report"], indent=1, default=float))
+    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, average.json; gold-standard FSC 0.143 at "
+          f"{res['report']['iterations'][-1]['resolution_0.143_A']:.1f} Å")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .train import export_weights
+
+    path = export_weights(args.checkpoint, args.out, half=not args.float32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, weights only)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
+    s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)
+
+    t = s.add_parser("train", help="train Gum-Net without supervision on pairs simulated from maps")
+    t.add_argument("--maps", help="pair-dataset folder or MRC (stack) of maps (default: the shipped 5 maps)")
+    t.add_argument("--checkpoint", required=True, help="checkpoint file (resumed when it exists)")
+    t.add_argument("--preset", default="small", help="architecture: paper, compact, small, tiny (default small)")
+    t.add_argument("--pooling", default="dct", choices=["dct", "max", "avg"], help="ablations MP/AP: max, avg")
+    t.add_argument("--correlation", default="siamese", choices=["siamese", "single"], help="ablation SC: single")
+    t.add_argument("--rotation", default="axis_angle", choices=["axis_angle", "zyz"],
+                   help="rotation output: rotation vector (default) or the paper's ZYZ angles")
+    t.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
+    t.add_argument("--batch", type=int, default=16, help="pairs per step (default 16)")
+    t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    t.add_argument("--curriculum", type=int, default=1500,
+                   help="steps over which pair rotations/shifts grow from 15°/1 voxel to 180°/7 voxels (0: off)")
+    t.add_argument("--loss", default="constrained", choices=["constrained", "imputed"],
+                   help="constrained: correlation over the sampled Fourier region (default); imputed: the paper's")
+    t.add_argument("--snr", type=float, nargs="+", default=[100.0, 0.1, 0.03], help="SNRs cycled per step")
+    t.add_argument("--val-pairs", type=int, default=48, help="held-out validation pairs (default 48)")
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--validate-every", type=int, default=100)
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_train)
+
+    r = s.add_parser("run", help="align the pairs of a dataset folder; errors against the truth when known")
+    r.add_argument("dataset", help="pair-dataset folder (cryoforge simulate subtomos)")
+    r.add_argument("--method", choices=METHODS, default="hybrid")
+    r.add_argument("--checkpoint", help="Gum-Net checkpoint (default: the shipped one)")
+    r.add_argument("--limit", type=int, help="align only the first N pairs")
+    r.add_argument("--out", help="write the estimated poses as a STAR file")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=_cmd_run)
+
+    e = s.add_parser("export", help="slim copy of a checkpoint: fp16 weights only (for shipping; cannot resume)")
+    e.add_argument("checkpoint")
+    e.add_argument("out")
+    e.add_argument("--float32", action="store_true", help="keep float32 weights")
+    e.set_defaults(func=_cmd_export)
+
+    a = s.add_parser("average", help="reference-free iterative averaging with gold-standard half sets")
+    a.add_argument("dataset", help="pair-dataset folder (its s_b subtomograms are averaged)")
+    a.add_argument("--side", choices=["a", "b"], default="b", help="which subtomograms of the pairs (default b)")
+    a.add_argument("--iterations", type=int, default=8, help="alignment/averaging iterations (default 8)")
+    a.add_argument("--lowpass", type=float, default=0.0, help="alignment low-pass in Å (0: from the FSC)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--device", default="cpu")
+    a.set_defaults(func=_cmd_average)

@@ -1,0 +1,163 @@
+"""Unsupervised Gum-Net training on simulated pairs, checkpoint loading and batched inference.
+
+Training pairs are simulated on the fly (:func:`cryoforge.align.data.training_batch`) from any set of
+maps — every step sees new rotations, shifts, defocus and noise; the SNR cycles through ``snrs``. The
+loop is the shared :func:`cryoforge.jobs.trainer.train_job` (resumable checkpoints, live events).
+Validation uses a fixed held-out set and reports rotation error (degrees and Frobenius) and
+translation error (voxels) against the truth, which training itself never sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..conventions import rotation_angle_deg, rotation_frobenius
+from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..jobs import Preview
+from ..jobs.trainer import train_job
+from ..sim.tomo import TomoParams
+from .data import centred_wedge, curriculum, simulate_pairs, training_batch
+from .gumnet import GumNet, GumNetConfig, gumnet_loss, standardize
+from .warp import params_to_pose, pearson
+
+KIND = "gumnet"
+ARCH_KEYS = ("box", "width", "head_channels", "fc_hidden", "pooling", "correlation", "rotation")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (the data: ``maps`` given separately; ``tomo`` is the simulator's TomoParams)."""
+
+    batch: int = 16
+    lr: float = 3e-4
+    curriculum_steps: int = 1500  # relative rotations/shifts ramp from 15°/1 voxel to 180°/max_shift (0: off)
+    loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
+    snrs: list = field(default_factory=lambda: [100.0, 0.1, 0.03])
+    wedge_b: float = 30.0
+    max_shift: float = 7.0
+    seed: int = 0
+    val_pairs: int = 48
+    tomo: dict = field(default_factory=lambda: asdict(TomoParams()))
+
+
+class GumNetTrainer:
+    """A :class:`cryoforge.jobs.trainer.Trainable` for Gum-Net."""
+
+    kind = KIND
+
+    def __init__(self, net: GumNetConfig, train: TrainConfig, maps, structures=None, device: str = "cpu"):
+        maps = np.asarray(maps, dtype=np.float32)
+        if maps.ndim != 4 or maps.shape[-1] != net.box or len(set(maps.shape[1:])) != 1:
+            raise ValueError(f"training maps must be a (K, {net.box}, {net.box}, {net.box}) stack for a box-{net.box} "
+                             f"Gum-Net; got shape {maps.shape}")
+        self.net_cfg, self.train_cfg, self.maps, self.device = net, train, maps, torch.device(device)
+        self.structures = list(structures or [f"map{i}" for i in range(len(maps))])
+        self.params = TomoParams(**train.tomo).validate()
+        self.model = GumNet(net).to(self.device)
+        self.modules = {"model": self.model}
+        self.optimizers = {"model": torch.optim.Adam(self.model.parameters(), lr=train.lr)}
+        self.config = {**net.as_dict(), "train": asdict(train), "structures": self.structures,
+                       "architecture_keys": list(ARCH_KEYS)}
+        self.mask_b = centred_wedge(net.box, -90 + train.wedge_b, 90 - train.wedge_b).to(self.device)
+        self._val = None
+
+    def train_step(self, step: int) -> dict:
+        c = self.train_cfg
+        max_angle, max_shift = curriculum(step, c.curriculum_steps, max_shift=c.max_shift)
+        s_a, s_b, _, _ = training_batch(self.maps, c.batch, self.params, c.snrs, c.seed, step, c.wedge_b, max_shift,
+                                        max_angle)
+        s_a, s_b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
+        self.model.train()
+        loss = gumnet_loss(self.model, s_a, s_b, self.mask_b, self.train_cfg.loss)
+        opt = self.optimizers["model"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.detach()), "max_angle_deg": max_angle}
+
+    def validation_set(self):
+        if self._val is None:
+            c = self.train_cfg
+            sets = [simulate_pairs(self.maps, max(1, c.val_pairs // len(c.snrs)),
+                                   TomoParams(**{**c.tomo, "snr": s}), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
+                                   max_shift=c.max_shift) for i, s in enumerate(c.snrs)]
+            self._val = [(s, torch.from_numpy(d.s_a), torch.from_numpy(d.s_b), torch.from_numpy(d.rotations()),
+                          torch.from_numpy(d.shifts())) for s, d in zip(c.snrs, sets)]
+        return self._val
+
+    @torch.no_grad()
+    def validate(self, step: int):
+        metrics, previews = {}, []
+        for snr, s_a, s_b, rot, sh in self.validation_set():
+            a, b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
+            self.model.eval()
+            r_hat, t_hat, warped = self.model.align(a, b, self.mask_b)
+            tag = f"snr{snr:g}"
+            metrics[f"{tag}_rot_deg"] = float(rotation_angle_deg(r_hat.cpu(), rot).mean())
+            metrics[f"{tag}_rot_frob"] = float(rotation_frobenius(r_hat.cpu(), rot).mean())
+            metrics[f"{tag}_trans_vox"] = float(torch.linalg.norm(t_hat.cpu() - sh, dim=1).mean())
+            metrics[f"{tag}_loss"] = float(gumnet_loss(self.model, a, b, self.mask_b, self.train_cfg.loss))
+            if not previews:
+                vs = {"voxel_size": self.params.voxel_size}
+                previews = [Preview("s_a", a[0].cpu().numpy(), "volume", vs),
+                            Preview("s_b", b[0].cpu().numpy(), "volume", vs),
+                            Preview("aligned s_b", warped[0].cpu().numpy(), "volume", vs)]
+        return metrics, previews
+
+
+def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig | None = None, steps: int = 1000,
+                     checkpoint=None, resume: bool = True, structures=None, device: str = "cpu",
+                     checkpoint_every: int = 100, validate_every: int = 100, metrics_every: int = 10):
+    """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job`."""
+    trainer = GumNetTrainer(net or GumNetConfig(box=np.asarray(maps).shape[-1]), train or TrainConfig(), maps,
+                            structures, device)
+    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+
+
+def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:
+    """A trained Gum-Net from a checkpoint (eval mode); ``box`` checks the data's size against the model's."""
+    payload = load_checkpoint(path, kind=KIND, map_location=device)
+    cfg = GumNetConfig(**{k: payload["config"][k] for k in ARCH_KEYS if k in payload["config"]})
+    if box is not None and box != cfg.box:
+        raise CheckpointError(f"this Gum-Net checkpoint was trained for {cfg.box}³ subtomograms, but the data "
+                              f"are {box}³; resample them to {cfg.box}³ or train a model for box {box}")
+    model = GumNet(cfg)
+    state = {k: v.float() for k, v in payload["state_dicts"]["model"].items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def gumnet_predict(model: GumNet, s_a, s_b, batch: int = 32, device: str | None = None):
+    """Batched inference: ``(R (N,3,3), t (N,3))`` with ``s_b ≈ T(R, t) s_a`` (inputs standardised here)."""
+    dev = next(model.parameters()).device if device is None else torch.device(device)
+    s_a, s_b = torch.as_tensor(np.asarray(s_a), dtype=torch.float32), torch.as_tensor(np.asarray(s_b), dtype=torch.float32)
+    if s_a.ndim == 3:
+        s_a, s_b = s_a[None], s_b[None]
+    model.check_input(s_a, s_b)
+    model.eval()
+    rots, shifts = [], []
+    for i in range(0, len(s_a), batch):
+        p = model(standardize(s_a[i:i + batch].to(dev)), standardize(s_b[i:i + batch].to(dev)))
+        r, t = params_to_pose(p, model.cfg.box, model.cfg.rotation)
+        rots.append(r.cpu())
+        shifts.append(t.cpu())
+    return torch.cat(rots), torch.cat(shifts)
+
+
+def export_weights(src, dst, half: bool = True):
+    """Write a slim copy of a Gum-Net checkpoint: model weights only (fp16 by default), no optimizer state.
+
+    The copy loads with :func:`load_gumnet` (weights are cast back to float32) but cannot resume training.
+    """
+    from ..io.checkpoint import save_checkpoint
+
+    payload = load_checkpoint(src, kind=KIND)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in payload["state_dicts"]["model"].items()}
+    extra = {k: v for k, v in payload["extra"].items() if k != "history"}
+    extra.update({"exported_from": str(src), "weights_dtype": "float16" if half else "float32",
+                  "history": [h for h in payload["extra"].get("history", []) if any(k.startswith("val_") for k in h)]})
+    return save_checkpoint(dst, KIND, payload["config"], {"model": state}, payload["metrics"], extra)

@@ -1,0 +1,90 @@
+"""Differentiable rigid warps, Fourier-mask rotation and missing-wedge imputation (Gum-Net's STN).
+
+Pose convention (:mod:`cryoforge.conventions`, :func:`cryoforge.geometry.transform_volumes`): a pair is
+related by ``s_b = T(R, t) s_a`` with ``T(R, t) V (p) = V(Rᵀ (p − t))``. Aligning ``s_b`` onto ``s_a``
+applies the inverse, ``ŝ_b(p) = s_b(R p + t)`` (:func:`warp_inverse`). Fourier masks are centred
+(``fftshift``-ed) full-grid volumes such as ``wedge_b.mrc`` of a pair dataset; rotating a volume by
+``R`` rotates its transform by ``R``, so the mask of ``ŝ_b`` is ``M_b(R k)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..conventions import euler_zyz_to_matrix
+from ..geometry import centered_grid
+
+
+def sample_at(volumes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """Trilinear samples of ``volumes`` ``(B, n, n, n)`` at centred voxel positions ``src`` ``(B, M, 3)`` (x, y, z); zeros outside."""
+    b, n = volumes.shape[0], volumes.shape[-1]
+    norm = 2 * (src + n // 2) / (n - 1) - 1  # align_corners=True
+    out = F.grid_sample(volumes[:, None], norm.reshape(b, 1, 1, -1, 3), mode="bilinear", padding_mode="zeros",
+                        align_corners=True)
+    return out.reshape(b, -1)
+
+
+def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """``ŝ(p) = s(R p + t)``: undo ``T(R, t)`` on ``(B, n, n, n)`` volumes (differentiable in R and t)."""
+    b, n = volumes.shape[0], volumes.shape[-1]
+    p = centered_grid((n, n, n), volumes.device, volumes.dtype).reshape(1, -1, 3)
+    src = p @ rotations.transpose(-1, -2)
+    if shifts is not None:
+        src = src + shifts[:, None, :]
+    return sample_at(volumes, src).reshape(b, n, n, n)
+
+
+def rotate_fourier_masks(masks: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Masks of ``warp_inverse``-ed volumes: ``M(R k)`` for centred masks ``(B, n, n, n)`` (no shift: |F| ignores it)."""
+    return warp_inverse(masks, rotations, None)
+
+
+def centred_fft(x: torch.Tensor) -> torch.Tensor:
+    """Full 3-D FFT with the zero frequency at index ``n // 2`` (the layout of the masks)."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
+
+
+def centred_ifft(ft: torch.Tensor) -> torch.Tensor:
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(ft, dim=dims), dim=dims), dim=dims).real
+
+
+def impute_wedge(s_a: torch.Tensor, warped_b: torch.Tensor, warped_mask_b: torch.Tensor) -> torch.Tensor:
+    """``ŝ_b`` with its unsampled Fourier region filled from ``s_a``: ``F⁻¹(F ŝ_b · M + F s_a · (1 − M))``."""
+    m = warped_mask_b.clamp(0, 1)
+    return centred_ifft(centred_fft(warped_b) * m + centred_fft(s_a) * (1 - m))
+
+
+ROTATION_PARAMS = ("axis_angle", "zyz")
+
+
+def params_to_pose(p: torch.Tensor, box: int, rotation: str = "zyz") -> tuple[torch.Tensor, torch.Tensor]:
+    """Gum-Net's sigmoid outputs ``(B, 6)`` in [0, 1] → rotations ``(B, 3, 3)`` and shifts ``(B, 3)`` voxels.
+
+    ``zyz`` as in the reference code: angles ``p·2π − π`` (RELION ZYZ rot, tilt, psi). Its output 0.5
+    is the identity *at the gimbal lock* (tilt 0), where a small rotation about x or y needs large,
+    opposite changes of rot and psi. ``axis_angle``: the rotation vector ``(2p − 1)·π`` — the identity
+    at 0.5 too, but smooth around it (every small rotation is a small change). Shifts ``(2p − 1)·box/2``.
+    """
+    if rotation not in ROTATION_PARAMS:
+        raise ValueError(f"rotation must be one of {ROTATION_PARAMS}; got {rotation!r}")
+    if rotation == "zyz":
+        angles = torch.rad2deg(p[:, :3] * 2 * math.pi - math.pi)
+        rot = euler_zyz_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
+    else:
+        from .classical import axis_angle_matrix
+
+        rot = axis_angle_matrix((p[:, :3] * 2 - 1) * math.pi)
+    shifts = (p[:, 3:] * 2 - 1) * (box / 2)
+    return rot, shifts
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation per sample over the last three axes, ``(B,)``."""
+    a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
+    b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
+    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + eps)

@@ -1,0 +1,106 @@
+"""The one training loop every model shares (Gum-Net, 3D-WGAN, cryoDRGN, Multi-CryoGAN).
+
+A model plugs in as a :class:`Trainable`: its modules and optimizers (what a checkpoint holds), a
+``train_step(step)`` returning scalar metrics, and optionally ``validate(step)`` returning metrics and
+preview arrays. :func:`train_job` is a job (:mod:`cryoforge.jobs`): it yields progress, running-mean
+training metrics, validation metrics and previews; it checkpoints atomically every
+``checkpoint_every`` steps, at the end, and when cancelled (so nothing finished is lost); with
+``resume=True`` it continues from the checkpoint's step. Steps draw their random data from
+``seed + step`` (the trainable's business), so a resumed run sees the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Protocol
+
+from .events import Log, Metrics, Preview, Progress, Result
+
+
+class Trainable(Protocol):
+    kind: str
+    config: dict
+    modules: dict
+    optimizers: dict
+
+    def train_step(self, step: int) -> dict: ...
+
+    def validate(self, step: int) -> tuple[dict, list[Preview]]: ...
+
+
+def _state(trainer: Trainable) -> dict:
+    states = {name: m.state_dict() for name, m in trainer.modules.items()}
+    states.update({f"optimizer.{name}": o.state_dict() for name, o in trainer.optimizers.items()})
+    return states
+
+
+def save_training(trainer: Trainable, path, step: int, history: list, wall_s: float, metrics: dict) -> Path:
+    from ..io.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, trainer.kind, trainer.config, _state(trainer), metrics,
+                           {"step": step, "history": history, "wall_s": wall_s})
+
+
+def load_training(trainer: Trainable, path) -> dict:
+    """Restore modules and optimizers from ``path``; refuses another kind or another configuration."""
+    from ..io.checkpoint import CheckpointError, load_checkpoint
+
+    payload = load_checkpoint(path, kind=trainer.kind)
+    arch = {k: v for k, v in payload["config"].items() if k in trainer.config.get("architecture_keys", ())}
+    mine = {k: trainer.config[k] for k in arch}
+    if arch != mine:
+        raise CheckpointError(f"{Path(path).name}: trained with {arch}, but this run asks for {mine}; "
+                              "use another checkpoint path or the same architecture")
+    for name, m in trainer.modules.items():
+        m.load_state_dict(payload["state_dicts"][name])
+    for name, o in trainer.optimizers.items():
+        o.load_state_dict(payload["state_dicts"][f"optimizer.{name}"])
+    return payload
+
+
+def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = True, checkpoint_every: int = 200,
+              validate_every: int = 100, metrics_every: int = 10):
+    """Job: run ``trainer`` to ``steps`` optimisation steps; ``Result`` is a dict (checkpoint, metrics, history)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1; got {steps}")
+    start, history, wall0 = 0, [], 0.0
+    if checkpoint is not None and resume and Path(checkpoint).is_file():
+        payload = load_training(trainer, checkpoint)
+        start, history = int(payload["extra"]["step"]), list(payload["extra"].get("history", []))
+        wall0 = float(payload["extra"].get("wall_s", 0.0))
+        yield Log(f"resumed from {Path(checkpoint).name} at step {start}")
+        if start >= steps:
+            yield Log(f"the checkpoint is already at step {start} ≥ {steps}: nothing to train")
+            yield Result({"checkpoint": str(checkpoint), "step": start, "wall_s": wall0,
+                          "metrics": payload.get("metrics", {}), "history": history})
+            return
+    t0 = time.monotonic()
+    step, last_val, running = start, {}, {}
+    wall = lambda: wall0 + time.monotonic() - t0  # noqa: E731
+    try:
+        for step in range(start + 1, steps + 1):
+            for k, v in trainer.train_step(step).items():
+                running.setdefault(k, []).append(float(v))
+            if step % metrics_every == 0 or step == steps:
+                means = {k: sum(v) / len(v) for k, v in running.items()}
+                running = {}
+                history.append({"step": step, "wall_s": round(wall(), 2), **means})
+                yield Metrics(means, step)
+            if validate_every and (step % validate_every == 0 or step == steps):
+                last_val, previews = trainer.validate(step)
+                history.append({"step": step, "wall_s": round(wall(), 2), **{f"val_{k}": v for k, v in last_val.items()}})
+                yield Metrics({f"val_{k}": v for k, v in last_val.items()}, step)
+                for p in previews:
+                    yield p
+            if checkpoint is not None and step % checkpoint_every == 0 and step < steps:
+                save_training(trainer, checkpoint, step, history, wall(), last_val)
+            yield Progress(step - start, steps - start, f"step {step}/{steps}")
+    except GeneratorExit:
+        if checkpoint is not None and step > start:
+            save_training(trainer, checkpoint, step, history, wall(), last_val)
+        raise
+    if checkpoint is not None:
+        save_training(trainer, checkpoint, steps, history, wall(), last_val)
+    yield Result({"checkpoint": None if checkpoint is None else str(checkpoint), "step": steps,
+                  "wall_s": wall(), "metrics": last_val, "history": history})
