@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 from .._jobs import start_job
 from .._notify import report_error, report_info
 from .inspector import _canvas, voxel_size_of
-from .simulate import _ispin
+from .simulate import _ispin, path_row
 
 METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
 
@@ -55,13 +55,7 @@ class AlignWidget(QWidget):
         self.method.setToolTip("hybrid: Gum-Net then local classical refinement; classical: global SO(3) search "
                                "with FFT translations and wedge-constrained correlation")
         f.addRow("method", self.method)
-        row = QHBoxLayout()
-        self.checkpoint = QLineEdit()
-        self.checkpoint.setPlaceholderText("shipped Gum-Net (32³, 12 Å)")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse_checkpoint)
-        row.addWidget(self.checkpoint)
-        row.addWidget(browse)
+        row, self.checkpoint = path_row("shipped Gum-Net (32³, 12 Å)", self._browse_checkpoint, "…")
         f.addRow("checkpoint", row)
         buttons = QHBoxLayout()
         self.align_btn = QPushButton("Align pair")

@@ -58,6 +58,18 @@ def _ispin(value, lo, hi, suffix="", tip=""):
     return w
 
 
+def path_row(placeholder: str, on_browse, button: str = "Browse…"):
+    """A line edit for a path with a browse button beside it: ``(layout, line_edit)``."""
+    row = QHBoxLayout()
+    edit = QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    browse = QPushButton(button)
+    browse.clicked.connect(on_browse)
+    row.addWidget(edit)
+    row.addWidget(browse)
+    return row, edit
+
+
 class SimulateWidget(QWidget):
     """Subtomogram pairs (s_a without wedge, s_b with wedge) or particle stacks from a phantom, layer or model."""
 
@@ -75,13 +87,7 @@ class SimulateWidget(QWidget):
         f = QFormLayout(src)
         self.source = QComboBox()
         f.addRow("structure", self.source)
-        row = QHBoxLayout()
-        self.path = QLineEdit()
-        self.path.setPlaceholderText("path to .pdb / .cif (.gz)")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path)
-        row.addWidget(browse)
+        row, self.path = path_row("path to .pdb / .cif (.gz)", self._browse)
         f.addRow("file", row)
         self.box = _ispin(32, 8, 256, " vox", "box size of the simulated volumes")
         self.voxel = _dspin(12.0, 0.1, 100.0, 1.0, " Å", tip="voxel size (seeds: 6–12 Å)")

@@ -13,7 +13,6 @@ is aligned to the true map and the FSC-0.143 resolution against it is reported i
 from __future__ import annotations
 
 import platform
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

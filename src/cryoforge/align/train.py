@@ -21,7 +21,7 @@ from ..jobs.trainer import train_job
 from ..sim.tomo import TomoParams
 from .data import centred_wedge, curriculum, simulate_pairs, training_batch
 from .gumnet import GumNet, GumNetConfig, gumnet_loss, standardize
-from .warp import params_to_pose, pearson
+from .warp import params_to_pose
 
 KIND = "gumnet"
 ARCH_KEYS = ("box", "width", "head_channels", "fc_hidden", "pooling", "correlation", "rotation")
