@@ -59,7 +59,7 @@ class JobHandle:
         if isinstance(event, Progress):
             if self.pbar.total != event.total:
                 self.pbar.total = event.total
-            self.pbar.update(event.step - self.pbar.n)
+            self.pbar.update(int(event.step) - self.pbar.n)
             self.pbar.set_description(f"{self.description}: {event.message}" if event.message else self.description)
         elif isinstance(event, Result):
             self.result = event.value

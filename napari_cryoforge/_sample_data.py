@@ -48,6 +48,25 @@ def subtomogram_pairs():
     ]
 
 
+def hyptest_subtomograms():
+    """One subtomogram of each of the 15 known complexes (SNR 0.03, ±60°) and the known-template set."""
+    from cryoforge.hyptest.cli import read_template_set
+    from cryoforge.sim.subtomo import read_pairs
+
+    d = sample_dir() / "hyptest" / "subtomos"
+    ds = read_pairs(d)
+    maps, names, vs = read_template_set(sample_dir() / "hyptest")
+    rec = {"voxel_size": (vs,) * 3, "is_stack": False, "dataset": str(d)}
+    common = {"scale": (1.0, vs, vs, vs), "units": (INDEX_UNIT, "angstrom", "angstrom", "angstrom"),
+              "colormap": "gray"}
+    return [
+        (maps, {"name": "known templates (" + ", ".join(names) + ")", "axis_labels": ("template", "z", "y", "x"),
+                "visible": False, "metadata": {"cryoforge": {"voxel_size": (vs,) * 3}}, **common}, "image"),
+        (ds.s_b, {"name": "s_b known complexes, SNR 0.03", "axis_labels": ("subtomogram", "z", "y", "x"),
+                  "metadata": {"cryoforge": rec}, **common}, "image"),
+    ]
+
+
 def adk_particles():
     """2000 particles of AdK along its closed→open path (64², 1.5 Å, SNR 0.1) and the two end states."""
     from cryoforge.io.mrc import read_mrc

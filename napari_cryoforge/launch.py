@@ -6,27 +6,28 @@ PLUGIN = "napari-cryoforge"
 
 
 def open_viewer(files=(), sample: bool = False, show: bool = True):
-    """``(viewer, inspector, simulate, align)``: napari with the Volume inspector, Simulate and Align & average
-    docks, ``files`` opened,
-    optionally the sample data (phantom + half maps, subtomogram pairs, AdK particles)."""
+    """``(viewer, inspector, simulate, align, hyptest)``: napari with the Volume inspector, Simulate, Align & average
+    and Hypothesis test docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
+    pairs, known-complex subtomograms, AdK particles)."""
     import napari
 
     viewer = napari.Viewer(title="cryoforge", show=show)
     if sample:
-        for key in ("subtomograms", "adk_particles", "phantom"):
+        for key in ("known_subtomograms", "subtomograms", "adk_particles", "phantom"):
             viewer.open_sample(PLUGIN, key)
     for f in files:
         viewer.open(str(f), plugin=PLUGIN)
     _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
     _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate", tabify=True)
     _, align = viewer.window.add_plugin_dock_widget(PLUGIN, "Align & average", tabify=True)
-    return viewer, inspector, simulate, align
+    _, hyptest = viewer.window.add_plugin_dock_widget(PLUGIN, "Hypothesis test", tabify=True)
+    return viewer, inspector, simulate, align, hyptest
 
 
 def _cmd_view(args) -> int:
     import napari
 
-    viewer, dock, sim, align = open_viewer(args.files, sample=args.sample or not args.files)
+    viewer, dock, sim, align, hyp = open_viewer(args.files, sample=args.sample or not args.files)
     if args.three_d:
         viewer.dims.ndisplay = 3
         viewer.camera.angles = (15, -35, 60)
@@ -47,12 +48,36 @@ def _cmd_view(args) -> int:
         align.align_pair()
         if align.job is not None:
             align.job.worker.finished.connect(lambda: focus(None))
+    if args.hyptest:
+        hyp.parentWidget().raise_()
+        layer = next((ly.name for ly in viewer.layers if ly.name.startswith("s_b known")), None)
+        if layer:
+            hyp.layer.setCurrentText(layer)
+            viewer.dims.set_current_step(0, 0)
+
+            def focus_hyp():
+                try:  # give the canvas room: the dock's histogram does not need half the window
+                    from qtpy.QtCore import Qt
+
+                    viewer.window._qt_window.resizeDocks([hyp.parentWidget()], [600], Qt.Orientation.Horizontal)
+                except (AttributeError, RuntimeError):
+                    pass
+                for ly in viewer.layers:  # the subtomogram (gray) and the best template fitted into it (red)
+                    ly.visible = ly.name in ("hyptest: subtomogram", "hyptest: template")
+                viewer.dims.ndisplay = 3
+                viewer.camera.angles = (15, -35, 60)
+                viewer.reset_view()
+
+            hyp.test_one()
+            if hyp.job is not None:
+                hyp.job.worker.finished.connect(focus_hyp)
     if args.screenshot:
         from qtpy.QtCore import QTimer
 
         def shoot():
-            busy = [j for j in (dock.job, sim.preview_job, align.job) if j is not None and j.running]
-            if busy or (args.simulate and sim.last_preview is None) or (args.align and align.last_result is None):
+            busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job) if j is not None and j.running]
+            if busy or (args.simulate and sim.last_preview is None) or (args.align and align.last_result is None) \
+                    or (args.hyptest and hyp.last_result is None):
                 QTimer.singleShot(200, shoot)
                 return
             viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
@@ -72,6 +97,8 @@ def register(subparsers) -> None:
     p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")
     p.add_argument("--simulate", action="store_true", help="run the Simulate dock's preview on start")
     p.add_argument("--align", action="store_true", help="align the shown subtomogram pair on start (Align & average)")
+    p.add_argument("--hyptest", action="store_true",
+                   help="test the first known-complex subtomogram on start (Hypothesis test dock)")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)

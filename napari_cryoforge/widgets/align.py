@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from .._jobs import start_job
 from .._notify import report_error, report_info
-from .inspector import _canvas, voxel_size_of
+from .inspector import _canvas, layer_combo, voxel_size_of
 from .simulate import _ispin, path_row
 
 METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
@@ -45,7 +45,7 @@ class AlignWidget(QWidget):
 
         box = QGroupBox("Pair")
         f = QFormLayout(box)
-        self.layer_a, self.layer_b = QComboBox(), QComboBox()
+        self.layer_a, self.layer_b = layer_combo(), layer_combo()
         f.addRow("s_a (reference)", self.layer_a)
         f.addRow("s_b (to align)", self.layer_b)
         self.pair = _ispin(0, 0, 0, tip="index of the pair in (N, Z, Y, X) stacks; follows the viewer's slider")

@@ -36,6 +36,14 @@ def _canvas(height: float, ncols: int = 1):
     return canvas, axes
 
 
+def layer_combo(min_chars: int = 24) -> QComboBox:
+    """A layer chooser whose width does not grow with long layer names (the dock would push the canvas away)."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(min_chars)
+    return combo
+
+
 def voxel_size_of(layer) -> float:
     rec = (layer.metadata or {}).get("cryoforge") or {}
     if "voxel_size" in rec:
@@ -63,7 +71,7 @@ class VolumeInspector(QWidget):
 
         box = QGroupBox("Fourier shell correlation")
         form = QFormLayout(box)
-        self.map_a, self.map_b = QComboBox(), QComboBox()
+        self.map_a, self.map_b = layer_combo(), layer_combo()
         form.addRow("map A", self.map_a)
         form.addRow("map B", self.map_b)
         self.mask_radius = QDoubleSpinBox()

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from .._jobs import start_job
 from .._reader import INDEX_UNIT
 from .._notify import report_error, report_info
-from .inspector import _canvas, voxel_size_of
+from .inspector import _canvas, layer_combo, voxel_size_of
 from cryoforge.sim.phantoms import PHANTOMS  # numpy only: keeps torch out of the import
 
 FILE_ITEM = "PDB / mmCIF file…"
@@ -85,7 +85,7 @@ class SimulateWidget(QWidget):
 
         src = QGroupBox("Source")
         f = QFormLayout(src)
-        self.source = QComboBox()
+        self.source = layer_combo()
         f.addRow("structure", self.source)
         row, self.path = path_row("path to .pdb / .cif (.gz)", self._browse)
         f.addRow("file", row)

@@ -4,6 +4,7 @@
 against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughput for batched CTFs.
 ``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
 ``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
+``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
 """
 
 from __future__ import annotations
@@ -95,4 +96,12 @@ def bench_align(**kwargs):
     return job(**kwargs)
 
 
-BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align}
+def bench_hyptest(**kwargs):
+    """Hypothesis tests: success on known structures, false positives rejected, calibration, speed
+    (:mod:`cryoforge.hyptest.bench`)."""
+    from .hyptest.bench import bench_hyptest as job
+
+    return job(**kwargs)
+
+
+BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest}

@@ -140,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim", "align"],
+    s.add_argument("name", choices=["core", "sim", "align", "hyptest"],
                    help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
-                        "align: Gum-Net / classical / hybrid accuracy and averaging")
+                        "align: Gum-Net / classical / hybrid accuracy and averaging; "
+                        "hyptest: template-matching hypothesis tests")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
     s.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
@@ -150,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_bench)
 
     from .align.cli import register as register_align
+    from .hyptest.cli import register as register_hyptest
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
     register_align(sub)
+    register_hyptest(sub)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:

@@ -44,13 +44,16 @@ def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinea
     sh = torch.zeros(3, dtype=dt, device=dev) if shifts is None else as_tensor(shifts, dt).to(dev)
     rot = rot.expand(b, 3, 3)
     sh = sh.expand(b, 3)
-    p = centered_grid(shape, dev, dt).reshape(1, -1, 3)  # output positions (x, y, z)
-    # source = R^T (p - t): with row vectors, (p - t) @ R
-    src = (p - sh[:, None, :]) @ rot
-    center = torch.tensor([box_center(n) for n in shape[::-1]], dtype=dt, device=dev)
-    size = torch.tensor(shape[::-1], dtype=dt, device=dev)
-    norm = 2 * (src + center) / (size - 1) - 1  # align_corners=True
-    grid = norm.reshape(b, *shape, 3)
+    # source = Rᵀ (p − t) about the centre c (index n//2), as one affine map of align_corners=True normalised
+    # coordinates u = (idx − a)/a, a = (n − 1)/2: u_src = Rᵀ u + (Rᵀ (d − t) − d)/a with d = a − c.
+    a = torch.tensor([(n - 1) / 2 for n in shape[::-1]], dtype=dt, device=dev)
+    d = a - torch.tensor([box_center(n) for n in shape[::-1]], dtype=dt, device=dev)
+    rt = rot.transpose(-1, -2)
+    scale = a[:, None] / a[None, :]  # anisotropic boxes: u_src,i = Σ_j Rᵀ_ij a_j u_j / a_i
+    lin = rt * scale.T[None] if len(set(shape)) > 1 else rt
+    off = ((rt @ (d - sh)[..., None])[..., 0] - d) / a
+    theta = torch.cat([lin, off[..., None]], -1)
+    grid = F.affine_grid(theta, [b, 1, *shape], align_corners=True)
     out = F.grid_sample(vol[:, None], grid, mode=mode, padding_mode=padding_mode, align_corners=True)[:, 0]
     return out[0] if squeeze else out
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 GUMNET_CHECKPOINT = "gumnet/gumnet_small.pt"
 SUBTOMO_PAIRS = "subtomo_pairs"
+HYPTEST_TEMPLATES = "hyptest"
+HYPTEST_MODEL = "hyptest/wgan_regressor.pt"
 
 
 def sample_dir() -> Path:

@@ -149,15 +149,8 @@ def gumnet_predict(model: GumNet, s_a, s_b, batch: int = 32, device: str | None 
 
 
 def export_weights(src, dst, half: bool = True):
-    """Write a slim copy of a Gum-Net checkpoint: model weights only (fp16 by default), no optimizer state.
+    """A slim copy of a Gum-Net checkpoint (:func:`cryoforge.io.checkpoint.export_checkpoint`); loads with
+    :func:`load_gumnet` but cannot resume training."""
+    from ..io.checkpoint import export_checkpoint
 
-    The copy loads with :func:`load_gumnet` (weights are cast back to float32) but cannot resume training.
-    """
-    from ..io.checkpoint import save_checkpoint
-
-    payload = load_checkpoint(src, kind=KIND)
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in payload["state_dicts"]["model"].items()}
-    extra = {k: v for k, v in payload["extra"].items() if k != "history"}
-    extra.update({"exported_from": str(src), "weights_dtype": "float16" if half else "float32",
-                  "history": [h for h in payload["extra"].get("history", []) if any(k.startswith("val_") for k in h)]})
-    return save_checkpoint(dst, KIND, payload["config"], {"model": state}, payload["metrics"], extra)
+    return export_checkpoint(src, dst, KIND, half)

@@ -64,3 +64,18 @@ def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
         raise CheckpointError(f"{path.name}: is a '{payload.get('kind')}' checkpoint, but a '{kind}' "
                               "checkpoint is needed here")
     return payload
+
+
+def export_checkpoint(src, dst, kind: str | tuple, half: bool = True) -> Path:
+    """Write a slim copy of a training checkpoint: module weights only (fp16 by default), no optimizer state,
+    validation history kept. Loaders cast weights back to float32; the copy cannot resume training."""
+    payload = load_checkpoint(src)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if payload["kind"] not in kinds:
+        raise CheckpointError(f"{Path(src).name}: a '{payload['kind']}' checkpoint, expected {' or '.join(kinds)}")
+    states = {name: {k: (v.half() if half and v.is_floating_point() else v) for k, v in sd.items()}
+              for name, sd in payload["state_dicts"].items() if not name.startswith("optimizer.")}
+    extra = {k: v for k, v in payload["extra"].items() if k != "history"}
+    extra.update({"exported_from": Path(src).name, "weights_dtype": "float16" if half else "float32",
+                  "history": [h for h in payload["extra"].get("history", []) if any(k.startswith("val_") for k in h)]})
+    return save_checkpoint(dst, payload["kind"], payload["config"], states, payload["metrics"], extra)

@@ -111,7 +111,7 @@ def register(sub) -> None:
     ssub = sim.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     s = ssub.add_parser("map", help="density map of a phantom, PDB/mmCIF model or map file")
-    s.add_argument("source", help="phantom:KIND (proteasome, ribosome, ferritin, multiblob), PDB/mmCIF or MRC")
+    s.add_argument("source", help="phantom:KIND[@SEED] (proteasome, ribosome, ferritin, multiblob, assembly), PDB/mmCIF or MRC")
     _map_args(s, 64, 2.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output .mrc")

@@ -12,6 +12,7 @@ proteasome 20S-like: four stacked rings of seven subunits, ~150 Å long, ~110 Å
 ribosome   70S-like: a large and a small subunit with a cleft, ~250 Å (asymmetric)
 ferritin   apoferritin-like hollow 24-mer cage, outer Ø ~120 Å, cavity Ø ~80 Å (octahedral)
 multiblob  an asymmetric cluster of 6–9 blobs of different sizes, ~100 Å
+assembly   a larger asymmetric complex: 10–15 subunits of different sizes around a core, ~200 Å
 ========== ===============================================================================
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .atoms import AtomicModel
 
-PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob")
+PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob", "assembly")
 ATOM_VOLUME = 30.0  # Å³ per pseudo-atom
 
 
@@ -106,7 +107,19 @@ def _multiblob(rng):
     return np.concatenate(parts)
 
 
-_BUILDERS = {"proteasome": _proteasome, "ribosome": _ribosome, "ferritin": _ferritin, "multiblob": _multiblob}
+def _assembly(rng):
+    core = _ellipsoid(rng, (0, 0, 0), np.array([45, 35, 28]) * rng.uniform(0.85, 1.15, 3),
+                      _rot_z(rng.uniform(0, np.pi)) @ _rot_x(rng.uniform(0, np.pi)))
+    parts = [core]
+    for _ in range(rng.integers(10, 16)):
+        d = rng.normal(size=3)
+        c = d / np.linalg.norm(d) * rng.uniform(35, 85)
+        parts.append(_ellipsoid(rng, c, rng.uniform(10, 26, 3), _rot_z(rng.uniform(0, np.pi)) @ _rot_x(rng.uniform(0, np.pi))))
+    return np.concatenate(parts)
+
+
+_BUILDERS = {"proteasome": _proteasome, "ribosome": _ribosome, "ferritin": _ferritin, "multiblob": _multiblob,
+             "assembly": _assembly}
 
 
 def phantom_model(kind: str, seed: int = 0) -> AtomicModel:

@@ -1,0 +1,377 @@
+"""Hypothesis-test dock: is the best-matching known template significant against GAN pseudo-complexes?
+
+Pick a subtomogram layer (a volume, or a stack whose index follows the viewer's slider) and a template
+set; the engine (cryoforge.hyptest.montecarlo.HypothesisTester) scores the known templates, draws the
+null set of pseudo-complexes for the best one and scores them in the background. The histogram of
+pseudo-complex scores grows live, with a vertical line per known template (the best in red, labelled
+with its rank and p̂) and the p = α threshold in green, as in the paper's Figure 4. Click a line to show
+that template fitted into the subtomogram, or a bar to show the pseudo-complex nearest to it. *Test
+all* runs every subtomogram of the stack and fills a table with p̂, the Benjamini–Hochberg q and the
+verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._jobs import start_job
+from .._notify import report_error, report_info
+from .inspector import _canvas, layer_combo, voxel_size_of
+from .simulate import _dspin, _ispin, path_row
+
+TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
+LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
+
+
+class HypTestWidget(QWidget):
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job = None
+        self.tester = None
+        self._tester_key = None
+        self.last_result = None
+        self.table_result = None
+        self._known, self._pseudo = None, None
+        root = QVBoxLayout(self)
+
+        box = QGroupBox("Subtomogram and templates")
+        f = QFormLayout(box)
+        self.layer = layer_combo()
+        f.addRow("subtomogram", self.layer)
+        self.index = _ispin(0, 0, 0, tip="index in an (N, Z, Y, X) stack; follows the viewer's slider")
+        f.addRow("index", self.index)
+        tilt = QHBoxLayout()
+        self.tilt_min = _dspin(-60, -90, 0, 5, "°", 1, "lowest tilt (missing-wedge mask); a pair dataset's own wedge wins")
+        self.tilt_max = _dspin(60, 0, 90, 5, "°", 1, "highest tilt")
+        tilt.addWidget(self.tilt_min)
+        tilt.addWidget(self.tilt_max)
+        f.addRow("tilt range", tilt)
+        row, self.templates = path_row("shipped 15 known complexes (32³, 12 Å)", self._browse_templates, "…")
+        f.addRow("templates", row)
+        row, self.model = path_row("shipped 3D-WGAN + regressor", self._browse_model, "…")
+        f.addRow("GAN model", row)
+        self.n_pseudo = _ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
+        f.addRow("pseudo-complexes", self.n_pseudo)
+        self.alpha = _dspin(0.01, 0.0001, 0.5, 0.005, "", 4, "significance threshold α")
+        f.addRow("α", self.alpha)
+        self.prior = _dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
+        f.addRow("prior π", self.prior)
+        buttons = QHBoxLayout()
+        self.test_btn = QPushButton("Test subtomogram")
+        self.test_btn.clicked.connect(self.test_one)
+        self.all_btn = QPushButton("Test all")
+        self.all_btn.clicked.connect(self.test_all)
+        self.limit = _ispin(20, 1, 100_000, tip="how many subtomograms 'Test all' takes")
+        buttons.addWidget(self.test_btn)
+        buttons.addWidget(self.all_btn)
+        buttons.addWidget(QLabel("first"))
+        buttons.addWidget(self.limit)
+        f.addRow(buttons)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        f.addRow(self.cancel_btn)
+        root.addWidget(box)
+
+        self.summary = QLabel("\n\n")
+        self.summary.setWordWrap(True)
+        root.addWidget(self.summary)
+        self.canvas, (self.ax,) = _canvas(2.6)
+        self.canvas.mpl_connect("pick_event", self._picked)
+        root.addWidget(self.canvas)
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        self.table.setVisible(False)
+        self.table.cellClicked.connect(lambda r, _c: self._show_row(r))
+        root.addWidget(self.table)
+        root.addStretch(1)
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._follow_slider)
+        self.layer.currentTextChanged.connect(lambda *_: self._refresh_index())
+        self._refresh_layers()
+
+    # ------------------------------------------------------------------ inputs
+    def image_layers(self):
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and ly.ndim in (3, 4)
+                and not ly.name.startswith("hyptest:")]
+
+    def _refresh_layers(self, *_):
+        names = [ly.name for ly in self.image_layers()]
+        current = self.layer.currentText()
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItems(names)
+        hinted = next((n for n in names if n.startswith("s_b")), None)
+        pick = current if current in names else hinted
+        if pick:
+            self.layer.setCurrentText(pick)
+        self.layer.blockSignals(False)
+        self._refresh_index()
+
+    def _refresh_index(self):
+        ly = self._layer()
+        self.index.setMaximum(max(0, ly.data.shape[0] - 1) if ly is not None and ly.ndim == 4 else 0)
+
+    def _follow_slider(self, *_):
+        ly = self._layer()
+        if ly is not None and ly.ndim == 4:
+            self.index.setValue(int(self.viewer.dims.current_step[0]))
+
+    def _browse_templates(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Template set (templates.mrc or an MRC stack)", "", "MRC (*.mrc *.map)")
+        if path:
+            self.templates.setText(path)
+
+    def _browse_model(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Regressor checkpoint (holds the generator)", "", "Checkpoints (*.pt)")
+        if path:
+            self.model.setText(path)
+
+    def _layer(self):
+        name = self.layer.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _dataset(self, layer):
+        d = (layer.metadata or {}).get("cryoforge", {}).get("dataset")
+        return d if d and Path(d, "dataset.json").is_file() else None
+
+    def _subtomograms(self, single: bool):
+        """``(volumes (N, n, n, n), first index, mask, truths or None, voxel size)`` of the chosen layer."""
+        ly = self._layer()
+        if ly is None:
+            raise ValueError("choose a subtomogram image layer")
+        data = np.asarray(ly.data, np.float32)
+        first = 0
+        if data.ndim == 4:
+            first = self.index.value() if single else 0
+            data = data[first:first + 1] if single else data[: self.limit.value()]
+        else:
+            data = data[None]
+        if len(set(data.shape[1:])) != 1:
+            raise ValueError(f"subtomograms must be cubic (n, n, n); got {data.shape[1:]} (Z, Y, X)")
+        mask, truths = None, None
+        d = self._dataset(ly)
+        if d is not None:
+            from cryoforge.hyptest.cli import read_subtomograms
+
+            _, mask, names, _ = read_subtomograms(d)
+            truths = list(names[first:first + len(data)])
+        if mask is None or mask.shape[-1] != data.shape[-1]:
+            from cryoforge.align.data import centred_wedge
+
+            mask = centred_wedge(data.shape[-1], self.tilt_min.value(), self.tilt_max.value()).numpy()
+        return data, first, mask, truths, voxel_size_of(ly)
+
+    def _get_tester(self):
+        from cryoforge.hyptest.cli import read_template_set
+        from cryoforge.hyptest.montecarlo import HypothesisTester, HypTestConfig
+        from cryoforge.samples import HYPTEST_MODEL, sample_path
+
+        tpath = self.templates.text().strip() or None
+        mpath = self.model.text().strip() or str(sample_path(HYPTEST_MODEL))
+        cfg = HypTestConfig(n_pseudo=self.n_pseudo.value(), alpha=self.alpha.value(), prior=self.prior.value())
+        key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior)
+        if self.tester is None or key != self._tester_key:
+            maps, names, vs = read_template_set(tpath)
+            self.tester = HypothesisTester.from_checkpoint(mpath, maps, names, cfg)
+            self._tester_key, self._template_vs = key, vs
+        return self.tester
+
+    # ------------------------------------------------------------------ jobs
+    def _start(self, job, desc, on_result, on_event=None):
+        self.test_btn.setEnabled(False)
+        self.all_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.job = start_job(job, desc, on_event=on_event, on_result=on_result, on_finish=self._finished)
+
+    def _finished(self, handle):
+        self.test_btn.setEnabled(True)
+        self.all_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    def cancel(self):
+        if self.job is not None:
+            self.job.cancel()
+
+    def _busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _prepare(self, single):
+        try:
+            data, first, mask, truths, vs = self._subtomograms(single)
+            tester = self._get_tester()
+            if data.shape[-1] != tester.templates.shape[-1]:
+                raise ValueError(f"the subtomograms are {data.shape[-1]}³ but the templates are "
+                                 f"{tester.templates.shape[-1]}³; resample one to the other")
+        except (ValueError, FileNotFoundError, RuntimeError) as err:
+            report_error(f"Cannot test: {err}")
+            return None
+        index = {n: i for i, n in enumerate(tester.names)}
+        truth_idx = None if truths is None else [index.get(str(t), -1) for t in truths]
+        return data, first, mask, truth_idx, vs, tester
+
+    def test_one(self):
+        if self._busy():
+            return
+        prepared = self._prepare(single=True)
+        if prepared is None:
+            return
+        data, first, mask, truths, vs, tester = prepared
+        self._p, self._vs, self._first = data[0], vs, first
+        self._known, self._pseudo = None, None
+        self.ax.clear()
+        job = tester.test_job(data[0], mask, None if truths is None else truths[0])
+        self._start(job, f"Hypothesis test of subtomogram {first}", self._show_result, self._on_event)
+
+    def test_all(self):
+        if self._busy():
+            return
+        prepared = self._prepare(single=False)
+        if prepared is None:
+            return
+        data, _, mask, truths, vs, tester = prepared
+        self._vs, self._first = vs, 0
+        self._data = data
+        self._start(tester.dataset_job(data, mask, truths), f"Hypothesis tests of {len(data)} subtomograms",
+                    self._show_table, self._on_event)
+
+    # ------------------------------------------------------------------ display
+    def _on_event(self, event):
+        from cryoforge.jobs import Preview
+
+        if not isinstance(event, Preview) or event.kind != "curve":
+            return
+        if event.name == "known scores":
+            self._known, self._pseudo = event.array[1], None
+        elif event.name == "pseudo scores":
+            self._known, self._pseudo = np.asarray(event.meta["known"]), event.array[1]
+            self.draw_histogram()
+
+    def draw_histogram(self, result=None):
+        """Pseudo-complex scores as a histogram; known templates as lines (best red), α threshold green."""
+        ax = self.ax
+        ax.clear()
+        known, pseudo = self._known, self._pseudo
+        if known is None or pseudo is None or len(pseudo) == 0:
+            return
+        names = self.tester.names
+        self._bars = ax.hist(pseudo, bins=40, color="tab:gray", picker=True)[2]
+        best = int(np.argmax(known))
+        null = np.concatenate([pseudo, np.delete(known, best)])
+        order = np.argsort(-known)
+        top = max(1.0, max(b.get_height() for b in self._bars))
+        self._lines = {}
+        for rank, k in enumerate(order):  # a line per known template; labels for the top LABELLED
+            p = float((null >= known[k]).mean())
+            line = ax.axvline(known[k], color="red" if k == best else "tab:blue", lw=1.6 if k == best else 0.7,
+                              picker=5, alpha=1.0 if rank < LABELLED else 0.5)
+            self._lines[line] = k
+            if rank < LABELLED:
+                ax.text(known[k], top * (0.97 - 0.11 * rank), f" {rank + 1}. {names[k]} p̂={p:.3g}", fontsize=6,
+                        color=line.get_color(), va="top")
+        alpha = self.tester.cfg.alpha
+        thr = float(np.quantile(null, 1 - alpha))
+        ax.axvline(thr, color="green", ls="--", lw=1)
+        ax.text(thr, top * 0.05, f" p={alpha:g}", color="green", fontsize=6)
+        ax.set_xlabel("wedge-constrained correlation c(P, T(C))", fontsize=7)
+        ax.set_ylabel("pseudo-complexes", fontsize=7)
+        ax.tick_params(labelsize=6)
+        self.canvas.draw_idle()
+
+    def _show_result(self, result):
+        self.last_result = result
+        self._known, self._pseudo = np.asarray(result["known_scores"]), np.asarray(result["pseudo_scores"])
+        self.draw_histogram(result)
+        verdict = "significant" if result["cond2"] else "not significant"
+        lines = [f"best: {result['best_name']} (c = {result['score']:.3f}); p̂ = {result['p_hat']:.4g} "
+                 f"with B = {result['B']} → {verdict} at α = {result['alpha']:g}",
+                 f"Gaussian tail: p = {result['p_gauss']:.2e} ({result['z_sigma']:.1f} σ); "
+                 f"{result['rejected']} of {result['drawn']} GAN codes fell in the rejection region"]
+        if "truth" in result:
+            lines.append(f"truth: {result['truth_name']} — Cond.1 {'✓' if result['cond1'] else '✗'}, "
+                         f"Cond.2 {'✓' if result['cond2'] else '✗'}")
+        self.summary.setText("\n".join(lines))
+        self._show_template(result["best"])
+
+    def _show_table(self, table):
+        self.table_result = table
+        rows = table["rows"]
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            vals = (r["index"], r["best"], f"{r['score']:.3f}", f"{r['p_hat']:.4g}", f"{r['q']:.4g}",
+                    "significant" if r["significant"] else "—", r.get("truth", ""))
+            for j, v in enumerate(vals):
+                self.table.setItem(i, j, QTableWidgetItem(str(v)))
+        self.table.setVisible(True)
+        n_sig = sum(r["significant"] for r in rows)
+        self.summary.setText(f"{len(rows)} subtomograms: {n_sig} significant at q ≤ {table['alpha']:g} "
+                             "(Benjamini–Hochberg). Click a row for its histogram.")
+        if rows:
+            self._show_row(0)
+
+    def _show_row(self, i):
+        if self.table_result is None or i >= len(self.table_result["results"]):
+            return
+        self._p = self._data[i]
+        self._first = i
+        self._show_result(self.table_result["results"][i])
+
+    def _set_layer(self, name, data, colormap="gray", blending="translucent"):
+        vs = self._vs
+        if name in self.viewer.layers:
+            ly = self.viewer.layers[name]
+            ly.data = data
+            ly.reset_contrast_limits()
+            return ly
+        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
+                                     units=("angstrom",) * 3)
+
+    def _show_template(self, k):
+        """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
+        import torch
+
+        from cryoforge.geometry import transform_volumes
+        from cryoforge.hyptest.score import ScoreConfig, TemplateScorer
+
+        tester = self.tester
+        sc = TemplateScorer(self._p, None, ScoreConfig(**{**tester.cfg.score, "n_rotations": 2000}))
+        fit = sc.score(tester.templates[k:k + 1])
+        placed = transform_volumes(tester.templates[k], fit["rotations"][0], fit["shifts"][0]).numpy()
+        self._set_layer("hyptest: subtomogram", self._p)
+        ly = self._set_layer("hyptest: template", placed, "red", "additive")
+        ly.rendering = "iso"
+        ly.iso_threshold = float(placed.max() * 0.25)
+        self.viewer.layers["hyptest: template"].metadata["template"] = tester.names[k]
+
+    def _picked(self, event):
+        artist = event.artist
+        if artist in getattr(self, "_lines", {}):
+            k = self._lines[artist]
+            self._show_template(k)
+            report_info(f"template {self.tester.names[k]} fitted into the subtomogram (red)")
+        elif self._pseudo is not None and self.last_result is not None and artist in list(getattr(self, "_bars", [])):
+            centre = artist.get_x() + artist.get_width() / 2
+            b = int(np.argmin(np.abs(self._pseudo - centre)))
+            vol = self.tester.pseudo_volume(self.last_result["best"], b)
+            self._set_layer("hyptest: pseudo-complex", vol, "cyan", "additive")
+            report_info(f"pseudo-complex #{b}: score {self._pseudo[b]:.3f}")

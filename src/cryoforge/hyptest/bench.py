@@ -1,0 +1,145 @@
+"""``cryoforge bench hyptest``: success on known structures, false positives rejected, calibration, speed.
+
+* **Known structures** (the paper's simulated test): one subtomogram of each known template at SNR 0.03
+  (random rotation, shift ≤ ``max_shift`` voxels, ±60° tilts, CTF phase-flipped); success = Cond.1
+  (``C_I`` is the true template) and Cond.2 (``p̂ ≤ α``).
+* **Empty and unknown subtomograms**: noise only (the noise of a SNR-0.03 subtomogram) and phantoms
+  that are not among the templates; every argmax is a false positive, rejected when ``p̂ > α``.
+* **Calibration**: a tested template ``C*`` and the structure in ``P`` are independent GAN samples (``P``
+  holds a pseudo-complex that is not the template — the null); ``p̂`` of ``C*`` against its own null set
+  (rejection sampling included) should be uniform: Kolmogorov–Smirnov test against U(0, 1).
+* **Speed**: one subtomogram against 1 000 templates (scoring), and the whole test of one subtomogram
+  (null set included) on this machine's threads.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..align.data import centred_wedge
+from ..conventions import random_rotations
+from ..jobs import Log, Metrics, Progress, Result
+from ..sim.sources import MapSpec, load_map
+from ..sim.tomo import TomoParams, simulate_subtomograms
+from .montecarlo import HypothesisTester, HypTestConfig, p_value
+from .null import fit_kde, rejection_sample, template_codes
+from .score import ScoreConfig, TemplateScorer
+from .wgan import generate
+
+UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phantom:multiblob@{s}" for s in (10, 11, 12))
+
+
+def simulate(maps, snr: float | None, seed: int, max_shift: float = 2.0):
+    """Subtomograms of ``maps`` ``(N, n, n, n)`` at random poses, ±60°, phase-flipped CTF; also the noise alone."""
+    maps = torch.as_tensor(np.asarray(maps, np.float32))
+    n = len(maps)
+    rng = np.random.default_rng(seed)
+    rots = random_rotations(n, seed)
+    d = rng.normal(size=(n, 3))
+    shifts = torch.from_numpy((d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0, max_shift, (n, 1)))
+                              .astype(np.float32))
+    params = TomoParams(snr=snr, ctf_correction="phase_flip")
+    defocus = torch.from_numpy(rng.uniform(params.defocus_min, params.defocus_max, n).astype(np.float32))
+    g = torch.Generator().manual_seed(seed)
+    noisy = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, params, g)
+    clean = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, TomoParams(snr=None, ctf_correction="phase_flip"))
+    return noisy.numpy(), (noisy - clean).numpy()
+
+
+def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 0.03, n_pseudo: int = 985,
+                  alpha: float = 0.01, n_empty: int = 10, calibration_cases: int = 200, calibration_pseudo: int = 200,
+                  calibration_rotations: int = 1000, seed: int = 0, prior: float = 1.0):
+    """Job: the figures of the module docstring; ``Result`` is the JSON report."""
+    from scipy.stats import kstest
+
+    from ..samples import HYPTEST_MODEL, sample_path
+    from .cli import read_template_set
+
+    maps, names, vs = read_template_set(templates)
+    cfg = HypTestConfig(n_pseudo=n_pseudo, alpha=alpha, seed=seed, prior=prior)
+    tester = HypothesisTester.from_checkpoint(model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
+    mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
+    report = {"device": device, "threads": torch.get_num_threads(), "snr": snr, "alpha": alpha, "templates": names,
+              "n_pseudo": n_pseudo, "prior": prior, "score": cfg.score}
+    total = len(maps) + 2 * n_empty + calibration_cases + 2
+    done = 0
+
+    # known structures
+    known_sub, noise = simulate(maps, snr, seed + 1)
+    rows = []
+    for i, p in enumerate(known_sub):
+        t0 = time.perf_counter()
+        r = tester.test(p, mask, truth=i)
+        rows.append({"structure": names[i], "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
+                     "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "cond1": r["cond1"], "cond2": r["cond2"],
+                     "success": r["success"], "rejected_codes": r["rejected"], "seconds": time.perf_counter() - t0})
+        done += 1
+        yield Progress(done, total, f"known {names[i]}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
+    report["known"] = {"rows": rows, "success": sum(r["success"] for r in rows), "cases": len(rows),
+                       "cond1": sum(r["cond1"] for r in rows), "cond2": sum(r["cond2"] for r in rows),
+                       "success_gaussian": sum(r["cond1"] and r["p_gauss"] <= alpha for r in rows)}
+    yield Metrics({"known_success": report["known"]["success"]})
+
+    # empty and unknown subtomograms
+    unknown_maps = np.stack([load_map(s, MapSpec(maps.shape[-1], vs)) for s in UNKNOWN[:n_empty]])
+    unknown_sub, _ = simulate(unknown_maps, snr, seed + 2)
+    cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy())
+             for j in range(n_empty)]
+    cases += [(UNKNOWN[j], unknown_sub[j]) for j in range(len(unknown_sub))]
+    fp_rows = []
+    for kind, p in cases:
+        r = tester.test(p, mask)
+        fp_rows.append({"case": kind, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
+                        "p_gauss": r["p_gauss"], "rejected": not r["cond2"], "rejected_gaussian": r["p_gauss"] > alpha})
+        done += 1
+        yield Progress(done, total, f"{kind}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
+    report["false_positives"] = {"rows": fp_rows, "cases": len(fp_rows),
+                                 "rejected_fraction": float(np.mean([r["rejected"] for r in fp_rows])),
+                                 "rejected_fraction_gaussian": float(np.mean([r["rejected_gaussian"] for r in fp_rows]))}
+    yield Metrics({"false_positives_rejected": report["false_positives"]["rejected_fraction"]})
+
+    # speed: one subtomogram against 1000 templates
+    gen, reg = tester.gen, tester.reg
+    thousand, _ = generate(gen, 1000, seed=seed + 3, device=device)
+    t0 = time.perf_counter()
+    TemplateScorer(known_sub[0], mask, ScoreConfig(**cfg.score), device).score(thousand)
+    t_score = time.perf_counter() - t0
+    tester._null.clear()
+    t0 = time.perf_counter()
+    tester.test(known_sub[0], mask, truth=0)
+    t_test = time.perf_counter() - t0
+    report["speed"] = {"score_1000_templates_s": t_score, "full_test_one_subtomogram_s": t_test,
+                       "null_set": n_pseudo + len(maps) - 1}
+    t0 = time.perf_counter()
+    generate(gen, 1000, seed=seed + 4, device=device)
+    report["speed"]["generated_structures_per_s"] = 1000 / (time.perf_counter() - t0)
+    done += 2
+    yield Progress(done, total, f"1000 templates scored in {t_score:.1f} s")
+
+    # calibration under the null
+    z_p = torch.randn(calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(seed + 5))
+    z_c = torch.randn(calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(seed + 6))
+    p_struct, _ = generate(gen, calibration_cases, z=z_p, device=device)
+    c_struct, _ = generate(gen, calibration_cases, z=z_c, device=device)
+    null_sub, _ = simulate(p_struct.numpy(), snr, seed + 7)
+    score_cfg = ScoreConfig(**{**cfg.score, "n_rotations": calibration_rotations})
+    p_hats, rejected = [], 0
+    for j in range(calibration_cases):
+        kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, seed + 100 + j))
+        ns = rejection_sample(kde, calibration_pseudo, gen.cfg.zdim, prior, seed + 10_000 + j)
+        rejected += ns.rejected
+        null_vols, _ = generate(gen, len(ns.z), z=ns.z, device=device)
+        s = TemplateScorer(null_sub[j], mask, score_cfg, device).score(torch.cat([c_struct[j:j + 1], null_vols]))["scores"]
+        p_hats.append(p_value(float(s[0]), s[1:].numpy()))
+        done += 1
+        yield Progress(done, total, f"calibration {j + 1}/{calibration_cases}")
+    ks = kstest(p_hats, "uniform")
+    report["calibration"] = {"cases": calibration_cases, "null_per_case": calibration_pseudo,
+                             "ks_statistic": float(ks.statistic), "ks_p": float(ks.pvalue),
+                             "mean_p_hat": float(np.mean(p_hats)), "fraction_p_le_0.05": float(np.mean(np.array(p_hats) <= 0.05)),
+                             "rejected_codes_per_case": rejected / calibration_cases, "p_hats": p_hats}
+    yield Log(f"calibration: KS p = {ks.pvalue:.3f}")
+    yield Result(report)

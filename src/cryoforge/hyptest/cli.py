@@ -1,0 +1,207 @@
+"""``cryoforge hyptest templates|train-gan|train-regressor|export|test|bench``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_template_set(path=None):
+    """``(maps (K, n, n, n), names, voxel_size)`` of a template folder (templates.mrc + templates.json) or an MRC
+    stack; default: the shipped set."""
+    import numpy as np
+
+    from ..io.mrc import read_mrc
+    from ..samples import HYPTEST_TEMPLATES, sample_path
+
+    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
+    folder = p if p.is_dir() else p.parent
+    mrc = p / "templates.mrc" if p.is_dir() else p
+    data, info = read_mrc(mrc)
+    maps = np.asarray(data, np.float32)
+    maps = maps[None] if maps.ndim == 3 else maps
+    meta = folder / "templates.json"
+    names = json.loads(meta.read_text())["names"] if meta.is_file() and mrc.name == "templates.mrc" else None
+    return maps, names or [f"{mrc.stem}{i}" for i in range(len(maps))], float(info.voxel_size[0])
+
+
+def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
+    from ..io.atomic import atomic_path
+    from ..io.mrc import write_mrc
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_mrc(out / "templates.mrc", maps, voxel_size, stack=True)
+    with atomic_path(out / "templates.json") as tmp:
+        Path(tmp).write_text(json.dumps({"names": list(names), "sources": list(sources or names),
+                                         "voxel_size": voxel_size, "box": int(maps.shape[-1])}, indent=1))
+    return out
+
+
+def _cmd_templates(args) -> int:
+    from ..sim.sources import MapSpec
+    from .templates import build_templates, known_sources
+
+    sources = list(args.sources) or known_sources(args.structures)
+    maps, names = build_templates(sources, MapSpec(box_size=args.box, voxel_size=args.voxel_size))
+    out = write_template_set(args.out, maps, names, args.voxel_size, sources)
+    print(f"wrote {out}/templates.mrc ({len(maps)} maps, {args.box}³ at {args.voxel_size} Å): {', '.join(names)}")
+    return 0
+
+
+def _cmd_train_gan(args) -> int:
+    from ..align.cli import _stamp
+    from ..jobs import run_cli
+    from .train import GANTrainConfig, train_wgan_job
+    from .wgan import WGANConfig
+
+    maps, names, _ = read_template_set(args.templates)
+    cfg = WGANConfig(box=maps.shape[-1], zdim=args.zdim, width=args.width)
+    train = GANTrainConfig(batch=args.batch, lr=args.lr, n_critic=args.n_critic, rotations=args.rotations,
+                           seed=args.seed)
+    res = run_cli(train_wgan_job(maps, cfg, train, args.steps, args.checkpoint, not args.restart, names, args.device,
+                                 args.checkpoint_every, args.validate_every))
+    _stamp(args.checkpoint, args)
+    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
+    for k, v in res["metrics"].items():
+        print(f"  {k:24s} {v:.4g}")
+    return 0
+
+
+def _cmd_train_regressor(args) -> int:
+    from ..align.cli import _stamp
+    from ..jobs import run_cli
+    from .train import RegressorTrainConfig, train_regressor_job
+
+    maps, names, _ = read_template_set(args.templates)
+    train = RegressorTrainConfig(batch=args.batch, lr=args.lr, rotations=args.rotations, seed=args.seed)
+    res = run_cli(train_regressor_job(args.gan, maps, train, args.steps, args.checkpoint, not args.restart, names,
+                                      args.device, args.checkpoint_every, args.validate_every))
+    _stamp(args.checkpoint, args)
+    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
+    for k, v in res["metrics"].items():
+        print(f"  {k:24s} {v:.4g}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from ..io.checkpoint import export_checkpoint
+    from .train import KIND, REGRESSOR_KIND
+
+    path = export_checkpoint(args.checkpoint, args.out, (KIND, REGRESSOR_KIND), half=not args.float32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, weights only)")
+    return 0
+
+
+def read_subtomograms(path, tilt_range=None):
+    """Subtomograms ``(N, n, n, n)``, their centred wedge mask, and true structure indices when known.
+
+    ``path``: an MRC volume or volume stack (mask from ``tilt_range``, default ±60°) or a pair-dataset folder
+    (its s_b subtomograms, their wedge and the true structures from truth.star)."""
+    import numpy as np
+
+    from ..align.data import centred_wedge, dataset_masks
+    from ..io.mrc import read_mrc
+
+    p = Path(path)
+    if p.is_dir():
+        from ..sim.subtomo import read_pairs
+
+        ds = read_pairs(p)
+        truth = np.asarray(ds.truth["structure"]) if "structure" in ds.truth else None
+        return ds.s_b, dataset_masks(ds)[1].numpy(), truth, ds.voxel_size
+    data, info = read_mrc(p)
+    vols = np.asarray(data, np.float32)
+    vols = vols[None] if vols.ndim == 3 else vols
+    lo, hi = tilt_range or (-60.0, 60.0)
+    return vols, centred_wedge(vols.shape[-1], lo, hi).numpy(), None, float(info.voxel_size[0])
+
+
+def _cmd_test(args) -> int:
+    from ..jobs import run_cli
+    from ..samples import HYPTEST_MODEL, sample_path
+    from .montecarlo import HypothesisTester, HypTestConfig, write_table
+    from .score import ScoreConfig
+
+    maps, names, _ = read_template_set(args.templates)
+    subtomos, mask, truth_names, _ = read_subtomograms(args.subtomograms, args.tilt_range)
+    if args.limit:
+        subtomos = subtomos[: args.limit]
+    truths = None
+    if truth_names is not None:
+        index = {n: i for i, n in enumerate(names)}
+        truths = [index.get(str(t), -1) for t in truth_names[: len(subtomos)]]
+    score = ScoreConfig(n_rotations=args.rotations)
+    cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
+                        score=score.__dict__)
+    tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
+    table = run_cli(tester.dataset_job(subtomos, mask, truths), show_metrics=False)
+    for row in table["rows"]:
+        extra = f"  truth {row['truth']}" if "truth" in row else ""
+        print(f"#{row['index']:<4d} best {row['best']:<12s} c={row['score']:.3f}  p̂={row['p_hat']:.4f}  "
+              f"q={row['q']:.4f}  Gaussian p={row['p_gauss']:.2e} ({row['z_sigma']:.1f}σ)  "
+              f"{'significant' if row['significant'] else 'not significant'}{extra}")
+    if args.out:
+        print(f"wrote {write_table(table, args.out)}")
+    return 0
+
+
+def _common_train(t, steps: int, every: int) -> None:
+    t.add_argument("--templates", help="template folder or MRC stack (default: the shipped known set)")
+    t.add_argument("--checkpoint", required=True, help="checkpoint file (resumed when it exists)")
+    t.add_argument("--steps", type=int, default=steps, help=f"generator/regressor steps (default {steps})")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--rotations", type=int, default=200, help="rotated copies per template (default 200; paper 600)")
+    t.add_argument("--checkpoint-every", type=int, default=every)
+    t.add_argument("--validate-every", type=int, default=every)
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("hyptest", help="template-matching hypothesis tests with 3D-WGAN pseudo-complexes")
+    s = p.add_subparsers(dest="hyptest_command", metavar="ACTION", required=True)
+
+    t = s.add_parser("templates", help="build a known-template set (templates.mrc + templates.json)")
+    t.add_argument("sources", nargs="*", help="phantom:KIND[@SEED], PDB/mmCIF or MRC (default: the 15 known complexes)")
+    t.add_argument("--structures", default="../shared/structures", help="folder of the real entries (default set)")
+    t.add_argument("--box", type=int, default=32)
+    t.add_argument("--voxel-size", type=float, default=12.0, help="Å (default 12)")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=_cmd_templates)
+
+    t = s.add_parser("train-gan", help="train the 3D-WGAN-GP on rotated copies of the known templates")
+    _common_train(t, 1500, 50)
+    t.add_argument("--width", type=int, default=16, help="channels of the finest level, ×2 per level (default 16)")
+    t.add_argument("--zdim", type=int, default=100)
+    t.add_argument("--n-critic", type=int, default=10, help="critic steps per generator step (default 10)")
+    t.set_defaults(func=_cmd_train_gan)
+
+    t = s.add_parser("train-regressor", help="train the regressor (inverse generator) of a trained GAN")
+    _common_train(t, 1000, 100)
+    t.add_argument("--gan", required=True, help="the GAN checkpoint (cryoforge hyptest train-gan)")
+    t.set_defaults(func=_cmd_train_regressor)
+
+    t = s.add_parser("export", help="slim fp16 copy of a GAN or regressor checkpoint (for shipping; cannot resume)")
+    t.add_argument("checkpoint")
+    t.add_argument("out")
+    t.add_argument("--float32", action="store_true")
+    t.set_defaults(func=_cmd_export)
+
+    t = s.add_parser("test", help="Monte-Carlo p-values of the best known template for subtomograms")
+    t.add_argument("subtomograms", help="MRC volume or volume stack, or a pair-dataset folder (its s_b)")
+    t.add_argument("--templates", help="template folder or MRC stack (default: the shipped known set)")
+    t.add_argument("--model", help="regressor checkpoint holding the generator (default: the shipped one)")
+    t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="tilt range of MRC input in degrees (default -60 60)")
+    t.add_argument("--n-pseudo", type=int, default=985, help="pseudo-complexes in the null set (default 985)")
+    t.add_argument("--prior", type=float, default=1.0, help="π of the rejection region (default 1)")
+    t.add_argument("--alpha", type=float, default=0.01, help="significance threshold (default 0.01)")
+    t.add_argument("--rotations", type=int, default=4000, help="SO(3) grid of the coarse search (default 4000)")
+    t.add_argument("--limit", type=int, help="test only the first N subtomograms")
+    t.add_argument("--out", help="decision table (.csv or .star)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_test)

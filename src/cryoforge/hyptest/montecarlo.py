@@ -1,0 +1,214 @@
+"""The hypothesis test: Monte-Carlo p-value of the best known template among GAN pseudo-complexes.
+
+For a subtomogram ``P`` and known templates ``C_1 … C_K``: every template is scored
+(:mod:`cryoforge.hyptest.score`), ``C_I`` is the argmax, and its score is compared with the scores of
+``B`` null templates — ``n_pseudo`` pseudo-complexes ``G(z)`` drawn outside ``C_I``'s rejection region
+(:mod:`cryoforge.hyptest.null`) plus the other known templates (the paper: 985 + 15 known):
+
+    p̂ = (1/B) · Σ_b 1[c(P, T(C_I)) ≤ c(P, T(C₀ᵇ))]
+
+Beside it, the Gaussian tail that matched-filter pickers use (Rickgauer et al. 2017; pytom-match-pick):
+``z = (c_I − mean_null) / σ_null`` and ``p = ½·erfc(z / √2)`` — it assumes a normal null, p̂ does not.
+Decisions: Cond.1 ``C_I`` is the true complex (when known), Cond.2 ``p̂ ≤ α``; for many subtomograms the
+p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..jobs import Log, Preview, Progress, Result
+from .null import fit_kde, rejection_sample, template_codes
+from .score import ScoreConfig, TemplateScorer
+from .templates import check_templates
+from .wgan import generate
+
+
+@dataclass
+class HypTestConfig:
+    n_pseudo: int = 985  # pseudo-complexes in the null set (plus the K − 1 other known templates)
+    prior: float = 1.0  # π of the rejection region N(z) < π·E(z)
+    kde_rotations: int = 300  # rotations of C_I whose codes make the KDE
+    alpha: float = 0.01
+    seed: int = 0
+    score: dict = field(default_factory=lambda: asdict(ScoreConfig()))
+
+
+def check_resolution(n_null: int, alpha: float) -> None:
+    """p̂ moves in steps of 1/B: refuse a null set too small to ever reach ``alpha``."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"the threshold α must be in (0, 1); got {alpha}")
+    need = math.ceil(1 / alpha - 1e-9)
+    if n_null < need:
+        raise ValueError(f"p̂ moves in steps of 1/B, so with B = {n_null} null templates it cannot reach α = {alpha}; "
+                         f"use B ≥ {need} (raise the number of pseudo-complexes)")
+
+
+def p_value(c_best: float, null) -> float:
+    """``p̂ = (1/B) Σ 1[c_best ≤ c_b]``."""
+    null = np.asarray(null, np.float64)
+    if null.size == 0:
+        raise ValueError("the null set is empty")
+    return float((null >= c_best).mean())
+
+
+def gaussian_tail(c_best: float, null) -> tuple[float, float]:
+    """``(z, ½ erfc(z/√2))`` with the null's mean and standard deviation."""
+    null = np.asarray(null, np.float64)
+    z = (c_best - null.mean()) / max(null.std(ddof=1), 1e-12)
+    return float(z), float(0.5 * math.erfc(z / math.sqrt(2)))
+
+
+def bh_qvalues(p) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values), in the input order."""
+    p = np.asarray(p, np.float64)
+    if p.ndim != 1 or np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must be a 1-D array in [0, 1]")
+    m = len(p)
+    order = np.argsort(p)
+    q = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(q[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.clip(q, 0, 1)
+    return out
+
+
+class HypothesisTester:
+    """Known templates + a trained generator/regressor → tests of subtomograms (null sets cached per ``C_I``)."""
+
+    def __init__(self, templates, names, generator, regressor, cfg: HypTestConfig | None = None,
+                 device: str = "cpu"):
+        self.templates = torch.from_numpy(check_templates(templates))
+        self.names = list(names)
+        if len(self.names) != len(self.templates):
+            raise ValueError(f"{len(self.templates)} templates but {len(self.names)} names")
+        self.cfg, self.device = cfg or HypTestConfig(), device
+        if generator.cfg.box != self.templates.shape[-1]:
+            raise ValueError(f"the GAN makes {generator.cfg.box}³ pseudo-complexes but the templates are "
+                             f"{self.templates.shape[-1]}³; use a GAN trained at the templates' box size")
+        check_resolution(self.cfg.n_pseudo + len(self.templates) - 1, self.cfg.alpha)
+        self.gen, self.reg = generator.to(device).eval(), regressor.to(device).eval()
+        self._null: dict[int, dict] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path, templates, names, cfg: HypTestConfig | None = None, device: str = "cpu"):
+        from .train import load_regressor
+
+        gen, reg, _ = load_regressor(path, device)
+        return cls(templates, names, gen, reg, cfg, device)
+
+    def null_set(self, i: int) -> dict:
+        """Codes, volumes and bookkeeping of the pseudo-complexes outside ``C_i``'s rejection region (cached)."""
+        if i not in self._null:
+            c = self.cfg
+            codes = template_codes(self.reg, self.templates[i], c.kde_rotations, c.seed + 7919 * (i + 1))
+            kde = fit_kde(codes)
+            ns = rejection_sample(kde, c.n_pseudo, self.gen.cfg.zdim, c.prior, c.seed + 104729 * (i + 1))
+            vols, _ = generate(self.gen, len(ns.z), z=ns.z, device=self.device)
+            self._null[i] = {"z": ns.z, "volumes": vols, "drawn": ns.drawn, "rejected": ns.rejected,
+                             "bandwidth": float(kde.bandwidth)}
+        return self._null[i]
+
+    def pseudo_volume(self, i: int, b: int) -> np.ndarray:
+        return self.null_set(i)["volumes"][b].numpy()
+
+    def test_job(self, subtomo, mask=None, truth: int | None = None, chunk: int = 128):
+        """Job: test one subtomogram; ``Result`` is a dict (see :meth:`_decide`)."""
+        scorer = TemplateScorer(subtomo, mask, ScoreConfig(**self.cfg.score), self.device)
+        total = 2 + math.ceil(self.cfg.n_pseudo / chunk)
+        yield Progress(0, total, "scoring the known templates")
+        known = scorer.score(self.templates)["scores"].numpy()
+        best = int(known.argmax())
+        yield Preview("known scores", np.stack([np.arange(len(known)), known]).astype(np.float32), "curve",
+                      {"names": self.names})
+        yield Progress(1, total, f"null set for {self.names[best]} (KDE, rejection sampling, generation)")
+        null = self.null_set(best)
+        yield Log(f"{self.names[best]}: KDE bandwidth {null['bandwidth']:.3g}; {null['rejected']} of {null['drawn']} "
+                  f"codes fell in the rejection region")
+        pseudo = []
+        vols = null["volumes"]
+        for b0 in range(0, len(vols), chunk):
+            pseudo.append(scorer.score(vols[b0:b0 + chunk])["scores"].numpy())
+            so_far = np.concatenate(pseudo)
+            yield Preview("pseudo scores", np.stack([np.arange(len(so_far)), so_far]).astype(np.float32), "curve",
+                          {"known": known.tolist(), "names": self.names})
+            yield Progress(2 + b0 // chunk, total, f"scored {len(so_far)}/{len(vols)} pseudo-complexes")
+        yield Result(self._decide(known, np.concatenate(pseudo), best, truth, null))
+
+    def _decide(self, known, pseudo, best, truth, null) -> dict:
+        others = np.delete(known, best)
+        null_scores = np.concatenate([pseudo, others])
+        c_best = float(known[best])
+        p_hat = p_value(c_best, null_scores)
+        z, p_gauss = gaussian_tail(c_best, null_scores)
+        order = np.argsort(-known)
+        out = {"best": best, "best_name": self.names[best], "score": c_best, "p_hat": p_hat, "p_gauss": p_gauss,
+               "z_sigma": z, "B": len(null_scores), "n_pseudo": len(pseudo), "known_scores": known.tolist(),
+               "pseudo_scores": pseudo.tolist(), "known_rank": {self.names[k]: int(r + 1) for r, k in enumerate(order)},
+               "known_p": [p_value(float(s), null_scores) for s in known],
+               "rejected": null["rejected"], "drawn": null["drawn"], "bandwidth": null["bandwidth"],
+               "alpha": self.cfg.alpha, "cond2": p_hat <= self.cfg.alpha}
+        if truth is not None:
+            out.update({"truth": int(truth), "truth_name": self.names[truth] if 0 <= truth < len(self.names) else None,
+                        "cond1": best == truth})
+            out["success"] = bool(out["cond1"] and out["cond2"])
+        return out
+
+    def test(self, subtomo, mask=None, truth=None) -> dict:
+        from ..jobs import drive
+
+        return drive(self.test_job(subtomo, mask, truth))
+
+    def dataset_job(self, subtomos, mask=None, truths=None):
+        """Job: test every subtomogram ``(N, n, n, n)``; the Result adds BH q-values and a decision table."""
+        subtomos = np.asarray(subtomos, np.float32)
+        results = []
+        for j, p in enumerate(subtomos):
+            res = None
+            for ev in self.test_job(p, mask, None if truths is None else int(truths[j])):
+                if isinstance(ev, Result):
+                    res = ev.value
+                elif isinstance(ev, Preview):
+                    yield ev
+            results.append(res)
+            yield Progress(j + 1, len(subtomos), f"tested {j + 1}/{len(subtomos)} subtomograms")
+        yield Result(decision_table(results, self.cfg.alpha))
+
+
+def decision_table(results: list[dict], alpha: float) -> dict:
+    """Per-subtomogram rows with BH q-values; ``significant`` means q ≤ α."""
+    q = bh_qvalues([r["p_hat"] for r in results]) if results else np.zeros(0)
+    rows = []
+    for j, (r, qj) in enumerate(zip(results, q)):
+        row = {"index": j, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"], "q": float(qj),
+               "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "B": r["B"], "significant": bool(qj <= alpha)}
+        if "truth" in r:
+            row.update({"truth": r["truth_name"], "cond1": r["cond1"], "cond2": r["cond2"]})
+        rows.append(row)
+    return {"rows": rows, "results": results, "alpha": alpha}
+
+
+def write_table(table: dict, path) -> "Path":
+    """The decision table as CSV (``.csv``) or a STAR data block (``.star``), atomically."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..io.atomic import atomic_path
+
+    path = Path(path)
+    df = pd.DataFrame(table["rows"])
+    with atomic_path(path) as tmp:
+        if path.suffix == ".star":
+            import starfile
+
+            starfile.write({"hypothesis_tests": df}, tmp, overwrite=True)
+        elif path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"{path.name}: write the table as .csv or .star")
+    return path

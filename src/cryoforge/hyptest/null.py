@@ -1,0 +1,88 @@
+"""The null set of pseudo-complexes: KDE of a template's latent codes and Bayes rejection sampling.
+
+For the chosen template ``C_I`` the regressor maps ``rotations`` random rotations of it to latent codes;
+a Gaussian KDE ``E(z)`` of those codes (bandwidth chosen by ``cv``-fold cross-validated likelihood,
+scikit-learn) is the density of "being ``C_I``". Latent codes are drawn from the GAN prior ``N(0, I)``
+and those in the rejection region ``R = {z : N(z) < π·E(z)}`` (the posterior odds favour ``C_I``) are
+discarded, so pseudo-complexes near ``C_I`` do not enter the null distribution. Everything is in log
+space (``zdim`` = 100 densities underflow).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..conventions import random_rotations
+from ..geometry import transform_volumes
+from .wgan import to_unit
+
+
+def fit_kde(codes, bandwidths=None, cv: int = 3):
+    """A Gaussian ``KernelDensity`` fitted to ``codes`` ``(N, d)`` with the bandwidth picked by ``cv``-fold CV."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KernelDensity
+
+    codes = np.asarray(codes, np.float64)
+    if codes.ndim != 2 or len(codes) < cv:
+        raise ValueError(f"the KDE needs (N ≥ {cv}, d) latent codes; got shape {codes.shape}")
+    if bandwidths is None:
+        spread = float(np.sqrt(codes.var(0).sum() / codes.shape[1])) or 1.0
+        bandwidths = spread * np.logspace(-1.5, 0.5, 21)
+    search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": list(bandwidths)}, cv=cv)
+    search.fit(codes)
+    return search.best_estimator_
+
+
+def log_prior(z) -> np.ndarray:
+    """``log N(z; 0, I)`` of ``(N, d)`` codes."""
+    z = np.asarray(z, np.float64)
+    return -0.5 * (z ** 2).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+def in_rejection_region(z, kde, prior: float) -> np.ndarray:
+    """``True`` where ``N(z) < π·E(z)``."""
+    if prior <= 0:
+        raise ValueError(f"the prior π must be positive; got {prior}")
+    return log_prior(z) < math.log(prior) + kde.score_samples(np.asarray(z, np.float64))
+
+
+@dataclass
+class NullSample:
+    z: torch.Tensor  # accepted codes (B, d)
+    drawn: int  # codes drawn in all
+    rejected: int
+
+
+def rejection_sample(kde, n: int, zdim: int, prior: float, seed: int, batch: int = 4096,
+                     max_draws: int = 1_000_000) -> NullSample:
+    """``n`` codes from ``N(0, I)`` outside the rejection region of ``kde`` (deterministic in ``seed``)."""
+    g = torch.Generator().manual_seed(int(seed))
+    kept, drawn = [], 0
+    while sum(len(k) for k in kept) < n:
+        if drawn >= max_draws:
+            raise RuntimeError(f"only {sum(len(k) for k in kept)} of {n} codes fell outside the rejection region "
+                               f"in {drawn} draws; lower the prior π ({prior})")
+        z = torch.randn(batch, zdim, generator=g)
+        drawn += batch
+        kept.append(z[torch.from_numpy(~in_rejection_region(z.numpy(), kde, prior))])
+    z = torch.cat(kept)
+    accepted_total = len(z)
+    z = z[:n]
+    # count rejections among the draws actually consumed (proportionally for the last batch)
+    rejected = round((drawn - accepted_total) * n / accepted_total) if accepted_total else drawn
+    return NullSample(z, n + rejected, rejected)
+
+
+@torch.no_grad()
+def template_codes(regressor, template, rotations: int, seed: int, batch: int = 64) -> np.ndarray:
+    """Regressor codes of ``rotations`` random rotations of ``template`` ``(n, n, n)``, ``(rotations, d)``."""
+    t = torch.as_tensor(template, dtype=torch.float32)
+    rots = random_rotations(rotations, seed)
+    dev = next(regressor.parameters()).device
+    regressor.eval()
+    out = [regressor(to_unit(transform_volumes(t.expand(len(r), *t.shape), r)).to(dev)).cpu() for r in rots.split(batch)]
+    return torch.cat(out).numpy()

@@ -1,0 +1,94 @@
+"""The Hypothesis test dock: test a shipped known-complex subtomogram (histogram, lines, verdict, fitted
+template), click a line and a bar, test a stack (table with q-values), and bad input."""
+
+import numpy as np
+import pytest
+
+FAST = {"n_rotations": 500}
+
+
+@pytest.fixture
+def hyp(make_napari_viewer, qtbot):
+    from napari_cryoforge.widgets.hyptest import HypTestWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cryoforge", "known_subtomograms")
+    widget = HypTestWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.n_pseudo.setValue(120)
+    yield viewer, widget
+    if widget.job is not None and widget.job.running:
+        widget.cancel()
+        qtbot.waitUntil(lambda: not widget.job.running, timeout=60000)
+
+
+def _fast(widget):
+    tester = widget._get_tester()
+    tester.cfg.score.update(FAST)
+    return tester
+
+
+def _wait(qtbot, w, timeout=180000):
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
+
+
+class _Pick:
+    def __init__(self, artist):
+        self.artist = artist
+
+
+def test_one_subtomogram_histogram_and_picks(hyp, qtbot):
+    viewer, w = hyp
+    assert w.layer.currentText() == "s_b known complexes, SNR 0.03"
+    _fast(w)
+    w.index.setValue(1)  # 3JB9
+    w.test_one()
+    _wait(qtbot, w)
+    r = w.last_result
+    assert r["truth_name"] == "3jb9" and r["B"] == 120 + 14
+    assert "p̂" in w.summary.text() and "Cond.1" in w.summary.text()
+    labels = [t.get_text() for t in w.ax.texts]
+    assert any(f"1. {r['best_name']}" in t for t in labels) and any("p=0.01" in t for t in labels)
+    reds = [ln for ln in w._lines if ln.get_color() == "red"]
+    assert len(reds) == 1 and w._lines[reds[0]] == r["best"]
+    assert sum(b.get_height() for b in w._bars) == 120  # every pseudo score is in the histogram
+    assert viewer.layers["hyptest: template"].data.shape == (32, 32, 32)
+    other = next(ln for ln, k in w._lines.items() if k != r["best"])
+    w._picked(_Pick(other))
+    assert viewer.layers["hyptest: template"].metadata["template"] == w.tester.names[w._lines[other]]
+    bar = max(w._bars, key=lambda b: b.get_height())
+    w._picked(_Pick(bar))
+    assert viewer.layers["hyptest: pseudo-complex"].data.shape == (32, 32, 32)
+
+
+def test_stack_table(hyp, qtbot):
+    viewer, w = hyp
+    _fast(w)
+    w.limit.setValue(2)
+    w.test_all()
+    _wait(qtbot, w)
+    assert w.table.rowCount() == 2 and not w.table.isHidden()
+    assert w.table.item(0, 6).text() == "4v5d" and w.table.item(1, 6).text() == "3jb9"
+    q = [float(w.table.item(i, 4).text()) for i in range(2)]
+    p = [float(w.table.item(i, 3).text()) for i in range(2)]
+    assert all(qi >= pi for qi, pi in zip(q, p))
+    w._show_row(1)
+    assert w.last_result["truth_name"] == "3jb9"
+
+
+def test_bad_inputs(hyp, qtbot, monkeypatch, tmp_path):
+    viewer, w = hyp
+    errors = []
+    monkeypatch.setattr("napari_cryoforge.widgets.hyptest.report_error", errors.append)
+    viewer.add_image(np.zeros((16, 16, 16), np.float32), name="small")
+    w.layer.setCurrentText("small")
+    w.test_one()
+    assert w.job is None and "16³ but the templates are 32³" in errors[-1]
+    w.layer.setCurrentText("s_b known complexes, SNR 0.03")
+    w.n_pseudo.setValue(50)
+    w.test_one()
+    assert "cannot reach" in errors[-1]
+    w.n_pseudo.setValue(120)
+    w.model.setText(str(tmp_path / "missing.pt"))
+    w.test_one()
+    assert "no such checkpoint" in errors[-1]
