@@ -21,3 +21,21 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared not found at {SHARED} (read-only data beside the repository)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def blob_clusters():
+    """``make(n=24, k=4, seed=0, blobs=5, spread=3.5, sigma=(1.2, 2.5))`` → ``(k, n, n, n)`` float32 clusters of
+    Gaussian blobs: fast, asymmetric stand-ins for complexes."""
+    import numpy as np
+
+    def make(n=24, k=4, seed=0, blobs=5, spread=3.5, sigma=(1.2, 2.5)):
+        rng = np.random.default_rng(seed)
+        zz, yy, xx = np.mgrid[:n, :n, :n] - n // 2
+        out = np.zeros((k, n, n, n), np.float32)
+        for v in out:
+            for c, s in zip(rng.normal(size=(blobs, 3)) * spread, rng.uniform(*sigma, blobs)):
+                v += np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2) / (2 * s ** 2))
+        return out
+
+    return make

@@ -23,22 +23,21 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
-from .._jobs import start_job
 from .._notify import report_error, report_info
+from ._dock import JobDock, refresh_combo
 from .inspector import _canvas, layer_combo, voxel_size_of
 from .simulate import _ispin, path_row
 
 METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
 
 
-class AlignWidget(QWidget):
+class AlignWidget(JobDock):
+    job_buttons = ("align_btn", "all_btn", "avg_btn", "train_btn")
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.job = None
+        super().__init__(napari_viewer)
         self.last_result = None
         self.losses: list[tuple[int, float]] = []
         root = QVBoxLayout(self)
@@ -104,9 +103,6 @@ class AlignWidget(QWidget):
         h.addRow(self.loss_canvas)
         root.addWidget(tr)
 
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
         root.addWidget(self.cancel_btn)
         root.addStretch(1)
 
@@ -124,16 +120,8 @@ class AlignWidget(QWidget):
 
     def _refresh_layers(self, *_):
         names = [ly.name for ly in self.image_layers()]
-        for combo, hint in ((self.layer_a, "s_a"), (self.layer_b, "s_b")):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            hinted = next((n for n in names if n.startswith(hint)), None)
-            pick = current if current in names and (current.startswith(hint) or hinted is None) else hinted
-            if pick:
-                combo.setCurrentText(pick)
-            combo.blockSignals(False)
+        refresh_combo(self.layer_a, names, "s_a")
+        refresh_combo(self.layer_b, names, "s_b")
         a = self._layer(self.layer_a.currentText())
         self.pair.setMaximum(max(0, a.data.shape[0] - 1) if a is not None and a.ndim == 4 else 0)
 
@@ -148,7 +136,7 @@ class AlignWidget(QWidget):
             self.checkpoint.setText(path)
 
     def _layer(self, name):
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+        return self._named_layer(name)
 
     def dataset(self):
         """The pair dataset behind the chosen s_b layer, if it came from one (sample or simulate)."""
@@ -190,24 +178,6 @@ class AlignWidget(QWidget):
         return (ds.rotations()[sl], ds.shifts()[sl]), ma, mb
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, job, desc, on_result, on_event=None):
-        for b in (self.align_btn, self.all_btn, self.avg_btn, self.train_btn):
-            b.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.job = start_job(job, desc, on_event=on_event, on_result=on_result, on_finish=self._finished)
-
-    def _finished(self, handle):
-        for b in (self.align_btn, self.all_btn, self.avg_btn, self.train_btn):
-            b.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-
-    def cancel(self):
-        if self.job is not None:
-            self.job.cancel()
-
-    def _busy(self) -> bool:
-        return self.job is not None and self.job.running
-
     def align_pair(self):
         self._align(single=True)
 
@@ -236,15 +206,6 @@ class AlignWidget(QWidget):
         self._vs = vs
         self._start(job, f"{method} alignment of {len(s_a)} pair(s)",
                     lambda r: self._show_alignment(r, s_a, s_b, vs, single))
-
-    def _set_layer(self, name, data, vs, colormap="gray", blending="translucent", visible=True):
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = data
-            layer.reset_contrast_limits()
-            return layer
-        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
-                                     visible=visible, units=("angstrom",) * 3)
 
     def _show_alignment(self, result, s_a, s_b, vs, single):
         import torch

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -26,11 +25,10 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
-from .._jobs import start_job
 from .._notify import report_error, report_info
+from ._dock import JobDock, refresh_combo
 from .inspector import _canvas, layer_combo, voxel_size_of
 from .simulate import _dspin, _ispin, path_row
 
@@ -38,11 +36,11 @@ TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
 LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
 
 
-class HypTestWidget(QWidget):
+class HypTestWidget(JobDock):
+    job_buttons = ("test_btn", "all_btn")
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.job = None
+        super().__init__(napari_viewer)
         self.tester = None
         self._tester_key = None
         self.last_result = None
@@ -83,9 +81,6 @@ class HypTestWidget(QWidget):
         buttons.addWidget(QLabel("first"))
         buttons.addWidget(self.limit)
         f.addRow(buttons)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
         f.addRow(self.cancel_btn)
         root.addWidget(box)
 
@@ -116,16 +111,7 @@ class HypTestWidget(QWidget):
                 and not ly.name.startswith("hyptest:")]
 
     def _refresh_layers(self, *_):
-        names = [ly.name for ly in self.image_layers()]
-        current = self.layer.currentText()
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems(names)
-        hinted = next((n for n in names if n.startswith("s_b")), None)
-        pick = current if current in names else hinted
-        if pick:
-            self.layer.setCurrentText(pick)
-        self.layer.blockSignals(False)
+        refresh_combo(self.layer, [ly.name for ly in self.image_layers()], "s_b")
         self._refresh_index()
 
     def _refresh_index(self):
@@ -148,8 +134,7 @@ class HypTestWidget(QWidget):
             self.model.setText(path)
 
     def _layer(self):
-        name = self.layer.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+        return self._named_layer(self.layer.currentText())
 
     def _dataset(self, layer):
         d = (layer.metadata or {}).get("cryoforge", {}).get("dataset")
@@ -198,24 +183,6 @@ class HypTestWidget(QWidget):
         return self.tester
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, job, desc, on_result, on_event=None):
-        self.test_btn.setEnabled(False)
-        self.all_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.job = start_job(job, desc, on_event=on_event, on_result=on_result, on_finish=self._finished)
-
-    def _finished(self, handle):
-        self.test_btn.setEnabled(True)
-        self.all_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-
-    def cancel(self):
-        if self.job is not None:
-            self.job.cancel()
-
-    def _busy(self) -> bool:
-        return self.job is not None and self.job.running
-
     def _prepare(self, single):
         try:
             data, first, mask, truths, vs = self._subtomograms(single)
@@ -336,20 +303,8 @@ class HypTestWidget(QWidget):
         self._first = i
         self._show_result(self.table_result["results"][i])
 
-    def _set_layer(self, name, data, colormap="gray", blending="translucent"):
-        vs = self._vs
-        if name in self.viewer.layers:
-            ly = self.viewer.layers[name]
-            ly.data = data
-            ly.reset_contrast_limits()
-            return ly
-        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
-                                     units=("angstrom",) * 3)
-
     def _show_template(self, k):
         """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
-        import torch
-
         from cryoforge.geometry import transform_volumes
         from cryoforge.hyptest.score import ScoreConfig, TemplateScorer
 
@@ -357,8 +312,8 @@ class HypTestWidget(QWidget):
         sc = TemplateScorer(self._p, None, ScoreConfig(**{**tester.cfg.score, "n_rotations": 2000}))
         fit = sc.score(tester.templates[k:k + 1])
         placed = transform_volumes(tester.templates[k], fit["rotations"][0], fit["shifts"][0]).numpy()
-        self._set_layer("hyptest: subtomogram", self._p)
-        ly = self._set_layer("hyptest: template", placed, "red", "additive")
+        self._set_layer("hyptest: subtomogram", self._p, self._vs)
+        ly = self._set_layer("hyptest: template", placed, self._vs, "red", "additive")
         ly.rendering = "iso"
         ly.iso_threshold = float(placed.max() * 0.25)
         self.viewer.layers["hyptest: template"].metadata["template"] = tester.names[k]
@@ -373,5 +328,5 @@ class HypTestWidget(QWidget):
             centre = artist.get_x() + artist.get_width() / 2
             b = int(np.argmin(np.abs(self._pseudo - centre)))
             vol = self.tester.pseudo_volume(self.last_result["best"], b)
-            self._set_layer("hyptest: pseudo-complex", vol, "cyan", "additive")
+            self._set_layer("hyptest: pseudo-complex", vol, self._vs, "cyan", "additive")
             report_info(f"pseudo-complex #{b}: score {self._pseudo[b]:.3f}")

@@ -113,25 +113,12 @@ def test_bad_inputs_are_clear():
         score_templates(np.zeros((16, 16, 16)), np.zeros((2, 20, 20, 20)))
 
 
-def _blobs(n=24, k=4, seed=0):
-    """Asymmetric blob clusters (fast stand-ins for complexes)."""
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.mgrid[:n, :n, :n] - n // 2
-    out = []
-    for _ in range(k):
-        v = np.zeros((n, n, n), np.float32)
-        for c, s in zip(rng.normal(size=(5, 3)) * 3.5, rng.uniform(1.2, 2.5, 5)):
-            v += np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2) / (2 * s ** 2))
-        out.append(v)
-    return np.stack(out)
-
-
-def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift():
+def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift(blob_clusters):
     from cryoforge.align.data import centred_wedge
     from cryoforge.conventions import random_rotations, rotation_angle_deg
     from cryoforge.geometry import transform_volumes
 
-    t = torch.from_numpy(_blobs())
+    t = torch.from_numpy(blob_clusters())
     mask = centred_wedge(24, -60, 60)
     cfg = ScoreConfig(coarse_box=12, n_rotations=3000)
     for i in range(len(t)):

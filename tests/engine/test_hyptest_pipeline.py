@@ -17,22 +17,10 @@ TINY = WGANConfig(box=32, width=2, mbd_kernels=4, mbd_dim=2, zdim=8)
 FAST_SCORE = {"coarse_box": 12, "n_rotations": 200, "candidates": 2, "neighbours": 2, "fine_box": 16}
 
 
-def _templates(k=3, n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.mgrid[:n, :n, :n] - n // 2
-    out = []
-    for _ in range(k):
-        v = np.zeros((n, n, n), np.float32)
-        for c, s in zip(rng.normal(size=(4, 3)) * 4, rng.uniform(1.5, 3, 4)):
-            v += np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2) / (2 * s ** 2))
-        out.append(v)
-    return np.stack(out)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, blob_clusters):
     d = tmp_path_factory.mktemp("gan")
-    maps = _templates()
+    maps = blob_clusters(n=32, k=3, blobs=4, spread=4.0, sigma=(1.5, 3.0))
     train = GANTrainConfig(batch=4, n_critic=2, rotations=3)
     events = list(train_wgan_job(maps, TINY, train, steps=3, checkpoint=d / "gan.pt", validate_every=3,
                                  metrics_every=1))

@@ -6,7 +6,7 @@ import torch
 
 from cryoforge.conventions import random_rotations, rotation_about_axis
 from cryoforge.ctf import electron_wavelength
-from cryoforge.geometry import rotate_volume, transform_volumes
+from cryoforge.geometry import transform_volumes
 from cryoforge.jobs import drive
 from cryoforge.sim.density import model_to_density
 from cryoforge.sim.phantoms import phantom_model

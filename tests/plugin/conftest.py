@@ -19,15 +19,30 @@ def notifications():
 
 
 @pytest.fixture
-def inspector(make_napari_viewer, qtbot):
-    """A viewer holding the sample data with the Volume inspector docked; waits for jobs at teardown."""
+def docked(make_napari_viewer, qtbot):
+    """``dock(widget_class, sample=None)`` → ``(viewer, widget)``: a viewer (with that napari-cryoforge sample)
+    and the widget docked; running jobs are cancelled and awaited at teardown."""
+    widgets = []
+
+    def dock(widget_class, sample=None):
+        viewer = make_napari_viewer()
+        if sample:
+            viewer.open_sample("napari-cryoforge", sample)
+        widget = widget_class(viewer)
+        viewer.window.add_dock_widget(widget)
+        widgets.append(widget)
+        return viewer, widget
+
+    yield dock
+    for widget in widgets:
+        if widget.job is not None and widget.job.running:
+            widget.cancel()
+            qtbot.waitUntil(lambda w=widget: not w.job.running, timeout=60000)
+
+
+@pytest.fixture
+def inspector(docked):
+    """A viewer holding the sample data with the Volume inspector docked."""
     from napari_cryoforge.widgets.inspector import VolumeInspector
 
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-cryoforge", "phantom")
-    widget = VolumeInspector(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    if widget.job is not None and widget.job.running:
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.job.running, timeout=30000)
+    return docked(VolumeInspector, "phantom")

@@ -6,16 +6,10 @@ import pytest
 
 
 @pytest.fixture
-def align(make_napari_viewer, qtbot):
+def align(docked):
     from napari_cryoforge.widgets.align import AlignWidget
 
-    viewer = make_napari_viewer()
-    widget = AlignWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    if widget.job is not None and widget.job.running:
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.job.running, timeout=60000)
+    return docked(AlignWidget)
 
 
 def _wait(qtbot, w, timeout=120000):

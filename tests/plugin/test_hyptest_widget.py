@@ -8,18 +8,12 @@ FAST = {"n_rotations": 500}
 
 
 @pytest.fixture
-def hyp(make_napari_viewer, qtbot):
+def hyp(docked):
     from napari_cryoforge.widgets.hyptest import HypTestWidget
 
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-cryoforge", "known_subtomograms")
-    widget = HypTestWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    viewer, widget = docked(HypTestWidget, "known_subtomograms")
     widget.n_pseudo.setValue(120)
-    yield viewer, widget
-    if widget.job is not None and widget.job.running:
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.job.running, timeout=60000)
+    return viewer, widget
 
 
 def _fast(widget):

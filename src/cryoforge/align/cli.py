@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 METHODS = ("gumnet", "classical", "hybrid")
@@ -31,7 +29,7 @@ def _load_maps(source: str | None):
 
 
 def _cmd_train(args) -> int:
-    from ..jobs import run_cli
+    from ..jobs.trainer import train_cli
     from .gumnet import GumNetConfig
     from .train import TrainConfig, train_gumnet_job
 
@@ -40,25 +38,9 @@ def _cmd_train(args) -> int:
                               rotation=args.rotation)
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
                         loss=args.loss, curriculum_steps=args.curriculum)
-    res = run_cli(train_gumnet_job(maps, net, train, args.steps, args.checkpoint, not args.restart, names, args.device,
-                                   args.checkpoint_every, args.validate_every))
-    _stamp(args.checkpoint, args)
-    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
-    for k, v in res["metrics"].items():
-        print(f"  {k:24s} {v:.4g}")
+    train_cli(train_gumnet_job(maps, net, train, args.steps, args.checkpoint, not args.restart, names, args.device,
+                               args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
     return 0
-
-
-def _stamp(path, args) -> None:
-    """Record the command line inside the checkpoint's metrics (provenance of shipped checkpoints)."""
-    import torch
-
-    from ..io.atomic import atomic_path
-
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def _cmd_run(args) -> int:

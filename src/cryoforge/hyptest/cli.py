@@ -50,8 +50,7 @@ def _cmd_templates(args) -> int:
 
 
 def _cmd_train_gan(args) -> int:
-    from ..align.cli import _stamp
-    from ..jobs import run_cli
+    from ..jobs.trainer import train_cli
     from .train import GANTrainConfig, train_wgan_job
     from .wgan import WGANConfig
 
@@ -59,28 +58,19 @@ def _cmd_train_gan(args) -> int:
     cfg = WGANConfig(box=maps.shape[-1], zdim=args.zdim, width=args.width)
     train = GANTrainConfig(batch=args.batch, lr=args.lr, n_critic=args.n_critic, rotations=args.rotations,
                            seed=args.seed)
-    res = run_cli(train_wgan_job(maps, cfg, train, args.steps, args.checkpoint, not args.restart, names, args.device,
-                                 args.checkpoint_every, args.validate_every))
-    _stamp(args.checkpoint, args)
-    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
-    for k, v in res["metrics"].items():
-        print(f"  {k:24s} {v:.4g}")
+    train_cli(train_wgan_job(maps, cfg, train, args.steps, args.checkpoint, not args.restart, names, args.device,
+                             args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
     return 0
 
 
 def _cmd_train_regressor(args) -> int:
-    from ..align.cli import _stamp
-    from ..jobs import run_cli
+    from ..jobs.trainer import train_cli
     from .train import RegressorTrainConfig, train_regressor_job
 
     maps, names, _ = read_template_set(args.templates)
     train = RegressorTrainConfig(batch=args.batch, lr=args.lr, rotations=args.rotations, seed=args.seed)
-    res = run_cli(train_regressor_job(args.gan, maps, train, args.steps, args.checkpoint, not args.restart, names,
-                                      args.device, args.checkpoint_every, args.validate_every))
-    _stamp(args.checkpoint, args)
-    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
-    for k, v in res["metrics"].items():
-        print(f"  {k:24s} {v:.4g}")
+    train_cli(train_regressor_job(args.gan, maps, train, args.steps, args.checkpoint, not args.restart, names,
+                                  args.device, args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
     return 0
 
 

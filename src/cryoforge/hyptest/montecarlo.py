@@ -16,6 +16,7 @@ p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -192,10 +193,8 @@ def decision_table(results: list[dict], alpha: float) -> dict:
     return {"rows": rows, "results": results, "alpha": alpha}
 
 
-def write_table(table: dict, path) -> "Path":
+def write_table(table: dict, path) -> Path:
     """The decision table as CSV (``.csv``) or a STAR data block (``.star``), atomically."""
-    from pathlib import Path
-
     import pandas as pd
 
     from ..io.atomic import atomic_path

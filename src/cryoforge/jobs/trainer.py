@@ -104,3 +104,24 @@ def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = Tr
         save_training(trainer, checkpoint, steps, history, wall(), last_val)
     yield Result({"checkpoint": None if checkpoint is None else str(checkpoint), "step": steps,
                   "wall_s": wall(), "metrics": last_val, "history": history})
+
+
+def train_cli(job, checkpoint, argv) -> dict:
+    """Run a training job in the terminal, record the command line in the checkpoint (``extra.command``: the
+    provenance of shipped checkpoints) and print the final validation metrics; returns the Result value."""
+    import shlex
+
+    import torch
+
+    from ..io.atomic import atomic_path
+    from .runner import run_cli
+
+    res = run_cli(job)
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in argv)
+    with atomic_path(checkpoint) as tmp:
+        torch.save(payload, tmp)
+    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
+    for k, v in res["metrics"].items():
+        print(f"  {k:24s} {v:.4g}")
+    return res

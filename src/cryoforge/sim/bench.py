@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 import time
 
-import numpy as np
 import torch
 
 from ..conventions import random_rotations

@@ -1,0 +1,68 @@
+"""What the job-running docks share: start/cancel a job with its buttons, layer choosers, result layers."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox, QPushButton, QWidget
+
+from .._jobs import start_job
+
+
+def refresh_combo(combo: QComboBox, names: list[str], hint: str | None = None) -> None:
+    """Refill a layer chooser, keeping its choice when it still exists, else the first name starting with ``hint``."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    hinted = next((n for n in names if hint and n.startswith(hint)), None)
+    pick = current if current in names and (hint is None or current.startswith(hint) or hinted is None) else hinted
+    if pick:
+        combo.setCurrentText(pick)
+    combo.blockSignals(False)
+
+
+class JobDock(QWidget):
+    """A dock that runs one engine job at a time; subclasses list their start buttons in ``job_buttons``."""
+
+    job_buttons: tuple = ()
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job = None
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+
+    def _buttons(self):
+        return [getattr(self, name) for name in self.job_buttons]
+
+    def _start(self, job, desc, on_result, on_event=None):
+        for b in self._buttons():
+            b.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.job = start_job(job, desc, on_event=on_event, on_result=on_result, on_finish=self._finished)
+
+    def _finished(self, handle):
+        for b in self._buttons():
+            b.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    def cancel(self):
+        if self.job is not None:
+            self.job.cancel()
+
+    def _busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _named_layer(self, name):
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _set_layer(self, name, data, vs, colormap="gray", blending="translucent", visible=True):
+        """Update the result layer ``name`` in place, or add it with the voxel size ``vs`` (Å) as its scale."""
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.reset_contrast_limits()
+            return layer
+        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
+                                     visible=visible, units=("angstrom",) * 3)
