@@ -6,8 +6,8 @@ PLUGIN = "napari-cryoforge"
 
 
 def open_viewer(files=(), sample: bool = False, show: bool = True):
-    """``(viewer, inspector, simulate, align, hyptest)``: napari with the Volume inspector, Simulate, Align & average
-    and Hypothesis test docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
+    """``(viewer, inspector, simulate, align, hyptest, explorer)``: napari with the Volume inspector, Simulate,
+    Align & average, Hypothesis test and Latent explorer docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
     pairs, known-complex subtomograms, AdK particles)."""
     import napari
 
@@ -21,13 +21,14 @@ def open_viewer(files=(), sample: bool = False, show: bool = True):
     _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate", tabify=True)
     _, align = viewer.window.add_plugin_dock_widget(PLUGIN, "Align & average", tabify=True)
     _, hyptest = viewer.window.add_plugin_dock_widget(PLUGIN, "Hypothesis test", tabify=True)
-    return viewer, inspector, simulate, align, hyptest
+    _, explorer = viewer.window.add_plugin_dock_widget(PLUGIN, "Latent explorer", tabify=True)
+    return viewer, inspector, simulate, align, hyptest, explorer
 
 
 def _cmd_view(args) -> int:
     import napari
 
-    viewer, dock, sim, align, hyp = open_viewer(args.files, sample=args.sample or not args.files)
+    viewer, dock, sim, align, hyp, explorer = open_viewer(args.files, sample=args.sample or not args.files)
     if args.three_d:
         viewer.dims.ndisplay = 3
         viewer.camera.angles = (15, -35, 60)
@@ -71,13 +72,17 @@ def _cmd_view(args) -> int:
             hyp.test_one()
             if hyp.job is not None:
                 hyp.job.worker.finished.connect(focus_hyp)
+    if args.explore:
+        _explore(viewer, explorer, args.explore)
     if args.screenshot:
         from qtpy.QtCore import QTimer
 
         def shoot():
-            busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job) if j is not None and j.running]
+            busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job, explorer.job, explorer.live_job)
+                    if j is not None and j.running]
             if busy or (args.simulate and sim.last_preview is None) or (args.align and align.last_result is None) \
-                    or (args.hyptest and hyp.last_result is None):
+                    or (args.hyptest and hyp.last_result is None) \
+                    or (args.explore and explorer.path_z is not None and "explorer: path" not in viewer.layers):
                 QTimer.singleShot(200, shoot)
                 return
             viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
@@ -90,6 +95,36 @@ def _cmd_view(args) -> int:
     return 0
 
 
+def _explore(viewer, explorer, spec: str) -> None:
+    """Open ``spec`` in the Latent explorer; for the shipped WGAN walk proteasome → ribosome (seed 000's figure)."""
+    explorer.parentWidget().raise_()
+    if not explorer.load(spec):
+        return
+    m = explorer.manifold
+    labels = m.data_labels or []
+    ends = [labels.index(n) for n in ("proteasome", "ribosome") if n in labels]
+    if len(ends) < 2 and m.data_latents is not None and len(m.data_latents) > 1:
+        ends = [0, len(m.data_latents) - 1]
+    for i in ends:
+        explorer.add_waypoint(m.data_latents[i])
+    for ly in viewer.layers:
+        ly.visible = ly.name.startswith("explorer:")
+    viewer.dims.ndisplay = 3
+    viewer.camera.angles = (15, -35, 60)
+    if len(ends) == 2:
+        explorer.frames.setValue(12)
+        explorer.preview_path()
+
+        def focus():
+            for ly in viewer.layers:
+                ly.visible = ly.name == "explorer: path"
+            viewer.dims.set_current_step(0, 6)
+            viewer.reset_view()
+
+        if explorer.job is not None:
+            explorer.job.worker.finished.connect(focus)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("view", help="open napari with the cryoforge plugin docked (--sample: sample data)")
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
@@ -99,6 +134,8 @@ def register(subparsers) -> None:
     p.add_argument("--align", action="store_true", help="align the shown subtomogram pair on start (Align & average)")
     p.add_argument("--hyptest", action="store_true",
                    help="test the first known-complex subtomogram on start (Hypothesis test dock)")
+    p.add_argument("--explore", metavar="MODEL", nargs="?", const="wgan",
+                   help="open MODEL (default: the shipped 3D-WGAN) in the Latent explorer and preview a path")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)

@@ -5,6 +5,7 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
 ``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
 ``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
+``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
 from __future__ import annotations
@@ -104,4 +105,11 @@ def bench_hyptest(**kwargs):
     return job(**kwargs)
 
 
-BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest}
+def bench_explorer(device: str = "cpu", **options):
+    from .manifold.bench import bench_explorer as run
+
+    return run(device=device, **options)
+
+
+BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest,
+           "explorer": bench_explorer}

@@ -140,10 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim", "align", "hyptest"],
+    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer"],
                    help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
                         "align: Gum-Net / classical / hybrid accuracy and averaging; "
-                        "hyptest: template-matching hypothesis tests")
+                        "hyptest: template-matching hypothesis tests; explorer: live-decode latency of each "
+                        "manifold kind")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
     s.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
@@ -152,11 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .align.cli import register as register_align
     from .hyptest.cli import register as register_hyptest
+    from .manifold.cli import register as register_manifold
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
     register_align(sub)
     register_hyptest(sub)
+    register_manifold(sub)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:
@@ -178,10 +181,11 @@ def main(argv=None) -> int:
     from .io.mrc import MrcError
     from .io.star import StarError
     from .jobs import Cancelled, JobError
+    from .manifold.base import ManifoldError
 
     try:
         return int(args.func(args) or 0)
-    except (MrcError, StarError, CheckpointError, JobError, ValueError, FileNotFoundError) as err:
+    except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError) as err:
         print(f"cryoforge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):

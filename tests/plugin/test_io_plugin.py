@@ -82,9 +82,12 @@ def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.widgets.inspector import VolumeInspector
     from napari_cryoforge.widgets.simulate import SimulateWidget
 
-    viewer, dock, simulate, align, hyptest = open_viewer(sample=True, show=False)
+    from napari_cryoforge.widgets.explorer import LatentExplorer
+
+    viewer, dock, simulate, align, hyptest, explorer = open_viewer(sample=True, show=False)
     try:
         assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
+        assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
         assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}
         assert hyptest.layer.currentText().startswith("s_b")

@@ -9,14 +9,15 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, keep_suffix: bool = False):
     """Yield a temporary path beside ``path``; on success rename it to ``path``, otherwise delete it.
+    ``keep_suffix`` ends the temporary name with ``path``'s suffix (for writers that pick a format from it).
 
     A job cancelled inside the block (``GeneratorExit`` at a yield) or failing leaves ``path`` as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part" + (path.suffix if keep_suffix else ""))
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,0 +1,389 @@
+"""Latent explorer dock: open a generative model (3D-WGAN, cryoDRGN run, analytic demo) and walk its latent space.
+
+Sliders move the latent point along the first principal components of the model's data latents (or along the
+first latent dimensions); every change is decoded **live** on a worker, latest request only (a dragged slider
+never queues decodes; cryoforge.manifold.live.LatestOnly). The scatter shows the data latents in PCA space: a
+click decodes the nearest point, a shift-click adds it as a waypoint. *Preview path* decodes the waypoint path
+(linear, spherical or k-NN graph through the data) into a ``(T, Z, Y, X)`` layer that napari's frame slider
+scrubs; *Movie* writes it with napari-animation (the z path beside the movie). The nearest known structure
+(shipped template set) is named under the volume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+)
+
+from .._jobs import start_job
+from .._notify import describe, report_error, report_info
+from ._dock import JobDock
+from .inspector import _canvas
+from .simulate import _dspin, _ispin
+
+N_SLIDERS = 4
+SLIDER_RANGE = 100  # ±100 ticks = ±3 standard deviations
+MODELS = ("wgan", "analytic", "analytic:4")
+VOLUME, PATH = "explorer: volume", "explorer: path"
+
+
+class LatentExplorer(JobDock):
+    job_buttons = ("path_btn", "movie_btn")
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        from cryoforge.manifold.live import LatestOnly
+
+        self.manifold = None
+        self.live = LatestOnly(self._start_decode)
+        self.live_job = None
+        self.current_z = None
+        self.shown_z = None
+        self.decode_ms = []
+        self.waypoints: list[np.ndarray] = []
+        self.path_z = None
+        self._axes = None
+        self._templates = None
+        root = QVBoxLayout(self)
+
+        box = QGroupBox("Model")
+        f = QFormLayout(box)
+        row = QHBoxLayout()
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItems(MODELS)
+        self.model.setToolTip("'wgan': the shipped 3D-WGAN (+ regressor); 'analytic[:D]': a closed-form demo; or a "
+                              "cryoforge checkpoint (.pt) or cryoDRGN run (folder or weights.N.pkl)")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        self.load_btn = QPushButton("Load")
+        self.load_btn.clicked.connect(lambda: self.load(self.model.currentText()))
+        for w in (self.model, browse, self.load_btn):
+            row.addWidget(w)
+        f.addRow(row)
+        self.info = QLabel("no model loaded")
+        self.info.setWordWrap(True)
+        f.addRow(self.info)
+        root.addWidget(box)
+
+        box = QGroupBox("Latent point")
+        g = QGridLayout(box)
+        self.axes_mode = QComboBox()
+        self.axes_mode.addItems(["principal components", "latent dimensions"])
+        self.axes_mode.currentIndexChanged.connect(lambda *_: self._set_axes())
+        g.addWidget(QLabel("sliders move along"), 0, 0)
+        g.addWidget(self.axes_mode, 0, 1, 1, 2)
+        self.sliders, self.slider_labels = [], []
+        for i in range(N_SLIDERS):
+            s = QSlider(Qt.Orientation.Horizontal)
+            s.setRange(-SLIDER_RANGE, SLIDER_RANGE)
+            s.valueChanged.connect(lambda *_: self._from_sliders())
+            lab = QLabel(f"PC{i + 1}")
+            self.sliders.append(s)
+            self.slider_labels.append(lab)
+            g.addWidget(lab, i + 1, 0)
+            g.addWidget(s, i + 1, 1, 1, 2)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        g.addWidget(self.status, N_SLIDERS + 1, 0, 1, 3)
+        root.addWidget(box)
+
+        self.canvas, (self.ax,) = _canvas(2.6)
+        self.canvas.mpl_connect("button_press_event", self._clicked)
+        root.addWidget(self.canvas)
+
+        box = QGroupBox("Path and movie")
+        f = QFormLayout(box)
+        row = QHBoxLayout()
+        self.path_kind = QComboBox()
+        self.path_kind.addItems(["linear", "spherical", "graph"])
+        self.path_kind.setToolTip("graph: shortest path through the data latents' k-NN graph")
+        self.frames = _ispin(20, 2, 1000, " frames")
+        row.addWidget(self.path_kind)
+        row.addWidget(self.frames)
+        f.addRow("path", row)
+        self.waypoint_label = QLabel("shift-click the scatter to add waypoints")
+        f.addRow(self.waypoint_label)
+        row = QHBoxLayout()
+        self.path_btn = QPushButton("Preview path")
+        self.path_btn.clicked.connect(self.preview_path)
+        clear = QPushButton("Clear waypoints")
+        clear.clicked.connect(self.clear_waypoints)
+        row.addWidget(self.path_btn)
+        row.addWidget(clear)
+        f.addRow(row)
+        row = QHBoxLayout()
+        self.movie_out = QLineEdit(str(Path.home() / "latent_path.mp4"))
+        self.movie_out.setToolTip("movie file (.mp4 or .gif); the z path is saved beside it")
+        self.rotate = _dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
+        self.movie_btn = QPushButton("Movie")
+        self.movie_btn.clicked.connect(self.write_movie)
+        for w in (self.movie_out, self.rotate, self.movie_btn):
+            row.addWidget(w)
+        f.addRow("movie", row)
+        f.addRow(self.cancel_btn)
+        root.addWidget(box)
+
+        box = QGroupBox("Display")
+        f = QFormLayout(box)
+        row = QHBoxLayout()
+        self.iso = QCheckBox("isosurface")
+        self.iso.toggled.connect(lambda *_: self._style())
+        self.threshold = _dspin(0.5, 0, 1, 0.05, "", 2, "isosurface threshold, as a fraction of the contrast range")
+        self.threshold.valueChanged.connect(lambda *_: self._style())
+        self.colormap = QComboBox()
+        self.colormap.addItems(["gray", "magma", "viridis", "turbo", "cyan"])
+        self.colormap.currentTextChanged.connect(lambda *_: self._style())
+        for w in (self.iso, self.threshold, self.colormap):
+            row.addWidget(w)
+        f.addRow(row)
+        self.nearest = QLabel("nearest known structure: –")
+        f.addRow(self.nearest)
+        root.addWidget(box)
+        root.addStretch(1)
+
+    # ------------------------------------------------------------------ model
+    def _browse(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Generative model", "", "Models (*.pt *.pkl);;All files (*)")
+        if path:
+            self.model.setCurrentText(path)
+
+    def load(self, spec: str) -> bool:
+        """Open ``spec`` as a manifold (main thread: loading is quick), reset the sliders and decode its origin."""
+        from cryoforge.manifold import open_manifold
+
+        try:
+            m = open_manifold(spec.strip() or "wgan")
+        except Exception as err:  # noqa: BLE001 - every failure is one clear notification
+            report_error(f"Latent explorer: cannot open {spec!r}: {describe(err)}")
+            return False
+        self.manifold = m
+        self.waypoints, self.path_z = [], None
+        self._templates = self._load_templates(m)
+        self.info.setText(m.describe())
+        self._set_axes()
+        self._draw_scatter()
+        return True
+
+    @staticmethod
+    def _load_templates(m):
+        from cryoforge.manifold.loaders import shipped_templates
+
+        t = shipped_templates()
+        return t if t is not None and t[0].shape[-1] == m.box else None
+
+    def _set_axes(self):
+        """Slider directions: the data's principal components (σ from their variances) or unit latent axes."""
+        m = self.manifold
+        if m is None:
+            return
+        data = m.data_latents if m.data_latents is not None and len(m.data_latents) > 2 else m.sample(500, 0)
+        use_pcs = self.axes_mode.currentIndex() == 0
+        if use_pcs:
+            from cryoforge.manifold.analysis import pca
+
+            _, fit = pca(data, min(N_SLIDERS, m.latent_dim))
+            dirs, sig = fit.components_, np.sqrt(fit.explained_variance_)
+            self._pca = fit
+        else:
+            k = min(N_SLIDERS, m.latent_dim)
+            dirs, sig = np.eye(m.latent_dim)[:k], np.asarray(data).std(0)[:k]
+        self._axes = (np.asarray(dirs, np.float32), np.asarray(sig, np.float32) + 1e-6)
+        for i, (s, lab) in enumerate(zip(self.sliders, self.slider_labels)):
+            s.setEnabled(i < len(dirs))
+            lab.setText(f"{'PC' if use_pcs else 'z'}{i + 1}")
+            s.blockSignals(True)
+            s.setValue(0)
+            s.blockSignals(False)
+        self.request(m.origin())
+
+    # ------------------------------------------------------------------ live decoding
+    def _from_sliders(self):
+        if self.manifold is None or self._axes is None:
+            return
+        dirs, sig = self._axes
+        t = np.array([s.value() / SLIDER_RANGE * 3.0 for s in self.sliders[: len(dirs)]], np.float32)
+        self.request(self.manifold.origin() + (t * sig) @ dirs)
+
+    def request(self, z) -> None:
+        """Ask for the volume at ``z``: decoded now if idle, else after the running decode (newest request only)."""
+        self.current_z = np.asarray(z, np.float32)
+        self.live.submit(self.current_z)
+
+    def _start_decode(self, z):
+        from cryoforge.jobs import Metrics
+        from cryoforge.manifold.live import decode_job
+
+        def on_event(ev):
+            if isinstance(ev, Metrics):
+                self.decode_ms.append(ev.values["decode_ms"])
+
+        self.live_job = start_job(decode_job(self.manifold, z), "Decoding latent point", on_event=on_event,
+                                  on_result=self._show_volume, on_finish=lambda _h: self.live.done())
+
+    def _show_volume(self, result):
+        z, vol = result
+        self.shown_z = z
+        layer = self._set_layer(VOLUME, vol, self.manifold.voxel_size, self.colormap.currentText())
+        layer.metadata["latent"] = z.tolist()
+        self._style()
+        text = f"decode {self.decode_ms[-1]:.0f} ms" if self.decode_ms else ""
+        if self.live.dropped:
+            text += f" · {self.live.dropped} stale request(s) skipped"
+        self.status.setText(text)
+        if self._templates is not None:
+            from cryoforge.manifold.analysis import nearest_structure
+
+            name, score, _ = nearest_structure(vol, self._templates[0], self._templates[1])
+            self.nearest.setText(f"nearest known structure: {name} (r = {score:.2f})")
+        self._draw_marker()
+
+    def _style(self):
+        for name in (VOLUME, PATH):
+            ly = self._named_layer(name)
+            if ly is None:
+                continue
+            ly.colormap = self.colormap.currentText()
+            ly.rendering = "iso" if self.iso.isChecked() else "mip"
+            lo, hi = ly.contrast_limits
+            ly.iso_threshold = lo + self.threshold.value() * (hi - lo)
+
+    # ------------------------------------------------------------------ scatter
+    def _scatter_points(self):
+        m = self.manifold
+        pts = m.data_latents if m.data_latents is not None and len(m.data_latents) else m.sample(300, 0)
+        return np.asarray(pts, np.float32)
+
+    def _project(self, z):
+        from cryoforge.manifold.analysis import pca
+
+        if getattr(self, "_scatter_fit", None) is None:
+            self._scatter_fit = pca(self._scatter_points(), 2)[1]
+        p = self._scatter_fit.transform(np.atleast_2d(z))
+        return np.pad(p, ((0, 0), (0, 2 - p.shape[1])))
+
+    def _draw_scatter(self):
+        self._scatter_fit = None
+        pts = self._scatter_points()
+        xy = self._project(pts)
+        self._xy = xy
+        ax = self.ax
+        ax.clear()
+        m = self.manifold
+        src = "data latents" if m.data_latents is not None else "samples of N(0, I)"
+        ax.scatter(xy[:, 0], xy[:, 1], s=8 if len(xy) > 50 else 30, c="tab:blue", alpha=0.6)
+        if m.data_labels and len(m.data_labels) <= 30:
+            for (x, y), lab in zip(xy, m.data_labels):
+                ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
+        ax.set_title(f"{src} (PCA) · click: decode · shift-click: waypoint", fontsize=7)
+        ax.set_xlabel("PC1", fontsize=7)
+        ax.set_ylabel("PC2", fontsize=7)
+        ax.tick_params(labelsize=6)
+        self._marker = None
+        self.canvas.draw_idle()
+
+    def _draw_marker(self):
+        if self.manifold is None or self.shown_z is None:
+            return
+        for art in getattr(self, "_overlay", []):
+            art.remove()
+        p = self._project(self.shown_z)[0]
+        self._overlay = [self.ax.plot(p[0], p[1], "*", color="orange", ms=12, mec="k")[0]]
+        if self.waypoints:
+            w = self._project(np.stack(self.waypoints))
+            self._overlay.append(self.ax.plot(w[:, 0], w[:, 1], "o-", color="red", ms=5)[0])
+            self._overlay += [self.ax.annotate(str(i + 1), tuple(q), color="red", fontsize=7) for i, q in enumerate(w)]
+        self.canvas.draw_idle()
+
+    def point_at(self, x: float, y: float) -> np.ndarray:
+        """The latent point whose PCA position is nearest ``(x, y)``."""
+        i = int(np.argmin(((self._xy[:, :2] - [x, y]) ** 2).sum(1)))
+        return self._scatter_points()[i]
+
+    def _clicked(self, event):
+        if self.manifold is None or event.inaxes is not self.ax or event.xdata is None:
+            return
+        z = self.point_at(event.xdata, event.ydata)
+        if event.key == "shift":
+            self.add_waypoint(z)
+        else:
+            self.request(z)
+
+    def add_waypoint(self, z):
+        self.waypoints.append(np.asarray(z, np.float32))
+        self.waypoint_label.setText(f"{len(self.waypoints)} waypoint(s); shift-click to add more")
+        self._draw_marker()
+
+    def clear_waypoints(self):
+        self.waypoints = []
+        self.waypoint_label.setText("shift-click the scatter to add waypoints")
+        self._draw_marker()
+
+    # ------------------------------------------------------------------ path and movie
+    def preview_path(self):
+        """Decode the waypoint path into the ``(T, Z, Y, X)`` layer 'explorer: path' (frame axis first)."""
+        from cryoforge.manifold.live import path_job
+        from cryoforge.manifold.paths import make_path
+
+        if self.manifold is None or self._busy():
+            return
+        try:
+            self.path_z = make_path(np.stack(self.waypoints) if self.waypoints else np.zeros((0, 1)),
+                                    self.frames.value(), self.path_kind.currentText(), self.manifold.data_latents)
+        except Exception as err:  # noqa: BLE001
+            report_error(f"Latent explorer: {describe(err)}")
+            return
+        self._start(path_job(self.manifold, self.path_z), "Decoding the latent path", self._show_path)
+
+    def _show_path(self, volumes):
+        vs = self.manifold.voxel_size
+        if PATH in self.viewer.layers:
+            del self.viewer.layers[PATH]
+        layer = self.viewer.add_image(volumes, name=PATH, scale=(1, vs, vs, vs), colormap=self.colormap.currentText(),
+                                      axis_labels=("frame", "z", "y", "x"), units=("angstrom",) * 4)
+        layer.metadata["latent_path"] = self.path_z.tolist()
+        self._style()
+        self.viewer.dims.set_current_step(0, 0)
+        report_info(f"Latent explorer: path of {len(volumes)} frames; scrub it with the frame slider")
+
+    def write_movie(self):
+        """Write the previewed path as a movie with napari-animation (the viewer as shown), z path beside it."""
+        from cryoforge.manifold.movie import MOVIE_SUFFIXES, save_path
+
+        from ..movie import animate_layer
+
+        if self.path_z is None or PATH not in self.viewer.layers:
+            report_error("Latent explorer: preview a path first (add two waypoints, then Preview path)")
+            return
+        out = Path(self.movie_out.text()).expanduser()
+        if out.suffix not in MOVIE_SUFFIXES:
+            report_error(f"Latent explorer: a movie ends in {' or '.join(MOVIE_SUFFIXES)}, not {out.suffix or '(none)'}")
+            return
+        for ly in self.viewer.layers:
+            ly.visible = ly.name == PATH
+        if self.viewer.dims.ndisplay != 3:
+            self.viewer.dims.ndisplay = 3
+        try:
+            n = animate_layer(self.viewer, len(self.path_z), out, rotate=self.rotate.value())
+        except Exception as err:  # noqa: BLE001
+            report_error(f"Latent explorer: movie failed: {describe(err)}")
+            return
+        save_path(out, self.path_z, {"model": self.manifold.name, "frames": n, "renderer": "napari",
+                                     "path_kind": self.path_kind.currentText()})
+        self.last_movie = out
+        report_info(f"Latent explorer: wrote {out} ({n} frames) and {out.name}.z.txt")

@@ -1,0 +1,88 @@
+"""``cryoforge bench explorer``: live-decode latency of each manifold kind (one latent point, as the explorer's
+slider asks) at D=32 and D=64, and cryoDRGN's batched full-lattice decoding against slice-by-slice decoding."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..jobs import Progress, Result
+
+
+def _latency_ms(m, repeats: int, seed: int = 0) -> dict:
+    z = m.sample(repeats + 1, seed)
+    m.decode_one(z[0])  # warm-up
+    times = []
+    for zi in z[1:]:
+        t = time.perf_counter()
+        m.decode_one(zi)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": statistics.median(times), "max_ms": max(times), "repeats": repeats}
+
+
+def _drgn_model(D: int, tmp: Path, dim: int = 256, layers: int = 3, zdim: int = 8):
+    """A cryoDRGN-format run (random weights, the default Gaussian-feature Hartley decoder) for timing at size D."""
+    import yaml
+
+    from .drgn.model import CoordinateDecoder
+
+    torch.manual_seed(0)
+    dec = CoordinateDecoder(D + 1, zdim, layers, dim, "hartley", "gaussian", 64, "relu", 0.5)
+    torch.save({"epoch": 0, "model_state_dict": {f"decoder.{k}": v for k, v in dec.state_dict().items()}},
+               tmp / f"weights_{D}.pkl")
+    cfg = {"lattice_args": {"D": D + 1, "extent": 0.5, "ignore_DC": True}, "dataset_args": {"norm": [0.0, 1.0]},
+           "model_args": {"zdim": zdim, "players": layers, "pdim": dim, "domain": "hartley", "pe_type": "gaussian",
+                          "pe_dim": 64, "activation": "relu", "feat_sigma": 0.5, "qlayers": 1, "qdim": 8,
+                          "encode_mode": "resid", "enc_mask": -1}}
+    (tmp / f"config_{D}.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp / f"weights_{D}.pkl", tmp / f"config_{D}.yaml"
+
+
+def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, shared: str | None = None):
+    """Job: latency per kind and size; cryoDRGN batched vs slice-by-slice volumes/s (same model, 4 z)."""
+    import tempfile
+
+    from .analytic import AnalyticManifold
+    from .drgn import DrgnManifold
+    from .loaders import open_manifold
+
+    rows, total = [], 7
+    yield Progress(0, total, "analytic")
+    for D in (32, 64):
+        rows.append({"kind": "analytic", "D": D, **_latency_ms(AnalyticManifold(2, D, device=device), repeats)})
+    yield Progress(2, total, "3D-WGAN")
+    rows.append({"kind": "wgan3d (shipped)", "D": 32, **_latency_ms(open_manifold("wgan", device), repeats)})
+    speed = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, D in enumerate((32, 64)):
+            yield Progress(3 + i, total, f"cryoDRGN D={D}")
+            w, c = _drgn_model(D, Path(tmp), drgn_dim)
+            m = DrgnManifold(w, config=c, device=device)
+            rows.append({"kind": f"cryodrgn (3×{drgn_dim} residual, Gaussian features)", "D": D,
+                         **_latency_ms(m, max(3, repeats // 2))})
+            if D == 64:
+                z = m.sample(4, 1)
+                t = time.perf_counter()
+                batched = m.decode(z)
+                tb = time.perf_counter() - t
+                t = time.perf_counter()
+                sliced = m.decode_slicewise(z)
+                ts = time.perf_counter() - t
+                speed = {"D": D, "n_volumes": len(z), "batched_vol_per_s": len(z) / tb,
+                         "slicewise_vol_per_s": len(z) / ts, "speedup": ts / tb,
+                         "max_abs_diff": float((batched - sliced).abs().max())}
+    places = [Path(shared)] if shared else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"]
+    het = next((p / "cryodrgn" / "het_weights.pkl" for p in places if (p / "cryodrgn" / "het_weights.pkl").is_file()),
+               Path("missing"))
+    yield Progress(5, total, "cryoDRGN test model")
+    if het.is_file():
+        rows.append({"kind": "cryodrgn het_weights.pkl (3×8, from cryoDRGN's tests)", "D": 64,
+                     **_latency_ms(open_manifold(het, device), repeats)})
+    yield Progress(total, total, "done")
+    yield Result({"latency": rows, "cryodrgn_batched_vs_slicewise": speed, "device": device,
+                  "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()})

@@ -1,0 +1,147 @@
+"""``cryoforge movie`` (latent interpolation movies of any manifold) and ``cryoforge drgn eval|analyze`` (real cryoDRGN runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _open(args):
+    from .loaders import open_manifold
+
+    return open_manifold(args.model, args.device, getattr(args, "config", None), getattr(args, "z", None),
+                         getattr(args, "voxel_size", None))
+
+
+def resolve_point(manifold, text: str) -> np.ndarray:
+    """A latent point from ``text``: a data label (e.g. ``4v5d``), ``#N`` (data point N), or numbers."""
+    from .base import ManifoldError
+    from .paths import parse_point
+
+    labels = manifold.data_labels or []
+    if text in labels:
+        return np.asarray(manifold.data_latents[labels.index(text)], np.float32)
+    if text.startswith("#"):
+        if manifold.data_latents is None:
+            raise ManifoldError(f"{text}: this model carries no data latents to index")
+        i = int(text[1:])
+        if not 0 <= i < len(manifold.data_latents):
+            raise ManifoldError(f"{text}: data point index out of range 0..{len(manifold.data_latents) - 1}")
+        return np.asarray(manifold.data_latents[i], np.float32)
+    return parse_point(text, manifold.latent_dim)
+
+
+def _cmd_movie(args) -> int:
+    from ..jobs import run_cli
+    from .movie import movie_job
+    from .paths import make_path
+
+    m = _open(args)
+    pts = [resolve_point(m, t) for t in [args.start, *(args.via or []), args.end]]
+    path = make_path(np.stack(pts), args.frames, args.path, m.data_latents, args.k)
+    rec = {"command": "cryoforge movie " + " ".join(args.argv[1:]), "path_kind": args.path,
+           "waypoints": [p.tolist() for p in pts]}
+    res = run_cli(movie_job(m, path, args.out, args.fps, args.renderer, args.rotate, args.iso, args.colormap, rec))
+    print(f"wrote {res['movie']} ({res['frames']} frames, {res['renderer']} renderer); z path {res['z_path']}")
+    return 0
+
+
+def _cmd_drgn_eval(args) -> int:
+    from ..io.mrc import write_mrc
+
+    m = _open(args)
+    if args.zfile:
+        z = np.loadtxt(args.zfile, dtype=np.float32).reshape(-1, m.latent_dim)
+    elif args.zval:
+        z = resolve_point(m, " ".join(args.zval))[None]
+    else:
+        z = m.origin()[None]
+    vols = m.decode(z).numpy()
+    out = Path(args.out)
+    if len(vols) == 1 and out.suffix == ".mrc":
+        print(write_mrc(out, vols[0], m.voxel_size))
+    else:
+        for i, v in enumerate(vols):
+            print(write_mrc(out / f"vol_{i:03d}.mrc", v, m.voxel_size))
+    return 0
+
+
+def _cmd_drgn_analyze(args) -> int:
+    from ..io.atomic import atomic_path
+    from ..io.mrc import write_mrc
+    from .analysis import kmeans_centres, pc_traversal, pca
+
+    m = _open(args)
+    if m.data_latents is None:
+        raise ValueError("this run has no z file (z.N.pkl); give it with --z")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    z = m.data_latents
+    coords, fit = pca(z, 2)
+    centres, labels = kmeans_centres(z, args.ksample, args.seed)
+    for i, v in enumerate(m.decode(z[centres]).numpy()):
+        write_mrc(out / f"kmeans{args.ksample}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
+    np.savetxt(out / f"kmeans{args.ksample}" / "centers.txt", z[centres], fmt="%.6g")
+    np.savetxt(out / f"kmeans{args.ksample}" / "centers_ind.txt", centres, fmt="%d")
+    for pc in range(min(args.pc, m.latent_dim)):
+        path = pc_traversal(z, pc, args.n_per_pc)
+        for i, v in enumerate(m.decode(path).numpy()):
+            write_mrc(out / f"pc{pc + 1}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
+        np.savetxt(out / f"pc{pc + 1}" / "z_pc.txt", path, fmt="%.6g")
+    summary = {"model": m.name, "n": int(len(z)), "explained_variance_ratio": fit.explained_variance_ratio_.tolist(),
+               "kmeans_centre_indices": centres.tolist(), "cluster_sizes": np.bincount(labels).tolist()}
+    with atomic_path(out / "analysis.json") as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=1))
+    np.save(out / "z_pca.npy", coords)
+    print(f"wrote {out}: k-means {args.ksample} volumes, {min(args.pc, m.latent_dim)} PC traversals, analysis.json")
+    return 0
+
+
+def _model_args(p, drgn: bool = False):
+    p.add_argument("model", help="a cryoforge checkpoint (.pt), a cryoDRGN run (folder or weights.N.pkl), "
+                                 "'wgan' (the shipped 3D-WGAN) or 'analytic[:D]'")
+    p.add_argument("--config", help="cryoDRGN config.yaml (default: beside the weights)")
+    p.add_argument("--z", help="cryoDRGN z.N.pkl (default: the one of the same epoch)")
+    p.add_argument("--voxel-size", type=float, help="Å per voxel of the decoded maps (cryoDRGN runs do not store it)")
+    p.add_argument("--device", default="cpu")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("movie", help="latent interpolation movie of a generative model (MP4 or GIF)")
+    _model_args(p)
+    p.add_argument("--from", dest="start", required=True,
+                   help="start: numbers ('0.1,0,…' or one number for all), a data label (e.g. proteasome) or #N")
+    p.add_argument("--to", dest="end", required=True, help="end point, same forms as --from")
+    p.add_argument("--via", nargs="*", help="waypoints between start and end")
+    p.add_argument("--frames", type=int, default=30, help="number of frames (default 30)")
+    p.add_argument("--path", choices=["linear", "spherical", "graph"], default="linear",
+                   help="linear, spherical (slerp), or graph (shortest k-NN path through the data latents)")
+    p.add_argument("--k", type=int, default=10, help="neighbours of the graph path (default 10)")
+    p.add_argument("--out", required=True, help="movie file, .mp4 or .gif (the z path goes beside it)")
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--renderer", default="auto", choices=["auto", "gl", "slices", "projection"],
+                   help="gl: 3-D rendering in the viewer plugin (needs a display or Xvfb); slices/projection: no GL "
+                        "needed (auto: gl when a display is there)")
+    p.add_argument("--rotate", type=float, default=0.0, help="camera turn over the movie in degrees (gl renderer)")
+    p.add_argument("--iso", type=float, help="isosurface threshold (gl renderer; default: volume rendering)")
+    p.add_argument("--colormap", default="gray")
+    p.set_defaults(func=_cmd_movie)
+
+    d = sub.add_parser("drgn", help="cryoDRGN runs: decode volumes and analyse the latent space")
+    dsub = d.add_subparsers(dest="drgn_command", metavar="ACTION", required=True)
+    e = dsub.add_parser("eval", help="decode volumes (all slices in one pass, many z at once), like cryodrgn eval_vol")
+    _model_args(e)
+    e.add_argument("--zval", nargs="+", help="one latent point (numbers)")
+    e.add_argument("--zfile", help="text file of latent points, one per line")
+    e.add_argument("-o", "--out", required=True, help="vol.mrc for one point, else a folder")
+    e.set_defaults(func=_cmd_drgn_eval)
+    a = dsub.add_parser("analyze", help="PCA, k-means centre volumes and PC traversals, like cryodrgn analyze")
+    _model_args(a)
+    a.add_argument("-o", "--out", required=True, help="output folder")
+    a.add_argument("--ksample", type=int, default=20, help="k-means clusters (default 20)")
+    a.add_argument("--pc", type=int, default=2, help="PCs to traverse (default 2)")
+    a.add_argument("--n-per-pc", type=int, default=10, help="volumes per PC traversal (default 10)")
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=_cmd_drgn_analyze)

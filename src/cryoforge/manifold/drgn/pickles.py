@@ -1,0 +1,110 @@
+"""Reading cryoDRGN's files without running pickled code.
+
+``weights.N.pkl`` is a ``torch.save`` dict; it loads with ``weights_only=True``, allowing only numpy's array
+reconstruction (cryoDRGN stores ``search_pose`` as numpy arrays). ``z.N.pkl``, pose and CTF ``.pkl`` files are
+plain pickles of numpy arrays (``z.pkl``: two consecutive pickles, ``z_mu`` then ``z_logvar``); they go through
+:class:`SafeUnpickler`, which refuses every global except numpy arrays, dtypes and scalars.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The file asks to build an object that is not a plain array, number, string, list or dict."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED or (module.startswith("numpy") and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"refusing to load {module}.{name}: only numpy arrays and plain containers are "
+                                "read from cryoDRGN pickles (no code is run)")
+
+
+def load_pickles(path, max_items: int = 2) -> list:
+    """Up to ``max_items`` consecutive pickles from ``path``, read with :class:`SafeUnpickler`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    out = []
+    with open(path, "rb") as fh:
+        while len(out) < max_items:
+            try:
+                out.append(SafeUnpickler(fh).load())
+            except EOFError:
+                break
+    if not out:
+        raise pickle.UnpicklingError(f"{path.name}: empty pickle file")
+    return out
+
+
+def load_z(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(z_mu, z_logvar)`` of a cryoDRGN ``z.N.pkl`` (``z_logvar`` is None when the file holds only ``z_mu``)."""
+    items = load_pickles(path)
+    mu = np.asarray(items[0], dtype=np.float32)
+    if mu.ndim == 1:
+        mu = mu[:, None]
+    logvar = np.asarray(items[1], dtype=np.float32).reshape(mu.shape) if len(items) > 1 else None
+    return mu, logvar
+
+
+def load_poses(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rotations (N, 3, 3), translations (N, 2) or None)`` of a cryoDRGN pose pickle (translations as stored:
+    a fraction of the box in cryoDRGN ≥ 0.8)."""
+    obj = load_pickles(path, 1)[0]
+    if isinstance(obj, (tuple, list)):
+        rot = np.asarray(obj[0], np.float32)
+        trans = np.asarray(obj[1], np.float32) if len(obj) > 1 else None
+    else:
+        rot, trans = np.asarray(obj, np.float32), None
+    if rot.ndim != 3 or rot.shape[1:] != (3, 3):
+        raise ValueError(f"{Path(path).name}: expected rotation matrices (N, 3, 3), got {rot.shape}")
+    return rot, trans
+
+
+CTF_COLUMNS = ("D", "Apix", "dfu", "dfv", "dfang", "volt", "cs", "w", "phase_shift")
+
+
+def load_ctf(path) -> dict[str, np.ndarray]:
+    """A cryoDRGN CTF pickle ``(N, 9)`` as named columns: image size, Å/px, defocus U/V (Å), angle (°), kV, Cs (mm),
+    amplitude contrast, phase shift (°)."""
+    arr = np.asarray(load_pickles(path, 1)[0], np.float64)
+    if arr.ndim != 2 or arr.shape[1] != len(CTF_COLUMNS):
+        raise ValueError(f"{Path(path).name}: expected a cryoDRGN CTF table (N, 9), got {arr.shape}")
+    return {name: arr[:, i] for i, name in enumerate(CTF_COLUMNS)}
+
+
+def load_weights(path) -> dict:
+    """A cryoDRGN ``weights.pkl`` as a dict, with ``weights_only=True`` (numpy arrays allowed, nothing else)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    dtypes = {type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")}
+    allowed = [(_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
+               np.ndarray, np.dtype, *dtypes]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise ValueError(f"{path.name}: not a cryoDRGN weights file that loads safely ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
+        raise ValueError(f"{path.name}: no 'model_state_dict' in it; is this a cryoDRGN weights.pkl?")
+    return ckpt

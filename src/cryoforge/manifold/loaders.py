@@ -1,0 +1,73 @@
+"""Open any generative model as a :class:`Manifold`: cryoforge checkpoints by their ``kind``, cryoDRGN runs by
+their files, and ``analytic[:d]`` for the demo manifold. Kinds register here (:data:`CHECKPOINT_KINDS`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .base import Manifold, ManifoldError
+
+# checkpoint kind → loader(path, device, **options); later models (cryoDRGN training, Multi-CryoGAN) add theirs.
+CHECKPOINT_KINDS: dict[str, Callable[..., Manifold]] = {}
+
+
+def _wgan(path, device="cpu", templates=None, **_):
+    from .wgan import WGANManifold
+
+    return WGANManifold(path, templates, device)
+
+
+CHECKPOINT_KINDS["wgan3d"] = _wgan
+CHECKPOINT_KINDS["wgan3d_regressor"] = _wgan
+
+SHIPPED = {"wgan": "hyptest/wgan_regressor.pt"}
+
+
+def shipped_templates():
+    """The shipped known-template set ``(maps, names, voxel_size)``, or None when it is not installed."""
+    try:
+        from ..hyptest.cli import read_template_set
+
+        return read_template_set()
+    except FileNotFoundError:
+        return None
+
+
+def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: float | None = None,
+                  templates=None) -> Manifold:
+    """A manifold from ``spec``: ``analytic`` / ``analytic:D`` (latent dim D), ``wgan`` (the shipped 3D-WGAN),
+    a cryoforge checkpoint (``.pt``), or a cryoDRGN run (its folder or ``weights.N.pkl``; ``config``/``z`` override)."""
+    text = str(spec)
+    if text.startswith("analytic"):
+        _, _, d = text.partition(":")
+        from .analytic import AnalyticManifold
+
+        try:
+            return AnalyticManifold(int(d) if d else 2, device=device)
+        except ValueError as err:
+            raise ManifoldError(f"bad analytic manifold spec {text!r}: {err}") from None
+    if text in SHIPPED:
+        from ..samples import sample_path
+
+        spec = sample_path(SHIPPED[text])
+        templates = templates if templates is not None else shipped_templates()
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file or folder")
+    if path.is_dir() or path.suffix == ".pkl":
+        from .drgn import DrgnManifold
+
+        m = DrgnManifold(path, config, z, voxel_size, device)
+        return m
+    from ..io.checkpoint import load_checkpoint
+
+    kind = load_checkpoint(path)["kind"]
+    if kind not in CHECKPOINT_KINDS:
+        known = ", ".join(sorted(CHECKPOINT_KINDS))
+        raise ManifoldError(f"{path.name}: a '{kind}' checkpoint is not a generative model the explorer can open "
+                            f"(it opens {known}, cryoDRGN runs and 'analytic')")
+    m = CHECKPOINT_KINDS[kind](path, device=device, templates=templates)
+    if voxel_size:
+        m.voxel_size = float(voxel_size)
+    return m

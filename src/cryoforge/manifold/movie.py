@@ -1,0 +1,147 @@
+"""Latent interpolation movies: decode a latent path, render each volume, write MP4 or GIF with imageio.
+
+Renderers: ``gl`` (a 3-D rendering by the viewer plugin with its animation tool; needs a GL context; found through
+the ``cryoforge.renderers`` entry point, so the engine imports no GUI package), and two fallbacks
+that need no GL: ``slices`` (the three central orthogonal slices) and ``projection`` (sums along z, y and x).
+Contrast is fixed over the whole movie. The latent path is saved beside the movie (``<movie>.z.txt``) with a JSON
+record of how it was made (``<movie>.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+
+from ..jobs import Log, Progress, Result
+from .base import ManifoldError
+from .live import path_job
+
+RENDERERS = ("auto", "gl", "slices", "projection")
+MOVIE_SUFFIXES = (".mp4", ".gif")
+
+
+def gl_renderer():
+    """The plugin's GL renderer, or None when it is not installed."""
+    for ep in entry_points(group="cryoforge.renderers"):
+        if ep.name == "gl":
+            try:
+                return ep.load()
+            except Exception:  # noqa: BLE001 - a broken GL stack means: use a fallback
+                return None
+    return None
+
+
+def choose_renderer(name: str) -> str:
+    if name not in RENDERERS:
+        raise ManifoldError(f"unknown renderer {name!r}; choose one of {', '.join(RENDERERS)}")
+    if name != "auto":
+        return name
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return "gl" if has_display and gl_renderer() is not None else "slices"
+
+
+def panels(volume: np.ndarray, mode: str) -> list[np.ndarray]:
+    """Three 2-D views of a ``(Z, Y, X)`` volume: central XY, XZ, YZ slices or projections along z, y, x."""
+    if mode == "projection":
+        return [volume.sum(0), volume.sum(1), volume.sum(2)]
+    c = [n // 2 for n in volume.shape]
+    return [volume[c[0]], volume[:, c[1]], volume[:, :, c[2]]]
+
+
+def render_fallback(volumes: np.ndarray, mode: str = "slices", cmap: str = "gray", scale: int = 4,
+                    titles=None):
+    """Frames ``(H, W, 3)`` uint8, one per volume: three panels side by side (XY | XZ | YZ), fixed contrast."""
+    import matplotlib
+
+    if mode not in ("slices", "projection"):
+        raise ManifoldError(f"fallback renderers are 'slices' and 'projection', not {mode!r}")
+    lut = matplotlib.colormaps[cmap]
+    views = [panels(v, mode) for v in volumes]
+    flat = np.concatenate([np.ravel(p) for vs in views[:: max(1, len(views) // 8)] for p in vs])
+    lo, hi = np.percentile(flat, [0.5, 99.8])
+    gap = np.zeros((views[0][0].shape[0], 2))
+    for i, vs in enumerate(views):
+        strip = np.concatenate([x for p in vs for x in (p, gap)][:-1], axis=1)
+        rgb = lut(np.clip((strip - lo) / max(hi - lo, 1e-12), 0, 1))[..., :3]
+        frame = (np.kron(rgb, np.ones((scale, scale, 1))) * 255).astype(np.uint8)
+        if titles is not None:
+            frame = _stamp(frame, titles[i])
+        yield frame
+
+
+def _stamp(frame: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in the frame's top-left corner (matplotlib's Agg, no window)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    h, w = frame.shape[:2]
+    fig = Figure(figsize=(w / 100, h / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.figimage(frame, 0, 0)
+    fig.text(0.01, 0.97, text, color="yellow", fontsize=9, va="top", family="monospace")
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def write_frames(frames, out, fps: int) -> int:
+    """Write frames to ``out`` (.mp4 through imageio-ffmpeg, .gif through Pillow), atomically; returns the count."""
+    import imageio.v2 as imageio
+
+    from ..io.atomic import atomic_path
+
+    out = Path(out)
+    n = 0
+    kw = {"fps": fps, "macro_block_size": 1, "quality": 7} if out.suffix == ".mp4" else {"duration": 1000 / fps, "loop": 0}
+    with atomic_path(out, keep_suffix=True) as tmp, imageio.get_writer(tmp, **kw) as w:
+        for f in frames:
+            w.append_data(f)
+            n += 1
+    return n
+
+
+def save_path(out, path_z, record: dict) -> tuple[Path, Path]:
+    """The z path (``<movie>.z.txt``, one point per line) and the movie's record (``<movie>.json``)."""
+    out = Path(out)
+    ztxt, meta = out.with_name(out.name + ".z.txt"), out.with_name(out.name + ".json")
+    np.savetxt(ztxt, np.asarray(path_z), fmt="%.6g", header=f"latent path of {out.name}: {len(path_z)} frames")
+    meta.write_text(json.dumps(record, indent=1))
+    return ztxt, meta
+
+
+def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rotate: float = 0.0,
+              iso: float | None = None, colormap: str = "gray", record: dict | None = None):
+    """Job: decode ``path_z`` ``(T, d)`` and write the movie ``out``; the result is a dict (paths, frames, renderer)."""
+    out = Path(out)
+    if out.suffix not in MOVIE_SUFFIXES:
+        raise ManifoldError(f"{out.name}: a movie ends in {' or '.join(MOVIE_SUFFIXES)}")
+    path_z = np.asarray(path_z, np.float32)
+    if path_z.ndim != 2 or len(path_z) < 1:
+        raise ManifoldError("the latent path must be (frames, latent_dim) with at least one frame")
+    kind = choose_renderer(renderer)
+    volumes = None
+    for ev in path_job(manifold, path_z):
+        if isinstance(ev, Result):
+            volumes = ev.value
+        else:
+            yield ev
+    yield Log(f"rendering {len(volumes)} frames with the {kind!r} renderer")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "gl":
+        render = gl_renderer()
+        if render is None:
+            raise ManifoldError("the GL renderer is not available (is the viewer plugin installed with a Qt "
+                                "binding?); use --renderer slices or projection")
+        n = render(volumes, manifold.voxel_size, out, fps=fps, rotate=rotate, iso=iso, colormap=colormap)
+    else:
+        titles = [f"frame {i + 1}/{len(volumes)}" for i in range(len(volumes))]
+        frames = render_fallback(volumes, kind, colormap, scale=max(1, 256 // manifold.box), titles=titles)
+        n = write_frames(frames, out, fps)
+    yield Progress(len(volumes), len(volumes), "movie written")
+    rec = {"model": manifold.name, "kind": manifold.kind, "frames": int(n), "fps": fps, "renderer": kind,
+           "voxel_size": manifold.voxel_size, "rotate_deg": rotate, **(record or {})}
+    ztxt, meta = save_path(out, path_z, rec)
+    yield Result({"movie": str(out), "z_path": str(ztxt), "record": str(meta), "frames": int(n), "renderer": kind})

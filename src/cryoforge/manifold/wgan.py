@@ -1,0 +1,63 @@
+"""The 3D-WGAN of the hypothesis tests (:mod:`cryoforge.hyptest`) as a :class:`Manifold`.
+
+``decode`` is the generator, rescaled from ``[-1, 1]`` to ``[0, 1]``. A regressor checkpoint adds ``encode``
+(the inverse generator), and with a known-template set the templates' codes become the data latents, labelled
+by name: the explorer can then start at one known complex and walk to another (seed 000's proteasome → ribosome).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Manifold
+
+
+class WGANManifold(Manifold):
+    kind = "wgan3d"
+
+    def __init__(self, path, templates=None, device="cpu"):
+        from ..hyptest.train import REGRESSOR_KIND, load_generator, load_regressor
+        from ..io.checkpoint import load_checkpoint
+
+        super().__init__(device)
+        payload = load_checkpoint(path)
+        if payload["kind"] == REGRESSOR_KIND:
+            self.gen, self.reg, payload = load_regressor(path, device)
+        else:
+            (self.gen, payload), self.reg = load_generator(path, device), None
+        self.latent_dim, self.box = self.gen.cfg.zdim, self.gen.cfg.box
+        self.voxel_size = float(payload["config"].get("voxel_size", 12.0))
+        self.name = f"3D-WGAN {getattr(path, 'name', str(path).rsplit('/', 1)[-1])}"
+        self.structures = list(payload["config"].get("structures", []))
+        self.decode_batch = 32
+        if templates is not None:
+            self.set_templates(*templates)
+
+    def set_templates(self, maps, names, voxel_size: float | None = None) -> None:
+        """Known complexes ``(K, n, n, n)``: their regressor codes become the labelled data latents."""
+        from ..hyptest.wgan import to_unit
+
+        if voxel_size:
+            self.voxel_size = float(voxel_size)
+        if self.reg is None or np.shape(maps)[-1] != self.box:
+            return
+        with torch.no_grad():
+            codes = self._encode(to_unit(torch.as_tensor(np.asarray(maps, np.float32))).to(self.device))
+        self.data_latents = codes.cpu().numpy()
+        self.data_labels = list(names)
+
+    @property
+    def can_encode(self) -> bool:
+        return self.reg is not None
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        self.gen.eval()
+        return (self.gen(z) + 1) / 2
+
+    def _encode(self, volumes: torch.Tensor) -> torch.Tensor:
+        """Codes of volumes; inputs in ``[0, 1]`` (decoded volumes) or ``[-1, 1]`` (:func:`to_unit` maps) both work
+        because the regressor sees them as the generator's ``[-1, 1]`` range."""
+        v = volumes if volumes.min() < -0.01 else volumes * 2 - 1
+        return torch.cat([self.reg(c) for c in v.split(64)])
+
