@@ -28,7 +28,8 @@ def open_viewer(files=(), sample: bool = False, show: bool = True):
 def _cmd_view(args) -> int:
     import napari
 
-    viewer, dock, sim, align, hyp, explorer = open_viewer(args.files, sample=args.sample or not args.files)
+    viewer, dock, sim, align, hyp, explorer = open_viewer(
+        args.files, sample=args.sample or not (args.files or args.explore))
     if args.three_d:
         viewer.dims.ndisplay = 3
         viewer.camera.angles = (15, -35, 60)
@@ -111,6 +112,9 @@ def _explore(viewer, explorer, spec: str) -> None:
         ly.visible = ly.name.startswith("explorer:")
     viewer.dims.ndisplay = 3
     viewer.camera.angles = (15, -35, 60)
+    explorer.iso.setChecked(True)
+    explorer.threshold.setValue(0.3)
+    explorer.colormap.setCurrentText("cyan")
     if len(ends) == 2:
         explorer.frames.setValue(12)
         explorer.preview_path()

@@ -290,6 +290,7 @@ class LatentExplorer(JobDock):
         if m.data_labels and len(m.data_labels) <= 30:
             for (x, y), lab in zip(xy, m.data_labels):
                 ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
+        ax.margins(0.12)
         ax.set_title(f"{src} (PCA) · click: decode · shift-click: waypoint", fontsize=7)
         ax.set_xlabel("PC1", fontsize=7)
         ax.set_ylabel("PC2", fontsize=7)

@@ -115,3 +115,20 @@ def test_movie_cli_gl_renderer(qtbot, tmp_path):
                  "--renderer", "gl", "--rotate", "30"]) == 0
     frames = iio.imread(out)
     assert frames.shape[0] == 5 and frames.max() > 0 and not np.array_equal(frames[0], frames[-1])
+
+
+@pytest.mark.skipif(not (__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "cryodrgn"
+                         / "het_weights.pkl").is_file(), reason="../shared/cryodrgn is not beside the checkout")
+def test_real_cryodrgn_run_in_the_explorer(explorer, qtbot):
+    from pathlib import Path
+
+    viewer, w = explorer
+    assert w.load(str(Path(__file__).resolve().parents[3] / "shared" / "cryodrgn" / "het_weights.pkl"))
+    _idle(qtbot, w)
+    assert w.manifold.kind == "cryodrgn" and viewer.layers["explorer: volume"].data.shape == (64, 64, 64)
+    w.axes_mode.setCurrentIndex(1)  # latent dimensions (no z.pkl: random samples span the sliders)
+    _idle(qtbot, w)
+    w.sliders[2].setValue(-60)
+    _idle(qtbot, w)
+    np.testing.assert_allclose(viewer.layers["explorer: volume"].data, w.manifold.decode_one(w.current_z), atol=1e-5)
+    assert w.current_z[2] != 0 and np.allclose(np.delete(w.current_z, 2), 0)
