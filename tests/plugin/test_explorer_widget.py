@@ -1,6 +1,8 @@
 """The Latent explorer dock: live decoding (latest request only), scatter clicks and waypoints, path layer,
 GL movie under Xvfb, the nearest known structure, and bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,24 +106,27 @@ def test_bad_inputs(explorer, qtbot, notifications, tmp_path):
     assert "at least two points" in text and "preview a path first" in text
 
 
-def test_movie_cli_gl_renderer(qtbot, tmp_path):
-    """`cryoforge movie … --renderer gl`: napari + napari-animation under Xvfb write N frames."""
+def test_movie_cli_gl_renderer(tmp_path):
+    """`cryoforge movie … --renderer gl`: napari + napari-animation under Xvfb write N frames. A process of its own,
+    as a user runs it (a napari viewer made outside the test fixtures would leave state behind in this one)."""
+    import subprocess
+    import sys
+
     import imageio.v3 as iio
 
-    from cryoforge.cli import main
-
     out = tmp_path / "gl.mp4"
-    assert main(["movie", "analytic", "--from=-2,0", "--to", "2,0", "--frames", "5", "--out", str(out),
-                 "--renderer", "gl", "--rotate", "30"]) == 0
+    run = subprocess.run([sys.executable, "-m", "cryoforge.cli", "movie", "analytic", "--from=-2,0", "--to", "2,0",
+                          "--frames", "5", "--out", str(out), "--renderer", "gl", "--rotate", "30"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "5 frames, gl renderer" in run.stdout
     frames = iio.imread(out)
     assert frames.shape[0] == 5 and frames.max() > 0 and not np.array_equal(frames[0], frames[-1])
 
 
-@pytest.mark.skipif(not (__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "cryodrgn"
-                         / "het_weights.pkl").is_file(), reason="../shared/cryodrgn is not beside the checkout")
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[3] / "shared" / "cryodrgn" / "het_weights.pkl").is_file(),
+                    reason="../shared/cryodrgn is not beside the checkout")
 def test_real_cryodrgn_run_in_the_explorer(explorer, qtbot):
-    from pathlib import Path
-
     viewer, w = explorer
     assert w.load(str(Path(__file__).resolve().parents[3] / "shared" / "cryodrgn" / "het_weights.pkl"))
     _idle(qtbot, w)
