@@ -92,19 +92,54 @@ class CoordinateDecoder(nn.Module):
         return torch.cat([torch.sin(arg), torch.cos(arg)], -1).flatten(-2)
 
     def forward(self, k: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """Raw decoder outputs at coordinates ``(P, 3)`` for latents ``(B, zdim)``: ``(B, P, 1 or 2)``."""
-        feats = self.encode_coords(k)  # (P, F)
+        """Raw decoder outputs at coordinates ``(P, 3)`` (shared) or ``(B, P, 3)`` (per latent) for latents
+        ``(B, zdim)``: ``(B, P, 1 or 2)``."""
+        feats = self.encode_coords(k)  # (P, F) or (B, P, F)
         first = self.decoder.main[0]
         if self.zdim and isinstance(first, nn.Linear):
             # W·[f; z] + b = W_f·f + (W_z·z + b): the latent part is one bias per z, not a (B, P, F + zdim) input
             nf = feats.shape[-1]
-            h = (feats @ first.weight[:, :nf].T)[None] + (z @ first.weight[:, nf:].T + first.bias)[:, None]
+            h = feats @ first.weight[:, :nf].T
+            h = (h if h.ndim == 3 else h[None]) + (z @ first.weight[:, nf:].T + first.bias)[:, None]
             return self.decoder.main[1:](h)
-        b = 1 if z is None else len(z)
-        x = feats.expand(b, *feats.shape)
+        b = (1 if z is None else len(z)) if k.ndim == 2 else len(k)
+        x = feats.expand(b, *feats.shape[-2:])
         if self.zdim:
-            x = torch.cat([x, z[:, None, :].expand(b, len(k), self.zdim)], -1)
+            x = torch.cat([x, z[:, None, :].expand(b, x.shape[1], self.zdim)], -1)
         return self.decoder(x)
+
+    def hartley(self, k: torch.Tensor, z: torch.Tensor | None, extent: float = 0.5) -> torch.Tensor:
+        """``H(k)`` at coordinates ``(P, 3)`` or ``(B, P, 3)``: ``(B, P)``. In the Fourier domain points with
+        ``k_z > 0`` are evaluated at ``−k`` and conjugated (``H = a + b`` there, ``a − b`` elsewhere), and points
+        beyond ``extent`` are 0, as cryoDRGN does."""
+        if self.domain == "hartley":
+            return self(k, z)[..., 0]
+        flip = k[..., 2] > 0
+        ab = self(torch.where(flip[..., None], -k, k), z)
+        h = torch.where(flip, ab[..., 0] + ab[..., 1], ab[..., 0] - ab[..., 1])
+        return torch.where(k.pow(2).sum(-1) <= extent ** 2, h, torch.zeros_like(h))
+
+
+class Encoder(nn.Module):
+    """cryoDRGN's image encoder: masked Hartley image → ``(μ, log σ²)`` of ``q(z|x)`` (``resid`` or ``mlp``)."""
+
+    def __init__(self, in_dim: int, layers: int, dim: int, zdim: int, mode: str = "resid", activation: str = "relu"):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        if mode == "resid":
+            self.main = ResidMLP(in_dim, layers, dim, 2 * zdim, act).main
+        elif mode == "mlp":
+            mods = [nn.Linear(in_dim, dim), act()]
+            for _ in range(layers):
+                mods += [nn.Linear(dim, dim), act()]
+            self.main = nn.Sequential(*mods, nn.Linear(dim, 2 * zdim))
+        else:
+            raise ValueError(f"encoder mode {mode!r}: this build reads 'resid' and 'mlp'")
+        self.zdim = zdim
+
+    def forward(self, x):
+        out = self.main(x)
+        return out[:, : self.zdim], out[:, self.zdim:]
 
 
 def lattice_coords(D: int, extent: float = 0.5, device=None) -> torch.Tensor:

@@ -137,14 +137,15 @@ class DrgnManifold(Manifold):
 
 
 def decode_hartley_plane(dec: CoordinateDecoder, plane: torch.Tensor, z: torch.Tensor, extent: float) -> torch.Tensor:
-    """Hartley values on one ``(D, D, 3)`` lattice plane (the slice-by-slice path; the Fourier domain mirrors ``k``)."""
+    """Hartley values on one ``(D, D, 3)`` lattice plane (the slice-by-slice path). On the ``z = 0`` plane the
+    Fourier domain mirrors the points after the centre, as cryoDRGN's ``forward`` does."""
     k = plane.reshape(-1, 3)
-    if dec.domain == "hartley":
-        return dec(k, z)[0, :, 0].view(plane.shape[:2])
-    raster = torch.arange(len(k), device=k.device)
-    flip = (k[:, 2] > 0) | ((k[:, 2] == 0) & (raster > len(k) // 2))  # as cryoDRGN: half of the z = 0 plane mirrored
-    ab = dec(torch.where(flip[:, None], -k, k), z)[0]
-    h = torch.where(flip, ab[:, 0] + ab[:, 1], ab[:, 0] - ab[:, 1])
-    h = torch.where(k.pow(2).sum(-1) <= extent ** 2, h, torch.zeros_like(h))
+    if dec.domain == "fourier" and float(k[0, 2]) == 0.0:
+        raster = torch.arange(len(k), device=k.device)
+        flip = raster > len(k) // 2
+        ab = dec(torch.where(flip[:, None], -k, k), z)[0]
+        h = torch.where(flip, ab[:, 0] + ab[:, 1], ab[:, 0] - ab[:, 1])
+        h = torch.where(k.pow(2).sum(-1) <= extent ** 2, h, torch.zeros_like(h))
+    else:
+        h = dec.hartley(k, z, extent)[0]
     return h.view(plane.shape[:2])
-
