@@ -99,6 +99,37 @@ def _cmd_drgn_analyze(args) -> int:
     return 0
 
 
+def _cmd_drgn_train(args) -> int:
+    from ..io.mrc import read_mrc
+    from ..jobs.trainer import train_cli
+    from .drgn.data import ParticleImages, backproject
+    from .drgn.pickles import load_ctf, load_poses
+    from .drgn.train import DrgnTrainConfig, train_drgn_job
+
+    images, info = read_mrc(args.particles, mmap=True)
+    if images.ndim != 3:
+        raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
+    rot, trans = load_poses(args.poses)
+    if trans is not None:
+        trans = trans * images.shape[-1]  # cryoDRGN stores shifts as a fraction of the box
+    ctf = None
+    if args.ctf:
+        c = load_ctf(args.ctf)
+        ctf = {"defocus_u": c["dfu"], "defocus_v": c["dfv"], "defocus_angle": c["dfang"], "voltage": c["volt"],
+               "cs": c["cs"], "amplitude_contrast": c["w"], "phase_shift": c["phase_shift"]}
+    elif not args.no_ctf:
+        raise ValueError("no CTF given: pass --ctf ctf.pkl, or --no-ctf to train without one (e.g. simulated "
+                         "images without CTF)")
+    px = args.pixel_size or float(info.voxel_size[0])
+    data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
+    cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
+                          batch=args.batch, lr=args.lr, seed=args.seed)
+    ref = backproject(data) if args.validate_backprojection else None
+    train_cli(train_drgn_job(data, cfg, args.steps, args.checkpoint, device=args.device, reference=ref,
+                             validate_every=args.validate_every), args.checkpoint, args.argv)
+    return 0
+
+
 def _model_args(p, drgn: bool = False):
     p.add_argument("model", help="a cryoforge checkpoint (.pt), a cryoDRGN run (folder or weights.N.pkl), "
                                  "'wgan' (the shipped 3D-WGAN) or 'analytic[:D]'")
@@ -137,6 +168,28 @@ def register(sub) -> None:
     e.add_argument("--zfile", help="text file of latent points, one per line")
     e.add_argument("-o", "--out", required=True, help="vol.mrc for one point, else a folder")
     e.set_defaults(func=_cmd_drgn_eval)
+    t = dsub.add_parser("train", help="train a cryoDRGN model with known poses (homogeneous, or a VAE with --zdim)")
+    t.add_argument("particles", help="particle stack (.mrcs)")
+    t.add_argument("--poses", required=True, help="cryoDRGN pose .pkl (rotations, or (rotations, translations))")
+    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9)")
+    t.add_argument("--no-ctf", action="store_true", help="train without a CTF (images without one)")
+    t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
+    t.add_argument("--zdim", type=int, default=0, help="latent dimension (0: homogeneous)")
+    t.add_argument("--layers", type=int, default=3)
+    t.add_argument("--dim", type=int, default=256)
+    t.add_argument("--domain", choices=["hartley", "fourier"], default="hartley")
+    t.add_argument("--pe-type", default="gaussian")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--invert", action="store_true", help="invert the images' contrast")
+    t.add_argument("--pixel-size", type=float, help="Å per pixel (default: from the MRC header)")
+    t.add_argument("--validate-every", type=int, default=100)
+    t.add_argument("--validate-backprojection", action="store_true",
+                   help="report the FSC against a direct backprojection of the images with their poses")
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_drgn_train)
     a = dsub.add_parser("analyze", help="PCA, k-means centre volumes and PC traversals, like cryodrgn analyze")
     _model_args(a)
     a.add_argument("-o", "--out", required=True, help="output folder")

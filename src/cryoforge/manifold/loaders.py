@@ -18,8 +18,15 @@ def _wgan(path, device="cpu", templates=None, **_):
     return WGANManifold(path, templates, device)
 
 
+def _drgn(path, device="cpu", **_):
+    from .drgn.train import TrainedDrgnManifold
+
+    return TrainedDrgnManifold(path, device)
+
+
 CHECKPOINT_KINDS["wgan3d"] = _wgan
 CHECKPOINT_KINDS["wgan3d_regressor"] = _wgan
+CHECKPOINT_KINDS["cryodrgn_vae"] = _drgn
 
 SHIPPED = {"wgan": "hyptest/wgan_regressor.pt"}
 
