@@ -119,3 +119,52 @@ def test_branch_and_bound_recovers_poses_of_noise_free_projections():
                                    shifts=shifts)
     assert (rotation_angle_deg(rots, truth) < 5.0).all()
     np.testing.assert_allclose(found, -moved)  # the shift that re-centres each image
+
+
+# cryoDRGN 4.3.1's utils.R_from_relion for RELION (rot, tilt, psi) = (10, 20, 30), (−100, 75, 160), (45, 130, −60)
+DRGN_FROM_RELION = {
+    (10.0, 20.0, 30.0): [[0.71461, 0.633718, -0.296198], [-0.613092, 0.771281, 0.17101],
+                         [0.336824, 0.059391, 0.939693]],
+    (-100.0, 75.0, 160.0): [[0.379057, 0.180124, 0.907673], [-0.910045, 0.250352, 0.330366],
+                            [-0.167731, -0.951251, 0.258819]],
+    (45.0, 130.0, -60.0): [[0.385113, -0.839632, -0.383022], [-0.747179, -0.040072, -0.663414],
+                           [0.541675, 0.541675, -0.642788]],
+}
+
+
+def test_relion_angles_give_cryodrgn_rotations():
+    from cryoforge.conventions import euler_zyz_to_matrix
+
+    for angles, want in DRGN_FROM_RELION.items():
+        np.testing.assert_allclose(euler_zyz_to_matrix(*angles).numpy(), want, atol=1e-5)
+
+
+@needs_shared
+def test_poses_and_ctf_from_star_and_cryosparc():
+    from scipy.spatial.transform import Rotation
+
+    from cryoforge.manifold.drgn.metadata import read_poses
+
+    star = read_poses(SHARED / "relion31.star")
+    assert star.rotations.shape == (5, 3, 3) and star.pixel_size == pytest.approx(2.806)
+    assert star.ctf["defocus_u"][0] == pytest.approx(13108.082) and star.translations.shape == (5, 2)
+    np.testing.assert_allclose(star.translations[0], np.array([0.019324, -0.64686]) / 2.806, atol=1e-5)
+    cs = read_poses(SHARED / "cryosparc_P12_J24_001_particles.cs")
+    raw = np.load(SHARED / "cryosparc_P12_J24_001_particles.cs")
+    assert len(cs.rotations) == len(raw) and cs.ctf["voltage"][0] == pytest.approx(raw["ctf/accel_kv"][0])
+    np.testing.assert_allclose(cs.rotations[3], Rotation.from_rotvec(raw["alignments3D/pose"][3]).as_matrix().T,
+                               atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(cs.rotations), 1.0, atol=1e-4)
+
+
+@needs_shared
+def test_train_from_a_relion_star_with_ctf(tmp_path):
+    from cryoforge.cli import main
+    from cryoforge.io.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "r.pt"
+    assert main(["drgn", "train", str(SHARED / "relion31.mrcs"), "--poses", str(SHARED / "relion31.star"),
+                 "--checkpoint", str(ckpt), "--steps", "3", "--dim", "16", "--layers", "1", "--batch", "4",
+                 "--validate-every", "0"]) == 0  # 256² images: a validation volume would be 256³
+    cfg = load_checkpoint(ckpt)["config"]
+    assert cfg["pixel_size"] == pytest.approx(2.806) and cfg["n_images"] == 5

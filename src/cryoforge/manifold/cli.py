@@ -103,24 +103,21 @@ def _cmd_drgn_train(args) -> int:
     from ..io.mrc import read_mrc
     from ..jobs.trainer import train_cli
     from .drgn.data import ParticleImages, backproject
-    from .drgn.pickles import load_ctf, load_poses
+    from .drgn.metadata import read_poses
     from .drgn.train import DrgnTrainConfig, train_drgn_job
 
     images, info = read_mrc(args.particles, mmap=True)
     if images.ndim != 3:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
-    rot, trans = load_poses(args.poses)
-    if trans is not None:
-        trans = trans * images.shape[-1]  # cryoDRGN stores shifts as a fraction of the box
-    ctf = None
-    if args.ctf:
-        c = load_ctf(args.ctf)
-        ctf = {"defocus_u": c["dfu"], "defocus_v": c["dfv"], "defocus_angle": c["dfang"], "voltage": c["volt"],
-               "cs": c["cs"], "amplitude_contrast": c["w"], "phase_shift": c["phase_shift"]}
-    elif not args.no_ctf:
-        raise ValueError("no CTF given: pass --ctf ctf.pkl, or --no-ctf to train without one (e.g. simulated "
-                         "images without CTF)")
-    px = args.pixel_size or float(info.voxel_size[0])
+    poses = read_poses(args.poses, args.ctf, images.shape[-1])
+    if len(poses.rotations) != images.shape[0]:
+        raise ValueError(f"{args.poses}: {len(poses.rotations)} poses for {images.shape[0]} images")
+    ctf = None if args.no_ctf else poses.ctf
+    if ctf is None and not args.no_ctf:
+        raise ValueError("no CTF given: pass --ctf ctf.pkl (or a STAR/.cs file with CTF columns), or --no-ctf to "
+                         "train without one (e.g. simulated images without CTF)")
+    rot, trans = poses.rotations, poses.translations
+    px = args.pixel_size or poses.pixel_size or float(info.voxel_size[0])
     data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
     cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
                           batch=args.batch, lr=args.lr, seed=args.seed)
@@ -170,8 +167,9 @@ def register(sub) -> None:
     e.set_defaults(func=_cmd_drgn_eval)
     t = dsub.add_parser("train", help="train a cryoDRGN model with known poses (homogeneous, or a VAE with --zdim)")
     t.add_argument("particles", help="particle stack (.mrcs)")
-    t.add_argument("--poses", required=True, help="cryoDRGN pose .pkl (rotations, or (rotations, translations))")
-    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9)")
+    t.add_argument("--poses", required=True, help="poses: a RELION .star or cryoSPARC .cs (CTF included), or a "
+                                                  "cryoDRGN pose .pkl (rotations, or (rotations, translations))")
+    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9), with a pose .pkl")
     t.add_argument("--no-ctf", action="store_true", help="train without a CTF (images without one)")
     t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
     t.add_argument("--zdim", type=int, default=0, help="latent dimension (0: homogeneous)")
