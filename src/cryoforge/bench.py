@@ -5,6 +5,7 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
 ``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
 ``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
+``drgn`` trains cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.manifold.drgn.bench`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
@@ -111,5 +112,11 @@ def bench_explorer(device: str = "cpu", **options):
     return run(device=device, **options)
 
 
+def bench_drgn(device: str = "cpu", **options):
+    from .manifold.drgn.bench import bench_drgn as run
+
+    return run(device=device, **options)
+
+
 BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest,
-           "explorer": bench_explorer}
+           "explorer": bench_explorer, "drgn": bench_drgn}

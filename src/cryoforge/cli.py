@@ -140,11 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer"],
+    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer", "drgn"],
                    help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
                         "align: Gum-Net / classical / hybrid accuracy and averaging; "
                         "hyptest: template-matching hypothesis tests; explorer: live-decode latency of each "
-                        "manifold kind")
+                        "manifold kind; drgn: cryoDRGN with known poses on the AdK stack")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
     s.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",

@@ -31,3 +31,12 @@ def test_bench_align_report_on_a_few_pairs():
         assert 0 <= rows[name]["rot_frob_mean"] <= 2 * 2 ** 0.5
     assert rows["classical"]["rot_deg_mean"] < 20  # SNR 100: the search finds the pose
     assert set(rows["classical"]["per_structure_rot_deg_median"]) == {"4v5d", "3jb9", "ribosome"}
+
+
+def test_bench_drgn_report_on_a_few_steps():
+    from cryoforge.manifold.drgn.bench import bench_drgn
+
+    report = drive(bench_drgn(steps=2, batch=4, dim=16, layers=1))
+    assert report["n_images"] == 2000 and len(report["spearman_latent_vs_conformation"]) == 1
+    assert 0 <= report["abs_spearman_best"] <= 1
+    assert set(report["end_volumes"]) == {f"{e}_end_vs_{j}" for e in ("closed", "open") for j in ("closed", "open")}
