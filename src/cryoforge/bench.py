@@ -106,16 +106,18 @@ def bench_hyptest(**kwargs):
     return job(**kwargs)
 
 
-def bench_explorer(device: str = "cpu", **options):
-    from .manifold.bench import bench_explorer as run
+def bench_explorer(**kwargs):
+    """Live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`)."""
+    from .manifold.bench import bench_explorer as job
 
-    return run(device=device, **options)
+    return job(**kwargs)
 
 
-def bench_drgn(device: str = "cpu", **options):
-    from .manifold.drgn.bench import bench_drgn as run
+def bench_drgn(**kwargs):
+    """cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.manifold.drgn.bench`)."""
+    from .manifold.drgn.bench import bench_drgn as job
 
-    return run(device=device, **options)
+    return job(**kwargs)
 
 
 BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest,

@@ -20,18 +20,12 @@ needs_shared = pytest.mark.skipif(not (SHARED / "het_weights.pkl").is_file(),
 
 
 def _run(tmp_path, domain="hartley", pe="gaussian", D=17, zdim=2, seed=0):
-    """A cryoDRGN-format run with random weights."""
-    import yaml
+    """A cryoDRGN-format run with random weights (an encoder in the weights is ignored)."""
+    from cryoforge.manifold.drgn.run import save_run
 
     torch.manual_seed(seed)
     dec = CoordinateDecoder(D, zdim, 2, 16, domain, pe, 6, "relu", 0.5)
-    state = {f"decoder.{k}": v for k, v in dec.state_dict().items()}
-    state["encoder.main.0.weight"] = torch.zeros(4, 4)  # an encoder is ignored
-    torch.save({"epoch": 3, "model_state_dict": state}, tmp_path / "weights.3.pkl")
-    cfg = {"lattice_args": {"D": D, "extent": 0.5, "ignore_DC": True}, "dataset_args": {"norm": [0.2, 3.0]},
-           "model_args": {"zdim": zdim, "players": 2, "pdim": 16, "domain": domain, "pe_type": pe, "pe_dim": 6,
-                          "activation": "relu", "feat_sigma": 0.5}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    save_run(tmp_path, dec, (0.2, 3.0), epoch=3, extra_state={"encoder.main.0.weight": torch.zeros(4, 4)})
     return dec
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..conventions import as_tensor
+
 
 class ManifoldError(ValueError):
     """A latent point, path or model file that a manifold cannot use; the message says why."""
@@ -35,8 +37,7 @@ class Manifold:
     # -- latent points
     def check_z(self, z) -> torch.Tensor:
         """``z`` as float32 ``(B, latent_dim)``; a single point may be given as ``(latent_dim,)``."""
-        t = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z,
-                            dtype=torch.float32)
+        t = as_tensor(z, torch.float32)
         if t.ndim == 1:
             t = t[None]
         if t.ndim != 2 or t.shape[1] != self.latent_dim:

@@ -8,7 +8,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..jobs import Progress, Result
@@ -27,20 +26,11 @@ def _latency_ms(m, repeats: int, seed: int = 0) -> dict:
 
 def _drgn_model(D: int, tmp: Path, dim: int = 256, layers: int = 3, zdim: int = 8):
     """A cryoDRGN-format run (random weights, the default Gaussian-feature Hartley decoder) for timing at size D."""
-    import yaml
-
     from .drgn.model import CoordinateDecoder
+    from .drgn.run import save_run
 
     torch.manual_seed(0)
-    dec = CoordinateDecoder(D + 1, zdim, layers, dim, "hartley", "gaussian", 64, "relu", 0.5)
-    torch.save({"epoch": 0, "model_state_dict": {f"decoder.{k}": v for k, v in dec.state_dict().items()}},
-               tmp / f"weights_{D}.pkl")
-    cfg = {"lattice_args": {"D": D + 1, "extent": 0.5, "ignore_DC": True}, "dataset_args": {"norm": [0.0, 1.0]},
-           "model_args": {"zdim": zdim, "players": layers, "pdim": dim, "domain": "hartley", "pe_type": "gaussian",
-                          "pe_dim": 64, "activation": "relu", "feat_sigma": 0.5, "qlayers": 1, "qdim": 8,
-                          "encode_mode": "resid", "enc_mask": -1}}
-    (tmp / f"config_{D}.yaml").write_text(yaml.safe_dump(cfg))
-    return tmp / f"weights_{D}.pkl", tmp / f"config_{D}.yaml"
+    return save_run(tmp / f"run_{D}", CoordinateDecoder(D + 1, zdim, layers, dim, "hartley", "gaussian", 64, "relu", 0.5))
 
 
 def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, shared: str | None = None):

@@ -12,14 +12,12 @@ import numpy as np
 import torch
 
 from ..base import ManifoldError
-from .model import lattice_coords
+from .model import centred_hartley, lattice_coords
 
 
 def ht2_center(img: torch.Tensor) -> torch.Tensor:
     """Centred 2-D Hartley transform over the last two axes (DC at ``D//2``)."""
-    dims = (-2, -1)
-    f = torch.fft.fftshift(torch.fft.fft2(torch.fft.fftshift(img, dim=dims), dim=dims), dim=dims)
-    return f.real - f.imag
+    return centred_hartley(img, 2)
 
 
 def symmetrize(ht: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,7 @@ class CoordinateDecoder(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; cryoDRGN has {', '.join(ACTIVATIONS)}")
         self.D, self.D2, self.zdim, self.domain, self.pe_type = int(D), int(D) // 2, int(zdim), domain, pe_type
+        self.layers, self.dim, self.activation, self.feat_sigma = int(layers), int(dim), activation, float(feat_sigma)
         self.enc_dim = self.D2 if (pe_dim is None or pe_type == "linear_lowf") else int(pe_dim)
         in_dim = 3 + self.zdim if pe_type == "none" else 6 * self.enc_dim + self.zdim
         if pe_type == "gaussian":  # a fixed parameter, saved in the checkpoint (cryoDRGN draws it at random)
@@ -108,13 +109,14 @@ class CoordinateDecoder(nn.Module):
             x = torch.cat([x, z[:, None, :].expand(b, x.shape[1], self.zdim)], -1)
         return self.decoder(x)
 
-    def hartley(self, k: torch.Tensor, z: torch.Tensor | None, extent: float = 0.5) -> torch.Tensor:
-        """``H(k)`` at coordinates ``(P, 3)`` or ``(B, P, 3)``: ``(B, P)``. In the Fourier domain points with
-        ``k_z > 0`` are evaluated at ``−k`` and conjugated (``H = a + b`` there, ``a − b`` elsewhere), and points
-        beyond ``extent`` are 0, as cryoDRGN does."""
+    def hartley(self, k: torch.Tensor, z: torch.Tensor | None, extent: float = 0.5,
+                flip: torch.Tensor | None = None) -> torch.Tensor:
+        """``H(k)`` at coordinates ``(P, 3)`` or ``(B, P, 3)``: ``(B, P)``. In the Fourier domain the points in
+        ``flip`` (default ``k_z > 0``) are evaluated at ``−k`` and conjugated (``H = a + b`` there, ``a − b``
+        elsewhere), and points beyond ``extent`` are 0, as cryoDRGN does."""
         if self.domain == "hartley":
             return self(k, z)[..., 0]
-        flip = k[..., 2] > 0
+        flip = k[..., 2] > 0 if flip is None else flip
         ab = self(torch.where(flip[..., None], -k, k), z)
         h = torch.where(flip, ab[..., 0] + ab[..., 1], ab[..., 0] - ab[..., 1])
         return torch.where(k.pow(2).sum(-1) <= extent ** 2, h, torch.zeros_like(h))
@@ -149,19 +151,22 @@ def lattice_coords(D: int, extent: float = 0.5, device=None) -> torch.Tensor:
     return torch.stack([xx, yy, zz], -1)
 
 
-def ihtn_center(h: torch.Tensor) -> torch.Tensor:
-    """Inverse centred Hartley transform over the last three axes (``h`` holds ``H`` with DC at ``n//2``)."""
-    dims = (-3, -2, -1)
-    f = torch.fft.fftshift(torch.fft.fftn(torch.fft.fftshift(h, dim=dims), dim=dims), dim=dims)
-    f = f / math.prod(h.shape[-3:])
+def centred_hartley(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Centred Hartley transform (DC at ``n//2``) over the last ``ndim`` axes: ``Re F − Im F`` of the shifted FFT."""
+    dims = tuple(range(-ndim, 0))
+    f = torch.fft.fftshift(torch.fft.fftn(torch.fft.fftshift(x, dim=dims), dim=dims), dim=dims)
     return f.real - f.imag
 
 
 def htn_center(v: torch.Tensor) -> torch.Tensor:
     """Forward centred Hartley transform over the last three axes (the inverse of :func:`ihtn_center`)."""
-    dims = (-3, -2, -1)
-    f = torch.fft.fftshift(torch.fft.fftn(torch.fft.fftshift(v, dim=dims), dim=dims), dim=dims)
-    return f.real - f.imag
+    return centred_hartley(v, 3)
+
+
+def ihtn_center(h: torch.Tensor) -> torch.Tensor:
+    """Inverse centred Hartley transform over the last three axes (the Hartley transform is its own inverse up to
+    ``1/N``)."""
+    return centred_hartley(h, 3) / math.prod(h.shape[-3:])
 
 
 @torch.no_grad()
@@ -198,3 +203,9 @@ def decode_hartley(decoder: CoordinateDecoder, z: torch.Tensor | None, extent: f
 def hartley_to_volume(h: torch.Tensor, norm: tuple[float, float]) -> torch.Tensor:
     """Volumes ``(B, D−1, D−1, D−1)`` from Hartley lattices ``(B, D, D, D)`` in normalised units (cryoDRGN's ``norm``)."""
     return ihtn_center(h[:, :-1, :-1, :-1] * norm[1] + norm[0])
+
+
+def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, extent: float = 0.5) -> torch.Tensor:
+    """Volumes ``(B, D−1, D−1, D−1)`` for latents ``z``: the full lattice, batched (CPU-sized chunks on a CPU)."""
+    cpu = next(decoder.parameters()).device.type == "cpu"
+    return hartley_to_volume(decode_hartley(decoder, z, extent, 1 << 14 if cpu else 1 << 20), norm)

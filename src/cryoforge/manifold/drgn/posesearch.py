@@ -36,17 +36,12 @@ class VolumeSlices:
 
 
 def _score(model, y, coords, rots, chunk: int = 256) -> torch.Tensor:
-    """Squared errors ``(B, G)`` of images ``y`` ``(B, P)`` against slices of shared rotations ``(G, 3, 3)``, or
-    ``(B, C)`` against per-image candidates ``(B, C, 3, 3)``."""
-    if rots.ndim == 3:
-        out = []
-        for s in range(0, len(rots), chunk):
-            sl = model(coords @ rots[s:s + chunk])  # (g, P)
-            out.append((y.pow(2).sum(1, keepdim=True) - 2 * y @ sl.T + sl.pow(2).sum(1)[None]))
-        return torch.cat(out, 1)
-    b, c = rots.shape[:2]
-    sl = model((coords @ rots.reshape(b * c, 3, 3)).reshape(b, c, -1, 3))
-    return (sl - y[:, None]).pow(2).sum(-1)
+    """Squared errors ``(B, G)`` of images ``y`` ``(B, P)`` against the slices of shared rotations ``(G, 3, 3)``."""
+    out = []
+    for s in range(0, len(rots), chunk):
+        sl = model(coords @ rots[s:s + chunk])  # (g, P)
+        out.append((y.pow(2).sum(1, keepdim=True) - 2 * y @ sl.T + sl.pow(2).sum(1)[None]))
+    return torch.cat(out, 1)
 
 
 @torch.no_grad()

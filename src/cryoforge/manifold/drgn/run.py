@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..base import Manifold, ManifoldError
-from .model import CoordinateDecoder, decode_hartley, hartley_to_volume, lattice_coords, ihtn_center
+from .model import CoordinateDecoder, decode_volumes, ihtn_center, lattice_coords
 from .pickles import load_pickles, load_weights, load_z
 
 
@@ -58,6 +57,30 @@ def find_run_files(path, config=None, z=None) -> tuple[Path, Path, Path | None]:
         cand = folder / f"{prefix}z{m.group(1) or ''}.pkl" if m else None
         z = cand if cand is not None and cand.is_file() else None
     return path, Path(config), (Path(z) if z is not None else None)
+
+
+def save_run(folder, decoder: CoordinateDecoder, norm=(0.0, 1.0), epoch: int = 0, extra_state: dict | None = None,
+             model_args: dict | None = None) -> tuple[Path, Path]:
+    """Write ``decoder`` in cryoDRGN's run layout (``weights.N.pkl`` with ``decoder.*`` keys, ``config.yaml``), as
+    :class:`DrgnManifold` reads it; returns ``(weights, config)``. Decoder only: cryoDRGN's own loader also wants
+    the encoder's weights and arguments (pass them in ``extra_state`` / ``model_args``)."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+    state.update(extra_state or {})
+    weights = folder / f"weights.{epoch}.pkl"
+    torch.save({"epoch": epoch, "model_state_dict": state}, weights)
+    d = decoder
+    cfg = {"lattice_args": {"D": d.D, "extent": 0.5, "ignore_DC": True},
+           "dataset_args": {"norm": [float(norm[0]), float(norm[1])]},
+           "model_args": {"zdim": d.zdim, "players": d.layers, "pdim": d.dim,
+                          "domain": d.domain, "pe_type": d.pe_type, "pe_dim": d.enc_dim,
+                          "activation": d.activation, "feat_sigma": d.feat_sigma, **(model_args or {})}}
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    return weights, config
 
 
 def build_decoder(cfg: dict) -> tuple[CoordinateDecoder, int]:
@@ -121,8 +144,7 @@ class DrgnManifold(Manifold):
         self.decode_batch = 16 if self.device.type == "cpu" else 64
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        rows = 1 << 14 if self.device.type == "cpu" else 1 << 20
-        return hartley_to_volume(decode_hartley(self.decoder, z, self.extent, rows), self.norm)
+        return decode_volumes(self.decoder, z, self.norm, self.extent)
 
     @torch.no_grad()
     def decode_slicewise(self, z) -> torch.Tensor:
@@ -140,12 +162,7 @@ def decode_hartley_plane(dec: CoordinateDecoder, plane: torch.Tensor, z: torch.T
     """Hartley values on one ``(D, D, 3)`` lattice plane (the slice-by-slice path). On the ``z = 0`` plane the
     Fourier domain mirrors the points after the centre, as cryoDRGN's ``forward`` does."""
     k = plane.reshape(-1, 3)
-    if dec.domain == "fourier" and float(k[0, 2]) == 0.0:
-        raster = torch.arange(len(k), device=k.device)
-        flip = raster > len(k) // 2
-        ab = dec(torch.where(flip[:, None], -k, k), z)[0]
-        h = torch.where(flip, ab[:, 0] + ab[:, 1], ab[:, 0] - ab[:, 1])
-        h = torch.where(k.pow(2).sum(-1) <= extent ** 2, h, torch.zeros_like(h))
-    else:
-        h = dec.hartley(k, z, extent)[0]
-    return h.view(plane.shape[:2])
+    flip = None
+    if float(k[0, 2]) == 0.0:
+        flip = torch.arange(len(k), device=k.device) > len(k) // 2
+    return dec.hartley(k, z, extent, flip)[0].view(plane.shape[:2])

@@ -18,7 +18,7 @@ from ...jobs import Preview
 from ...jobs.trainer import train_job
 from ..base import Manifold
 from .data import ParticleImages, translate_ht
-from .model import CoordinateDecoder, Encoder, decode_hartley, hartley_to_volume
+from .model import CoordinateDecoder, Encoder, decode_volumes
 
 KIND = "cryodrgn_vae"
 ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "feat_sigma", "activation", "qlayers",
@@ -131,7 +131,7 @@ class DrgnTrainer:
         for mod in self.modules.values():
             mod.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, np.float32)).reshape(1, -1).to(self.device)
-        return hartley_to_volume(decode_hartley(self.dec, zt), self.data.norm)[0].cpu()
+        return decode_volumes(self.dec, zt, self.data.norm)[0].cpu()
 
     @torch.no_grad()
     def validate(self, step: int):
@@ -182,4 +182,4 @@ class TrainedDrgnManifold(Manifold):
         self.name = f"cryoDRGN (cryoforge) {getattr(path, 'name', path)}"
 
     def _decode(self, z):
-        return hartley_to_volume(decode_hartley(self.dec, z, 0.5, 1 << 14), self.norm)
+        return decode_volumes(self.dec, z, self.norm)
