@@ -38,7 +38,7 @@ from .simulate import _dspin, _ispin
 
 N_SLIDERS = 4
 SLIDER_RANGE = 100  # ±100 ticks = ±3 standard deviations
-MODELS = ("wgan", "analytic", "analytic:4")
+MODELS = ("wgan", "mcgan", "analytic", "analytic:4")
 VOLUME, PATH = "explorer: volume", "explorer: path"
 
 
@@ -185,7 +185,8 @@ class LatentExplorer(JobDock):
         from cryoforge.manifold.loaders import shipped_templates
 
         t = shipped_templates()
-        return t if t is not None and t[0].shape[-1] == m.box else None
+        same_grid = t is not None and t[0].shape[-1] == m.box and abs(t[2] - m.voxel_size) < 1e-3
+        return t if same_grid else None
 
     def _set_axes(self):
         """Slider directions: the data's principal components (σ from their variances) or unit latent axes."""

@@ -6,6 +6,7 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
 ``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
 ``drgn`` trains cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.manifold.drgn.bench`).
+``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.manifold.multicryogan.bench`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
@@ -120,5 +121,12 @@ def bench_drgn(**kwargs):
     return job(**kwargs)
 
 
+def bench_mcgan(**kwargs):
+    """Multi-CryoGAN projectors and AdK manifolds (:mod:`cryoforge.manifold.multicryogan.bench`)."""
+    from .manifold.multicryogan.bench import bench_mcgan as job
+
+    return job(**kwargs)
+
+
 BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest,
-           "explorer": bench_explorer, "drgn": bench_drgn}
+           "explorer": bench_explorer, "drgn": bench_drgn, "mcgan": bench_mcgan}

@@ -140,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer", "drgn"],
+    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer", "drgn", "mcgan"],
                    help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
                         "align: Gum-Net / classical / hybrid accuracy and averaging; "
                         "hyptest: template-matching hypothesis tests; explorer: live-decode latency of each "
-                        "manifold kind; drgn: cryoDRGN with known poses on the AdK stack")
+                        "manifold kind; drgn: cryoDRGN with known poses on the AdK stack; mcgan: Multi-CryoGAN "
+                        "projectors, continuous and discrete AdK manifolds")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--out", help="JSON file to write (default: print)")
     s.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
@@ -154,12 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .align.cli import register as register_align
     from .hyptest.cli import register as register_hyptest
     from .manifold.cli import register as register_manifold
+    from .manifold.multicryogan.cli import register as register_mcgan
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
     register_align(sub)
     register_hyptest(sub)
     register_manifold(sub)
+    register_mcgan(sub)
 
     for ep in entry_points(group="cryoforge.commands"):
         try:

@@ -40,3 +40,25 @@ def plot_fsc(curve: FSCCurve, path, title: str | None = None) -> None:
     draw_fsc(fig.add_subplot(), {"FSC": curve}, title)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def draw_matrix(ax, matrix, title: str | None = None, label: str = "index", vmin: float | None = None) -> None:
+    """A square matrix (e.g. the FSCCC matrix) as an image with a colour bar."""
+    ax.clear()
+    m = np.asarray(matrix, float)
+    im = ax.imshow(m, origin="upper", cmap="viridis", vmin=vmin if vmin is not None else m.min(), vmax=m.max())
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xlabel(label)
+    ax.set_ylabel(label)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_matrix(matrix, path, title: str | None = None, label: str = "index") -> None:
+    """Save a square matrix as an image file."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 4), dpi=120)
+    draw_matrix(fig.add_subplot(), matrix, title, label)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -8,6 +8,7 @@ GUMNET_CHECKPOINT = "gumnet/gumnet_small.pt"
 SUBTOMO_PAIRS = "subtomo_pairs"
 HYPTEST_TEMPLATES = "hyptest"
 HYPTEST_MODEL = "hyptest/wgan_regressor.pt"
+MCGAN_MODEL = "mcgan/adk_continuous.pt"
 
 
 def sample_dir() -> Path:

@@ -1,6 +1,7 @@
 """The benchmark job runs and reports sane figures (timings are not asserted: benchmarks are not timed tests)."""
 
 import numpy as np
+import pytest
 import torch
 
 from cryoforge.bench import bench_core, nearest_shell_fsc
@@ -40,3 +41,19 @@ def test_bench_drgn_report_on_a_few_steps():
     assert report["n_images"] == 2000 and len(report["spearman_latent_vs_conformation"]) == 1
     assert 0 <= report["abs_spearman_best"] <= 1
     assert set(report["end_volumes"]) == {f"{e}_end_vs_{j}" for e in ("closed", "open") for j in ("closed", "open")}
+
+
+def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
+    from cryoforge.manifold.multicryogan.bench import bench_mcgan
+
+    report = drive(bench_mcgan(steps=2, n_images=64, points=4, structures=str(shared_dir / "structures"),
+                               out_dir=str(tmp_path), cases=["discrete"]))
+    proj = report["projector"]
+    assert proj["fourier_pad2"]["relative_rms_error"] < proj["real_grid_sample"]["relative_rms_error"] < 0.05
+    row = report["discrete"]
+    assert row["steps"] == 2 and (tmp_path / "adk_discrete.pt").is_file()
+    assert np.shape(row["fsccc_matrix"]) == (5, 5) == np.shape(row["fsccc_matrix_truth"])
+    truth = np.asarray(row["fsccc_matrix_truth"])
+    assert np.allclose(truth[1:, 1:], 1.0) and (truth[0, 1:] < 0.99).all()  # α < 0.25 closed, from 0.25 open
+    assert 0 <= row["proportions"]["closed"] <= 1 and "max_abs_error" in row["proportions"]
+    assert 0 < row["ends"]["fsc05_freq_end0"] <= 0.5

@@ -24,11 +24,18 @@ def _drgn(path, device="cpu", **_):
     return TrainedDrgnManifold(path, device)
 
 
+def _mcgan(path, device="cpu", **_):
+    from .multicryogan.train import McganManifold
+
+    return McganManifold(path, device)
+
+
 CHECKPOINT_KINDS["wgan3d"] = _wgan
 CHECKPOINT_KINDS["wgan3d_regressor"] = _wgan
 CHECKPOINT_KINDS["cryodrgn_vae"] = _drgn
+CHECKPOINT_KINDS["multicryogan"] = _mcgan
 
-SHIPPED = {"wgan": "hyptest/wgan_regressor.pt"}
+SHIPPED = {"wgan": "hyptest/wgan_regressor.pt", "mcgan": "mcgan/adk_continuous.pt"}
 
 
 def shipped_templates():
@@ -44,6 +51,7 @@ def shipped_templates():
 def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: float | None = None,
                   templates=None) -> Manifold:
     """A manifold from ``spec``: ``analytic`` / ``analytic:D`` (latent dim D), ``wgan`` (the shipped 3D-WGAN),
+    ``mcgan`` (the shipped Multi-CryoGAN of AdK closed → open),
     a cryoforge checkpoint (``.pt``), or a cryoDRGN run (its folder or ``weights.N.pkl``; ``config``/``z`` override)."""
     text = str(spec)
     if text.startswith("analytic"):
@@ -58,7 +66,8 @@ def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: fl
         from ..samples import sample_path
 
         spec = sample_path(SHIPPED[text])
-        templates = templates if templates is not None else shipped_templates()
+        if text == "wgan" and templates is None:
+            templates = shipped_templates()
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or folder")

@@ -1,0 +1,170 @@
+"""Multi-CryoGAN dock: train a generator of volumes against a particle stack (no poses), watch it learn — the
+critic's Wasserstein estimate and the noise level live, G(α) slices, real vs simulated images and G(α = ½) as
+layers — then open the result in the Latent explorer.
+
+The engine job is :func:`cryoforge.manifold.multicryogan.train.train_mcgan_job`; this widget gathers parameters
+and shows what it yields. Cancel stops at the next step and keeps the checkpoint; Train again resumes from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QVBoxLayout
+
+from .._notify import report_error, report_info
+from ._dock import JobDock
+from .inspector import _canvas
+from .simulate import _ispin, path_row
+
+PREFIX = "mcgan: "
+
+
+class McganWidget(JobDock):
+    job_buttons = ("train_btn",)
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.history: list[dict] = []
+        self.last_result = None
+        root = QVBoxLayout(self)
+
+        data = QGroupBox("Particles (no poses needed)")
+        f = QFormLayout(data)
+        row, self.stack = path_row("shipped AdK particles (64², 1.5 Å)", self._browse_stack)
+        f.addRow("stack (.mrcs)", row)
+        row, self.star = path_row("with the stack: its .star", self._browse_star)
+        f.addRow("STAR (CTF)", row)
+        self.no_ctf = QCheckBox("images have no CTF")
+        self.no_ctf.setToolTip("train without CTF: only right for CTF-free (e.g. simulated) images")
+        f.addRow(self.no_ctf)
+        self.size = _ispin(32, 8, 512, " px", tip="the model's box: images are downsampled to it (Fourier crop)")
+        f.addRow("box", self.size)
+        root.addWidget(data)
+
+        model = QGroupBox("Model and training")
+        g = QFormLayout(model)
+        self.prior = QComboBox()
+        self.prior.addItems(["segment", "gaussian"])
+        self.prior.setToolTip("segment: z = (1−α)z₀ + αz₁, α ~ U[0, 1] — a 1-D manifold (the paper); "
+                              "gaussian: z ~ N(0, I)")
+        g.addRow("latent prior", self.prior)
+        self.steps = _ispin(500, 1, 1_000_000, tip="generator steps (each after 4 critic steps, 32 images each)")
+        g.addRow("steps", self.steps)
+        self.max_shift = _ispin(1, 0, 32, " px", tip="simulated shifts, uniform in a disc of this radius")
+        g.addRow("max shift", self.max_shift)
+        self.out = QLineEdit(str(Path.home() / "multicryogan.pt"))
+        self.out.setToolTip("checkpoint file; training resumes from it when it exists")
+        g.addRow("checkpoint", self.out)
+        self.train_btn = QPushButton("Train")
+        self.train_btn.clicked.connect(self.train)
+        g.addRow(self.train_btn)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        g.addRow(self.status)
+        self.canvas, (self.ax,) = _canvas(1.7)
+        self.canvas.setVisible(False)
+        g.addRow(self.canvas)
+        self.explore_btn = QPushButton("Open in Latent explorer")
+        self.explore_btn.setEnabled(False)
+        self.explore_btn.clicked.connect(self.explore)
+        g.addRow(self.explore_btn)
+        root.addWidget(model)
+        root.addWidget(self.cancel_btn)
+        root.addStretch(1)
+
+    # ------------------------------------------------------------------ inputs
+    def _browse_stack(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Particle stack", "", "MRC stacks (*.mrcs *.mrc)")
+        if path:
+            self.stack.setText(path)
+            star = Path(path).with_suffix(".star")
+            if star.is_file() and not self.star.text().strip():
+                self.star.setText(str(star))
+
+    def _browse_star(self):
+        path, _ = QFileDialog.getOpenFileName(self, "STAR file", "", "STAR (*.star)")
+        if path:
+            self.star.setText(path)
+
+    def inputs(self):
+        """``(stack path, star path or None)``; the shipped AdK particles when the stack is left empty."""
+        stack, star = self.stack.text().strip(), self.star.text().strip() or None
+        if not stack:
+            from cryoforge.samples import sample_path
+
+            d = sample_path("adk_continuous")
+            return str(d / "particles.mrcs"), str(d / "particles.star")
+        return stack, star
+
+    # ------------------------------------------------------------------ training
+    def train(self):
+        from cryoforge.manifold.multicryogan.data import load_stack
+        from cryoforge.manifold.multicryogan.model import McganConfig
+        from cryoforge.manifold.multicryogan.train import McganTrainConfig, train_mcgan_job
+
+        if self._busy():
+            return
+        try:
+            stack, star = self.inputs()
+            data = load_stack(stack, star, use_ctf=not self.no_ctf.isChecked(), size=self.size.value())
+            cfg = McganConfig(box=data.D, prior=self.prior.currentText())
+            job = train_mcgan_job(data, cfg, McganTrainConfig(max_shift=float(self.max_shift.value())),
+                                  self.steps.value(), self.out.text().strip() or None, checkpoint_every=50,
+                                  validate_every=max(10, min(100, self.steps.value() // 2)), metrics_every=5)
+        except (ValueError, OSError) as err:  # ManifoldError, MrcError, StarError are ValueErrors
+            text = str(err).replace("(--star)", "(the STAR field)").replace("--no-ctf", "'images have no CTF'")
+            report_error(f"Cannot train Multi-CryoGAN: {text}")
+            return
+        self.history = []
+        self.status.setText(f"{data.n} images, {data.D}² at {data.pixel_size:.2f} Å/px, "
+                            f"{'CTF from the STAR file' if data.ctf is not None else 'no CTF'}")
+        self._start(job, "Training Multi-CryoGAN", self._trained, self.on_event)
+
+    def on_event(self, event):
+        from cryoforge.jobs import Log, Metrics, Preview
+
+        if isinstance(event, Metrics) and "wasserstein" in event.values:
+            self.history.append({"step": event.step, **event.values})
+            self._plot()
+        elif isinstance(event, Preview):
+            name = PREFIX + event.name
+            if event.kind == "volume":
+                self._set_layer(name, event.array, event.meta.get("voxel_size", 1.0), blending="additive")
+            elif name in self.viewer.layers:
+                self.viewer.layers[name].data = event.array
+                self.viewer.layers[name].reset_contrast_limits()
+            else:
+                self.viewer.add_image(event.array, name=name, colormap="gray")
+        elif isinstance(event, Log):
+            self.status.setText(event.message)
+
+    def _plot(self):
+        ax = self.ax
+        ax.clear()
+        steps = [h["step"] for h in self.history]
+        ax.plot(steps, [h["wasserstein"] for h in self.history], color="tab:blue", label="Wasserstein estimate")
+        ax.plot(steps, [h["noise_sigma"] for h in self.history], color="tab:green", label="noise σ (norm. units)")
+        ax.set_xlabel("step", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="upper right")
+        self.canvas.setVisible(True)
+        self.canvas.draw_idle()
+
+    def _trained(self, result):
+        self.last_result = result
+        self.explore_btn.setEnabled(bool(result.get("checkpoint")))
+        report_info(f"Multi-CryoGAN trained to step {result['step']} ({result['wall_s']:.0f} s) → "
+                    f"{result['checkpoint']}")
+
+    def explore(self):
+        """Dock the Latent explorer with the trained model loaded (α on the slider)."""
+        from .explorer import LatentExplorer
+
+        if not self.last_result or not self.last_result.get("checkpoint"):
+            return
+        explorer = LatentExplorer(self.viewer)
+        self.viewer.window.add_dock_widget(explorer, name="Latent explorer")
+        explorer.model.setCurrentText(self.last_result["checkpoint"])
+        explorer.load(self.last_result["checkpoint"])
+        return explorer

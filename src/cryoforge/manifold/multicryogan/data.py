@@ -1,0 +1,115 @@
+"""Real particle images for Multi-CryoGAN: one or more stacks (memory-mapped) and the CTF of each image.
+
+The images are only ever compared as a distribution, so poses are not needed; the CTFs are: the simulator draws
+each fake image's CTF from the data's own CTFs (the empirical defocus distribution). Training without CTF is
+allowed only when asked (``use_ctf=False``), for CTF-free data. Images are normalised by one global mean and
+standard deviation (over up to 1000 images), the same numbers for every image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...ctf import CTFParams
+from ..base import ManifoldError
+
+
+def fourier_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Downsample ``(B, D, D)`` images to ``(B, size, size)`` by cropping their spectrum (pixel size × D/size)."""
+    d = images.shape[-1]
+    if size == d:
+        return images
+    f = torch.fft.fftshift(torch.fft.fft2(images), dim=(-2, -1))
+    lo = d // 2 - size // 2
+    f = f[..., lo:lo + size, lo:lo + size]
+    return torch.fft.ifft2(torch.fft.ifftshift(f, dim=(-2, -1))).real * (size / d) ** 2
+
+
+class ParticleStack:
+    """Images ``(N, D, D)`` (a memmap works), their CTFs and pixel size; ``size`` < D downsamples every batch by
+    Fourier cropping (the pixel size grows by D/size), so a 64² stack trains a 32³ model."""
+
+    def __init__(self, images, ctf: CTFParams | None, pixel_size: float, norm: tuple[float, float] | None = None,
+                 size: int | None = None):
+        shape = np.shape(images)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ManifoldError(f"particle images must be a stack (N, D, D) of square images; got shape {shape}")
+        size = size or shape[1]
+        if size > shape[1] or size % 2:
+            raise ManifoldError(f"images of {shape[1]}² can be downsampled to an even size ≤ {shape[1]}; got {size}")
+        self.images, self.n, self.D, self.D_file = images, shape[0], size, shape[1]
+        self.ctf, self.pixel_size = ctf, float(pixel_size) * shape[1] / size
+        if ctf is not None and len(np.atleast_1d(ctf.defocus_u)) != self.n:
+            raise ManifoldError(f"{len(np.atleast_1d(ctf.defocus_u))} CTF rows for {self.n} images")
+        self.norm = norm or self._norm()
+
+    def _norm(self) -> tuple[float, float]:
+        idx = np.linspace(0, self.n - 1, min(self.n, 1000)).astype(int)
+        x = self._raw(idx).double()
+        return float(x.mean()), float(x.std())
+
+    def _raw(self, idx) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(self.images[np.asarray(idx)], np.float32))
+        return fourier_crop(x, self.D)
+
+    def batch(self, idx) -> torch.Tensor:
+        """Normalised images ``(B, D, D)`` float32."""
+        return (self._raw(idx) - self.norm[0]) / self.norm[1]
+
+    def ctf_rows(self, idx) -> CTFParams | None:
+        if self.ctf is None:
+            return None
+        return CTFParams(**{k: (np.asarray(v)[idx] if np.ndim(v) else v) for k, v in self.ctf.as_dict().items()})
+
+    def background_sigma(self) -> float:
+        """Standard deviation (normalised units) of the pixels outside 0.45·D of the centre: the noise level's
+        first guess (the simulator then learns it)."""
+        ax = np.arange(self.D) - self.D // 2
+        outside = np.hypot(ax[:, None], ax[None]) > 0.45 * self.D
+        x = self.batch(np.linspace(0, self.n - 1, min(self.n, 500)).astype(int)).numpy()
+        return float(x[:, outside].std())
+
+
+def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None = None,
+               size: int | None = None) -> ParticleStack:
+    """Images from ``stacks`` (one path or several, all of one square size) with CTFs from ``star`` (RELION),
+    optionally downsampled to ``size``."""
+    from ...io.mrc import read_mrc
+    from ...io.star import read_particles_star
+
+    paths = [Path(stacks)] if isinstance(stacks, (str, Path)) else [Path(p) for p in stacks]
+    if not paths:
+        raise ManifoldError("no particle stack given")
+    arrays, sizes, px = [], [], None
+    for p in paths:
+        data, info = read_mrc(p, mmap=True)
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3 or data.shape[1] != data.shape[2]:
+            raise ManifoldError(f"{p.name}: expected a stack of square images (N, D, D); got shape {data.shape}")
+        arrays.append(data)
+        sizes.append(f"{p.name}: {data.shape[1]}²")
+        px = px or float(info.voxel_size[0])
+    if len({a.shape[1] for a in arrays}) > 1:
+        raise ManifoldError("the particle stacks have mixed image sizes (" + ", ".join(sizes) + "); resample them to "
+                            "one size first (e.g. `relion_image_handler --new_box`)")
+    images = arrays[0] if len(arrays) == 1 else np.concatenate([np.asarray(a) for a in arrays])
+    ctf = None
+    if star is not None:
+        meta = read_particles_star(star, pixel_size)
+        if len(meta) != len(images):
+            raise ManifoldError(f"{Path(star).name}: {len(meta)} particles for {len(images)} images")
+        px = pixel_size or meta.pixel_size or px
+        if use_ctf:
+            if meta.ctf is None:
+                raise ManifoldError(f"{Path(star).name}: no CTF columns (rlnDefocusU, rlnVoltage, "
+                                    "rlnSphericalAberration, rlnAmplitudeContrast); the simulator needs the data's "
+                                    "CTFs — pass --no-ctf only if the images have none")
+            ctf = meta.ctf
+    elif use_ctf:
+        raise ManifoldError("the simulator draws CTFs from the data: give the particles' STAR file (--star), or "
+                            "--no-ctf if the images have no CTF")
+    return ParticleStack(images, ctf, pixel_size or px or 1.0, size=size)

@@ -1,0 +1,228 @@
+"""Multi-CryoGAN training on the shared loop (:func:`cryoforge.jobs.trainer.train_job`), and the trained model as a
+:class:`~cryoforge.manifold.base.Manifold`.
+
+One step: ``n_critic`` critic updates, then one generator update. Fake images: ``batch / poses`` coordinates from
+the prior → generator volumes (one draw shared by the step's critic updates: the generator is the costly part) → each projected at ``poses`` uniform random poses (Fourier slice,
+:mod:`.projector`) → random shift in a disc of ``max_shift`` px → the CTF of a random data image → Gaussian noise
+of the learned level σ. Critic loss ``D(fake) − D(real) + λ·GP`` with the gradient penalty of
+:func:`cryoforge.hyptest.wgan.gradient_penalty` (one gradient norm per image — the public CryoGAN code's
+per-pixel norm is the bug the paper's issue names); generator loss ``−D(fake)``. Adam (1e-4, β = (0.5, 0.9)).
+All random draws come from ``seed + step``, so a resumed run sees what an uninterrupted one would.
+
+Validation decodes fixed coordinates (α = 0, ¼, ½, ¾, 1), previews their central slices and real vs simulated
+images, and, given reference end volumes, reports the FSC area / FSC=0.5 frequency of the aligned ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ...conventions import random_rotations
+from ...hyptest.wgan import gradient_penalty
+from ...jobs import Preview
+from ...jobs.trainer import train_job
+from ..base import Manifold
+from .data import ParticleStack
+from .model import Critic, Generator, McganConfig
+from .projector import form_images, project_fourier
+
+KIND = "multicryogan"
+ARCH_KEYS = ("box", "zdim", "prior", "gwidth", "cwidth", "seed")
+PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class McganTrainConfig:
+    batch: int = 32  # images per critic / generator batch
+    poses: int = 8  # poses per generated volume (batch / poses volumes per batch)
+    n_critic: int = 4
+    gp_weight: float = 10.0
+    lr: float = 1e-4
+    betas: tuple = (0.5, 0.9)
+    max_shift: float = 0.0  # px, radius of the uniform shift disc
+    learn_noise: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.batch < 2 or self.poses < 1 or self.batch % self.poses:
+            raise ValueError(f"batch ({self.batch}) must be a multiple of poses ({self.poses}) and ≥ 2")
+        if self.n_critic < 1:
+            raise ValueError("n_critic must be at least 1")
+
+
+def _rng(seed: int, step: int, sub: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + step * 101 + sub)
+
+
+class McganTrainer:
+    """A :class:`cryoforge.jobs.trainer.Trainable`. ``references``: optional true volumes ``(2, n, n, n)`` of the
+    manifold's two ends (in the data's units and frame is not needed: ends are aligned before the FSC)."""
+
+    kind = KIND
+
+    def __init__(self, data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
+                 device: str = "cpu", references=None):
+        cfg = cfg or McganConfig(box=data.D)
+        if cfg.box != data.D:
+            raise ValueError(f"the generator's box ({cfg.box}) must equal the image size ({data.D})")
+        self.data, self.cfg, self.tcfg = data, cfg, train or McganTrainConfig()
+        self.device = torch.device(device)
+        torch.manual_seed(self.tcfg.seed)
+        self.gen = Generator(cfg, noise_sigma=max(data.background_sigma(), 1e-3)).to(self.device)
+        self.gen.log_noise.requires_grad_(self.tcfg.learn_noise)
+        self.critic = Critic(cfg, data.D).to(self.device)
+        self.modules = {"generator": self.gen, "critic": self.critic}
+        t = self.tcfg
+        self.optimizers = {
+            "generator": torch.optim.Adam([p for p in self.gen.parameters() if p.requires_grad], lr=t.lr, betas=t.betas),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)}
+        self.config = {**cfg.as_dict(), **{f"train_{k}": v for k, v in asdict(t).items()},
+                       "pixel_size": data.pixel_size, "norm": list(data.norm), "n_images": data.n,
+                       "use_ctf": data.ctf is not None, "architecture_keys": list(ARCH_KEYS)}
+        self.references = None if references is None else np.asarray(references, np.float32)
+
+    # -- the simulator
+    def simulate(self, rng: torch.Generator, seed: int, volumes: torch.Tensor | None = None) -> torch.Tensor:
+        """A batch of fake images: ``volumes`` (default: fresh draws from the prior) at ``poses`` poses each."""
+        t = self.tcfg
+        if volumes is None:
+            volumes = self.gen(self.gen.sample_coords(t.batch // t.poses, rng).to(self.device))
+        rots = random_rotations(t.poses, seed).to(self.device)
+        proj = project_fourier(volumes, rots)
+        n = len(proj)
+        shifts = None
+        if t.max_shift > 0:
+            r = t.max_shift * torch.rand(n, generator=rng).sqrt()
+            phi = 2 * np.pi * torch.rand(n, generator=rng)
+            shifts = torch.stack([r * phi.cos(), r * phi.sin()], 1).to(self.device)
+        ctf = self.data.ctf_rows(torch.randint(0, self.data.n, (n,), generator=rng).numpy())
+        return form_images(proj, shifts, ctf, self.data.pixel_size, self.gen.noise_sigma, rng)
+
+    def real(self, rng: torch.Generator) -> torch.Tensor:
+        return self.data.batch(torch.randint(0, self.data.n, (self.tcfg.batch,), generator=rng).numpy()).to(self.device)
+
+    # -- training
+    def train_step(self, step: int) -> dict:
+        t, seed = self.tcfg, self.tcfg.seed
+        self.gen.train()
+        self.critic.train()
+        opt_d, opt_g = self.optimizers["critic"], self.optimizers["generator"]
+        with torch.no_grad():  # one set of conformations for the critic's updates, new poses/CTF/noise each time
+            vols = self.gen(self.gen.sample_coords(t.batch // t.poses, _rng(seed, step, 98)).to(self.device))
+        for i in range(t.n_critic):
+            rng = _rng(seed, step, i)
+            real = self.real(rng)
+            with torch.no_grad():
+                fake = self.simulate(rng, seed * 1_000_003 + step * 101 + i, vols)
+            d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
+            gp = gradient_penalty(self.critic, real, fake, rng)
+            loss_d = d_fake - d_real + t.gp_weight * gp
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+        rng = _rng(seed, step, 99)
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        loss_g = -self.critic(self.simulate(rng, seed * 1_000_003 + step * 101 + 99)).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        return {"wasserstein": float((d_real - d_fake).detach()), "gp": float(gp.detach()), "loss_g": float(loss_g.detach()),
+                "noise_sigma": float(self.gen.noise_sigma.detach())}
+
+    @torch.no_grad()
+    def volumes(self, coords) -> torch.Tensor:
+        self.gen.eval()
+        c = torch.as_tensor(np.asarray(coords, np.float32)).reshape(-1, self.cfg.latent_dim)
+        return self.gen(c.to(self.device)).cpu()
+
+    def preview_coords(self) -> np.ndarray:
+        if self.cfg.prior == "segment":
+            return np.asarray(PREVIEW_ALPHAS, np.float32)[:, None]
+        return np.random.default_rng(0).standard_normal((5, self.cfg.zdim)).astype(np.float32)
+
+    @torch.no_grad()
+    def validate(self, step: int):
+        rng = _rng(self.tcfg.seed + 7, 0, 0)  # fixed batch: comparable across validations
+        real = self.real(rng)
+        fake = self.simulate(rng, 12345)
+        metrics = {"wasserstein_fixed": float(self.critic(real).mean() - self.critic(fake).mean())}
+        vols = self.volumes(self.preview_coords())
+        if self.references is not None and self.cfg.prior == "segment":
+            metrics.update(end_scores(vols[[0, -1]].numpy(), self.references))
+        n = vols.shape[-1]
+        slices = torch.cat([vols[:, n // 2], vols[:, :, n // 2]]).numpy()
+        label = ", ".join(f"{a:g}" for a in PREVIEW_ALPHAS) if self.cfg.prior == "segment" else "5 z"
+        previews = [Preview(f"G(α) central slices (α = {label}; z then y)", slices, "stack"),
+                    Preview("real vs simulated images", torch.cat([real[:8], fake[:8]]).cpu().numpy(), "stack"),
+                    Preview("G(α = 0.5)", vols[len(vols) // 2].numpy(), "volume",
+                            {"voxel_size": self.data.pixel_size})]
+        return metrics, previews
+
+
+def end_scores(ends, references) -> dict:
+    """FSC of the generator's two ends against the true end volumes, after alignment (rotation, shift, hand); the
+    manifold's direction is free, so the better of the two pairings is reported."""
+    from ...metrics import fsc
+    from .fsccc import align_to_reference, fsc_area
+
+    out = {}
+    pairs = {}
+    for i in range(2):
+        for j in range(2):
+            placed, _ = align_to_reference(ends[i], references[j])
+            curve = fsc(placed, references[j])
+            c, f = curve.fsc, np.arange(len(curve.fsc)) / (2 * (len(curve.fsc) - 1))
+            below = np.nonzero(c[1:] < 0.5)[0]
+            pairs[i, j] = (fsc_area(placed, references[j]), float(f[below[0]] if below.size else f[-1]))
+    straight = pairs[0, 0][0] + pairs[1, 1][0]
+    crossed = pairs[0, 1][0] + pairs[1, 0][0]
+    a, b = ((0, 0), (1, 1)) if straight >= crossed else ((0, 1), (1, 0))
+    out["fsc_area_end0"], out["fsc05_freq_end0"] = pairs[a]
+    out["fsc_area_end1"], out["fsc05_freq_end1"] = pairs[b]
+    out["ends_reversed"] = float(straight < crossed)
+    return out
+
+
+def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
+                    steps: int = 1000, checkpoint=None, resume: bool = True, device: str = "cpu", references=None,
+                    checkpoint_every: int = 200, validate_every: int = 250, metrics_every: int = 10):
+    """Job: train Multi-CryoGAN; see :func:`cryoforge.jobs.trainer.train_job`."""
+    trainer = McganTrainer(data, cfg, train, device, references)
+    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+
+
+def load_generator(path, device="cpu") -> tuple[Generator, dict]:
+    from ...io.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path, kind=KIND, map_location=device)
+    c = payload["config"]
+    gen = Generator(McganConfig(**{k: c[k] for k in ARCH_KEYS}))
+    gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
+    return gen.to(device).eval(), payload
+
+
+class McganManifold(Manifold):
+    """A ``multicryogan`` checkpoint as a manifold: the coordinate is α ∈ [0, 1] (segment prior) or z."""
+
+    kind = "multicryogan"
+
+    def __init__(self, path, device="cpu", **_):
+        super().__init__(device)
+        self.gen, payload = load_generator(path, self.device)
+        cfg = payload["config"]
+        self.latent_dim, self.box = self.gen.cfg.latent_dim, cfg["box"]
+        self.voxel_size = float(cfg.get("pixel_size", 1.0))
+        self.name = f"Multi-CryoGAN {getattr(path, 'name', path)}"
+        if self.gen.cfg.prior == "segment":
+            alphas = np.linspace(0, 1, 21, dtype=np.float32)
+            self.data_latents = alphas[:, None]
+            self.data_labels = [f"α={a:.2f}" for a in alphas]
+
+    def _decode(self, z):
+        return self.gen(z)
