@@ -67,7 +67,7 @@ class LatentExplorer(JobDock):
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.addItems(MODELS)
-        self.model.setToolTip("'wgan': the shipped 3D-WGAN (+ regressor); 'analytic[:D]': a closed-form demo; or a "
+        self.model.setToolTip("'wgan': the shipped 3D-WGAN (+ regressor); 'mcgan': the shipped Multi-CryoGAN (AdK, α ∈ [0, 1]); 'analytic[:D]': a closed-form demo; or a "
                               "cryoforge checkpoint (.pt) or cryoDRGN run (folder or weights.N.pkl)")
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
@@ -173,6 +173,8 @@ class LatentExplorer(JobDock):
             report_error(f"Latent explorer: cannot open {spec!r}: {describe(err)}")
             return False
         self.manifold = m
+        if spec.strip() and self.model.currentText() != spec:
+            self.model.setCurrentText(spec)
         self.waypoints, self.path_z = [], None
         self._templates = self._load_templates(m)
         self.info.setText(m.describe())
@@ -207,6 +209,8 @@ class LatentExplorer(JobDock):
         self._axes = (np.asarray(dirs, np.float32), np.asarray(sig, np.float32) + 1e-6)
         for i, (s, lab) in enumerate(zip(self.sliders, self.slider_labels)):
             s.setEnabled(i < len(dirs))
+            s.setVisible(i < len(dirs))  # a 1-D manifold (Multi-CryoGAN's α) gets one slider
+            lab.setVisible(i < len(dirs))
             lab.setText(f"{'PC' if use_pcs else 'z'}{i + 1}")
             s.blockSignals(True)
             s.setValue(0)
@@ -289,8 +293,10 @@ class LatentExplorer(JobDock):
         src = "data latents" if m.data_latents is not None else "samples of N(0, I)"
         ax.scatter(xy[:, 0], xy[:, 1], s=8 if len(xy) > 50 else 30, c="tab:blue", alpha=0.6)
         if m.data_labels and len(m.data_labels) <= 30:
-            for (x, y), lab in zip(xy, m.data_labels):
-                ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
+            ends = len(m.data_labels) > 15  # many labels: only the first and last stay readable
+            for i, ((x, y), lab) in enumerate(zip(xy, m.data_labels)):
+                if not ends or i in (0, len(m.data_labels) - 1):
+                    ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
         ax.margins(0.12)
         ax.set_title(f"{src} (PCA) · click: decode · shift-click: waypoint", fontsize=7)
         ax.set_xlabel("PC1", fontsize=7)
