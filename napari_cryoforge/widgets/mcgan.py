@@ -13,6 +13,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QVBoxLayout
 
 from .._notify import report_error, report_info
+from .._reader import INDEX_UNIT
 from ._dock import JobDock
 from .inspector import _canvas
 from .simulate import _ispin, path_row
@@ -135,7 +136,9 @@ class McganWidget(JobDock):
                 self.viewer.layers[name].data = event.array
                 self.viewer.layers[name].reset_contrast_limits()
             else:
-                self.viewer.add_image(event.array, name=name, colormap="gray")
+                ps = event.meta.get("voxel_size", 1.0)
+                self.viewer.add_image(event.array, name=name, colormap="gray", scale=(1.0, ps, ps),
+                                      units=(INDEX_UNIT, "angstrom", "angstrom"))
         elif isinstance(event, Log):
             self.status.setText(event.message)
 

@@ -158,8 +158,9 @@ class McganTrainer:
         n = vols.shape[-1]
         slices = torch.cat([vols[:, n // 2], vols[:, :, n // 2]]).numpy()
         label = ", ".join(f"{a:g}" for a in PREVIEW_ALPHAS) if self.cfg.prior == "segment" else "5 z"
-        previews = [Preview(f"G(α) central slices (α = {label}; z then y)", slices, "stack"),
-                    Preview("real vs simulated images", torch.cat([real[:8], fake[:8]]).cpu().numpy(), "stack"),
+        px = {"voxel_size": self.data.pixel_size}
+        previews = [Preview(f"G(α) central slices (α = {label}; z then y)", slices, "stack", px),
+                    Preview("real vs simulated images", torch.cat([real[:8], fake[:8]]).cpu().numpy(), "stack", px),
                     Preview("G(α = 0.5)", vols[len(vols) // 2].numpy(), "volume",
                             {"voxel_size": self.data.pixel_size})]
         return metrics, previews
