@@ -23,7 +23,7 @@ from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import train_job
 from .templates import check_templates, rotated_pool
-from .wgan import Critic, Generator, WGANConfig, generate, gradient_penalty, to_unit
+from .wgan import Critic, Generator, WGANConfig, critic_update, generate, to_unit
 
 KIND = "wgan3d"
 REGRESSOR_KIND = "wgan3d_regressor"
@@ -114,12 +114,7 @@ class WGANTrainer(_PoolData):
             real = self._real(step, i)
             with torch.no_grad():
                 fake = self.gen(_z(c.batch, self.cfg.zdim, c.seed, step, i).to(dev))
-            d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
-            gp = gradient_penalty(self.critic, real, fake, g)
-            loss_d = d_fake - d_real + c.gp_weight * gp
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
+            d_real, d_fake, gp = critic_update(self.critic, opt_d, real, fake, c.gp_weight, g)
         fake = self.gen(_z(c.batch, self.cfg.zdim, c.seed, step, c.n_critic).to(dev))
         loss_g = -self.critic(fake).mean()
         opt_g.zero_grad()

@@ -96,6 +96,19 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def critic_update(critic: nn.Module, optimizer, real: torch.Tensor, fake: torch.Tensor, gp_weight: float,
+                  generator: torch.Generator | None = None):
+    """One WGAN-GP critic step on ``D(fake) − D(real) + λ·GP`` (every GAN of the project uses it);
+    returns ``(mean D(real), mean D(fake), GP)``."""
+    d_real, d_fake = critic(real).mean(), critic(fake).mean()
+    gp = gradient_penalty(critic, real, fake, generator)
+    loss = d_fake - d_real + gp_weight * gp
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return d_real, d_fake, gp
+
+
 def to_unit(maps: torch.Tensor) -> torch.Tensor:
     """Maps ``(N, n, n, n)`` → ``[-1, 1]`` each (its own max → 1, zero density → −1), the generator's range."""
     peak = maps.flatten(1).amax(1).clamp_min(1e-12)

@@ -161,11 +161,14 @@ def _ctf_batch(params: ParticleParams, n: int, rng: np.random.Generator) -> CTFP
 
 
 def finish_images(img: torch.Tensor, shifts_px, ctf: CTFParams | None, pixel_size: float) -> torch.Tensor:
-    """Shift projections ``(N, n, n)`` by ``shifts_px`` (pixels, x y) and apply their CTF."""
-    if shifts_px is not None and np.any(shifts_px):
-        img = fourier_shift(img, torch.from_numpy(np.asarray(shifts_px, np.float32)))
+    """Shift projections ``(N, n, n)`` by ``shifts_px`` (pixels, x y; array or tensor) and apply their CTF, on the
+    images' device (differentiable in the images: Multi-CryoGAN's simulator uses it)."""
+    if shifts_px is not None:
+        shifts = torch.as_tensor(shifts_px, dtype=img.dtype).to(img.device)
+        if shifts.abs().sum() > 0:
+            img = fourier_shift(img, shifts)
     if ctf is not None:
-        c = ctf_2d(ctf, img.shape[-2:], pixel_size, rfft=True)
+        c = ctf_2d(ctf, img.shape[-2:], pixel_size, rfft=True, device=img.device)
         img = torch.fft.irfft2(torch.fft.rfft2(img) * c, s=img.shape[-2:])
     return img
 

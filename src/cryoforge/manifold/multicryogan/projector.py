@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from ...conventions import random_rotations
-from ...ctf import ctf_2d
-from ...fourier import fourier_shift
 from ...geometry import transform_volumes
+from ...sim.particles import finish_images
 
 
 def project_fourier(volumes: torch.Tensor, rotations: torch.Tensor, pad: float = 2.0) -> torch.Tensor:
@@ -51,12 +50,7 @@ def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, 
                 noise_sigma: torch.Tensor | float | None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shift (pixels, x y), CTF (:class:`cryoforge.ctf.CTFParams` batch, or None) and white Gaussian noise of
     standard deviation ``noise_sigma`` (a tensor keeps it differentiable) — the particle simulator's steps."""
-    img = projections
-    if shifts_px is not None:
-        img = fourier_shift(img, shifts_px)
-    if ctf is not None:
-        c = ctf_2d(ctf, img.shape[-2:], pixel_size, rfft=True, device=img.device)
-        img = torch.fft.irfft2(torch.fft.rfft2(img) * c, s=img.shape[-2:])
+    img = finish_images(projections, shifts_px, ctf, pixel_size)
     if noise_sigma is not None:
         noise = torch.randn(img.shape, generator=generator).to(img)
         img = img + noise_sigma * noise

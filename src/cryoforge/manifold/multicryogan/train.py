@@ -5,7 +5,7 @@ One step: ``n_critic`` critic updates, then one generator update. Fake images: `
 the prior → generator volumes (one draw shared by the step's critic updates: the generator is the costly part) → each projected at ``poses`` uniform random poses (Fourier slice,
 :mod:`.projector`) → random shift in a disc of ``max_shift`` px → the CTF of a random data image → Gaussian noise
 of the learned level σ. Critic loss ``D(fake) − D(real) + λ·GP`` with the gradient penalty of
-:func:`cryoforge.hyptest.wgan.gradient_penalty` (one gradient norm per image — the public CryoGAN code's
+:func:`cryoforge.hyptest.wgan.critic_update` (one gradient norm per image — the public CryoGAN code's
 per-pixel norm is the bug the paper's issue names); generator loss ``−D(fake)``. Adam (1e-4, β = (0.5, 0.9)).
 All random draws come from ``seed + step``, so a resumed run sees what an uninterrupted one would.
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ...conventions import random_rotations
-from ...hyptest.wgan import gradient_penalty
+from ...hyptest.wgan import critic_update
 from ...jobs import Preview
 from ...jobs.trainer import train_job
 from ..base import Manifold
@@ -117,12 +117,7 @@ class McganTrainer:
             real = self.real(rng)
             with torch.no_grad():
                 fake = self.simulate(rng, seed * 1_000_003 + step * 101 + i, vols)
-            d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
-            gp = gradient_penalty(self.critic, real, fake, rng)
-            loss_d = d_fake - d_real + t.gp_weight * gp
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
+            d_real, d_fake, gp = critic_update(self.critic, opt_d, real, fake, t.gp_weight, rng)
         rng = _rng(seed, step, 99)
         for p in self.critic.parameters():
             p.requires_grad_(False)
