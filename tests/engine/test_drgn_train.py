@@ -106,14 +106,14 @@ def test_branch_and_bound_recovers_poses_of_noise_free_projections():
     from cryoforge.conventions import random_rotations, rotation_angle_deg
     from cryoforge.manifold.analytic import AnalyticManifold
     from cryoforge.manifold.drgn.model import lattice_coords
-    from cryoforge.manifold.drgn.posesearch import VolumeSlices, pose_search
+    from cryoforge.manifold.drgn.posesearch import HartleySlices, pose_search
 
     D = 32
-    model = VolumeSlices(AnalyticManifold(3, box=D).decode_one(np.array([0.6, 0.8, 1.2], np.float32)))
+    model = HartleySlices.from_volume(AnalyticManifold(3, box=D).decode_one(np.array([0.6, 0.8, 1.2], np.float32)))
     coords = lattice_coords(D + 1)[D // 2].reshape(-1, 3)
     truth = random_rotations(6, seed=3)
     moved = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -1.0], [1.0, 1.0], [-1.0, 0.0], [0.0, 0.0]])
-    images = translate_ht(model(coords @ truth), moved, coords)  # content moved by `moved` pixels
+    images = translate_ht(model(coords @ truth)[0], moved, coords)  # content moved by `moved` pixels
     shifts = [(x, y) for x in (-1.0, 0.0, 1.0) for y in (-1.0, 0.0, 1.0)]
     rots, found, err = pose_search(model, images, coords, D, n_global=4608, keep=8, rounds=5, k_start=6, k_end=16,
                                    shifts=shifts)

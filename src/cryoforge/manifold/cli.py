@@ -103,27 +103,44 @@ def _cmd_drgn_train(args) -> int:
     from ..io.mrc import read_mrc
     from ..jobs.trainer import train_cli
     from .drgn.data import ParticleImages, backproject
-    from .drgn.metadata import read_poses
+    from .drgn.metadata import read_ctf, read_poses
+    from .drgn.poses import PoseSearchConfig
     from .drgn.train import DrgnTrainConfig, train_drgn_job
 
     images, info = read_mrc(args.particles, mmap=True)
     if images.ndim != 3:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
-    poses = read_poses(args.poses, args.ctf, images.shape[-1])
-    if len(poses.rotations) != images.shape[0]:
-        raise ValueError(f"{args.poses}: {len(poses.rotations)} poses for {images.shape[0]} images")
-    ctf = None if args.no_ctf else poses.ctf
+    if args.poses is None and not args.pose_search:
+        raise ValueError("no poses given: pass --poses (a STAR, .cs or pose .pkl), or --pose-search to find them")
+    if args.poses is not None:
+        poses = read_poses(args.poses, args.ctf if args.ctf and Path(args.ctf).suffix == ".pkl" else None,
+                           images.shape[-1])
+        if len(poses.rotations) != images.shape[0]:
+            raise ValueError(f"{args.poses}: {len(poses.rotations)} poses for {images.shape[0]} images")
+        rot, trans, ctf, px = poses.rotations, poses.translations, poses.ctf, poses.pixel_size
+    else:
+        rot = trans = ctf = px = None
+    if args.ctf and ctf is None:
+        ctf, px = read_ctf(args.ctf)
+    if ctf is not None and len(next(iter(ctf.values()))) not in (1, images.shape[0]):
+        raise ValueError(f"{args.ctf or args.poses}: CTF for {len(next(iter(ctf.values())))} images, "
+                         f"the stack has {images.shape[0]}")
+    ctf = None if args.no_ctf else ctf
     if ctf is None and not args.no_ctf:
         raise ValueError("no CTF given: pass --ctf ctf.pkl (or a STAR/.cs file with CTF columns), or --no-ctf to "
                          "train without one (e.g. simulated images without CTF)")
-    rot, trans = poses.rotations, poses.translations
-    px = args.pixel_size or poses.pixel_size or float(info.voxel_size[0])
+    px = args.pixel_size or px or float(info.voxel_size[0])
     data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
     cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
                           batch=args.batch, lr=args.lr, seed=args.seed)
+    search = None
+    if args.pose_search:
+        search = PoseSearchConfig(pretrain_images=args.pretrain, every_epochs=args.ps_every, l_start=args.l_start,
+                                  l_end=args.l_end, ramp_epochs=args.l_ramp_epochs, t_extent=args.t_extent,
+                                  t_ngrid=args.t_ngrid)
     ref = backproject(data) if args.validate_backprojection else None
     train_cli(train_drgn_job(data, cfg, args.steps, args.checkpoint, device=args.device, reference=ref,
-                             validate_every=args.validate_every), args.checkpoint, args.argv)
+                             validate_every=args.validate_every, pose_search=search), args.checkpoint, args.argv)
     return 0
 
 
@@ -165,11 +182,22 @@ def register(sub) -> None:
     e.add_argument("--zfile", help="text file of latent points, one per line")
     e.add_argument("-o", "--out", required=True, help="vol.mrc for one point, else a folder")
     e.set_defaults(func=_cmd_drgn_eval)
-    t = dsub.add_parser("train", help="train a cryoDRGN model with known poses (homogeneous, or a VAE with --zdim)")
+    t = dsub.add_parser("train", help="train a cryoDRGN model (homogeneous, or a VAE with --zdim) with known poses "
+                                      "or with pose search (--pose-search, as cryodrgn abinit_homo/abinit_het)")
     t.add_argument("particles", help="particle stack (.mrcs)")
-    t.add_argument("--poses", required=True, help="poses: a RELION .star or cryoSPARC .cs (CTF included), or a "
-                                                  "cryoDRGN pose .pkl (rotations, or (rotations, translations))")
-    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9), with a pose .pkl")
+    t.add_argument("--poses", help="poses: a RELION .star or cryoSPARC .cs (CTF included), or a cryoDRGN pose .pkl "
+                                   "(rotations, or (rotations, translations)); with --pose-search only a reference "
+                                   "that validation compares the found poses with")
+    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9), or a STAR file with CTF columns (e.g. for --pose-search)")
+    ps = t.add_argument_group("pose search (branch and bound over SO(3) × shifts with frequency marching)")
+    ps.add_argument("--pose-search", action="store_true", help="find the poses while training")
+    ps.add_argument("--pretrain", type=int, default=10_000, help="images trained at random poses first")
+    ps.add_argument("--ps-every", type=float, default=5.0, help="search each image again every N epochs")
+    ps.add_argument("--l-start", type=float, default=12.0, help="band limit of the first searches (Fourier px)")
+    ps.add_argument("--l-end", type=float, help="final band limit (default D/2)")
+    ps.add_argument("--l-ramp-epochs", type=float, default=25.0, help="epochs over which the band limit grows")
+    ps.add_argument("--t-extent", type=float, default=2.0, help="shift search range ± (pixels)")
+    ps.add_argument("--t-ngrid", type=int, default=5, help="shift grid points per axis in the first round")
     t.add_argument("--no-ctf", action="store_true", help="train without a CTF (images without one)")
     t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
     t.add_argument("--zdim", type=int, default=0, help="latent dimension (0: homogeneous)")

@@ -123,9 +123,20 @@ class Ensemble:
             state = rng.choice(k, size=n, p=w)
             return state, np.zeros(n), self.coords[state], state
         u = rng.uniform(self.coords[0], self.coords[-1], size=n)
-        lo = np.clip(np.searchsorted(self.coords, u, side="right") - 1, 0, k - 2)
-        frac = (u - self.coords[lo]) / (self.coords[lo + 1] - self.coords[lo])
+        lo, frac = self._blend(u)
         return lo, frac, u, np.full(n, -1)
+
+    def _blend(self, u):
+        k = len(self.maps)
+        lo = np.clip(np.searchsorted(self.coords, u, side="right") - 1, 0, k - 2)
+        return lo, (u - self.coords[lo]) / (self.coords[lo + 1] - self.coords[lo])
+
+    def map_at(self, u: float) -> np.ndarray:
+        """The map of a continuous ensemble at coordinate ``u``, blended as the particles' are."""
+        if self.discrete:
+            raise ValueError("map_at is for a continuous ensemble; a discrete one has its maps")
+        lo, frac = self._blend(np.asarray([u], np.float64))
+        return ((1 - frac[0]) * self.maps[lo[0]] + frac[0] * self.maps[lo[0] + 1]).astype(np.float32)
 
 
 def project_ensemble(ens: Ensemble, rot: np.ndarray, lo: np.ndarray, frac: np.ndarray):

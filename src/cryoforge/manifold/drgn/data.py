@@ -80,7 +80,7 @@ class ParticleImages:
             return None
         from ...ctf import CTFParams, ctf_2d
 
-        p = CTFParams(**{k: np.asarray(v)[idx] for k, v in self.ctf.items()})
+        p = CTFParams(**{k: np.broadcast_to(np.asarray(v), (self.n,))[idx] for k, v in self.ctf.items()})
         c = ctf_2d(p, (self.D, self.D), self.pixel_size, rfft=False, fftshift=True)
         return symmetrize(c.reshape(len(idx), self.D, self.D)).flatten(1)
 

@@ -55,20 +55,33 @@ def from_cryosparc(path) -> PoseSet:
 
 
 def from_pickles(poses, ctf=None, box: int | None = None) -> PoseSet:
-    from .pickles import load_ctf, load_poses
+    from .pickles import load_poses
 
     rot, trans = load_poses(poses)
     if trans is not None:
         if box is None:
             raise ValueError("cryoDRGN pose pickles store shifts as a fraction of the box: give the image size")
         trans = trans * box
-    c, px = None, None
-    if ctf is not None:
-        t = load_ctf(ctf)
-        c = {"defocus_u": t["dfu"], "defocus_v": t["dfv"], "defocus_angle": t["dfang"], "voltage": t["volt"],
-             "cs": t["cs"], "amplitude_contrast": t["w"], "phase_shift": t["phase_shift"]}
-        px = float(t["Apix"][0])
+    c, px = read_ctf(ctf) if ctf is not None else (None, None)
     return PoseSet(rot, trans, c, px)
+
+
+def read_ctf(path) -> tuple[dict | None, float | None]:
+    """CTF parameters (CTFParams field → (N,) arrays) and pixel size from a cryoDRGN CTF ``.pkl`` or from a STAR
+    file's CTF columns (no poses needed: for training with pose search)."""
+    if Path(path).suffix == ".star":
+        from ...io.star import read_particles_star
+
+        meta = read_particles_star(path)
+        if meta.ctf is None:
+            raise ValueError(f"{Path(path).name}: no CTF columns (rlnDefocusU …) in this STAR file")
+        return {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}, meta.pixel_size
+    from .pickles import load_ctf
+
+    t = load_ctf(path)
+    c = {"defocus_u": t["dfu"], "defocus_v": t["dfv"], "defocus_angle": t["dfang"], "voltage": t["volt"],
+         "cs": t["cs"], "amplitude_contrast": t["w"], "phase_shift": t["phase_shift"]}
+    return c, float(t["Apix"][0])
 
 
 def read_poses(path, ctf=None, box: int | None = None) -> PoseSet:

@@ -171,15 +171,22 @@ def ihtn_center(h: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_hartley(decoder: CoordinateDecoder, z: torch.Tensor | None, extent: float = 0.5,
-                   rows: int = 1 << 14) -> torch.Tensor:
+                   rows: int = 1 << 14, frame: torch.Tensor | None = None) -> torch.Tensor:
     """The ``(B, D, D, D)`` Hartley lattice of the decoder for latents ``z``: every z at once, the lattice in chunks
-    of ``rows / B`` points (activations of ~``rows`` × hidden stay in cache on a CPU; raise ``rows`` on a GPU)."""
+    of ``rows / B`` points (activations of ~``rows`` × hidden stay in cache on a CPU; raise ``rows`` on a GPU).
+    ``frame`` (3×3, orthogonal, a mirror allowed) evaluates ``H(k @ frame)``: the volume in another frame, exactly
+    (e.g. a pose-search reconstruction put in the reference's frame, :func:`~.poses.pose_errors`)."""
     D = decoder.D
     dev = next(decoder.parameters()).device
     k = lattice_coords(D, extent, dev).reshape(-1, 3)
     b = 1 if z is None else len(z)
     chunk_points = max(256, rows // b)
     out = torch.zeros(b, D ** 3, device=dev)
+    if frame is not None:
+        k = k @ torch.as_tensor(frame, dtype=k.dtype, device=dev)
+        for s in range(0, len(k), chunk_points):
+            out[:, s:s + chunk_points] = decoder.hartley(k[s:s + chunk_points], z, extent)
+        return out.view(b, D, D, D)
     if decoder.domain == "hartley":
         for s in range(0, len(k), chunk_points):
             out[:, s:s + chunk_points] = decoder(k[s:s + chunk_points], z)[..., 0]
@@ -205,7 +212,8 @@ def hartley_to_volume(h: torch.Tensor, norm: tuple[float, float]) -> torch.Tenso
     return ihtn_center(h[:, :-1, :-1, :-1] * norm[1] + norm[0])
 
 
-def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, extent: float = 0.5) -> torch.Tensor:
+def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, extent: float = 0.5,
+                   frame: torch.Tensor | None = None) -> torch.Tensor:
     """Volumes ``(B, D−1, D−1, D−1)`` for latents ``z``: the full lattice, batched (CPU-sized chunks on a CPU)."""
     cpu = next(decoder.parameters()).device.type == "cpu"
-    return hartley_to_volume(decode_hartley(decoder, z, extent, 1 << 14 if cpu else 1 << 20), norm)
+    return hartley_to_volume(decode_hartley(decoder, z, extent, 1 << 14 if cpu else 1 << 20, frame), norm)

@@ -5,6 +5,11 @@ encoder maps each masked Hartley image to ``q(z|x) = N(μ, σ²)``; the loss is 
 slice against the (shift-corrected) image plus ``β·KL`` (β = 1/zdim by default, cryoDRGN's choice). Batches are
 drawn from ``seed + step``, so a resumed run sees the images an uninterrupted one would. The checkpoint (kind
 ``cryodrgn_vae``) opens in the latent explorer as a :class:`~cryoforge.manifold.base.Manifold`.
+
+With a :class:`~.poses.PoseSearchConfig` the poses are found during training instead (cryoDRGN's ``abinit_homo`` /
+``abinit_het``): random poses while pretraining, then branch and bound with the current model (at each image's
+latent for a VAE) on the schedule of :class:`~.poses.PoseSchedule`; the pose table is saved with the checkpoint.
+Poses the images carry are then only a reference: validation reports the found poses' errors against them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from ...jobs.trainer import train_job
 from ..base import Manifold
 from .data import ParticleImages, translate_ht
 from .model import CoordinateDecoder, Encoder, decode_volumes
+from .poses import PoseSchedule, PoseSearchConfig, PoseTable, pose_errors
+from .posesearch import HartleySlices, pose_search
 
 KIND = "cryodrgn_vae"
 ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "feat_sigma", "activation", "qlayers",
@@ -61,12 +68,15 @@ class DrgnTrainer:
 
     kind = KIND
 
-    def __init__(self, data: ParticleImages, cfg: DrgnTrainConfig | None = None, device: str = "cpu", reference=None):
+    def __init__(self, data: ParticleImages, cfg: DrgnTrainConfig | None = None, device: str = "cpu", reference=None,
+                 pose_search: PoseSearchConfig | None = None):
         cfg = cfg or DrgnTrainConfig()
-        if data.rot is None:
-            raise ValueError("training with known poses needs a rotation per image (a pose .pkl or STAR file)")
+        if data.rot is None and pose_search is None:
+            raise ValueError("training needs a rotation per image (a pose .pkl or STAR file), or pose search "
+                             "(--pose-search) to find them")
         self.data, self.train_cfg, self.device = data, cfg, torch.device(device)
         D = data.D
+        torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
         arch = {**asdict(cfg), "D": D + 1, "pe_dim": cfg.pe_dim or D // 2, "enc_mask": cfg.enc_mask or D // 2}
         self.dec = _decoder(arch).to(self.device)
         self.modules = {"decoder": self.dec}
@@ -80,6 +90,12 @@ class DrgnTrainer:
         self.beta = cfg.beta if cfg.beta is not None else (1.0 / cfg.zdim if cfg.zdim else 0.0)
         self.config = {**arch, "norm": list(data.norm), "pixel_size": data.pixel_size, "n_images": data.n,
                        "architecture_keys": list(ARCH_KEYS)}
+        self.schedule = None
+        if pose_search is not None:
+            self.schedule = PoseSchedule(pose_search, data.n, cfg.batch, D)
+            self.poses = PoseTable(data.n).to(self.device)
+            self.modules["poses"] = self.poses
+            self.config["pose_search"] = asdict(pose_search)
         self.reference = None if reference is None else torch.as_tensor(np.asarray(reference, np.float32))
         self.mask = data.mask
 
@@ -87,11 +103,42 @@ class DrgnTrainer:
         g = torch.Generator().manual_seed(self.train_cfg.seed * 1_000_003 + step)
         return torch.randint(0, self.data.n, (self.train_cfg.batch,), generator=g).numpy()
 
-    def _targets(self, idx):
-        y = self.data.hartley(idx)
-        if self.data.trans is not None:
-            y = translate_ht(y, self.data.trans[idx], self.data.coords)
-        return y.to(self.device)
+    def _targets(self, idx, trans=None):
+        y = self.data.hartley(idx).to(self.device)
+        if trans is not None:
+            y = translate_ht(y, trans.to(self.device), self.data.coords.to(self.device))
+        return y
+
+    def _poses(self, idx, step: int, search: bool = True):
+        """Rotations and shifts for images ``idx`` at ``step``: the known poses, or (pose search) random poses
+        while pretraining, else the table's, searching those that are due first (when ``search``)."""
+        if self.schedule is None:
+            return self.data.rot[idx], None if self.data.trans is None else self.data.trans[idx]
+        if search and self.schedule.pretraining(step):
+            return self.schedule.random_poses(len(idx), self.train_cfg.seed, step), None
+        if search:
+            due = self.schedule.due(self.poses.searched[idx].cpu(), step).numpy()
+            if due.any():
+                self._search(np.unique(np.asarray(idx)[due]), step)
+        return self.poses.rot[idx].cpu(), self.poses.trans[idx].cpu()
+
+    @torch.no_grad()
+    def _search(self, idx, step: int) -> None:
+        cfg = self.schedule.cfg
+        for mod in self.modules.values():
+            mod.eval()
+        k_start, k_end = self.schedule.band(step)
+        mu = None
+        if self.train_cfg.zdim:
+            mu = self.latent(self._targets(idx, self.poses.trans[idx]), False)[2]
+        model = HartleySlices.from_decoder(self.dec, mu, self.data.D, k_end)
+        ctf = self.data.ctf_values(idx)
+        rot, t, _ = pose_search(model, self._targets(idx), self.data.coords.to(self.device), self.data.D,
+                                cfg.n_global, cfg.keep, cfg.rounds, k_start, k_end, cfg.shift_grid(),
+                                None if ctf is None else ctf.to(self.device))
+        self.poses.rot[idx], self.poses.trans[idx], self.poses.searched[idx] = rot, t, step
+        for mod in self.modules.values():
+            mod.train()
 
     def latent(self, y: torch.Tensor, sample: bool, step: int = 0):
         if not self.train_cfg.zdim:
@@ -104,11 +151,14 @@ class DrgnTrainer:
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         return z, kl, mu
 
-    def loss(self, idx, sample: bool = True, step: int = 0):
-        y = self._targets(idx)
+    def loss(self, idx, sample: bool = True, step: int = 0, search: bool = True):
+        rot, trans = self._poses(idx, step, search)
+        y = self._targets(idx, trans)
         z, kl, mu = self.latent(y, sample, step)
         m = self.mask.to(self.device)
-        k = self.data.coords.to(self.device)[m] @ self.data.rot[idx].to(self.device)  # (B, P, 3): slice at k @ R
+        if self.schedule is not None and self.schedule.cfg.band_loss and search:
+            m = m & (self.data.coords[:, :2].norm(dim=1) * self.data.D <= self.schedule.band(step)[1]).to(self.device)
+        k = self.data.coords.to(self.device)[m] @ rot.to(self.device)  # (B, P, 3): slice at k @ R
         yhat = self.dec.hartley(k, z)
         ctf = self.data.ctf_values(idx)
         if ctf is not None:
@@ -126,24 +176,52 @@ class DrgnTrainer:
         opt.step()
         return {"loss": float(loss.detach()), "mse": float(gen.detach()), "kl": float(kl.detach())}
 
+    def pose_metrics(self) -> dict:
+        """The fraction of images searched so far and, when the data carry reference poses, the found poses'
+        errors against them (up to the global rotation and hand)."""
+        done = (self.poses.searched >= 0).cpu().numpy()
+        out = {"searched_fraction": float(done.mean())}
+        if self.data.rot is not None and done.sum() >= 3:
+            ref_t = None if self.data.trans is None else self.data.trans[done]
+            err = pose_errors(self.poses.rot[done].cpu(), self.data.rot[done],
+                              None if ref_t is None else self.poses.trans[done].cpu(), ref_t)
+            out.update({k: v for k, v in err.items() if k in ("rot_median_deg", "trans_median_px")})
+            self.frame = torch.tensor(err["frame"])
+        return out
+
     @torch.no_grad()
-    def volume(self, z=None) -> torch.Tensor:
+    def latents(self, chunk: int = 200) -> np.ndarray:
+        """``μ`` of every image (its current shift applied), ``(N, zdim)``."""
+        out = []
+        for s in range(0, self.data.n, chunk):
+            idx = np.arange(s, min(s + chunk, self.data.n))
+            out.append(self.latent(self._targets(idx, self._poses(idx, 0, search=False)[1]), False)[2].cpu().numpy())
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def volume(self, z=None, reference_frame: bool = False) -> torch.Tensor:
+        """The volume at ``z``; with ``reference_frame`` (pose search) in the frame and hand of the data's reference
+        poses, as found by the last :meth:`pose_metrics`."""
         for mod in self.modules.values():
             mod.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, np.float32)).reshape(1, -1).to(self.device)
-        return decode_volumes(self.dec, zt, self.data.norm)[0].cpu()
+        frame = getattr(self, "frame", None) if reference_frame else None
+        return decode_volumes(self.dec, zt, self.data.norm, frame=frame)[0].cpu()
 
     @torch.no_grad()
     def validate(self, step: int):
         idx = np.linspace(0, self.data.n - 1, min(self.data.n, 64)).astype(int)
-        _, gen, _, mu = self.loss(idx, sample=False)
+        _, gen, _, mu = self.loss(idx, sample=False, search=False)
         metrics = {"mse_fixed_images": float(gen)}
+        if self.schedule is not None:
+            metrics.update(self.pose_metrics())
         z = None if mu is None else mu.mean(0).cpu().numpy()
         vol = self.volume(z)
         if self.reference is not None:
             from ...metrics import fsc
 
-            curve = fsc(vol, self.reference, 1.0)
+            curve = fsc(self.volume(z, reference_frame=True) if self.schedule is not None else vol,
+                        self.reference, 1.0)
             metrics["fsc_mean"] = float(np.mean(curve.fsc[1:]))
             metrics["fsc05_px"] = float(curve.resolution(0.5))
         n = vol.shape[0]
@@ -154,9 +232,10 @@ class DrgnTrainer:
 
 def train_drgn_job(data: ParticleImages, cfg: DrgnTrainConfig | None = None, steps: int = 1000, checkpoint=None,
                    resume: bool = True, device: str = "cpu", reference=None, checkpoint_every: int = 200,
-                   validate_every: int = 100, metrics_every: int = 10):
-    """Job: train a cryoDRGN model with known poses; see :func:`cryoforge.jobs.trainer.train_job`."""
-    trainer = DrgnTrainer(data, cfg, device, reference)
+                   validate_every: int = 100, metrics_every: int = 10, pose_search: PoseSearchConfig | None = None):
+    """Job: train a cryoDRGN model with known poses, or with ``pose_search``; see
+    :func:`cryoforge.jobs.trainer.train_job`."""
+    trainer = DrgnTrainer(data, cfg, device, reference, pose_search)
     return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
 
 

@@ -14,18 +14,6 @@ import torch
 
 from ...jobs import Log, Metrics, Progress, Result
 
-ADK = ("adk_closed.pdb.gz", "adk_open.pdb.gz")
-
-
-def _structures(structures):
-    folder = Path(structures or "../shared/structures")  # relative to the working directory, as hyptest's
-    paths = [folder / name for name in ADK]
-    if not all(p.is_file() for p in paths):
-        raise FileNotFoundError(f"the AdK models {', '.join(ADK)} are not in {folder.resolve()}: pass "
-                                "-o structures=FOLDER")
-    return [str(p) for p in paths]
-
-
 def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     """The true conformation at ``α = m/L`` of a uniform latent: the ensemble's state there (continuous), or the
     state whose share of the segment contains it (discrete, states in order)."""
@@ -36,17 +24,16 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     return np.stack([ens.maps[min(int(np.searchsorted(edges, a, side="right")), len(ens.maps) - 1)] for a in alphas])
 
 
-def _case(case, paths, n_images, box, voxel, snr, steps, seed, device, out_dir, points):
+def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points):
     from ...jobs.runner import drive
     from ...jobs.trainer import train_job
     from ...sim.particles import ParticleParams, simulate_particles_job
-    from ...sim.sources import MapSpec, continuous_ensemble, discrete_ensemble
+    from ..adk import adk_ensemble
     from .data import ParticleStack
     from .fsccc import discrete_proportions, fsc_area, fsccc_matrix, matrix_agreement
     from .train import McganTrainer, McganTrainConfig, end_scores
 
-    spec = MapSpec(box_size=box, voxel_size=voxel)
-    ens = continuous_ensemble(*paths, 21, spec) if case == "continuous" else discrete_ensemble(paths, [0.25, 0.75], spec)
+    ens = adk_ensemble(case, box, voxel, structures)
     yield Log(f"{case}: simulating {n_images} particles")
     images, meta, _ = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr,
                                                                                  max_shift=1.0), seed=seed))
@@ -82,14 +69,15 @@ def _case(case, paths, n_images, box, voxel, snr, steps, seed, device, out_dir, 
 def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, box: int = 32, voxel_size: float = 3.0,
                 snr: float = 0.1, seed: int = 0, points: int = 20, structures: str | None = None,
                 out_dir: str | None = None, cases=("continuous", "discrete")):
+    from ..adk import adk_models
     from .projector import projector_report
 
-    paths = _structures(structures)
+    adk_models(structures)  # fail before the projector measurement when the models are missing
     report = {"device": device, "threads": torch.get_num_threads(), "box": box, "voxel_size_A": voxel_size,
               "snr": snr, "projector": projector_report(box)}
     yield Metrics({f"{k}_rel_err": v["relative_rms_error"] for k, v in report["projector"].items()
                    if isinstance(v, dict)})
     for case in cases:
-        report[case] = yield from _case(case, paths, n_images, box, voxel_size, snr, steps, seed, device, out_dir,
+        report[case] = yield from _case(case, structures, n_images, box, voxel_size, snr, steps, seed, device, out_dir,
                                         points)
     yield Result(report)
