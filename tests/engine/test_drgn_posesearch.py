@@ -122,3 +122,24 @@ def test_translation_errors_discount_the_reconstruction_offset():
     err = pose_errors(truth, truth, t_found, t_true)
     np.testing.assert_allclose(err["volume_offset_px"], offset, atol=0.1)
     assert err["trans_median_px"] < 0.1 < err["trans_raw_median_px"]
+
+
+def test_heterogeneous_pose_search_scores_each_image_at_its_own_latent():
+    from cryoforge.manifold.drgn.train import DrgnTrainConfig, DrgnTrainer
+
+    D = 16
+    rot = random_rotations(16, seed=2)
+    data = ParticleImages(_images(_adk(D), rot), rot.numpy(), None, None, 1.0)
+    cfg = DrgnTrainConfig(zdim=2, players=1, pdim=16, qlayers=1, qdim=16, batch=8, seed=0)
+    ps = PoseSearchConfig(pretrain_images=8, t_extent=0, n_global=576, rounds=2, keep=2)
+    tr = DrgnTrainer(data, cfg, pose_search=ps)
+    mu = tr.latent(tr._targets(np.arange(3)), False)[2]
+    slices = HartleySlices.from_decoder(tr.dec, mu, D, 6)
+    assert slices.h.shape[0] == 3  # one lattice per latent
+    k = lattice_coords(D + 1)[D // 2].reshape(1, -1, 3)
+    per_image = slices(k)[:, 0]
+    assert not torch.allclose(per_image[0], per_image[1])  # different latents, different slices
+    for step in range(1, 4):
+        tr.train_step(step)
+    metrics, _ = tr.validate(3)
+    assert 0 < metrics["searched_fraction"] <= 1 and "rot_median_deg" in metrics

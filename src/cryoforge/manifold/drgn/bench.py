@@ -33,7 +33,7 @@ def _images(ens, n, voxel, snr, max_shift, seed):
     images, meta, truth = drive(simulate_particles_job(ens, n, ParticleParams(pixel_size=voxel, snr=snr,
                                                                               max_shift=max_shift), seed=seed))
     ctf = {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
-    trans = -np.asarray(meta.shifts, np.float32) / voxel  # STAR origins (Å) → the re-centring shift in pixels
+    trans = np.asarray(meta.shifts, np.float32) / voxel  # RELION origins (Å, the re-centring shift) → pixels, as STAR
     images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     return ParticleImages(images, meta.rotations, trans, ctf, voxel), truth["conformation"].to_numpy()
 
