@@ -128,12 +128,13 @@ class DrgnTrainer:
         for mod in self.modules.values():
             mod.eval()
         k_start, k_end = self.schedule.band(step)
+        y, coords = self._targets(idx), self.data.coords.to(self.device)
         mu = None
-        if self.train_cfg.zdim:
-            mu = self.latent(self._targets(idx, self.poses.trans[idx]), False)[2]
+        if self.train_cfg.zdim:  # encode the image as training does: moved by its current shift
+            mu = self.latent(translate_ht(y, self.poses.trans[idx], coords), False)[2]
         model = HartleySlices.from_decoder(self.dec, mu, self.data.D, k_end)
         ctf = self.data.ctf_values(idx)
-        rot, t, _ = pose_search(model, self._targets(idx), self.data.coords.to(self.device), self.data.D,
+        rot, t, _ = pose_search(model, y, coords, self.data.D,
                                 cfg.n_global, cfg.keep, cfg.rounds, k_start, k_end, cfg.shift_grid(),
                                 None if ctf is None else ctf.to(self.device))
         self.poses.rot[idx], self.poses.trans[idx], self.poses.searched[idx] = rot, t, step
