@@ -306,10 +306,8 @@ class HypTestWidget(JobDock):
     def _show_template(self, k):
         """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
         from cryoforge.geometry import transform_volumes
-        from cryoforge.hyptest.score import ScoreConfig, TemplateScorer
-
         tester = self.tester
-        sc = TemplateScorer(self._p, None, ScoreConfig(**{**tester.cfg.score, "n_rotations": 2000}))
+        sc = tester.scorer(self._p, None, n_rotations=2000)
         fit = sc.score(tester.templates[k:k + 1])
         placed = transform_volumes(tester.templates[k], fit["rotations"][0], fit["shifts"][0]).numpy()
         self._set_layer("hyptest: subtomogram", self._p, self._vs)

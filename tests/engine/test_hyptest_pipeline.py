@@ -127,5 +127,11 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert "#0" in out and "#1" in out and "p̂=" in out
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
+                 "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--limit", "1"]) == 0  # CTF-aware
+    assert "#0" in capsys.readouterr().out
+    assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
+                 "--n-pseudo", "100", "--defocus", "3", "4", "5"]) == 2  # one defocus per subtomogram, or one
+    assert "one per subtomogram" in capsys.readouterr().err
+    assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "20"]) == 2  # B too small for α = 0.01: a clear error, not a traceback
     assert "cannot reach" in capsys.readouterr().err

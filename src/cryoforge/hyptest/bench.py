@@ -10,6 +10,9 @@
   (rejection sampling included) should be uniform: Kolmogorov–Smirnov test against U(0, 1).
 * **Speed**: one subtomogram against 1 000 templates (scoring), and the whole test of one subtomogram
   (null set included) on this machine's threads.
+
+Every template, known or pseudo, is scored after spectral equalisation to the known set's radial profile
+and (``ctf_aware``, default) through the subtomogram's own |CTF|·MTF (:mod:`cryoforge.hyptest.score`).
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..sim.sources import MapSpec, load_map
 from ..sim.tomo import TomoParams, simulate_subtomograms
 from .montecarlo import HypothesisTester, HypTestConfig, p_value
+from .score import radial_transfer
 from .null import fit_kde, rejection_sample, template_codes
-from .score import ScoreConfig, TemplateScorer
 from .wgan import generate
 
 UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phantom:multiblob@{s}" for s in (10, 11, 12))
 
 
 def simulate(maps, snr: float | None, seed: int, max_shift: float = 2.0):
-    """Subtomograms of ``maps`` ``(N, n, n, n)`` at random poses, ±60°, phase-flipped CTF; also the noise alone."""
+    """Subtomograms of ``maps`` ``(N, n, n, n)`` at random poses, ±60°, phase-flipped CTF; also the noise alone, and
+    each subtomogram's defocus (Å)."""
     maps = torch.as_tensor(np.asarray(maps, np.float32))
     n = len(maps)
     rng = np.random.default_rng(seed)
@@ -46,13 +50,14 @@ def simulate(maps, snr: float | None, seed: int, max_shift: float = 2.0):
     g = torch.Generator().manual_seed(seed)
     noisy = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, params, g)
     clean = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, TomoParams(snr=None, ctf_correction="phase_flip"))
-    return noisy.numpy(), (noisy - clean).numpy()
+    return noisy.numpy(), (noisy - clean).numpy(), defocus.numpy()
 
 
 def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 0.03, n_pseudo: int = 985,
                   alpha: float = 0.01, n_empty: int = 10, calibration_cases: int = 200, calibration_pseudo: int = 200,
-                  calibration_rotations: int = 1000, seed: int = 0, prior: float = 1.0):
-    """Job: the figures of the module docstring; ``Result`` is the JSON report."""
+                  calibration_rotations: int = 1000, seed: int = 0, prior: float = 1.0, ctf_aware: bool = True):
+    """Job: the figures of the module docstring; ``Result`` is the JSON report. ``ctf_aware``: templates are scored
+    through each subtomogram's |CTF|·MTF (its defocus is known from the simulation)."""
     from scipy.stats import kstest
 
     from ..samples import HYPTEST_MODEL, sample_path
@@ -63,16 +68,20 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
     tester = HypothesisTester.from_checkpoint(model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
     report = {"device": device, "threads": torch.get_num_threads(), "snr": snr, "alpha": alpha, "templates": names,
-              "n_pseudo": n_pseudo, "prior": prior, "score": cfg.score}
+              "n_pseudo": n_pseudo, "prior": prior, "score": cfg.score, "ctf_aware": ctf_aware}
+    n = maps.shape[-1]
+
+    def transfer(defocus):
+        return radial_transfer(n, vs, float(defocus)) if ctf_aware else None
     total = len(maps) + 2 * n_empty + calibration_cases + 2
     done = 0
 
     # known structures
-    known_sub, noise = simulate(maps, snr, seed + 1)
+    known_sub, noise, known_df = simulate(maps, snr, seed + 1)
     rows = []
     for i, p in enumerate(known_sub):
         t0 = time.perf_counter()
-        r = tester.test(p, mask, truth=i)
+        r = tester.test(p, mask, truth=i, transfer=transfer(known_df[i]))
         rows.append({"structure": names[i], "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
                      "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "cond1": r["cond1"], "cond2": r["cond2"],
                      "success": r["success"], "rejected_codes": r["rejected"], "seconds": time.perf_counter() - t0})
@@ -85,13 +94,13 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
 
     # empty and unknown subtomograms
     unknown_maps = np.stack([load_map(s, MapSpec(maps.shape[-1], vs)) for s in UNKNOWN[:n_empty]])
-    unknown_sub, _ = simulate(unknown_maps, snr, seed + 2)
-    cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy())
-             for j in range(n_empty)]
-    cases += [(UNKNOWN[j], unknown_sub[j]) for j in range(len(unknown_sub))]
+    unknown_sub, _, unknown_df = simulate(unknown_maps, snr, seed + 2)
+    cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy(),
+              known_df[j % len(noise)]) for j in range(n_empty)]
+    cases += [(UNKNOWN[j], unknown_sub[j], unknown_df[j]) for j in range(len(unknown_sub))]
     fp_rows = []
-    for kind, p in cases:
-        r = tester.test(p, mask)
+    for kind, p, df in cases:
+        r = tester.test(p, mask, transfer=transfer(df))
         fp_rows.append({"case": kind, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
                         "p_gauss": r["p_gauss"], "rejected": not r["cond2"], "rejected_gaussian": r["p_gauss"] > alpha})
         done += 1
@@ -105,11 +114,11 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
     gen, reg = tester.gen, tester.reg
     thousand, _ = generate(gen, 1000, seed=seed + 3, device=device)
     t0 = time.perf_counter()
-    TemplateScorer(known_sub[0], mask, ScoreConfig(**cfg.score), device).score(thousand)
+    tester.scorer(known_sub[0], mask, transfer(known_df[0])).score(thousand)
     t_score = time.perf_counter() - t0
     tester._null.clear()
     t0 = time.perf_counter()
-    tester.test(known_sub[0], mask, truth=0)
+    tester.test(known_sub[0], mask, truth=0, transfer=transfer(known_df[0]))
     t_test = time.perf_counter() - t0
     report["speed"] = {"score_1000_templates_s": t_score, "full_test_one_subtomogram_s": t_test,
                        "null_set": n_pseudo + len(maps) - 1}
@@ -124,15 +133,15 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
     z_c = torch.randn(calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(seed + 6))
     p_struct, _ = generate(gen, calibration_cases, z=z_p, device=device)
     c_struct, _ = generate(gen, calibration_cases, z=z_c, device=device)
-    null_sub, _ = simulate(p_struct.numpy(), snr, seed + 7)
-    score_cfg = ScoreConfig(**{**cfg.score, "n_rotations": calibration_rotations})
+    null_sub, _, null_df = simulate(p_struct.numpy(), snr, seed + 7)
     p_hats, rejected = [], 0
     for j in range(calibration_cases):
         kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, seed + 100 + j))
         ns = rejection_sample(kde, calibration_pseudo, gen.cfg.zdim, prior, seed + 10_000 + j)
         rejected += ns.rejected
         null_vols, _ = generate(gen, len(ns.z), z=ns.z, device=device)
-        s = TemplateScorer(null_sub[j], mask, score_cfg, device).score(torch.cat([c_struct[j:j + 1], null_vols]))["scores"]
+        scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=calibration_rotations)
+        s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols]))["scores"]
         p_hats.append(p_value(float(s[0]), s[1:].numpy()))
         done += 1
         yield Progress(done, total, f"calibration {j + 1}/{calibration_cases}")

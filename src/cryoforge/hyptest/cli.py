@@ -114,9 +114,19 @@ def _cmd_test(args) -> int:
     from .score import ScoreConfig
 
     maps, names, _ = read_template_set(args.templates)
-    subtomos, mask, truth_names, _ = read_subtomograms(args.subtomograms, args.tilt_range)
+    subtomos, mask, truth_names, vs = read_subtomograms(args.subtomograms, args.tilt_range)
     if args.limit:
         subtomos = subtomos[: args.limit]
+    transfers = None
+    if args.defocus:
+        from .score import radial_transfer
+
+        if len(args.defocus) not in (1, len(subtomos)):
+            raise ValueError(f"--defocus takes one value or one per subtomogram ({len(subtomos)}); "
+                             f"got {len(args.defocus)}")
+        dfs = args.defocus * len(subtomos) if len(args.defocus) == 1 else args.defocus
+        transfers = [radial_transfer(subtomos.shape[-1], vs, d * 1e4, args.voltage, args.cs, args.amplitude_contrast)
+                     for d in dfs]
     truths = None
     if truth_names is not None:
         index = {n: i for i, n in enumerate(names)}
@@ -125,7 +135,7 @@ def _cmd_test(args) -> int:
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
                         score=score.__dict__)
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
-    table = run_cli(tester.dataset_job(subtomos, mask, truths), show_metrics=False)
+    table = run_cli(tester.dataset_job(subtomos, mask, truths, transfers), show_metrics=False)
     for row in table["rows"]:
         extra = f"  truth {row['truth']}" if "truth" in row else ""
         print(f"#{row['index']:<4d} best {row['best']:<12s} c={row['score']:.3f}  p̂={row['p_hat']:.4f}  "
@@ -190,6 +200,12 @@ def register(sub) -> None:
     t.add_argument("--prior", type=float, default=1.0, help="π of the rejection region (default 1)")
     t.add_argument("--alpha", type=float, default=0.01, help="significance threshold (default 0.01)")
     t.add_argument("--rotations", type=int, default=4000, help="SO(3) grid of the coarse search (default 4000)")
+    t.add_argument("--defocus", type=float, nargs="+", metavar="UM",
+                   help="defocus of the phase-flipped subtomograms in µm (one value, or one per subtomogram): "
+                        "templates are then scored through |CTF|·MTF, as the signal in the subtomograms is")
+    t.add_argument("--voltage", type=float, default=300.0, help="kV, with --defocus (default 300)")
+    t.add_argument("--cs", type=float, default=2.7, help="spherical aberration in mm, with --defocus (default 2.7)")
+    t.add_argument("--amplitude-contrast", type=float, default=0.07, help="with --defocus (default 0.07)")
     t.add_argument("--limit", type=int, help="test only the first N subtomograms")
     t.add_argument("--out", help="decision table (.csv or .star)")
     t.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,7 @@ import torch
 
 from ..jobs import Log, Preview, Progress, Result
 from .null import fit_kde, rejection_sample, template_codes
-from .score import ScoreConfig, TemplateScorer
+from .score import ScoreConfig, TemplateScorer, radial_profile
 from .templates import check_templates
 from .wgan import generate
 
@@ -93,7 +93,15 @@ class HypothesisTester:
                              f"{self.templates.shape[-1]}³; use a GAN trained at the templates' box size")
         check_resolution(self.cfg.n_pseudo + len(self.templates) - 1, self.cfg.alpha)
         self.gen, self.reg = generator.to(device).eval(), regressor.to(device).eval()
+        self.profile = radial_profile(self.templates)  # every template, known or pseudo, is scored at this spectrum
         self._null: dict[int, dict] = {}
+
+    def scorer(self, subtomo, mask=None, transfer=None, **overrides) -> TemplateScorer:
+        """A :class:`TemplateScorer` for ``subtomo`` with this tester's score settings (``overrides`` replace some)
+        and its spectral profile, so known templates and pseudo-complexes are scored alike; ``transfer``: the
+        subtomogram's radial |CTF|·MTF (:func:`cryoforge.hyptest.score.radial_transfer`), or None."""
+        return TemplateScorer(subtomo, mask, ScoreConfig(**{**self.cfg.score, **overrides}), self.device, self.profile,
+                              transfer)
 
     @classmethod
     def from_checkpoint(cls, path, templates, names, cfg: HypTestConfig | None = None, device: str = "cpu"):
@@ -117,9 +125,10 @@ class HypothesisTester:
     def pseudo_volume(self, i: int, b: int) -> np.ndarray:
         return self.null_set(i)["volumes"][b].numpy()
 
-    def test_job(self, subtomo, mask=None, truth: int | None = None, chunk: int = 128):
-        """Job: test one subtomogram; ``Result`` is a dict (see :meth:`_decide`)."""
-        scorer = TemplateScorer(subtomo, mask, ScoreConfig(**self.cfg.score), self.device)
+    def test_job(self, subtomo, mask=None, truth: int | None = None, chunk: int = 128, transfer=None):
+        """Job: test one subtomogram (``transfer``: its radial |CTF|·MTF, or None); ``Result`` is a dict (see
+        :meth:`_decide`)."""
+        scorer = self.scorer(subtomo, mask, transfer)
         total = 2 + math.ceil(self.cfg.n_pseudo / chunk)
         yield Progress(0, total, "scoring the known templates")
         known = scorer.score(self.templates)["scores"].numpy()
@@ -159,18 +168,20 @@ class HypothesisTester:
             out["success"] = bool(out["cond1"] and out["cond2"])
         return out
 
-    def test(self, subtomo, mask=None, truth=None) -> dict:
+    def test(self, subtomo, mask=None, truth=None, transfer=None) -> dict:
         from ..jobs import drive
 
-        return drive(self.test_job(subtomo, mask, truth))
+        return drive(self.test_job(subtomo, mask, truth, transfer=transfer))
 
-    def dataset_job(self, subtomos, mask=None, truths=None):
-        """Job: test every subtomogram ``(N, n, n, n)``; the Result adds BH q-values and a decision table."""
+    def dataset_job(self, subtomos, mask=None, truths=None, transfers=None):
+        """Job: test every subtomogram ``(N, n, n, n)`` (``transfers``: one radial |CTF|·MTF each, or None); the
+        Result adds BH q-values and a decision table."""
         subtomos = np.asarray(subtomos, np.float32)
         results = []
         for j, p in enumerate(subtomos):
             res = None
-            for ev in self.test_job(p, mask, None if truths is None else int(truths[j])):
+            for ev in self.test_job(p, mask, None if truths is None else int(truths[j]),
+                                    transfer=None if transfers is None else transfers[j]):
                 if isinstance(ev, Result):
                     res = ev.value
                 elif isinstance(ev, Preview):

@@ -17,6 +17,17 @@ The subtomogram is the one thing shared by all templates, so it is rotated, not 
 The score is the Pearson correlation over the Fourier region ``P`` sampled (its rotated wedge mask
 times the band, zero frequency excluded) — the wedge-compensated correlation of Xu et al. / Förster
 et al.; the same procedure scores known templates and pseudo-complexes, so they are comparable.
+
+**Spectral equalisation** (``profile``): before the fine stage every template's Fourier shells are
+rescaled to one radial amplitude profile (the known templates' mean, :func:`radial_profile`), keeping
+its phases and its amplitudes' variation within each shell. Without it the score of a template also
+measures how much mid- and high-frequency power it has: the GAN's pseudo-complexes have 0.46–0.58× the
+known maps' amplitude at 0.25–0.35 cycles/voxel, so they correlate less with anything, noise included,
+and an empty subtomogram's best known template looked significant.
+
+**Transfer** (``transfer``): a phase-flipped subtomogram holds its structure times ``|CTF|·MTF``, so the
+templates are multiplied by the same radial filter (:func:`radial_transfer`) before they are correlated,
+as pytom-match-pick applies the CTF to its template.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ class ScoreConfig:
     lowpass: float = 1.0  # fraction of Nyquist of the fine box
     max_shift: float = 4.0  # voxels (full box)
     chunk: int = 128  # templates per fine-stage batch
+    equalize: bool = True  # rescale every template to the scorer's radial amplitude ``profile`` (when one is given)
 
     def validate(self, n: int) -> "ScoreConfig":
         if self.coarse_box > n or self.coarse_box < 8:
@@ -52,14 +64,65 @@ class ScoreConfig:
         return self
 
 
+def _shells(n: int, device=None) -> torch.Tensor:
+    """Shell index ``round(|k| n)`` of every rfft coefficient of an ``n³`` box."""
+    return (freq_radius((n, n, n), rfft=True, device=device) * n).round().long()
+
+
+def _shell_rms(ft: torch.Tensor, shells: torch.Tensor) -> torch.Tensor:
+    """RMS amplitude per shell of rfft volumes ``(B, n, n, n//2+1)`` → ``(B, S)`` (half-grid weighted)."""
+    n = ft.shape[-3]
+    w = _half_weights(n, ft.device).expand(n, n, -1).flatten()
+    s = shells.flatten()
+    p = (ft.real ** 2 + ft.imag ** 2).flatten(1) * w
+    n_shell = int(s.max()) + 1
+    total = torch.zeros(len(p), n_shell, device=ft.device, dtype=p.dtype).index_add_(1, s, p)
+    count = torch.zeros(n_shell, device=ft.device, dtype=p.dtype).index_add_(0, s, w)
+    return (total / count.clamp_min(1e-12)).sqrt()
+
+
+def radial_profile(volumes, n: int | None = None) -> torch.Tensor:
+    """Mean radial amplitude profile ``(S,)`` of mean-free, unit-variance ``volumes`` ``(B, N, N, N)`` Fourier-cropped
+    to ``n³`` (default: their own size): the target of :class:`TemplateScorer`'s spectral equalisation."""
+    v = torch.as_tensor(volumes, dtype=torch.float32)
+    v = v[None] if v.ndim == 3 else v
+    v = downsample(v, n or v.shape[-1])
+    v = (v - v.mean((-3, -2, -1), keepdim=True)) / v.std(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-12)
+    return _shell_rms(torch.fft.rfftn(v, dim=(-3, -2, -1)), _shells(v.shape[-1], v.device)).mean(0)
+
+
+def radial_transfer(n: int, voxel_size: float, defocus: float, voltage: float = 300.0, cs: float = 2.7,
+                    amplitude_contrast: float = 0.07, bfactor: float = 0.0, mtf: bool = True) -> torch.Tensor:
+    """The radial signal transfer ``|CTF|·MTF`` of a phase-flipped subtomogram, one value per Fourier shell of an
+    ``n³`` box (shell ``s`` at ``s / (n·voxel_size)`` Å⁻¹), as :mod:`cryoforge.sim.tomo` forms it. ``defocus`` in Å
+    (underfocus positive), ``cs`` in mm, ``voltage`` in kV."""
+    from ..ctf import CTFParams, ctf_of_k2
+    from ..sim.tomo import detector_mtf
+
+    shells = torch.arange(int(n * 3 ** 0.5 / 2) + 2, dtype=torch.float32)
+    k = shells / (n * voxel_size)
+    t = ctf_of_k2(CTFParams(defocus_u=defocus, defocus_v=defocus, voltage=voltage, cs=cs,
+                            amplitude_contrast=amplitude_contrast, bfactor=bfactor), k * k).abs()
+    if mtf:
+        t = t * detector_mtf(shells * 2 / n)
+    return t
+
+
 def _rotate(vols: torch.Tensor, rots: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     return torch.cat([transform_volumes(vols.expand(len(r), *vols.shape[-3:]), r) for r in rots.split(chunk)])
 
 
 class TemplateScorer:
-    """Scores one subtomogram ``P`` (centred Fourier mask ``mask``, or None) against batches of templates."""
+    """Scores one subtomogram ``P`` (centred Fourier mask ``mask``, or None) against batches of templates.
 
-    def __init__(self, subtomo, mask=None, cfg: ScoreConfig | None = None, device: str | torch.device = "cpu"):
+    ``profile``: the radial amplitude profile every template is equalised to (:func:`radial_profile` of the known
+    templates at the full box); None, or ``cfg.equalize`` false: templates are scored as they are.
+    ``transfer``: the subtomogram's radial signal transfer (:func:`radial_transfer`: |CTF|·MTF after phase
+    flipping), applied to every template so that it looks like the signal in ``P`` (None: 1).
+    """
+
+    def __init__(self, subtomo, mask=None, cfg: ScoreConfig | None = None, device: str | torch.device = "cpu",
+                 profile=None, transfer=None):
         p = torch.as_tensor(subtomo, dtype=torch.float32).to(device)
         if p.ndim != 3 or len(set(p.shape)) != 1:
             raise ValueError(f"the subtomogram must be a cubic (n, n, n) volume; got shape {tuple(p.shape)}")
@@ -85,6 +148,12 @@ class TemplateScorer:
         self.nf = min(n, self.cfg.fine_box or n)
         self.p_fine, self.mask_fine = downsample(self.p, self.nf), crop_mask(self.mask, self.nf)
         self.band_fine = band_mask(self.nf, self.cfg.lowpass, p.device)
+        self.shells_fine = _shells(self.nf, p.device)
+        n_shell = int(self.shells_fine.max()) + 1
+        self.profile = None if not self.cfg.equalize or profile is None else self._radial(profile, n_shell, "profile")
+        # radial filter of the templates (fine shells): the subtomogram's transfer, so a template looks like P's signal
+        self.filter = torch.ones(n_shell, device=p.device) if transfer is None else self._radial(transfer, n_shell,
+                                                                                                   "transfer")
         self._fine, self._neighbours = {}, None
 
     def _whiten(self, amp: torch.Tensor) -> torch.Tensor:
@@ -93,6 +162,21 @@ class TemplateScorer:
         total = torch.zeros(len(amp), n_shell, device=amp.device).index_add_(1, self.shell, amp * self.hw)
         count = torch.zeros(n_shell, device=amp.device).index_add_(0, self.shell, self.hw)
         return amp / (total / count.clamp_min(1e-12)).clamp_min(1e-12)[:, self.shell] - 1
+
+    def _radial(self, values, n_shell: int, what: str) -> torch.Tensor:
+        v = torch.as_tensor(values, dtype=torch.float32).to(self.device)
+        if v.ndim != 1 or len(v) < n_shell:
+            raise ValueError(f"the radial {what} must have at least {n_shell} shells for a {self.nf}³ fine box (one "
+                             f"value per Fourier shell of the {self.n}³ box); got shape {tuple(v.shape)}")
+        return v[:n_shell]
+
+    def _filtered(self, ft: torch.Tensor) -> torch.Tensor:
+        """Template spectra ``(B, nf, nf, nf//2+1)``: each shell rescaled to the target profile (equalisation), then
+        times the subtomogram's transfer."""
+        gain = self.filter[None]
+        if self.profile is not None:
+            gain = gain * self.profile / _shell_rms(ft, self.shells_fine).clamp_min(1e-12)
+        return ft * gain[:, self.shells_fine]
 
     def coarse(self, templates: torch.Tensor) -> torch.Tensor:
         """Correlation of whitened Fourier amplitudes (translation invariant) of every template with ``P`` at every
@@ -152,7 +236,7 @@ class TemplateScorer:
         scores, rots, shifts = [], [], []
         for t0 in range(0, len(t), self.cfg.chunk):
             tb = t[t0:t0 + self.cfg.chunk]
-            ft = torch.fft.rfftn(downsample(tb, self.nf), dim=(-3, -2, -1))
+            ft = self._filtered(torch.fft.rfftn(downsample(tb, self.nf), dim=(-3, -2, -1)))
             cand = self.coarse(tb).topk(c, dim=1).indices  # (k, c)
             best, sh = self._fine_scores(ft, cand)
             j = best.argmax(1)
@@ -173,6 +257,7 @@ class TemplateScorer:
         return {"scores": torch.cat(scores).cpu(), "rotations": torch.cat(rots).cpu(), "shifts": torch.cat(shifts).cpu()}
 
 
-def score_templates(subtomo, templates, mask=None, cfg: ScoreConfig | None = None, device: str = "cpu") -> dict:
+def score_templates(subtomo, templates, mask=None, cfg: ScoreConfig | None = None, device: str = "cpu",
+                    profile=None, transfer=None) -> dict:
     """One-shot :meth:`TemplateScorer.score`."""
-    return TemplateScorer(subtomo, mask, cfg, device).score(templates)
+    return TemplateScorer(subtomo, mask, cfg, device, profile, transfer).score(templates)
