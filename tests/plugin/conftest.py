@@ -46,3 +46,13 @@ def inspector(docked):
     from napari_cryoforge.widgets.inspector import VolumeInspector
 
     return docked(VolumeInspector, "phantom")
+
+
+@pytest.fixture
+def wait_job(qtbot):
+    """``wait_job(widget, timeout_ms)``: wait until the widget's background job has started and finished."""
+
+    def wait(w, timeout=120000):
+        qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
+
+    return wait

@@ -12,10 +12,6 @@ def align(docked):
     return docked(AlignWidget)
 
 
-def _wait(qtbot, w, timeout=120000):
-    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
-
-
 @pytest.fixture
 def small_dataset(tmp_path_factory):
     """Eight noise-free-ish pairs of one asymmetric shipped map, written as a pair dataset."""
@@ -42,14 +38,14 @@ def _open_pairs(viewer, path):
     return ds
 
 
-def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset):
+def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
     assert w.layer_a.currentText() == "s_a set" and w.layer_b.currentText() == "s_b set"
     w.method.setCurrentText("classical")
     w.pair.setValue(3)
     w.align_pair()
-    _wait(qtbot, w)
+    wait_job(w)
     assert {"align: s_a", "align: aligned s_b"} <= {ly.name for ly in viewer.layers}
     assert viewer.layers["align: aligned s_b"].data.shape == (32, 32, 32)
     text = w.result_label.text()
@@ -58,29 +54,29 @@ def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset):
     assert w.last_result["corr_after"][0] > w.last_result["corr_before"][0]
 
 
-def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, small_dataset):
+def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, small_dataset, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
     w.method.setCurrentText("classical")
     w.limit.setValue(4)
     w.align_all()
-    _wait(qtbot, w)
+    wait_job(w)
     assert len(w.last_result["errors"]["rot_deg"]) == 4
     assert w.err_axes[0].patches  # histogram bars
     w.iterations.setValue(1)
     w.average()
-    _wait(qtbot, w)
+    wait_job(w)
     assert "align: average" in viewer.layers and viewer.layers["align: average"].data.shape == (32, 32, 32)
     assert w.fsc_ax.lines and w.last_result["report"]["iterations"][0]["resolution_0.143_A"] > 0
 
 
-def test_train_from_the_dock_plots_loss_and_writes_checkpoint(align, qtbot, small_dataset, tmp_path):
+def test_train_from_the_dock_plots_loss_and_writes_checkpoint(align, qtbot, small_dataset, tmp_path, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
     w.steps.setValue(5)
     w.train_out.setText(str(tmp_path / "g.pt"))
     w.train()
-    _wait(qtbot, w, 300000)
+    wait_job(w, 300000)
     assert (tmp_path / "g.pt").is_file() and w.checkpoint.text() == str(tmp_path / "g.pt")
     assert len(w.losses) >= 1 and w.loss_ax.lines
 

@@ -22,22 +22,18 @@ def _fast(widget):
     return tester
 
 
-def _wait(qtbot, w, timeout=180000):
-    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
-
-
 class _Pick:
     def __init__(self, artist):
         self.artist = artist
 
 
-def test_one_subtomogram_histogram_and_picks(hyp, qtbot):
+def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job):
     viewer, w = hyp
     assert w.layer.currentText() == "s_b known complexes, SNR 0.03"
     _fast(w)
     w.index.setValue(1)  # 3JB9
     w.test_one()
-    _wait(qtbot, w)
+    wait_job(w, 180000)
     r = w.last_result
     assert r["truth_name"] == "3jb9" and r["B"] == 120 + 14
     assert "p̂" in w.summary.text() and "Cond.1" in w.summary.text()
@@ -55,12 +51,12 @@ def test_one_subtomogram_histogram_and_picks(hyp, qtbot):
     assert viewer.layers["hyptest: pseudo-complex"].data.shape == (32, 32, 32)
 
 
-def test_stack_table(hyp, qtbot):
+def test_stack_table(hyp, qtbot, wait_job):
     viewer, w = hyp
     _fast(w)
     w.limit.setValue(2)
     w.test_all()
-    _wait(qtbot, w)
+    wait_job(w, 180000)
     assert w.table.rowCount() == 2 and not w.table.isHidden()
     assert w.table.item(0, 6).text() == "4v5d" and w.table.item(1, 6).text() == "3jb9"
     q = [float(w.table.item(i, 4).text()) for i in range(2)]

@@ -11,10 +11,6 @@ def mcgan(docked):
     return docked(McganWidget)
 
 
-def _wait(qtbot, w, timeout=120000):
-    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
-
-
 @pytest.fixture
 def small_stack(tmp_path):
     """64 noise-free, CTF-free 16² projections of a few Gaussians."""
@@ -31,7 +27,7 @@ def small_stack(tmp_path):
     return path
 
 
-def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_stack, tmp_path):
+def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_stack, tmp_path, wait_job):
     viewer, w = mcgan
     w.stack.setText(str(small_stack))
     w.no_ctf.setChecked(True)
@@ -40,7 +36,7 @@ def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_s
     w.out.setText(str(tmp_path / "m.pt"))
     w.train()
     assert "64 images, 16² at 4.00 Å/px, no CTF" in w.status.text()
-    _wait(qtbot, w)
+    wait_job(w)
     assert w.last_result["step"] == 12 and (tmp_path / "m.pt").is_file()
     names = {ly.name for ly in viewer.layers}
     assert {"mcgan: real vs simulated images", "mcgan: G(α = 0.5)"} <= names
@@ -54,7 +50,7 @@ def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_s
     # training again resumes from the checkpoint
     w.steps.setValue(14)
     w.train()
-    _wait(qtbot, w)
+    wait_job(w)
     assert w.last_result["step"] == 14
     assert w.last_result["history"][0]["step"] <= 12 < w.last_result["history"][-1]["step"]
 
