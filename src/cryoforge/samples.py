@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-GUMNET_CHECKPOINT = "gumnet/gumnet_small.pt"
+GUMNET_CHECKPOINT = "gumnet/gumnet_compact.pt"
 SUBTOMO_PAIRS = "subtomo_pairs"
 HYPTEST_TEMPLATES = "hyptest"
 HYPTEST_MODEL = "hyptest/wgan_regressor.pt"

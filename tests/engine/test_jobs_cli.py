@@ -114,3 +114,39 @@ def test_same_seed_same_result():
     a = noisy_half_maps(blob_phantom(16, 2.0, seed=1), 1.0, seed=2)
     b = noisy_half_maps(blob_phantom(16, 2.0, seed=1), 1.0, seed=2)
     np.testing.assert_array_equal(a[0], b[0])
+
+
+class _SlowTrainable:
+    """The smallest :class:`cryoforge.jobs.trainer.Trainable`: one linear layer, 20 ms per step."""
+
+    kind = "toy"
+    config = {"architecture_keys": []}
+
+    def __init__(self):
+        import torch
+
+        self.net = torch.nn.Linear(2, 1)
+        self.modules = {"net": self.net}
+        self.optimizers = {"net": torch.optim.SGD(self.net.parameters(), lr=0.1)}
+        self.validated = []
+
+    def train_step(self, step):
+        import time
+
+        time.sleep(0.02)
+        return {"loss": 1.0 / step}
+
+    def validate(self, step):
+        self.validated.append(step)
+        return {"step_seen": float(step)}, []
+
+
+def test_training_time_limit_stops_validates_and_checkpoints(tmp_path):
+    from cryoforge.io.checkpoint import load_checkpoint
+    from cryoforge.jobs.trainer import train_job
+
+    tr = _SlowTrainable()
+    res = drive(train_job(tr, 10_000, tmp_path / "toy.pt", validate_every=10_000, max_seconds=0.3))
+    assert 5 <= res["step"] < 100  # ~15 steps of 20 ms, far from 10 000
+    assert tr.validated == [res["step"]] and res["metrics"]["step_seen"] == res["step"]
+    assert load_checkpoint(tmp_path / "toy.pt", kind="toy")["extra"]["step"] == res["step"]

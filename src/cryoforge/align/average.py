@@ -1,8 +1,10 @@
 """Reference-free iterative subtomogram averaging with gold-standard half sets.
 
 Start from the plain (wedge-weighted) average of each half set; each iteration aligns every
-subtomogram to its own half's average (global search first, then local refinement around the last
-pose, :mod:`cryoforge.align.classical`, low-passed to the last resolution) and re-averages with
+subtomogram to its own half's average (a global search in the first ``global_iterations``: the first
+averages are near-featureless blobs, so the poses found against them are mostly noise and must be free to
+move anywhere; then local refinement around the last pose; :mod:`cryoforge.align.classical`, low-passed to
+the last resolution) and re-averages with
 Fourier weighting: ``A = F⁻¹( Σ wᵢ Fᵢ / (Σ wᵢ |Tᵢ| + ε) )`` where ``wᵢ`` is the rotated missing-wedge
 mask times ``|Tᵢ|``, the subtomogram's |CTF·MTF| when its defocus is known (phase-flipped data), else 1.
 The two halves are never mixed: after each iteration the half-2 average is rigidly aligned onto the
@@ -23,11 +25,13 @@ from .classical import SearchConfig, classical_align, downsample, to_rfft_layout
 from .warp import rotate_fourier_masks, warp_inverse
 
 REFINE_LEVELS = ((4.0, 1, False), (1.5, 1, True), (0.6, 1, True))
+GLOBAL_LEVELS = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True))  # after the global grid
 
 
 @dataclass
 class AverageConfig:
     iterations: int = 8
+    global_iterations: int = 3  # iterations that search all of SO(3); the later ones refine locally
     seed: int = 0
     lowpass: float = 0.0  # Å; 0: follow the last gold-standard resolution
     global_rotations: int = 1000
@@ -105,9 +109,9 @@ def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = 
         search = SearchConfig(global_rotations=cfg.global_rotations, candidates=cfg.candidates,
                               lowpass=min(1.0, 2 * voxel_size / lowpass * 1.2) if lowpass else 1.0)
         for k, h in enumerate(halves):
-            init = None if it == 1 else rot[h]
-            r, t, _ = classical_align(avgs[k][None], x[h], None, pick(m, h), search, initial=init, device=device,
-                                      levels=None if it == 1 else REFINE_LEVELS)
+            local = it > max(1, cfg.global_iterations)
+            r, t, _ = classical_align(avgs[k][None], x[h], None, pick(m, h), search, initial=rot[h] if local else None,
+                                      device=device, levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
             rot[h], sh[h] = r, t
             avgs[k] = weighted_average(x[h], pick(m, h), rot[h], sh[h], pick(tr, h), cfg.epsilon)
             yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned")

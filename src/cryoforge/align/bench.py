@@ -2,7 +2,7 @@
 and reference-free averaging, on held-out simulated data (figures in JSON).
 
 Test pairs: ``n_pairs`` per SNR (100, 0.1, 0.03) simulated from the shipped training maps (5 asymmetric
-structures: 4V5D, 3JB9, two phantoms and a phantom ribosome; ``sample_data/gumnet/maps.mrc``) with seeds
+structures: 4V5D, 3JB9 and three asymmetric assembly phantoms; ``sample_data/gumnet/maps.mrc``) with seeds
 the training never used; s_a without wedge, s_b with a 30° wedge, shifts ≤ 7 voxels (the
 :mod:`cryoforge.sim.subtomo` defaults). Rotation error in degrees and Frobenius norm, translation
 error in voxels, mean ± sd, and pairs/s. Averaging: ``n_average`` subtomograms of the first map
@@ -22,12 +22,13 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..jobs.runner import drive
 from ..metrics import GOLD_STANDARD, fsc
 from ..sim.tomo import TomoParams
+from .average import AverageConfig
 from .classical import SearchConfig, classical_align
 from .data import dataset_masks, simulate_pairs
 from .pipeline import align_pairs_job
 
 SNRS = (100.0, 0.1, 0.03)
-STRUCTURES = ("4v5d", "3jb9", "ribosome", "multiblob@1", "multiblob@2")  # sample_data/gumnet/maps.mrc
+STRUCTURES = ("4v5d", "3jb9", "assembly@1", "assembly@4", "assembly@5")  # sample_data/gumnet/maps.mrc
 ABLATIONS = {"gumnet_MP": "gumnet/ablation_max.pt", "gumnet_AP": "gumnet/ablation_avg.pt",
              "gumnet_SC": "gumnet/ablation_single.pt"}
 
@@ -52,8 +53,10 @@ def _checkpoints(checkpoints):
 
 def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, checkpoints=None,
                 methods=("gumnet", "classical", "hybrid"), averaging: bool = True, snrs=SNRS, seed: int = 50_000,
-                average_iterations: int = 8):
-    """Job: the alignment benchmark; ``Result`` is the report dict."""
+                average_iterations: int = 8, average_global_iterations: int = 3, search: dict | None = None,
+                batch: int = 16):
+    """Job: the alignment benchmark; ``Result`` is the report dict. ``search``: :class:`SearchConfig` fields of
+    the classical search (e.g. ``{"global_rotations": 4000, "candidates": 8}``); ``batch``: pairs per network/search batch."""
     from .train import load_gumnet
 
     maps, vs = _maps()
@@ -61,9 +64,9 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
     ckpts = _checkpoints(checkpoints) if {"gumnet", "hybrid"} & set(methods) else {}
     models = {name: load_gumnet(path, box=maps.shape[-1], device=device) for name, path in ckpts.items()}
     report = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "n_pairs_per_snr": n_pairs, "box": int(maps.shape[-1]),
+              "threads": torch.get_num_threads(), "n_pairs_per_snr": n_pairs, "batch": batch, "box": int(maps.shape[-1]),
               "voxel_size_A": vs, "checkpoints": {k: str(Path(v).name) for k, v in ckpts.items()},
-              "search": SearchConfig().__dict__, "alignment": {}, "averaging": {}}
+              "search": (search_cfg := SearchConfig(**(search or {}))).__dict__, "alignment": {}, "averaging": {}}
     runs = [(m, name) for m in methods for name in (models if m == "gumnet" else [None])]
     steps = len(snrs) * len(runs) + (2 if averaging else 0)
     done = 0
@@ -75,7 +78,7 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
             label = name if method == "gumnet" else method
             model = models.get(name) if method == "gumnet" else models.get("gumnet")
             res = drive(align_pairs_job(ds.s_a, ds.s_b, None, mb, method, model=model, truth=truth, device=device,
-                                        voxel_size=vs))
+                                        voxel_size=vs, search=search_cfg, batch=batch))
             row = {k: v for k, v in res["summary"].items()}
             row["per_structure_rot_deg_median"] = {
                 name: float(np.median(res["errors"]["rot_deg"][(ds.truth["structure"] == name).to_numpy()]))
@@ -88,8 +91,9 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
     _speedups(report)
     if averaging:
         for j, snr in enumerate((0.1, 0.03)):
-            report["averaging"][f"snr{snr:g}"] = yield from _average_bench(maps[0], vs, n_average, snr, seed + 10 + j,
-                                                                          device, average_iterations)
+            report["averaging"][f"snr{snr:g}"] = yield from _average_bench(
+                maps[0], vs, n_average, snr, seed + 10 + j, device,
+                AverageConfig(iterations=average_iterations, global_iterations=average_global_iterations))
             done += 1
             yield Progress(done, steps, f"averaging at SNR {snr:g}")
     yield Result(report)
@@ -101,21 +105,21 @@ def _speedups(report):
             rows["gumnet_speedup_vs_classical"] = rows["gumnet"]["pairs_per_s"] / rows["classical"]["pairs_per_s"]
 
 
-def _average_bench(true_map, vs, n, snr, seed, device, iterations):
-    from .average import AverageConfig, average_dataset_job
+def _average_bench(true_map, vs, n, snr, seed, device, cfg):
+    from .average import average_dataset_job
 
     params = TomoParams(voxel_size=vs, snr=snr, ctf_correction="phase_flip")
     ds = simulate_pairs(true_map[None], n, params, seed=seed)
     yield Log(f"averaging {n} subtomograms at SNR {snr:g}")
-    res = drive(average_dataset_job(ds, AverageConfig(iterations=iterations), side="b", device=device))
-    avg = torch.as_tensor(res["average"])
-    truth = torch.as_tensor(true_map)
+    res = drive(average_dataset_job(ds, cfg, side="b", device=device))
+    avg = torch.as_tensor(res["average"]).to(device)
+    truth = torch.as_tensor(true_map).to(device)
     r, t, _ = classical_align(avg[None], truth[None], None, None, SearchConfig(), device=device)
     from .average import warp_fine
 
     # truth ≈ T(r, t) avg: bring the average into the true map's frame (oversampled warp: no extra blur)
     placed = warp_fine(avg[None], *_inverse(r, t))[0]
-    curve = fsc(placed, truth, vs)
+    curve = fsc(placed.cpu(), truth.cpu(), vs)
     gold = res["report"]["iterations"][-1]["resolution_0.143_A"]
     return {"n": n, "snr": snr, "iterations": len(res["report"]["iterations"]),
             "resolution_vs_truth_nm": curve.resolution(GOLD_STANDARD) / 10, "gold_standard_nm": gold / 10,

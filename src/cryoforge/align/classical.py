@@ -215,16 +215,19 @@ class Scorer:
 class SearchConfig:
     """Coarse-to-fine search: a global grid at ``coarse_size``, then local levels ``(step°, radius, full_size)``."""
 
-    global_rotations: int = 1000
+    global_rotations: int = 4000  # at SNR 0.03: 1000 rotations / 4 candidates → mean error 22.8°, this → 12.4°
     coarse_size: int = 16
-    candidates: int = 4
-    levels: tuple = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True))
+    candidates: int = 8
+    # 3° level at full size: on 10 noise-free pairs (60° wedge) mean error 1.19° → 0.75° at the same cost
+    levels: tuple = ((8.0, 2, False), (3.0, 1, True), (1.2, 1, True), (0.5, 1, True))
     lowpass: float = 1.0
     max_shift: float | None = None
     chunk: int = 512
 
 
-HYBRID_LEVELS = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True))
+# local refinement from an estimate (the hybrid): every level at full size — at 16³ the assembly phantoms'
+# landscape is too flat near the optimum (noise-free, 12° off: 8.2° / 5.9° left at 16³, 0.3° / 0.7° at full size)
+HYBRID_LEVELS = ((8.0, 2, True), (3.0, 1, True), (1.2, 1, True), (0.5, 1, True))
 
 
 def _refine(scorers, rots, levels, cfg):

@@ -39,7 +39,9 @@ def _cmd_train(args) -> int:
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
                         loss=args.loss, curriculum_steps=args.curriculum)
     train_cli(train_gumnet_job(maps, net, train, args.steps, args.checkpoint, not args.restart, names, args.device,
-                               args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
+                               args.checkpoint_every, args.validate_every,
+                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes),
+              args.checkpoint, args.argv)
     return 0
 
 
@@ -62,7 +64,8 @@ def _cmd_average(args) -> int:
     from ..jobs import run_cli
     from .average import AverageConfig, average_dataset_job
 
-    cfg = AverageConfig(iterations=args.iterations, seed=args.seed, lowpass=args.lowpass)
+    cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
+                        lowpass=args.lowpass)
     res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +100,7 @@ def register(sub) -> None:
     t.add_argument("--rotation", default="axis_angle", choices=["axis_angle", "zyz"],
                    help="rotation output: rotation vector (default) or the paper's ZYZ angles")
     t.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
+    t.add_argument("--max-minutes", type=float, help="stop (validated and checkpointed) after this much training time")
     t.add_argument("--batch", type=int, default=16, help="pairs per step (default 16)")
     t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
     t.add_argument("--curriculum", type=int, default=1500,
@@ -131,6 +135,8 @@ def register(sub) -> None:
     a.add_argument("dataset", help="pair-dataset folder (its s_b subtomograms are averaged)")
     a.add_argument("--side", choices=["a", "b"], default="b", help="which subtomograms of the pairs (default b)")
     a.add_argument("--iterations", type=int, default=8, help="alignment/averaging iterations (default 8)")
+    a.add_argument("--global-iterations", type=int, default=3,
+                   help="first iterations that search all rotations; later ones refine locally (default 3)")
     a.add_argument("--lowpass", type=float, default=0.0, help="alignment low-pass in Å (0: from the FSC)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")

@@ -110,11 +110,12 @@ class GumNetTrainer:
 
 def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig | None = None, steps: int = 1000,
                      checkpoint=None, resume: bool = True, structures=None, device: str = "cpu",
-                     checkpoint_every: int = 100, validate_every: int = 100, metrics_every: int = 10):
+                     checkpoint_every: int = 100, validate_every: int = 100, metrics_every: int = 10,
+                     max_seconds: float | None = None):
     """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job`."""
     trainer = GumNetTrainer(net or GumNetConfig(box=np.asarray(maps).shape[-1]), train or TrainConfig(), maps,
                             structures, device)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every, max_seconds)
 
 
 def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:

@@ -21,9 +21,21 @@ class CheckpointError(ValueError):
     """Not a cryoforge checkpoint, a newer format, or a checkpoint of another kind."""
 
 
+def _cpu(obj):
+    """``obj`` with every tensor (nested in dicts, lists, tuples: optimizer states) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path, kind: str, config: dict, state_dicts: dict, metrics: dict | None = None,
                     extra: dict | None = None) -> Path:
-    """Save a checkpoint of ``kind`` (e.g. 'wgan3d', 'gumnet') atomically."""
+    """Save a checkpoint of ``kind`` (e.g. 'wgan3d', 'gumnet') atomically; tensors are stored on the CPU, so a
+    checkpoint trained on a GPU opens anywhere."""
     from .. import __version__
 
     payload = {
@@ -32,7 +44,7 @@ def save_checkpoint(path, kind: str, config: dict, state_dicts: dict, metrics: d
         "kind": str(kind),
         "cryoforge_version": __version__,
         "config": dict(config),
-        "state_dicts": {k: dict(v) for k, v in state_dicts.items()},
+        "state_dicts": {k: _cpu(dict(v)) for k, v in state_dicts.items()},
         "metrics": dict(metrics or {}),
         "extra": dict(extra or {}),
     }

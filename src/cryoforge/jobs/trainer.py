@@ -7,6 +7,8 @@ training metrics, validation metrics and previews; it checkpoints atomically eve
 ``checkpoint_every`` steps, at the end, and when cancelled (so nothing finished is lost); with
 ``resume=True`` it continues from the checkpoint's step. Steps draw their random data from
 ``seed + step`` (the trainable's business), so a resumed run sees the same data as an uninterrupted one.
+``max_seconds`` bounds the training time instead (a GPU lease, a coffee break): the run validates, checkpoints
+and ends at the first step that reaches it.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def load_training(trainer: Trainable, path) -> dict:
 
 
 def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = True, checkpoint_every: int = 200,
-              validate_every: int = 100, metrics_every: int = 10):
-    """Job: run ``trainer`` to ``steps`` optimisation steps; ``Result`` is a dict (checkpoint, metrics, history)."""
+              validate_every: int = 100, metrics_every: int = 10, max_seconds: float | None = None):
+    """Job: run ``trainer`` to ``steps`` optimisation steps, or until ``max_seconds`` of training (this run's) have
+    passed; ``Result`` is a dict (checkpoint, step reached, metrics, history)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1; got {steps}")
     start, history, wall0 = 0, [], 0.0
@@ -82,27 +85,30 @@ def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = Tr
         for step in range(start + 1, steps + 1):
             for k, v in trainer.train_step(step).items():
                 running.setdefault(k, []).append(float(v))
-            if step % metrics_every == 0 or step == steps:
+            last = step == steps or (max_seconds is not None and time.monotonic() - t0 >= max_seconds)
+            if step % metrics_every == 0 or last:
                 means = {k: sum(v) / len(v) for k, v in running.items()}
                 running = {}
                 history.append({"step": step, "wall_s": round(wall(), 2), **means})
                 yield Metrics(means, step)
-            if validate_every and (step % validate_every == 0 or step == steps):
+            if validate_every and (step % validate_every == 0 or last):
                 last_val, previews = trainer.validate(step)
                 history.append({"step": step, "wall_s": round(wall(), 2), **{f"val_{k}": v for k, v in last_val.items()}})
                 yield Metrics({f"val_{k}": v for k, v in last_val.items()}, step)
                 for p in previews:
                     yield p
-            if checkpoint is not None and step % checkpoint_every == 0 and step < steps:
+            if checkpoint is not None and step % checkpoint_every == 0 and not last:
                 save_training(trainer, checkpoint, step, history, wall(), last_val)
             yield Progress(step - start, steps - start, f"step {step}/{steps}")
+            if last:
+                break
     except GeneratorExit:
         if checkpoint is not None and step > start:
             save_training(trainer, checkpoint, step, history, wall(), last_val)
         raise
     if checkpoint is not None:
-        save_training(trainer, checkpoint, steps, history, wall(), last_val)
-    yield Result({"checkpoint": None if checkpoint is None else str(checkpoint), "step": steps,
+        save_training(trainer, checkpoint, step, history, wall(), last_val)
+    yield Result({"checkpoint": None if checkpoint is None else str(checkpoint), "step": step,
                   "wall_s": wall(), "metrics": last_val, "history": history})
 
 

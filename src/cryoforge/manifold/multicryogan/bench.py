@@ -24,7 +24,7 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     return np.stack([ens.maps[min(int(np.searchsorted(edges, a, side="right")), len(ens.maps) - 1)] for a in alphas])
 
 
-def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points):
+def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds):
     from ...jobs.runner import drive
     from ...jobs.trainer import train_job
     from ...sim.particles import ParticleParams, simulate_particles_job
@@ -38,22 +38,25 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     images, meta, _ = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr,
                                                                                  max_shift=1.0), seed=seed))
     data = ParticleStack(images, meta.ctf, voxel)
-    tr = McganTrainer(data, train=McganTrainConfig(max_shift=1.0, seed=seed), device=device,
+    tr = McganTrainer(data, train=McganTrainConfig(batch=batch, max_shift=1.0, seed=seed), device=device,
                       references=ens.maps[[0, -1]])
     ckpt = None if out_dir is None else Path(out_dir) / f"adk_{case}.pt"
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for ev in train_job(tr, steps, ckpt, resume=False, validate_every=max(steps // 4, 1)):
-        if isinstance(ev, Progress):
+    reached = steps
+    for ev in train_job(tr, steps, ckpt, resume=False, validate_every=max(steps // 4, 1), max_seconds=max_seconds):
+        if isinstance(ev, Result):
+            reached = ev.value["step"]
+        elif isinstance(ev, Progress):
             yield Progress(ev.step, ev.total, f"{case}: {ev.message}")
         elif isinstance(ev, Metrics) and any(k.startswith("val_") for k in ev.values):
             yield Metrics({f"{case}_{k}": v for k, v in ev.values.items()}, ev.step)
     train_s = time.perf_counter() - t0
     vols = tr.volumes(np.linspace(0, 1, points + 1)[:, None]).numpy()
     truth = _true_volumes(ens, case, points)
-    row = {"n_images": n_images, "steps": steps, "train_s": train_s, "checkpoint": None if ckpt is None else str(ckpt),
-           "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]])}
+    row = {"n_images": n_images, "steps": reached, "batch": batch, "train_s": train_s,
+           "checkpoint": None if ckpt is None else str(ckpt), "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]])}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
     row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(),
                 "matrix_agreement": matrix_agreement(m_rec, m_true)})
@@ -68,7 +71,10 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
 
 def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, box: int = 32, voxel_size: float = 3.0,
                 snr: float = 0.1, seed: int = 0, points: int = 20, structures: str | None = None,
-                out_dir: str | None = None, cases=("continuous", "discrete")):
+                out_dir: str | None = None, cases=("continuous", "discrete"), batch: int = 32,
+                max_seconds: float | None = None):
+    """Job: the benchmark; ``Result`` is the report dict. ``batch``: images per critic/generator step (volumes ×
+    8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound)."""
     from ..adk import adk_models
     from .projector import projector_report
 
@@ -79,5 +85,5 @@ def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, b
                    if isinstance(v, dict)})
     for case in cases:
         report[case] = yield from _case(case, structures, n_images, box, voxel_size, snr, steps, seed, device, out_dir,
-                                        points)
+                                        points, batch, max_seconds)
     yield Result(report)
