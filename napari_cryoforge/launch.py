@@ -81,7 +81,9 @@ def _cmd_view(args) -> int:
         def shoot():
             busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job, explorer.job, explorer.live_job)
                     if j is not None and j.running]
-            if busy or (args.simulate and sim.last_preview is None) or (args.align and align.last_result is None) \
+            align_pending = args.align and align.last_result is None and align.job is not None \
+                and align.job.error is None  # a failed start or a failed job: shoot what is there
+            if busy or (args.simulate and sim.last_preview is None) or align_pending \
                     or (args.hyptest and hyp.last_result is None) \
                     or (args.explore and explorer.path_z is not None and "explorer: path" not in viewer.layers):
                 QTimer.singleShot(200, shoot)

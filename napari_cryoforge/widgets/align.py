@@ -122,7 +122,11 @@ class AlignWidget(JobDock):
         names = [ly.name for ly in self.image_layers()]
         refresh_combo(self.layer_a, names, "s_a")
         refresh_combo(self.layer_b, names, "s_b")
-        a = self._layer(self.layer_a.currentText())
+        a, b = self._layer(self.layer_a.currentText()), self._layer(self.layer_b.currentText())
+        if a is not None and b is not None and b.data.shape != a.data.shape:  # prefer an s_b that fits s_a
+            fits = [n for n in names if n.startswith("s_b") and self._layer(n).data.shape == a.data.shape]
+            if fits:
+                self.layer_b.setCurrentText(fits[0])
         self.pair.setMaximum(max(0, a.data.shape[0] - 1) if a is not None and a.ndim == 4 else 0)
 
     def _follow_slider(self, *_):

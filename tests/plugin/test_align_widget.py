@@ -54,6 +54,13 @@ def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wa
     assert w.last_result["corr_after"][0] > w.last_result["corr_before"][0]
 
 
+def test_s_b_chooser_prefers_a_layer_that_fits_s_a(align, small_dataset):
+    viewer, w = align
+    viewer.add_image(np.zeros((15, 32, 32, 32), np.float32), name="s_b known complexes")  # opened first, another set
+    _open_pairs(viewer, small_dataset)
+    assert w.layer_a.currentText() == "s_a set" and w.layer_b.currentText() == "s_b set"
+
+
 def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, small_dataset, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)

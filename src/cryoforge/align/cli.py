@@ -118,7 +118,8 @@ def register(sub) -> None:
 
     r = s.add_parser("run", help="align the pairs of a dataset folder; errors against the truth when known")
     r.add_argument("dataset", help="pair-dataset folder (cryoforge simulate subtomos)")
-    r.add_argument("--method", choices=METHODS, default="hybrid")
+    r.add_argument("--method", choices=METHODS, default="classical",
+                   help="classical (default: the shipped Gum-Net has not learned rotations), gumnet or hybrid")
     r.add_argument("--checkpoint", help="Gum-Net checkpoint (default: the shipped one)")
     r.add_argument("--limit", type=int, help="align only the first N pairs")
     r.add_argument("--out", help="write the estimated poses as a STAR file")
