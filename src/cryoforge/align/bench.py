@@ -70,6 +70,7 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
     runs = [(m, name) for m in methods for name in (models if m == "gumnet" else [None])]
     steps = len(snrs) * len(runs) + (2 if averaging else 0)
     done = 0
+    _warm_up(models, maps, device)
     for i, snr in enumerate(snrs):
         ds = simulate_pairs(maps, n_pairs, TomoParams(voxel_size=vs, snr=snr), seed=seed + i, structures=names)
         _, mb = dataset_masks(ds)
@@ -97,6 +98,17 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
             done += 1
             yield Progress(done, steps, f"averaging at SNR {snr:g}")
     yield Result(report)
+
+
+def _warm_up(models, maps, device):
+    """One small call of every network and of the search before any timing: CUDA context, kernel selection and FFT
+    plans otherwise land in the first row's pairs/s (seen on an H100: 8× instead of 85×)."""
+    from .train import gumnet_predict
+
+    two = torch.as_tensor(maps[:2])
+    for model in models.values():
+        gumnet_predict(model, two, two, device=device)
+    classical_align(two, two, cfg=SearchConfig(global_rotations=50, candidates=1), device=device)
 
 
 def _speedups(report):
