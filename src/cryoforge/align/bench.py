@@ -56,7 +56,8 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
                 average_iterations: int = 8, average_global_iterations: int = 3, search: dict | None = None,
                 batch: int = 16):
     """Job: the alignment benchmark; ``Result`` is the report dict. ``search``: :class:`SearchConfig` fields of
-    the classical search (e.g. ``{"global_rotations": 4000, "candidates": 8}``); ``batch``: pairs per network/search batch."""
+    the classical search (e.g. ``{"global_rotations": 4000, "candidates": 8}``); ``batch``: pairs per network /
+    search batch."""
     from .train import load_gumnet
 
     maps, vs = _maps()
@@ -64,7 +65,8 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
     ckpts = _checkpoints(checkpoints) if {"gumnet", "hybrid"} & set(methods) else {}
     models = {name: load_gumnet(path, box=maps.shape[-1], device=device) for name, path in ckpts.items()}
     report = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "n_pairs_per_snr": n_pairs, "batch": batch, "box": int(maps.shape[-1]),
+              "threads": torch.get_num_threads(), "n_pairs_per_snr": n_pairs, "batch": batch,
+              "box": int(maps.shape[-1]),
               "voxel_size_A": vs, "checkpoints": {k: str(Path(v).name) for k, v in ckpts.items()},
               "search": (search_cfg := SearchConfig(**(search or {}))).__dict__, "alignment": {}, "averaging": {}}
     runs = [(m, name) for m in methods for name in (models if m == "gumnet" else [None])]
