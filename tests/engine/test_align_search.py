@@ -155,8 +155,8 @@ def test_cli_run_and_average_write_files(maps, tmp_path):
 
     ds = simulate_pairs(maps[:1].numpy(), 8, TomoParams(snr=5.0, apply_ctf=False), seed=2, structures=["4v5d"])
     write_pairs(ds, tmp_path / "pairs")
-    assert main(["align", "run", str(tmp_path / "pairs"), "--method", "classical", "--limit", "3",
-                 "--out", str(tmp_path / "poses.star")]) == 0
+    assert main(["align", "run", str(tmp_path / "pairs"), "--method", "classical", "--limit", "3", "--rotations", "1000",
+                 "--candidates", "4", "--out", str(tmp_path / "poses.star")]) == 0
     table = starfile.read(tmp_path / "poses.star")
     assert len(table) == 3 and (table["error_rot_deg"] < 5).all()
     assert main(["align", "average", str(tmp_path / "pairs"), "--iterations", "1", "--out", str(tmp_path / "avg")]) == 0
