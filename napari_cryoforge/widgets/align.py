@@ -68,8 +68,9 @@ class AlignWidget(JobDock):
         buttons.addWidget(QLabel("first"))
         buttons.addWidget(self.limit)
         f.addRow(buttons)
-        self.result_label = QLabel("\n" * 3)  # four lines reserved: method, pose, correlation, error
+        self.result_label = QLabel("\n" * 4)  # five lines reserved: method, angles, shift, correlation, error
         self.result_label.setWordWrap(True)
+        self.result_label.setMinimumHeight(5 * self.result_label.fontMetrics().lineSpacing() + 4)
         f.addRow(self.result_label)
         root.addWidget(box)
         self.err_canvas, self.err_axes = _canvas(1.6, 2)
@@ -225,15 +226,15 @@ class AlignWidget(JobDock):
         self._set_layer("align: aligned s_b", warped, vs, "magenta", "additive")
         ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
         lines = [f"{result['method']}: {result['n_pairs']} pair(s), {result['pairs_per_s']:.1f} pairs/s",
-                 f"estimated rot/tilt/psi {ang[0]:.1f}° {ang[1]:.1f}° {ang[2]:.1f}°, shift "
-                 f"({sh[0, 0]:.2f}, {sh[0, 1]:.2f}, {sh[0, 2]:.2f}) voxels",
+                 f"estimated rot/tilt/psi (ZYZ) {ang[0]:.1f}°, {ang[1]:.1f}°, {ang[2]:.1f}°",
+                 f"estimated shift ({sh[0, 0]:.2f}, {sh[0, 1]:.2f}, {sh[0, 2]:.2f}) voxels (x, y, z)",
                  f"wedge-constrained correlation {float(np.mean(result['corr_before'])):.3f} → "
                  f"{float(np.mean(result['corr_after'])):.3f}"]
         if "errors" in result:
             e = result["errors"]
             lines.append(f"error vs truth: {np.mean(e['rot_deg']):.2f}° (‖ΔR‖_F {np.mean(e['rot_frob']):.3f}), "
                          f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
-        self.result_label.setText("\n".join(lines + [""] * (4 - len(lines))))
+        self.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
         if not single and "errors" in result:
             for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)")):
                 ax.clear()
