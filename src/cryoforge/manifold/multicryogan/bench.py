@@ -24,13 +24,15 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     return np.stack([ens.maps[min(int(np.searchsorted(edges, a, side="right")), len(ens.maps) - 1)] for a in alphas])
 
 
-def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds):
+def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds,
+          gwidth):
     from ...jobs.runner import drive
     from ...jobs.trainer import train_job
     from ...sim.particles import ParticleParams, simulate_particles_job
     from ..adk import adk_ensemble
     from .data import ParticleStack
     from .fsccc import discrete_proportions, fsc_area, fsccc_matrix, matrix_agreement
+    from .model import McganConfig
     from .train import McganTrainer, McganTrainConfig, end_scores
 
     ens = adk_ensemble(case, box, voxel, structures)
@@ -38,8 +40,8 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     images, meta, _ = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr,
                                                                                  max_shift=1.0), seed=seed))
     data = ParticleStack(images, meta.ctf, voxel)
-    tr = McganTrainer(data, train=McganTrainConfig(batch=batch, max_shift=1.0, seed=seed), device=device,
-                      references=ens.maps[[0, -1]])
+    tr = McganTrainer(data, McganConfig(box=data.D, gwidth=gwidth),
+                      McganTrainConfig(batch=batch, max_shift=1.0, seed=seed), device, references=ens.maps[[0, -1]])
     ckpt = None if out_dir is None else Path(out_dir) / f"adk_{case}.pt"
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     train_s = time.perf_counter() - t0
     vols = tr.volumes(np.linspace(0, 1, points + 1)[:, None]).numpy()
     truth = _true_volumes(ens, case, points)
-    row = {"n_images": n_images, "steps": reached, "batch": batch, "train_s": train_s,
+    row = {"n_images": n_images, "steps": reached, "batch": batch, "gwidth": gwidth, "train_s": train_s,
            "checkpoint": None if ckpt is None else str(ckpt), "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]])}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
     row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(),
@@ -72,9 +74,10 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
 def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, box: int = 32, voxel_size: float = 3.0,
                 snr: float = 0.1, seed: int = 0, points: int = 20, structures: str | None = None,
                 out_dir: str | None = None, cases=("continuous", "discrete"), batch: int = 32,
-                max_seconds: float | None = None):
+                max_seconds: float | None = None, gwidth: int = 8):
     """Job: the benchmark; ``Result`` is the report dict. ``batch``: images per critic/generator step (volumes ×
-    8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound)."""
+    8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound); ``gwidth``: the
+    generator's channels at full size (×2 per coarser level)."""
     from ..adk import adk_models
     from .projector import projector_report
 
@@ -85,5 +88,5 @@ def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, b
                    if isinstance(v, dict)})
     for case in cases:
         report[case] = yield from _case(case, structures, n_images, box, voxel_size, snr, steps, seed, device, out_dir,
-                                        points, batch, max_seconds)
+                                        points, batch, max_seconds, gwidth)
     yield Result(report)
