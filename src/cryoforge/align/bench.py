@@ -22,7 +22,7 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..jobs.runner import drive
 from ..metrics import GOLD_STANDARD, fsc
 from ..sim.tomo import TomoParams
-from .average import AverageConfig
+from .average import AverageConfig, average_dataset_job, warp_fine
 from .classical import SearchConfig, classical_align
 from .data import dataset_masks, simulate_pairs
 from .pipeline import align_pairs_job
@@ -120,8 +120,6 @@ def _speedups(report):
 
 
 def _average_bench(true_map, vs, n, snr, seed, device, cfg):
-    from .average import average_dataset_job
-
     params = TomoParams(voxel_size=vs, snr=snr, ctf_correction="phase_flip")
     ds = simulate_pairs(true_map[None], n, params, seed=seed)
     yield Log(f"averaging {n} subtomograms at SNR {snr:g}")
@@ -129,8 +127,6 @@ def _average_bench(true_map, vs, n, snr, seed, device, cfg):
     avg = torch.as_tensor(res["average"]).to(device)
     truth = torch.as_tensor(true_map).to(device)
     r, t, _ = classical_align(avg[None], truth[None], None, None, SearchConfig(), device=device)
-    from .average import warp_fine
-
     # truth ≈ T(r, t) avg: bring the average into the true map's frame (oversampled warp: no extra blur)
     placed = warp_fine(avg[None], *_inverse(r, t))[0]
     curve = fsc(placed.cpu(), truth.cpu(), vs)

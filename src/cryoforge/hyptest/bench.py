@@ -28,8 +28,8 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..sim.sources import MapSpec, load_map
 from ..sim.tomo import TomoParams, simulate_subtomograms
 from .montecarlo import HypothesisTester, HypTestConfig, p_value
-from .score import radial_transfer
 from .null import fit_kde, rejection_sample, template_codes
+from .score import radial_transfer
 from .wgan import generate
 
 UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phantom:multiblob@{s}" for s in (10, 11, 12))
