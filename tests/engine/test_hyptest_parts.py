@@ -167,3 +167,39 @@ def test_radial_transfer_is_the_simulators_phase_flipped_ctf_times_mtf():
     first_zero = next(i for i in range(peak + 1, n // 2) if r[i] <= r[i + 1])
     lam = 0.019687  # Å at 300 kV
     assert abs(first_zero - n * vs * (1 / (lam * df)) ** 0.5) <= 1.5
+
+
+def test_radial_transfer_of_a_binned_subtomogram_takes_the_mtf_of_its_acquisition_pixel():
+    from cryoforge.hyptest.score import radial_transfer
+    from cryoforge.sim.tomo import detector_mtf
+
+    n, vs, df = 32, 12.0, 30000.0
+    native, binned = radial_transfer(n, vs, df), radial_transfer(n, vs, df, pixel_size=9.6)
+    s = torch.arange(1, n // 2 + 1, dtype=torch.float32)
+    expect = detector_mtf(s * 2 * 9.6 / (n * vs)) / detector_mtf(s * 2 / n)
+    ok = native[1:n // 2 + 1] > 1e-4
+    assert torch.allclose((binned[1:n // 2 + 1] / native[1:n // 2 + 1].clamp_min(1e-12))[ok], expect[ok], rtol=1e-4)
+    assert binned[n // 2] > native[n // 2]  # the 12 Å Nyquist is only 0.8 of the 9.6 Å detector's
+
+
+def test_binning_to_the_templates_keeps_the_band_and_averages_the_noise_away():
+    from cryoforge.align.data import centred_wedge
+    from cryoforge.hyptest.templates import bin_to_templates
+    from cryoforge.sim.sources import MapSpec, load_map
+
+    fine, coarse = load_map("phantom:assembly@4", MapSpec(40, 9.6)), load_map("phantom:assembly@4", MapSpec(32, 12.0))
+    binned, mask = bin_to_templates(fine, centred_wedge(40, -60, 60).numpy(), 9.6, 12.0, 32)
+    assert binned.shape == (1, 32, 32, 32) and mask.shape == (32, 32, 32)
+    assert np.corrcoef(binned[0].ravel(), coarse.ravel())[0, 1] > 0.98  # the same map as made at 12 Å
+    assert np.array_equal(mask, centred_wedge(32, -60, 60).numpy())
+    noise = np.random.default_rng(0).normal(size=(4, 40, 40, 40)).astype(np.float32)
+    ratio = bin_to_templates(noise, None, 9.6, 12.0, 32)[0].var() / noise.var()
+    # white noise keeps the (32/40)³ of its variance inside the new band (less half of the three unpaired Nyquist
+    # planes, 3/64): the band-limited signal stays, so the SNR rises ≈ 2×
+    assert abs(ratio - (32 / 40) ** 3 * (1 - 3 / 64)) < 0.006
+    same, _ = bin_to_templates(coarse, None, 12.0, 12.0, 32)
+    assert np.array_equal(same[0], coarse)
+    with pytest.raises(ValueError, match="coarser"):
+        bin_to_templates(coarse, None, 14.0, 12.0, 32)
+    with pytest.raises(ValueError, match="span"):
+        bin_to_templates(fine, None, 8.0, 12.0, 32)

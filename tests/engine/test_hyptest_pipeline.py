@@ -129,9 +129,52 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--limit", "1"]) == 0  # CTF-aware
     assert "#0" in capsys.readouterr().out
+    from cryoforge.sim.sources import MapSpec, load_map
+
+    write_mrc(tmp_path / "fine.mrc", load_map("phantom:ribosome", MapSpec(40, 9.6)), 9.6)  # acquired finer: binned
+    assert main(["hyptest", "test", str(tmp_path / "fine.mrc"), "--templates", str(tdir), "--model", str(slim),
+                 "--n-pseudo", "100", "--rotations", "300", "--defocus", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "binning the 40³ subtomograms at 9.6 Å" in out and "best ribosome" in out
+    write_mrc(tmp_path / "wide.mrc", load_map("phantom:ribosome", MapSpec(48, 9.6)), 9.6)
+    assert main(["hyptest", "test", str(tmp_path / "wide.mrc"), "--templates", str(tdir), "--model", str(slim),
+                 "--n-pseudo", "100"]) == 2  # a box of another length: a clear error
+    assert "extract subtomograms of 40³ voxels" in capsys.readouterr().err
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "100", "--defocus", "3", "4", "5"]) == 2  # one defocus per subtomogram, or one
     assert "one per subtomogram" in capsys.readouterr().err
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "20"]) == 2  # B too small for α = 0.01: a clear error, not a traceback
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(trained, tmp_path):
+    from cryoforge.cli import main
+    from cryoforge.hyptest.bench import bench_hyptest
+
+    d = trained[0]
+    tdir = tmp_path / "templates"
+    assert main(["hyptest", "templates", "phantom:ribosome", "phantom:assembly@4", "phantom:ring@2",
+                 "--out", str(tdir)]) == 0
+    report = drive(bench_hyptest(model=d / "reg.pt", templates=tdir, n_pseudo=100, n_empty=1, calibration_cases=3,
+                                 calibration_pseudo=10, calibration_rotations=100))
+    assert report["acquisition_voxel"] == 9.6 and report["template_voxel"] == 12.0
+    # per-voxel SNR 0.03 at 9.6 Å, binned to 12 Å: (12/9.6)³ ≈ 1.95× for white noise, less for the tomographic ramp
+    assert 1.4 < report["snr_at_template_sampling"] / report["snr"] < 2.1
+    for part in ("known", "known_direct"):
+        assert report[part]["cases"] == 3 and len(report[part]["rows"]) == 3
+    assert report["false_positives"]["cases"] == 2 and report["calibration"]["cases"] == 3
+    with pytest.raises(FileNotFoundError, match="missing"):
+        drive(bench_hyptest(model=d / "reg.pt", templates=_with_missing_source(tdir, tmp_path), n_pseudo=100))
+
+
+def _with_missing_source(tdir, tmp_path):
+    import json
+    import shutil
+
+    other = tmp_path / "moved"
+    shutil.copytree(tdir, other)
+    meta = json.loads((other / "templates.json").read_text())
+    meta["sources"][0] = str(tmp_path / "gone.pdb")
+    (other / "templates.json").write_text(json.dumps(meta))
+    return other

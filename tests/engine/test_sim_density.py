@@ -81,7 +81,7 @@ def test_bad_parameters_name_themselves(tmp_path):
 def test_phantoms_are_seeded_and_fit(kind):
     a, b, c = phantom_model(kind, 1), phantom_model(kind, 1), phantom_model(kind, 2)
     assert np.array_equal(a.coords, b.coords) and not np.array_equal(a.coords, c.coords)
-    vol = model_to_density(a, 40, 8.0, resolution=16.0).numpy()
+    vol = model_to_density(a, 48, 8.0, resolution=16.0).numpy()  # 384 Å: the hypothesis test's box
     assert np.isfinite(vol).all() and vol.max() > 0
 
 

@@ -25,6 +25,17 @@ def read_template_set(path=None):
     return maps, names or [f"{mrc.stem}{i}" for i in range(len(maps))], float(info.voxel_size[0])
 
 
+def template_sources(path=None) -> list[str]:
+    """The sources a template folder was made from (its ``templates.json``; default: the shipped set)."""
+    from ..samples import HYPTEST_TEMPLATES, sample_path
+
+    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
+    meta = (p if p.is_dir() else p.parent) / "templates.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta} is missing: the template set does not say which sources made it")
+    return list(json.loads(meta.read_text())["sources"])
+
+
 def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
     from ..io.atomic import atomic_path
     from ..io.mrc import write_mrc
@@ -113,10 +124,16 @@ def _cmd_test(args) -> int:
     from .montecarlo import HypothesisTester, HypTestConfig, write_table
     from .score import ScoreConfig
 
-    maps, names, _ = read_template_set(args.templates)
+    from .templates import bin_to_templates
+
+    maps, names, template_vs = read_template_set(args.templates)
     subtomos, mask, truth_names, vs = read_subtomograms(args.subtomograms, args.tilt_range)
     if args.limit:
         subtomos = subtomos[: args.limit]
+    n = maps.shape[-1]
+    if subtomos.shape[-1] != n or abs(vs - template_vs) > 1e-3 * template_vs:
+        print(f"binning the {subtomos.shape[-1]}³ subtomograms at {vs:g} Å to the templates' {n}³ at {template_vs:g} Å")
+        subtomos, mask = bin_to_templates(subtomos, mask, vs, template_vs, n)
     transfers = None
     if args.defocus:
         from .score import radial_transfer
@@ -125,8 +142,8 @@ def _cmd_test(args) -> int:
             raise ValueError(f"--defocus takes one value or one per subtomogram ({len(subtomos)}); "
                              f"got {len(args.defocus)}")
         dfs = args.defocus * len(subtomos) if len(args.defocus) == 1 else args.defocus
-        transfers = [radial_transfer(subtomos.shape[-1], vs, d * 1e4, args.voltage, args.cs, args.amplitude_contrast)
-                     for d in dfs]
+        transfers = [radial_transfer(n, template_vs, d * 1e4, args.voltage, args.cs, args.amplitude_contrast,
+                                     pixel_size=vs) for d in dfs]
     truths = None
     if truth_names is not None:
         index = {n: i for i, n in enumerate(names)}

@@ -92,10 +92,12 @@ def radial_profile(volumes, n: int | None = None) -> torch.Tensor:
 
 
 def radial_transfer(n: int, voxel_size: float, defocus: float, voltage: float = 300.0, cs: float = 2.7,
-                    amplitude_contrast: float = 0.07, bfactor: float = 0.0, mtf: bool = True) -> torch.Tensor:
+                    amplitude_contrast: float = 0.07, bfactor: float = 0.0, mtf: bool = True,
+                    pixel_size: float | None = None) -> torch.Tensor:
     """The radial signal transfer ``|CTF|·MTF`` of a phase-flipped subtomogram, one value per Fourier shell of an
     ``n³`` box (shell ``s`` at ``s / (n·voxel_size)`` Å⁻¹), as :mod:`cryoforge.sim.tomo` forms it. ``defocus`` in Å
-    (underfocus positive), ``cs`` in mm, ``voltage`` in kV."""
+    (underfocus positive), ``cs`` in mm, ``voltage`` in kV; ``pixel_size``: the sampling it was acquired at, where
+    the detector's Nyquist lies (default ``voxel_size``; finer when the subtomogram was binned)."""
     from ..ctf import CTFParams, ctf_of_k2
     from ..sim.tomo import detector_mtf
 
@@ -104,7 +106,7 @@ def radial_transfer(n: int, voxel_size: float, defocus: float, voltage: float = 
     t = ctf_of_k2(CTFParams(defocus_u=defocus, defocus_v=defocus, voltage=voltage, cs=cs,
                             amplitude_contrast=amplitude_contrast, bfactor=bfactor), k * k).abs()
     if mtf:
-        t = t * detector_mtf(shells * 2 / n)
+        t = t * detector_mtf(k * 2 * (pixel_size or voxel_size))
     return t
 
 

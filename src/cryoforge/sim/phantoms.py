@@ -13,6 +13,11 @@ ribosome   70S-like: a large and a small subunit with a cleft, ~250 Å (asymmetr
 ferritin   apoferritin-like hollow 24-mer cage, outer Ø ~120 Å, cavity Ø ~80 Å (octahedral)
 multiblob  an asymmetric cluster of 6–9 blobs of different sizes, ~100 Å
 assembly   a larger asymmetric complex: 10–15 subunits of different sizes around a core, ~200 Å
+filament   actin-like helical segment: 9–11 subunits, 27.5 Å rise, −167° twist, ~280 Å × 70 Å
+ring       a flat ring of 8–12 subunits (clamp / peroxiredoxin-like), Ø ~180–220 Å, ~40 Å thick
+dumbbell   two globular domains of unequal size joined by a thin bent linker, ~260 Å end to end
+tripod     three arms of two domains each from a small hub (antibody / Y-like), irregular angles, ~200 Å
+crescent   7–9 subunits along a 110–150° arc of radius ~100 Å, slightly twisted out of plane (BAR-like)
 ========== ===============================================================================
 """
 
@@ -24,7 +29,8 @@ import numpy as np
 
 from .atoms import AtomicModel
 
-PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob", "assembly")
+PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob", "assembly", "filament", "ring", "dumbbell", "tripod",
+            "crescent")
 ATOM_VOLUME = 30.0  # Å³ per pseudo-atom
 
 
@@ -118,8 +124,78 @@ def _assembly(rng):
     return np.concatenate(parts)
 
 
+def _random_rotation(rng) -> np.ndarray:
+    return _rot_z(rng.uniform(0, 2 * np.pi)) @ _rot_x(rng.uniform(0, np.pi)) @ _rot_z(rng.uniform(0, 2 * np.pi))
+
+
+def _filament(rng):
+    n = rng.integers(9, 12)
+    z0 = -27.5 * (n - 1) / 2
+    parts = []
+    for k in range(n):
+        a = np.deg2rad(-166.7) * k
+        radii = np.array([27, 22, 20]) * rng.uniform(0.92, 1.08, 3)
+        parts.append(_ellipsoid(rng, (25 * np.cos(a), 25 * np.sin(a), z0 + 27.5 * k), radii, _rot_z(a)))
+    return np.concatenate(parts)
+
+
+def _ring(rng):
+    k, r = rng.integers(8, 13), rng.uniform(65, 80)
+    phase = rng.uniform(0, 2 * np.pi)
+    return np.concatenate([_ellipsoid(rng, (r * np.cos(a), r * np.sin(a), 0), np.array([18, 24, 20]) * rng.uniform(0.9, 1.1, 3),
+                                      _rot_z(a)) for a in phase + 2 * np.pi * np.arange(k) / k])
+
+
+def _rod(rng, a, b, radius):
+    """Pseudo-atoms of a cylinder from ``a`` to ``b``."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    length = np.linalg.norm(b - a)
+    n = max(8, int(np.pi * radius ** 2 * length / ATOM_VOLUME))
+    t = rng.random((n, 1))
+    u = rng.normal(size=(n, 3))
+    axis = (b - a) / length
+    u -= (u @ axis)[:, None] * axis
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return a + t * (b - a) + u * radius * np.sqrt(rng.random((n, 1)))
+
+
+def _dumbbell(rng):
+    big, small = rng.uniform(38, 48), rng.uniform(26, 34)
+    bend = np.array([rng.uniform(-30, 30), rng.uniform(-30, 30), 0])
+    a, b = np.array([0, 0, -85.0]), np.array([0, 0, 95.0])
+    return np.concatenate([_ellipsoid(rng, a, big * rng.uniform(0.85, 1.15, 3), _random_rotation(rng)),
+                           _ellipsoid(rng, b, small * rng.uniform(0.85, 1.15, 3), _random_rotation(rng)),
+                           _rod(rng, a, bend, 10), _rod(rng, bend, b, 10)])
+
+
+def _tripod(rng):
+    parts = [_ellipsoid(rng, (0, 0, 0), np.full(3, 18.0) * rng.uniform(0.9, 1.1, 3))]
+    angles = np.cumsum(rng.uniform(95, 145, 3))
+    for a in np.deg2rad(angles):
+        d = np.array([np.cos(a), np.sin(a), rng.uniform(-0.35, 0.35)])
+        d /= np.linalg.norm(d)
+        length = rng.uniform(0.85, 1.15)
+        side = np.cross(d, [0, 0, 1.0])
+        side /= np.linalg.norm(side)
+        rot = np.stack([d, side, np.cross(d, side)], 1)  # local x along the arm
+        for dist, radii in ((38, (20, 15, 14)), (80, (22, 16, 15))):
+            parts.append(_ellipsoid(rng, d * dist * length, np.array(radii) * rng.uniform(0.9, 1.1, 3), rot))
+    return np.concatenate(parts)
+
+
+def _crescent(rng):
+    k, r, arc = rng.integers(7, 10), rng.uniform(90, 110), np.deg2rad(rng.uniform(110, 150))
+    lift = rng.uniform(15, 30)
+    parts = []
+    for j, a in enumerate(np.linspace(-arc / 2, arc / 2, k)):
+        centre = (r * np.cos(a), r * np.sin(a), lift * (j / (k - 1) - 0.5))
+        parts.append(_ellipsoid(rng, centre, np.array([17, 20, 22]) * rng.uniform(0.9, 1.1, 3), _rot_z(a)))
+    return np.concatenate(parts)
+
+
 _BUILDERS = {"proteasome": _proteasome, "ribosome": _ribosome, "ferritin": _ferritin, "multiblob": _multiblob,
-             "assembly": _assembly}
+             "assembly": _assembly, "filament": _filament, "ring": _ring, "dumbbell": _dumbbell, "tripod": _tripod,
+             "crescent": _crescent}
 
 
 def phantom_model(kind: str, seed: int = 0) -> AtomicModel:
