@@ -164,7 +164,9 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
     for part in ("known", "known_direct"):
         assert report[part]["cases"] == 3 and len(report[part]["rows"]) == 3
     assert report["false_positives"]["cases"] == 2 and report["calibration"]["cases"] == 3
-    with pytest.raises(FileNotFoundError, match="missing"):
+    from cryoforge.jobs.runner import JobError
+
+    with pytest.raises(JobError, match="FileNotFoundError: acquiring at 9.6 Å .* missing .*gone.pdb"):
         drive(bench_hyptest(model=d / "reg.pt", templates=_with_missing_source(tdir, tmp_path), n_pseudo=100))
 
 
