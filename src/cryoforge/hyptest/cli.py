@@ -123,7 +123,6 @@ def _cmd_test(args) -> int:
     from ..samples import HYPTEST_MODEL, sample_path
     from .montecarlo import HypothesisTester, HypTestConfig, write_table
     from .score import ScoreConfig
-
     from .templates import bin_to_templates
 
     maps, names, template_vs = read_template_set(args.templates)
@@ -131,9 +130,10 @@ def _cmd_test(args) -> int:
     if args.limit:
         subtomos = subtomos[: args.limit]
     n = maps.shape[-1]
-    if subtomos.shape[-1] != n or abs(vs - template_vs) > 1e-3 * template_vs:
+    binned, mask = bin_to_templates(subtomos, mask, vs, template_vs, n)
+    if binned.shape != subtomos.shape:
         print(f"binning the {subtomos.shape[-1]}³ subtomograms at {vs:g} Å to the templates' {n}³ at {template_vs:g} Å")
-        subtomos, mask = bin_to_templates(subtomos, mask, vs, template_vs, n)
+    subtomos = binned
     transfers = None
     if args.defocus:
         from .score import radial_transfer

@@ -4,9 +4,9 @@ The default 15 known complexes (:data:`KNOWN_SOURCES`) are four real entries fro
 (70S ribosome, spliceosome, apoferritin, enolase) and eleven phantoms (a 20S-like proteasome, a ribosome,
 four asymmetric assemblies, a filament, a ring, a tripod, a dumbbell and a crescent), all 32³ at 12 Å
 through the Peng-potential density code. The phantoms were chosen greedily from 32 candidates (the
-proteasome, the ribosome, nine assemblies, three seeds of each other kind) so that each adds the least similarity to the set: the
-largest noise-free aligned correlation between two members is 0.65, where nine sibling assemblies
-reached 0.75 and lost to each other at low SNR. The set the product ships
+proteasome, the ribosome, nine assemblies, three seeds of each other kind) so that each adds the least
+similarity to the set: the largest noise-free aligned correlation between two members is 0.65, where
+nine sibling assemblies reached 0.75 and lost to each other at low SNR. The set the product ships
 (``sample_data/hyptest/templates.mrc`` with its names) was made from exactly these.
 """
 

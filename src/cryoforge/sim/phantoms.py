@@ -142,8 +142,9 @@ def _filament(rng):
 def _ring(rng):
     k, r = rng.integers(8, 13), rng.uniform(65, 80)
     phase = rng.uniform(0, 2 * np.pi)
-    return np.concatenate([_ellipsoid(rng, (r * np.cos(a), r * np.sin(a), 0), np.array([18, 24, 20]) * rng.uniform(0.9, 1.1, 3),
-                                      _rot_z(a)) for a in phase + 2 * np.pi * np.arange(k) / k])
+    return np.concatenate([_ellipsoid(rng, (r * np.cos(a), r * np.sin(a), 0),
+                                      np.array([18, 24, 20]) * rng.uniform(0.9, 1.1, 3), _rot_z(a))
+                           for a in phase + 2 * np.pi * np.arange(k) / k])
 
 
 def _rod(rng, a, b, radius):
