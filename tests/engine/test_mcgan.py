@@ -109,6 +109,37 @@ def test_generator_segment_prior_and_shapes():
         McganConfig(box=24)
 
 
+def test_mapping_network_starts_as_identity_learns_and_reloads(tmp_path):
+    from cryoforge.io.checkpoint import save_checkpoint
+    from cryoforge.manifold.multicryogan.train import ARCH_KEYS, load_generator
+
+    cfg = McganConfig(box=16, zdim=4, gwidth=2, mapping=2)
+    gen = Generator(cfg)
+    coords = torch.rand(5, 1)
+    z = gen.latent(coords)
+    assert torch.equal(gen.mapping(z), torch.zeros_like(z))  # residual, last layer zero: training starts plain
+    plain = Generator(McganConfig(box=16, zdim=4, gwidth=2))
+    plain.load_state_dict({k: v for k, v in gen.state_dict().items() if not k.startswith("mapping.")})
+    assert torch.allclose(gen(coords), plain(coords))
+    gen(coords).square().mean().backward()
+    assert gen.mapping[-1].weight.grad.abs().sum() > 0  # the zero layer still learns
+    with pytest.raises(ValueError, match="mapping"):
+        McganConfig(mapping=-1)
+
+    with torch.no_grad():
+        gen.mapping[-1].weight.normal_()
+    config = {**cfg.as_dict(), "pixel_size": 4.0}
+    save_checkpoint(tmp_path / "m.pt", "multicryogan", config, {"generator": gen.state_dict()})
+    back, _ = load_generator(tmp_path / "m.pt")
+    assert back.cfg.mapping == 2 and torch.allclose(back(coords), gen(coords))
+    # a checkpoint from before the mapping network (no "mapping" in its config) opens as the plain decoder
+    old = {k: v for k, v in config.items() if k != "mapping"}
+    assert "mapping" in ARCH_KEYS
+    save_checkpoint(tmp_path / "old.pt", "multicryogan", old, {"generator": plain.state_dict()})
+    back, _ = load_generator(tmp_path / "old.pt")
+    assert back.mapping is None and torch.allclose(back(coords), plain(coords))
+
+
 def _homogeneous_stack(n=16, count=1000):
     from cryoforge.jobs.runner import drive
     from cryoforge.sim.particles import Ensemble, ParticleParams, simulate_particles_job
@@ -169,6 +200,13 @@ def test_fsc_area_and_fsccc_matrix():
     assert m[0, 1] > m[0, 2] > m[0, 3] > m[0, 4]  # similarity falls with distance
     agree = matrix_agreement(m[::-1, ::-1], m)
     assert agree["reversed"] and agree["pearson"] == pytest.approx(1.0)
+    assert agree["mean_abs_difference"] == pytest.approx(0.0, abs=1e-12)
+    # a manifold collapsed towards one volume keeps the pattern (Pearson 1) but not the scale: the report shows it
+    collapsed = matrix_agreement(1 - 0.05 * (1 - m), m)
+    assert collapsed["pearson"] == pytest.approx(1.0) and not collapsed["reversed"]
+    assert collapsed["ends_similarity"] == pytest.approx(0.95 + 0.05 * m[0, -1])
+    assert collapsed["ends_similarity_truth"] == pytest.approx(m[0, -1]) and m[0, -1] < 0.9
+    assert collapsed["mean_abs_difference"] == pytest.approx(0.95 * np.mean(1 - m[~np.eye(5, dtype=bool)]))
     with pytest.raises(ValueError, match="same size"):
         matrix_agreement(m, m[:3, :3])
 

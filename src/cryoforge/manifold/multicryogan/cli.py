@@ -28,7 +28,7 @@ def _cmd_train(args) -> int:
     data = load_stack(args.particles, args.star, use_ctf=not args.no_ctf, pixel_size=args.pixel_size,
                       size=args.size)
     cfg = McganConfig(box=data.D, zdim=args.zdim, prior=args.prior, gwidth=args.gwidth, cwidth=args.cwidth,
-                      seed=args.seed)
+                      seed=args.seed, mapping=args.mapping)
     tcfg = McganTrainConfig(batch=args.batch, poses=args.poses, n_critic=args.n_critic, lr=args.lr,
                             max_shift=args.max_shift, seed=args.seed)
     train_cli(train_mcgan_job(data, cfg, tcfg, args.steps, args.checkpoint, device=args.device,
@@ -92,6 +92,7 @@ def register(sub) -> None:
     t.add_argument("--zdim", type=int, default=8)
     t.add_argument("--gwidth", type=int, default=8, help="generator channels at full size")
     t.add_argument("--cwidth", type=int, default=32, help="critic channels at its first level")
+    t.add_argument("--mapping", type=int, default=0, help="hidden layers of the residual mapping network z → z + f(z)")
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--poses", type=int, default=8, help="poses per generated volume")
     t.add_argument("--n-critic", type=int, default=4)

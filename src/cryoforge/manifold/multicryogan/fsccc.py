@@ -5,7 +5,9 @@
 - :func:`fsccc_matrix`: the FSC cross-conformation matrix ``M[m, n] = fsc_area(x_m, x_n)`` of an ordered set of
   volumes (the paper's ``x_m = G((1 − m/L) z₀ + (m/L) z₁)``, ``L = 20``).
 - :func:`matrix_agreement`: Pearson correlation between a reconstructed and a true matrix (off-diagonal entries);
-  the direction of a manifold is arbitrary, so the reversed order is tried too.
+  the direction of a manifold is arbitrary, so the reversed order is tried too. Correlation ignores scale: a
+  manifold collapsed to nearly one volume (every entry ≈ 0.99) can still correlate 0.97 with the truth, so the
+  mean absolute difference and the two ends' similarity (``M[0, L]``, reconstructed and true) come with it.
 - :func:`discrete_proportions`: the fractions of the latent segment that decode to the first state, to the last,
   and to neither (the transition), read from the similarity of every point to the two ends.
 - :func:`align_to_reference`: a generated volume in the frame (and hand) of a reference, for FSC against truth: a
@@ -47,8 +49,10 @@ def matrix_agreement(reconstructed, truth) -> dict:
     off = ~np.eye(len(a), dtype=bool)
     forward = float(np.corrcoef(a[off], b[off])[0, 1])
     backward = float(np.corrcoef(a[::-1, ::-1][off], b[off])[0, 1])
+    best = a[::-1, ::-1] if backward > forward else a
     return {"pearson": max(forward, backward), "reversed": backward > forward, "pearson_forward": forward,
-            "pearson_reversed": backward}
+            "pearson_reversed": backward, "mean_abs_difference": float(np.abs(best[off] - b[off]).mean()),
+            "ends_similarity": float(a[0, -1]), "ends_similarity_truth": float(b[0, -1])}
 
 
 def discrete_proportions(to_first, to_last, tol: float = 0.2) -> dict:

@@ -1,6 +1,9 @@
 """Multi-CryoGAN networks: a 3-D generator with its latent prior, and a 2-D image critic.
 
-Generator: ``z ∈ R^zdim`` → linear → ``(8w, 4, 4, 4)`` → (trilinear ×2 upsampling, 3×3×3 convolution,
+Generator: ``z ∈ R^zdim`` → the mapping network (the paper's manifold-mapping module, residual: ``z + f(z)`` with
+``f`` of ``mapping`` LeakyReLU layers 64 wide and a last layer initialised to zero, so training starts from the
+plain decoder; a straight latent segment can then bend and jump, as a discrete mixture needs) → linear →
+``(8w, 4, 4, 4)`` → (trilinear ×2 upsampling, 3×3×3 convolution,
 LeakyReLU 0.2) until the box size → 3×3×3 convolution to one channel → times a soft spherical mask (the particle
 lives inside the box). Upsampling + convolution instead of transposed convolutions avoids checkerboard artefacts,
 which a projector turns into false high-resolution signal. The generator also holds the simulator's one learned
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 PRIORS = ("segment", "gaussian")
+MAPPING_WIDTH = 64
 
 
 @dataclass
@@ -31,14 +35,15 @@ class McganConfig:
     gwidth: int = 8  # generator channels at full size; ×2 per coarser level
     cwidth: int = 32  # critic channels at the first level; ×2 per level
     seed: int = 0  # draws z₀, z₁
+    mapping: int = 0  # hidden layers (64 wide) of the residual mapping network; 0: none
 
     def __post_init__(self):
         if self.box < 8 or self.box & (self.box - 1):
             raise ValueError(f"Multi-CryoGAN boxes are powers of two ≥ 8 (16, 32, 64…); got {self.box}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
-        if self.zdim < 1 or self.gwidth < 1 or self.cwidth < 1:
-            raise ValueError("zdim, gwidth and cwidth must be positive")
+        if self.zdim < 1 or self.gwidth < 1 or self.cwidth < 1 or self.mapping < 0:
+            raise ValueError("zdim, gwidth and cwidth must be positive, mapping ≥ 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +66,16 @@ class Generator(nn.Module):
         self.cfg = cfg
         levels = int(math.log2(cfg.box // 4))
         chans = [cfg.gwidth * 2 ** (levels - i) for i in range(levels + 1)]  # 4³ … box³
+        self.mapping = None
+        if cfg.mapping:
+            layers, width = [], cfg.zdim
+            for _ in range(cfg.mapping):
+                layers += [nn.Linear(width, MAPPING_WIDTH), nn.LeakyReLU(0.2)]
+                width = MAPPING_WIDTH
+            layers.append(nn.Linear(width, cfg.zdim))
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+            self.mapping = nn.Sequential(*layers)
         self.fc = nn.Linear(cfg.zdim, chans[0] * 64)
         blocks = []
         for c_in, c_out in zip(chans[:-1], chans[1:]):
@@ -90,7 +105,10 @@ class Generator(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Volumes ``(B, n, n, n)`` for manifold coordinates ``(B, latent_dim)``."""
-        x = self.fc(self.latent(coords)).view(len(coords), self.c0, 4, 4, 4)
+        z = self.latent(coords)
+        if self.mapping is not None:
+            z = z + self.mapping(z)
+        x = self.fc(z).view(len(coords), self.c0, 4, 4, 4)
         return self.net(x)[:, 0] * self.mask
 
     @property

@@ -30,7 +30,7 @@ from .model import Critic, Generator, McganConfig
 from .projector import form_images, project_fourier
 
 KIND = "multicryogan"
-ARCH_KEYS = ("box", "zdim", "prior", "gwidth", "cwidth", "seed")
+ARCH_KEYS = ("box", "zdim", "prior", "gwidth", "cwidth", "seed", "mapping")
 PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -149,7 +149,7 @@ class McganTrainer:
         metrics = {"wasserstein_fixed": float(self.critic(real).mean() - self.critic(fake).mean())}
         vols = self.volumes(self.preview_coords())
         if self.references is not None and self.cfg.prior == "segment":
-            metrics.update(end_scores(vols[[0, -1]].numpy(), self.references))
+            metrics.update(end_scores(vols[[0, -1]].numpy(), self.references, self.data.pixel_size))
         n = vols.shape[-1]
         slices = torch.cat([vols[:, n // 2], vols[:, :, n // 2]]).numpy()
         label = ", ".join(f"{a:g}" for a in PREVIEW_ALPHAS) if self.cfg.prior == "segment" else "5 z"
@@ -161,9 +161,10 @@ class McganTrainer:
         return metrics, previews
 
 
-def end_scores(ends, references) -> dict:
+def end_scores(ends, references, pixel_size: float | None = None) -> dict:
     """FSC of the generator's two ends against the true end volumes, after alignment (rotation, shift, hand); the
-    manifold's direction is free, so the better of the two pairings is reported."""
+    manifold's direction is free, so the better of the two pairings is reported. ``fsc05_freq_*`` is the last
+    frequency (cycles/px, Nyquist 0.5) before FSC first falls below 0.5; given ``pixel_size`` (Å), also in Å."""
     from ...metrics import fsc
     from .fsccc import align_to_reference, fsc_area
 
@@ -181,6 +182,9 @@ def end_scores(ends, references) -> dict:
     a, b = ((0, 0), (1, 1)) if straight >= crossed else ((0, 1), (1, 0))
     out["fsc_area_end0"], out["fsc05_freq_end0"] = pairs[a]
     out["fsc_area_end1"], out["fsc05_freq_end1"] = pairs[b]
+    for k in ("end0", "end1"):  # the same figure in Å, comparable across samplings
+        if pixel_size and out[f"fsc05_freq_{k}"] > 0:
+            out[f"fsc05_resolution_A_{k}"] = pixel_size / out[f"fsc05_freq_{k}"]
     out["ends_reversed"] = float(straight < crossed)
     return out
 
@@ -198,7 +202,7 @@ def load_generator(path, device="cpu") -> tuple[Generator, dict]:
 
     payload = load_checkpoint(path, kind=KIND, map_location=device)
     c = payload["config"]
-    gen = Generator(McganConfig(**{k: c[k] for k in ARCH_KEYS}))
+    gen = Generator(McganConfig(**{k: c[k] for k in ARCH_KEYS if k in c}))  # older checkpoints: no mapping
     gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
     return gen.to(device).eval(), payload
 
