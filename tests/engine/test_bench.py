@@ -72,6 +72,7 @@ def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
     assert np.allclose(truth[1:, 1:], 1.0) and (truth[0, 1:] < 0.99).all()  # α < 0.25 closed, from 0.25 open
     assert 0 <= row["proportions"]["closed"] <= 1 and "max_abs_error" in row["proportions"]
     assert 0 < row["ends"]["fsc05_freq_end0"] <= 0.5
-    assert row["ends"]["fsc05_resolution_A_end0"] == pytest.approx(report["voxel_size_A"] / row["ends"]["fsc05_freq_end0"])
+    ends = row["ends"]
+    assert ends["fsc05_resolution_A_end0"] == pytest.approx(report["voxel_size_A"] / ends["fsc05_freq_end0"])
     assert row["proportions"]["ends_contrast_ratio"] == pytest.approx(
         (1 - row["fsccc_matrix"][0][-1]) / (1 - truth[0, -1]))

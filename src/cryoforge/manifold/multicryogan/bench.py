@@ -63,7 +63,8 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     vols = tr.volumes(np.linspace(0, 1, points + 1)[:, None]).numpy()
     truth = _true_volumes(ens, case, points)
     row = {"n_images": n_images, "steps": reached, "batch": batch, **arch, "train_s": train_s,
-           "checkpoint": None if ckpt is None else str(ckpt), "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
+           "checkpoint": None if ckpt is None else str(ckpt),
+           "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
     row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(),
                 "matrix_agreement": matrix_agreement(m_rec, m_true)})

@@ -92,7 +92,8 @@ def register(sub) -> None:
     t.add_argument("--zdim", type=int, default=8)
     t.add_argument("--gwidth", type=int, default=8, help="generator channels at full size")
     t.add_argument("--cwidth", type=int, default=32, help="critic channels at its first level")
-    t.add_argument("--mapping", type=int, default=0, help="hidden layers of the residual mapping network z → z + f(z)")
+    t.add_argument("--mapping", type=int, default=0,
+                   help="hidden layers of the residual mapping network z → z + f(z)")
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--poses", type=int, default=8, help="poses per generated volume")
     t.add_argument("--n-critic", type=int, default=4)
