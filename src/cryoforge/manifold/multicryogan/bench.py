@@ -66,8 +66,8 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
            "checkpoint": None if ckpt is None else str(ckpt),
            "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
-    row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(),
-                "matrix_agreement": matrix_agreement(m_rec, m_true)})
+    agree = matrix_agreement(m_rec, m_true)
+    row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(), "matrix_agreement": agree})
     if case == "discrete":
         fine = tr.volumes(np.linspace(0, 1, 101)[:, None]).numpy()
         p = discrete_proportions([fsc_area(v, fine[0]) for v in fine], [fsc_area(v, fine[-1]) for v in fine])
@@ -76,7 +76,8 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
                               "max_abs_error": max(abs(closed - 0.25), abs(opened - 0.75)),
                               # < 1: the generator's ends are more alike than the true states; near 0 the
                               # proportions are read from noise (a collapsed manifold)
-                              "ends_contrast_ratio": (1 - m_rec[0, -1]) / max(1 - m_true[0, -1], 1e-9)}
+                              "ends_contrast_ratio": (1 - agree["ends_similarity"])
+                              / max(1 - agree["ends_similarity_truth"], 1e-9)}
     return row
 
 

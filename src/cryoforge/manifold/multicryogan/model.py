@@ -1,13 +1,13 @@
 """Multi-CryoGAN networks: a 3-D generator with its latent prior, and a 2-D image critic.
 
-Generator: ``z ∈ R^zdim`` → the mapping network (the paper's manifold-mapping module, residual: ``z + f(z)`` with
-``f`` of ``mapping`` LeakyReLU layers 64 wide and a last layer initialised to zero, so training starts from the
-plain decoder; a straight latent segment can then bend and jump, as a discrete mixture needs) → linear →
-``(8w, 4, 4, 4)`` → (trilinear ×2 upsampling, 3×3×3 convolution,
-LeakyReLU 0.2) until the box size → 3×3×3 convolution to one channel → times a soft spherical mask (the particle
-lives inside the box). Upsampling + convolution instead of transposed convolutions avoids checkerboard artefacts,
-which a projector turns into false high-resolution signal. The generator also holds the simulator's one learned
-number, the noise level ``log σ`` (in normalised image units).
+Generator: ``z ∈ R^zdim`` → the optional mapping network → linear → ``(8w, 4, 4, 4)`` → (trilinear ×2 upsampling,
+3×3×3 convolution, LeakyReLU 0.2) until the box size → 3×3×3 convolution to one channel → times a soft spherical
+mask (the particle lives inside the box). Upsampling + convolution instead of transposed convolutions avoids
+checkerboard artefacts, which a projector turns into false high-resolution signal. The mapping network (``mapping``
+> 0) is the paper's manifold-mapping module made residual: ``z + f(z)``, ``f`` of ``mapping`` LeakyReLU layers 64
+wide and a last layer initialised to zero, so training starts from the plain decoder and a straight latent segment
+may learn to bend or jump, as a discrete mixture needs. The generator also holds the simulator's one learned number,
+the noise level ``log σ`` (in normalised image units).
 
 Latent prior (``prior``): ``segment`` — the paper's ``z = (1 − α) z₀ + α z₁`` with fixed random ``z₀, z₁``
 (buffers, saved with the weights) and ``α ~ U[0, 1]``, so the manifold's coordinate is ``α``; or ``gaussian`` —
