@@ -279,5 +279,8 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert main(["mcgan", "eval", str(ck), "--out", str(out), "--points", "4"]) == 0
     rep = json.loads((out / "eval.json").read_text())
     assert np.shape(rep["fsccc_matrix"]) == (5, 5)
+    curve = rep["ends_fsc"]  # the ends' FSC per shell; its area is the matrix's corner entry
+    f = np.asarray(curve["frequency_cycles_per_px"]) / 0.5
+    assert np.trapezoid(curve["generator"], f) == pytest.approx(rep["fsccc_matrix"][0][-1], abs=1e-6)
     assert set(rep["proportions"]) >= {"first", "last", "transition"}
     assert (out / "fsccc.png").stat().st_size > 1000 and (out / "volumes.mrc").is_file()

@@ -3,7 +3,8 @@ trained on simulated AdK stacks — continuous (closed → open by coordinate in
 (closed 0.25 / open 0.75) — at 32² and SNR 0.1 with CTF and shifts: FSC of the aligned ends against the true
 conformations (the last frequency before FSC falls below 0.5, in cycles/px and Å; the paper reaches ≥ 0.25
 cycles/px), the FSCCC matrix against the true one (correlation, and the scale-aware mean difference and ends'
-similarity that show a collapsed manifold), the discrete proportions, and the training time.
+similarity that show a collapsed manifold), the FSC between the two ends per shell (generator and truth: a
+compressed manifold), the discrete proportions, and the training time.
 
 The default sampling is the paper's 5 Å. It matters for the cycles/px figure: the first CTF zero of the bench's
 defocus range (1–2 µm at 300 kV) lies at 14–20 Å, which is 0.25–0.36 cycles/px at 5 Å but 0.15–0.21 at 3 Å; the
@@ -36,7 +37,7 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     from ...sim.particles import ParticleParams, simulate_particles_job
     from ..adk import adk_ensemble
     from .data import ParticleStack
-    from .fsccc import discrete_proportions, fsc_area, fsccc_matrix, matrix_agreement
+    from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix, matrix_agreement
     from .model import McganConfig
     from .train import McganTrainer, McganTrainConfig, end_scores
 
@@ -67,7 +68,8 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
            "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
     agree = matrix_agreement(m_rec, m_true)
-    row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(), "matrix_agreement": agree})
+    row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(), "matrix_agreement": agree,
+                "ends_fsc": ends_fsc(vols, truth)})
     if case == "discrete":
         fine = tr.volumes(np.linspace(0, 1, 101)[:, None]).numpy()
         p = discrete_proportions([fsc_area(v, fine[0]) for v in fine], [fsc_area(v, fine[-1]) for v in fine])

@@ -42,7 +42,7 @@ def _cmd_eval(args) -> int:
 
     from ...io.atomic import atomic_path
     from ...io.mrc import write_mrc
-    from .fsccc import discrete_proportions, fsc_area, fsccc_matrix
+    from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix
     from .train import McganManifold
 
     m = McganManifold(args.checkpoint, device=args.device)
@@ -58,7 +58,7 @@ def _cmd_eval(args) -> int:
     fine = np.linspace(0, 1, 101, dtype=np.float32)
     fv = m.decode(fine[:, None]).numpy()
     rows = [[fsc_area(v, fv[0]) for v in fv], [fsc_area(v, fv[-1]) for v in fv]]
-    report.update({"alphas": alphas.tolist(), "fsccc_matrix": mat.tolist(),
+    report.update({"alphas": alphas.tolist(), "fsccc_matrix": mat.tolist(), "ends_fsc": ends_fsc(vols),
                    "proportions": discrete_proportions(*rows, tol=args.tol)})
     if args.references:
         from .fsccc import matrix_agreement
@@ -68,6 +68,7 @@ def _cmd_eval(args) -> int:
         truth = np.asarray(read_mrc(args.references)[0], np.float32)
         if len(truth) == len(vols):
             report["agreement_with_reference_matrix"] = matrix_agreement(mat, fsccc_matrix(truth))
+            report["ends_fsc"] = ends_fsc(vols, truth)
     from ...plots import plot_matrix
 
     plot_matrix(mat, out / "fsccc.png", "FSC cross-conformation matrix", "m (α = m/L)")

@@ -8,6 +8,10 @@
   the direction of a manifold is arbitrary, so the reversed order is tried too. Correlation ignores scale: a
   manifold collapsed to nearly one volume (every entry ≈ 0.99) can still correlate 0.97 with the truth, so the
   mean absolute difference and the two ends' similarity (``M[0, L]``, reconstructed and true) come with it.
+- :func:`ends_fsc`: FSC per shell between the two ends of a path, the generator's and the truth's: the manifold's
+  range at each frequency. A compressed manifold (ends more alike than the true states) shows as a generator curve
+  above the truth's at low frequencies, where the images constrain the generator; the FSC area alone also counts the
+  high-frequency texture every volume of a generator shares.
 - :func:`discrete_proportions`: the fractions of the latent segment that decode to the first state, to the last,
   and to neither (the transition), read from the similarity of every point to the two ends.
 - :func:`align_to_reference`: a generated volume in the frame (and hand) of a reference, for FSC against truth: a
@@ -53,6 +57,16 @@ def matrix_agreement(reconstructed, truth) -> dict:
     return {"pearson": max(forward, backward), "reversed": backward > forward, "pearson_forward": forward,
             "pearson_reversed": backward, "mean_abs_difference": float(np.abs(best[off] - b[off]).mean()),
             "ends_similarity": float(a[0, -1]), "ends_similarity_truth": float(b[0, -1])}
+
+
+def ends_fsc(path, truth=None) -> dict:
+    """``FSC(path[0], path[-1])`` per shell (cycles/px, Nyquist 0.5), and the same for ``truth`` when given."""
+    curve = fsc(torch.as_tensor(np.asarray(path[0], np.float32)), torch.as_tensor(np.asarray(path[-1], np.float32)))
+    out = {"frequency_cycles_per_px": curve.frequency.tolist(), "generator": curve.fsc.tolist()}
+    if truth is not None:
+        out["truth"] = fsc(torch.as_tensor(np.asarray(truth[0], np.float32)),
+                           torch.as_tensor(np.asarray(truth[-1], np.float32))).fsc.tolist()
+    return out
 
 
 def discrete_proportions(to_first, to_last, tol: float = 0.2) -> dict:

@@ -164,8 +164,10 @@ class McganTrainer:
 def end_scores(ends, references, pixel_size: float | None = None) -> dict:
     """FSC of the generator's two ends against the true end volumes, after alignment (rotation, shift, hand); the
     manifold's direction is free, so the better of the two pairings is reported. ``fsc05_freq_*`` is the last
-    frequency (cycles/px, Nyquist 0.5) before FSC first falls below 0.5; given ``pixel_size`` (Å), also in Å."""
-    from ...metrics import fsc
+    frequency (cycles/px, Nyquist 0.5) before FSC first falls below 0.5; given ``pixel_size`` (Å), also in Å.
+    ``fsc05_crossing_*``: where FSC crosses 0.5, linear between shells (:meth:`cryoforge.metrics.FSCCurve.resolution`,
+    as RELION reports it), in cycles/px: at most one shell (1/box) above ``fsc05_freq_*``."""
+    from ...metrics import HALF, fsc
     from .fsccc import align_to_reference, fsc_area
 
     out = {}
@@ -176,12 +178,13 @@ def end_scores(ends, references, pixel_size: float | None = None) -> dict:
             curve = fsc(placed, references[j])
             c, f = curve.fsc, np.arange(len(curve.fsc)) / (2 * (len(curve.fsc) - 1))
             below = np.nonzero(c[1:] < 0.5)[0]
-            pairs[i, j] = (fsc_area(placed, references[j]), float(f[below[0]] if below.size else f[-1]))
+            pairs[i, j] = (fsc_area(placed, references[j]), float(f[below[0]] if below.size else f[-1]),
+                           float(1.0 / curve.resolution(HALF)))  # curve's voxel size is 1: 1/Å = cycles/px
     straight = pairs[0, 0][0] + pairs[1, 1][0]
     crossed = pairs[0, 1][0] + pairs[1, 0][0]
     a, b = ((0, 0), (1, 1)) if straight >= crossed else ((0, 1), (1, 0))
-    out["fsc_area_end0"], out["fsc05_freq_end0"] = pairs[a]
-    out["fsc_area_end1"], out["fsc05_freq_end1"] = pairs[b]
+    out["fsc_area_end0"], out["fsc05_freq_end0"], out["fsc05_crossing_end0"] = pairs[a]
+    out["fsc_area_end1"], out["fsc05_freq_end1"], out["fsc05_crossing_end1"] = pairs[b]
     for k in ("end0", "end1"):  # the same figure in Å, comparable across samplings
         if pixel_size and out[f"fsc05_freq_{k}"] > 0:
             out[f"fsc05_resolution_A_{k}"] = pixel_size / out[f"fsc05_freq_{k}"]
