@@ -61,11 +61,10 @@ def matrix_agreement(reconstructed, truth) -> dict:
 
 def ends_fsc(path, truth=None) -> dict:
     """``FSC(path[0], path[-1])`` per shell (cycles/px, Nyquist 0.5), and the same for ``truth`` when given."""
-    curve = fsc(torch.as_tensor(np.asarray(path[0], np.float32)), torch.as_tensor(np.asarray(path[-1], np.float32)))
+    curve = fsc(path[0], path[-1])
     out = {"frequency_cycles_per_px": curve.frequency.tolist(), "generator": curve.fsc.tolist()}
     if truth is not None:
-        out["truth"] = fsc(torch.as_tensor(np.asarray(truth[0], np.float32)),
-                           torch.as_tensor(np.asarray(truth[-1], np.float32))).fsc.tolist()
+        out["truth"] = fsc(truth[0], truth[-1]).fsc.tolist()
     return out
 
 
