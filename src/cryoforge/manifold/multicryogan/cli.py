@@ -58,8 +58,9 @@ def _cmd_eval(args) -> int:
     fine = np.linspace(0, 1, 101, dtype=np.float32)
     fv = m.decode(fine[:, None]).numpy()
     rows = [[fsc_area(v, fv[0]) for v in fv], [fsc_area(v, fv[-1]) for v in fv]]
-    report.update({"alphas": alphas.tolist(), "fsccc_matrix": mat.tolist(), "ends_fsc": ends_fsc(vols),
+    report.update({"alphas": alphas.tolist(), "fsccc_matrix": mat.tolist(),
                    "proportions": discrete_proportions(*rows, tol=args.tol)})
+    truth = None
     if args.references:
         from .fsccc import matrix_agreement
 
@@ -68,7 +69,9 @@ def _cmd_eval(args) -> int:
         truth = np.asarray(read_mrc(args.references)[0], np.float32)
         if len(truth) == len(vols):
             report["agreement_with_reference_matrix"] = matrix_agreement(mat, fsccc_matrix(truth))
-            report["ends_fsc"] = ends_fsc(vols, truth)
+        else:
+            truth = None
+    report["ends_fsc"] = ends_fsc(vols, truth)
     from ...plots import plot_matrix
 
     plot_matrix(mat, out / "fsccc.png", "FSC cross-conformation matrix", "m (α = m/L)")

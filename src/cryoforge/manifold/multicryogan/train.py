@@ -175,11 +175,10 @@ def end_scores(ends, references, pixel_size: float | None = None) -> dict:
     for i in range(2):
         for j in range(2):
             placed, _ = align_to_reference(ends[i], references[j])
-            curve = fsc(placed, references[j])
-            c, f = curve.fsc, np.arange(len(curve.fsc)) / (2 * (len(curve.fsc) - 1))
-            below = np.nonzero(c[1:] < 0.5)[0]
-            pairs[i, j] = (fsc_area(placed, references[j]), float(f[below[0]] if below.size else f[-1]),
-                           float(1.0 / curve.resolution(HALF)))  # curve's voxel size is 1: 1/Å = cycles/px
+            curve = fsc(placed, references[j])  # voxel size 1: its frequencies are in cycles/px
+            shell = curve.crossing_shell(HALF)
+            last = curve.frequency[-1] if shell is None else curve.frequency[shell - 1]
+            pairs[i, j] = (fsc_area(placed, references[j]), float(last), float(1.0 / curve.resolution(HALF)))
     straight = pairs[0, 0][0] + pairs[1, 1][0]
     crossed = pairs[0, 1][0] + pairs[1, 0][0]
     a, b = ((0, 0), (1, 1)) if straight >= crossed else ((0, 1), (1, 0))
