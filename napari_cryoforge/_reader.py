@@ -47,8 +47,9 @@ def layer_data(data, info, name: str):
     return (data, meta, "image")
 
 
-def read_mrc_layers(path):
-    """Read one file; on a bad file show a clear message and add nothing."""
+def read_mrc_layers(path, kind: str = "auto"):
+    """Read one file; on a bad file show a clear message and add nothing. ``kind`` (``volume``, ``stack``)
+    overrides the volume-or-stack rule of :mod:`cryoforge.io.mrc`."""
     from cryoforge.io.mrc import MrcError, read_mrc
 
     path = path[0] if isinstance(path, list) else path
@@ -57,7 +58,7 @@ def read_mrc_layers(path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # stacks are memory-mapped: napari reads only the particles it shows
-            data, info = read_mrc(p, mmap=p.suffix.lower() in (".mrcs", ".st", ".ali"))
+            data, info = read_mrc(p, mmap=p.suffix.lower() in (".mrcs", ".st", ".ali"), kind=kind)
     except MrcError as err:
         report_error(f"Cannot open {p.name}: {err}")
         return NULL_LAYER

@@ -6,14 +6,14 @@ from ._notify import report_error
 
 
 def voxel_size_from_meta(meta: dict, ndim: int):
-    """Voxel size ``(x, y, z)`` in Å from layer metadata (the reader's record, else ``scale``)."""
+    """Voxel size ``(x, y, z)`` in Å from the layer's current ``scale`` (an edited scale is the truth; the voxel
+    size recorded at read time is not used). The particle axis of a stack carries no length: its z is x."""
     rec = (meta.get("metadata") or {}).get("cryoforge") or {}
-    if "voxel_size" in rec:
-        return tuple(float(v) for v in rec["voxel_size"])
-    scale = list(meta.get("scale") or [1.0] * ndim)
-    x = float(scale[-1])
-    y = float(scale[-2]) if len(scale) > 1 else x
-    z = float(scale[-3]) if len(scale) > 2 else x
+    scale = [float(v) for v in (meta.get("scale") or [1.0] * ndim)]
+    x = scale[-1]
+    y = scale[-2] if len(scale) > 1 else x
+    image_stack = bool(rec.get("is_stack")) and not rec.get("is_volume_stack") and ndim == 3
+    z = scale[-3] if len(scale) > 2 and not image_stack else x
     return (x, y, z)
 
 

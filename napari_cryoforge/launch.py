@@ -5,10 +5,11 @@ from __future__ import annotations
 PLUGIN = "napari-cryoforge"
 
 
-def open_viewer(files=(), sample: bool = False, show: bool = True):
+def open_viewer(files=(), sample: bool = False, show: bool = True, kind: str = "auto"):
     """``(viewer, inspector, simulate, align, hyptest, explorer)``: napari with the Volume inspector, Simulate,
     Align & average, Hypothesis test and Latent explorer docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
-    pairs, known-complex subtomograms, AdK particles)."""
+    pairs, known-complex subtomograms, AdK particles). ``kind`` (``volume``, ``stack``) overrides the reader's
+    volume-or-stack rule (:mod:`cryoforge.io.mrc`)."""
     import napari
 
     viewer = napari.Viewer(title="cryoforge", show=show)
@@ -16,7 +17,14 @@ def open_viewer(files=(), sample: bool = False, show: bool = True):
         for key in ("known_subtomograms", "subtomograms", "adk_particles", "phantom"):
             viewer.open_sample(PLUGIN, key)
     for f in files:
-        viewer.open(str(f), plugin=PLUGIN)
+        if kind == "auto":
+            viewer.open(str(f), plugin=PLUGIN)
+            continue
+        from ._reader import read_mrc_layers
+
+        for layer in read_mrc_layers(str(f), kind=kind):
+            if layer[0] is not None:
+                viewer.add_image(layer[0], **layer[1])
     _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
     _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate", tabify=True)
     _, align = viewer.window.add_plugin_dock_widget(PLUGIN, "Align & average", tabify=True)
@@ -29,7 +37,7 @@ def _cmd_view(args) -> int:
     import napari
 
     viewer, dock, sim, align, hyp, explorer = open_viewer(
-        args.files, sample=args.sample or not (args.files or args.explore))
+        args.files, sample=args.sample or not (args.files or args.explore), kind=args.kind)
     if args.three_d:
         viewer.dims.ndisplay = 3
         viewer.camera.angles = (15, -35, 60)
@@ -134,6 +142,8 @@ def _explore(viewer, explorer, spec: str) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser("view", help="open napari with the cryoforge plugin docked (--sample: sample data)")
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
+    p.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",
+                   help="open the files as volumes or image stacks (default auto: the rule in cryoforge.io.mrc)")
     p.add_argument("--sample", action="store_true", help="load the sample phantom and half maps (default with no files)")
     p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")
     p.add_argument("--simulate", action="store_true", help="run the Simulate dock's preview on start")

@@ -22,14 +22,15 @@ def _cmd_info(args) -> int:
     from .io.mrc import read_mrc
 
     for f in args.files:
-        data, info = read_mrc(f, mmap=True)
+        data, info = read_mrc(f, mmap=True, kind=args.kind)
         arr = np.asarray(data, dtype=np.float64)
         finite = arr[np.isfinite(arr)]
-        kind = "stack (N, Y, X)" if info.is_stack else "volume (Z, Y, X)"
+        kind = {"stack": "image stack (N, Y, X)", "volume": "volume (Z, Y, X)",
+                "volume stack": "volume stack (N, Z, Y, X)"}[info.kind]
         vx, vy, vz = info.voxel_size
         extent = [n * v for n, v in zip(info.shape[::-1], (vx, vy, vz))]
         print(f"{f}")
-        print(f"  type        {kind}, stored as {info.file_dtype}")
+        print(f"  type        {kind}, stored as {info.file_dtype}  ({info.kind_reason})")
         print(f"  shape       {info.shape}")
         print(f"  voxel size  x {vx:.4g} Å, y {vy:.4g} Å, z {vz:.4g} Å"
               + ("  (missing in header; assumed)" if info.voxel_size_missing else ""))
@@ -42,6 +43,35 @@ def _cmd_info(args) -> int:
         n_bad = arr.size - finite.size
         if n_bad:
             print(f"  WARNING     {n_bad} NaN/inf values")
+    return 0
+
+
+def _cmd_metadata(args) -> int:
+    from .io.atomic import atomic_path
+    from .io.particles import read_particle_metadata, with_ctf
+    from .io.report import check_image_stacks, metadata_report, summary_text
+
+    path = Path(args.file)
+    meta = read_particle_metadata(path, args.apix, args.box, args.use_ctf_envelope)
+    if args.ctf:
+        meta = with_ctf(meta, args.ctf, args.apix, args.use_ctf_envelope)
+    stack_size, stack_voxel = check_image_stacks(meta, path.parent)
+    if stack_voxel and meta.pixel_size and abs(stack_voxel - meta.pixel_size) > 1e-3 * meta.pixel_size:
+        meta.notes.append(f"the image stack's header says {stack_voxel:g} Å per pixel; the metadata's "
+                          f"{meta.pixel_size:g} Å is used")
+    box = args.box or stack_size
+    if box is None and meta.image_sizes is not None:
+        box = int(meta.image_sizes[0])
+    if meta.pixel_sizes is None and meta.ctf is not None:
+        raise ValueError(f"{path.name}: no pixel size (rlnImagePixelSize, rlnPixelSize, rlnDetectorPixelSize with "
+                         "rlnMagnification, blob/psize_A); give it with --apix Å")
+    report = metadata_report(meta, box)
+    print(summary_text(meta, report))
+    if args.json:
+        report["command"] = "cryoforge " + " ".join(getattr(args, "argv", []))
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(report))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -119,7 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="shape, voxel size and statistics of MRC files")
     s.add_argument("files", nargs="+")
+    s.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",
+                   help="read as a volume or an image stack (default auto: the rule in cryoforge.io.mrc, by "
+                        "extension, shape and header)")
     s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("metadata", help="what cryoforge reads from a STAR, cryoSPARC .cs or cryoDRGN .pkl file: "
+                                        "optics groups, pixel sizes, CTF, poses, fields used or ignored")
+    s.add_argument("file", help="RELION 3.0/3.1/5 .star, cryoSPARC .cs, or a cryoDRGN pose or CTF .pkl")
+    s.add_argument("--apix", type=float, help="pixel size in Å; overrides the file's")
+    s.add_argument("--box", type=int, help="image size in pixels (default: the image stack's, else rlnImageSize); "
+                                           "the CTF is checked on this grid")
+    s.add_argument("--ctf", help="a second file whose CTF replaces this one's (e.g. a cryoDRGN ctf.pkl)")
+    s.add_argument("--use-ctf-envelope", action="store_true",
+                   help="apply rlnCtfBfactor / rlnCtfScalefactor (capped at 1); ignored by default, as cryoDRGN does")
+    s.add_argument("--json", help="write per-particle values (pixel_size_A, defocus_u_A, …, rotation, shift_px, "
+                                  "shift_A) to this JSON file")
+    s.set_defaults(func=_cmd_metadata)
 
     s = sub.add_parser("fsc", help="Fourier shell correlation of two maps, resolution at 0.143 and 0.5")
     s.add_argument("a")
@@ -186,6 +232,18 @@ def main(argv=None) -> int:
     from .jobs import Cancelled, JobError
     from .manifold.base import ManifoldError
 
+    import warnings
+
+    from .io.mrc import MrcWarning
+    from .io.star import StarWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (MrcWarning, StarWarning)):
+            print(f"cryoforge {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    default_show, warnings.showwarning = warnings.showwarning, show
     try:
         return int(args.func(args) or 0)
     except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError) as err:
@@ -194,6 +252,8 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, Cancelled):
         print(f"cryoforge {args.command}: cancelled", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = default_show
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ Vectors and rotations
     The particle image with those angles is the projection along z of the reference
     rotated by ``A`` (the Fourier slice ``F_img(k) = F_ref(A^T k)``).
 
+CTF sign
+    :func:`cryoforge.ctf.ctf_2d` is ``-sin(χ)`` with torch-ctf's phase χ, so ``CTF(0) = +w`` (the amplitude
+    contrast): the images this project simulates show density bright at low frequency. cryoDRGN's
+    ``compute_ctf`` is exactly the negative (``CTF(0) = -w``; recorded values in
+    tests/data/metadata/cryodrgn_parsed.json). cryoDRGN inverts the images by default (``invert_data``) and
+    cryoforge does not (``drgn train --invert`` off), so both reconstruct density of the same sign from the
+    same real images. The defocus angle is RELION's, from the x axis to the direction of ``DefocusU``.
+
 Rotation error
     Reported in degrees (geodesic angle of ``R1^T R2``) and as the Frobenius norm
     ``||R1 - R2||_F`` used by the Gum-Net paper; ``||R1 - R2||_F = 2 sqrt(2) sin(θ/2)``.

@@ -2,9 +2,13 @@
 
 torch-ctf (0.6) computes ``CTF = -sin(total phase)`` with defocus in µm; this module takes RELION's
 units (defocus U/V in Å, defocus angle in degrees from the x axis, Cs in mm, voltage in kV) and adds
-the B-factor envelope ``exp(-B k^2 / 4)``, which torch-ctf does not model. Measured sign: ``CTF(0) =
--sin(-φ_a) = +sin(φ_a) > 0`` for amplitude contrast ``w`` with ``φ_a = atan(w / sqrt(1 - w^2))``; the
+the B-factor envelope ``exp(-B k^2 / 4)`` and RELION's scale factor, which torch-ctf does not model.
+The sign is stated in :mod:`cryoforge.conventions` (``CTF(0) = +w``: the opposite of cryoDRGN's). The
 zeros are where ``π λ Δf k² - (π/2) Cs λ³ k⁴ + φ_a = nπ`` (tests/engine/test_ctf.py).
+
+Any ``defocus_u``, ``defocus_v`` work: rows with U < V are computed as (V, U, angle + 90°), the same
+ellipse (torch-ctf takes the square root of ``(U - V) / 2``). The envelope ``scale · exp(-B k² / 4)`` is
+capped at 1: a negative B (as real STAR files carry) would otherwise amplify the CTF without bound.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 from scipy import constants as C
 from torch_ctf import calculate_ctf_2d
@@ -30,8 +35,9 @@ class CTFParams:
     voltage: float = 300.0  # kV (rlnVoltage)
     cs: float = 2.7  # mm (rlnSphericalAberration)
     amplitude_contrast: float = 0.1  # fraction (rlnAmplitudeContrast)
-    bfactor: float = 0.0  # Å² (rlnCtfBfactor), envelope exp(-B k^2 / 4)
+    bfactor: float = 0.0  # Å² (rlnCtfBfactor), envelope exp(-B k^2 / 4), capped at 1
     phase_shift: float = 0.0  # degrees (rlnPhaseShift)
+    scale: float = 1.0  # rlnCtfScalefactor, multiplies the envelope (capped at 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,33 +58,50 @@ def _t(x, device) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float32, device=device)
 
 
-def ctf_2d(params: CTFParams, shape, pixel_size: float, rfft: bool = True, fftshift: bool = False, device=None):
+def canonical_astigmatism(du, dv, angle) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(U, V, angle)`` with ``U ≥ V``: rows with U < V become ``(V, U, angle + 90°)``, the same CTF."""
+    swap = du < dv
+    return torch.where(swap, dv, du), torch.where(swap, du, dv), torch.where(swap, angle + 90.0, angle)
+
+
+def _envelope_k2(shape, pixel_size, rfft: bool, fftshift: bool, device) -> torch.Tensor:
+    """``|k|²`` (1/Å²) on the CTF's grid, ``(N, …)`` for one pixel size per row."""
+    k = freq_radius(shape, 1.0, rfft=rfft, device=device)
+    if fftshift:
+        k = torch.fft.fftshift(k, dim=(-2,) if rfft else (-2, -1))
+    px = _t(pixel_size, device)
+    return (k / px.reshape(*px.shape, 1, 1)) ** 2
+
+
+def ctf_2d(params: CTFParams, shape, pixel_size, rfft: bool = True, fftshift: bool = False, device=None):
     """CTF on the 2-D FFT grid of ``shape = (Y, X)``: ``(Y, X//2+1)`` when ``rfft``; batched as ``(N, …)``.
 
-    ``pixel_size`` is in Å. With a batch of parameters (1-D arrays), the result is ``(N, *fft_shape)``.
+    ``pixel_size`` is in Å: one number, or one per row of a batch (particles of several optics groups).
+    With a batch of parameters (1-D arrays), the result is ``(N, *fft_shape)``.
     """
     if len(shape) != 2:
         raise ValueError(f"ctf_2d needs an image shape (Y, X); got {tuple(shape)}")
-    du, dv = _t(params.defocus_u, device), _t(params.defocus_v, device)
+    du, dv, angle = canonical_astigmatism(_t(params.defocus_u, device), _t(params.defocus_v, device),
+                                          _t(params.defocus_angle, device))
+    px = float(pixel_size) if np.ndim(pixel_size) == 0 else _t(np.asarray(pixel_size, np.float32), device)
     ctf = calculate_ctf_2d(
         defocus=(du + dv) / 2 / 1e4,
         astigmatism=(du - dv) / 2 / 1e4,
-        astigmatism_angle=_t(params.defocus_angle, device),
+        astigmatism_angle=angle,
         voltage=_t(params.voltage, device),
         spherical_aberration=_t(params.cs, device),
         amplitude_contrast=_t(params.amplitude_contrast, device),
         phase_shift=_t(params.phase_shift, device),
-        pixel_size=float(pixel_size),
+        pixel_size=px,
         image_shape=tuple(int(s) for s in shape),
         rfft=rfft,
         fftshift=fftshift,
     )
-    b = _t(params.bfactor, device)
-    if torch.any(b != 0):
-        k = freq_radius(shape, pixel_size, rfft=rfft, device=ctf.device)
-        if fftshift:
-            k = torch.fft.fftshift(k, dim=(-2,) if rfft else (-2, -1))
-        ctf = ctf * torch.exp(-b.reshape(*b.shape, 1, 1) * k * k / 4)
+    b, scale = _t(params.bfactor, ctf.device), _t(params.scale, ctf.device)
+    if torch.any(b != 0) or torch.any(scale != 1):
+        k2 = _envelope_k2(shape, pixel_size, rfft, fftshift, ctf.device)
+        env = scale.reshape(*scale.shape, 1, 1) * torch.exp(-b.reshape(*b.shape, 1, 1) * k2 / 4)
+        ctf = ctf * env.clamp(max=1.0)
     return ctf
 
 
@@ -91,7 +114,7 @@ def apply_ctf(images, params: CTFParams, pixel_size: float):
 
 
 def ctf_of_k2(params: CTFParams, k2, device=None):
-    """Isotropic CTF (``defocus_u`` only, B envelope included) at squared frequencies ``k2`` (1/Å²).
+    """Isotropic CTF (``defocus_u`` only, envelope included and capped at 1) at squared frequencies ``k2`` (1/Å²).
 
     For 3-D filters such as a tomogram's transfer (:mod:`cryoforge.sim.tomo`): with a batch of
     parameters the result is ``(N, *k2.shape)``. Uses torch-ctf's phase, like :func:`ctf_2d`.
@@ -107,4 +130,4 @@ def ctf_of_k2(params: CTFParams, k2, device=None):
         defocus_um=p(params.defocus_u) / 1e4, voltage_kv=p(params.voltage), spherical_aberration_mm=p(params.cs),
         phase_shift_degrees=p(params.phase_shift), amplitude_contrast_fraction=p(params.amplitude_contrast),
         fftfreq_grid_angstrom_squared=k2)
-    return -torch.sin(phase) * torch.exp(-p(params.bfactor) * k2 / 4)
+    return -torch.sin(phase) * (p(params.scale) * torch.exp(-p(params.bfactor) * k2 / 4)).clamp(max=1.0)

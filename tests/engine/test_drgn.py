@@ -11,7 +11,7 @@ import torch
 from cryoforge.manifold import ManifoldError
 from cryoforge.manifold.drgn import (CoordinateDecoder, DrgnManifold, htn_center, ihtn_center, lattice_coords,
                                      load_ctf, load_poses, load_z)
-from cryoforge.manifold.drgn.pickles import UnsafePickleError
+from cryoforge.io.pickles import UnsafePickleError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "cryodrgn"
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "cryodrgn_eval_vol_het.json"

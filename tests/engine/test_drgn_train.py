@@ -143,15 +143,15 @@ def test_relion_angles_give_cryodrgn_rotations():
 def test_poses_and_ctf_from_star_and_cryosparc():
     from scipy.spatial.transform import Rotation
 
-    from cryoforge.manifold.drgn.metadata import read_poses
+    from cryoforge.io.particles import read_particle_metadata
 
-    star = read_poses(SHARED / "relion31.star")
+    star = read_particle_metadata(SHARED / "relion31.star")
     assert star.rotations.shape == (5, 3, 3) and star.pixel_size == pytest.approx(2.806)
-    assert star.ctf["defocus_u"][0] == pytest.approx(13108.082) and star.translations.shape == (5, 2)
-    np.testing.assert_allclose(star.translations[0], np.array([0.019324, -0.64686]) / 2.806, atol=1e-5)
-    cs = read_poses(SHARED / "cryosparc_P12_J24_001_particles.cs")
+    assert star.ctf.defocus_u[0] == pytest.approx(13108.082) and star.shifts_px().shape == (5, 2)
+    np.testing.assert_allclose(star.shifts_px()[0], np.array([0.019324, -0.64686]) / 2.806, atol=1e-5)
+    cs = read_particle_metadata(SHARED / "cryosparc_P12_J24_001_particles.cs")
     raw = np.load(SHARED / "cryosparc_P12_J24_001_particles.cs")
-    assert len(cs.rotations) == len(raw) and cs.ctf["voltage"][0] == pytest.approx(raw["ctf/accel_kv"][0])
+    assert len(cs.rotations) == len(raw) and cs.ctf.voltage[0] == pytest.approx(raw["ctf/accel_kv"][0])
     np.testing.assert_allclose(cs.rotations[3], Rotation.from_rotvec(raw["alignments3D/pose"][3]).as_matrix().T,
                                atol=1e-5)
     np.testing.assert_allclose(np.linalg.det(cs.rotations), 1.0, atol=1e-4)

@@ -2,6 +2,20 @@
 
 Data come back as ``(Z, Y, X)`` volumes or ``(N, Y, X)`` stacks (:mod:`cryoforge.conventions`),
 reordered when the header's MAPC/MAPR/MAPS say the file is stored in another axis order.
+
+Volume or image stack — the one rule (:func:`data_kind`), first match wins:
+
+1. the user's choice (``kind="volume"``, ``"stack"``; ``cryoforge info --as``, ``cryoforge view --as``);
+2. 4-D data (MRC2014 ISPG 401) → a stack of volumes ``(N, Z, Y, X)``;
+3. 2-D data → a stack of one image;
+4. extension ``.mrcs``, ``.st``, ``.ali`` → an image stack;
+5. a cube (``nz == ny == nx``) → a volume, whatever the ISPG (many tools write maps with ISPG 0; cryoDRGN
+   reads a cubic ``.mrc`` as a volume);
+6. ISPG 0 → an image stack (MRC2014: 0 means images);
+7. ISPG ≥ 1 but no cell length along z (``cella.z == 0``) while ``nz > 1`` → an image stack: a volume has a
+   z extent, and stacks written without a cell size (e.g. 7 × 320 × 320 with ISPG 1) otherwise pass for
+   thin volumes;
+8. otherwise a volume.
 """
 
 from __future__ import annotations
@@ -23,6 +37,34 @@ class MrcError(ValueError):
     """A file could not be read or written as MRC; the message says why in plain words."""
 
 
+MRC_KINDS = ("auto", "volume", "stack")
+
+
+def data_kind(suffix: str, shape: tuple[int, ...], ispg: int, cell_z: float, kind: str = "auto") -> tuple[str, str]:
+    """``('volume' | 'stack' | 'volume stack', reason)`` by the module's rule, for data of ``shape`` as stored."""
+    if kind not in MRC_KINDS:
+        raise MrcError(f"kind must be one of {MRC_KINDS}; got {kind!r}")
+    if len(shape) == 4:
+        if kind == "volume":
+            raise MrcError(f"the file holds a stack of volumes {tuple(shape)}; it cannot be read as one volume")
+        return "volume stack", "4-D data (ISPG 401)"
+    if len(shape) == 2:
+        if kind == "volume":
+            raise MrcError(f"the file holds one 2-D image {tuple(shape)}; it cannot be read as a volume")
+        return "stack", "a single 2-D image"
+    if kind != "auto":
+        return kind, "as asked"
+    if suffix.lower() in STACK_EXTENSIONS:
+        return "stack", f"extension {suffix}"
+    if shape[0] == shape[1] == shape[2]:
+        return "volume", "a cube" + (" (ISPG 0 notwithstanding)" if ispg == 0 else "")
+    if ispg == 0:
+        return "stack", "ISPG 0 (images)"
+    if cell_z == 0 and shape[0] > 1:
+        return "stack", f"ISPG {ispg} but no cell length along z"
+    return "volume", f"ISPG {ispg}"
+
+
 class MrcWarning(UserWarning):
     """Something in an MRC file is unusual but readable (NaN values, missing voxel size, old header)."""
 
@@ -38,6 +80,12 @@ class MrcInfo:
     has_nonfinite: bool
     voxel_size_missing: bool = False
     is_volume_stack: bool = False
+    kind_reason: str = ""  # why the data was read as a volume or a stack (the module's rule)
+
+    @property
+    def kind(self) -> str:
+        """``'volume'``, ``'stack'`` (of images) or ``'volume stack'``."""
+        return "volume stack" if self.is_volume_stack else "stack" if self.is_stack else "volume"
 
     @property
     def pixel_size(self) -> float:
@@ -82,10 +130,11 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argsort([-a for a in order]))
 
 
-def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
+def read_mrc(path, mmap: bool = False, kind: str = "auto") -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
     A stack of volumes (MRC2014 ISPG 401) comes back as ``(N, Z, Y, X)`` with ``info.is_volume_stack``.
+    Volume or image stack follows the module's rule; ``kind`` (``'volume'``, ``'stack'``) overrides it.
     Raises :class:`MrcError` with a clear message for missing, truncated or non-MRC files;
     warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
     """
@@ -98,9 +147,8 @@ def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
             warnings.warn(f"{path.name}: header is not MRC2014-compliant, read permissively ({notes[0]})",
                           MrcWarning, stacklevel=2)
         raw = mrc.data
-        volume_stack = raw.ndim == 4
-        is_stack = not volume_stack and (raw.ndim == 2 or path.suffix.lower() in STACK_EXTENSIONS
-                                         or bool(mrc.is_image_stack()))
+        what, reason = data_kind(path.suffix, raw.shape, int(mrc.header.ispg), float(mrc.header.cella.z), kind)
+        volume_stack, is_stack = what == "volume stack", what == "stack"
         vs = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
         origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))
         perm = _axis_permutation(mrc.header) if raw.ndim == 3 else None
@@ -113,7 +161,7 @@ def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
         data = data[None]
     if perm is not None:
         data = np.transpose(data, perm)
-    missing = not all(v > 0 for v in vs)
+    missing = not all(v > 0 for v in (vs[:2] if is_stack else vs))  # a stack's z spacing is not a length
     if missing:
         warnings.warn(f"{path.name}: no voxel size in the header; assuming 1 Å", MrcWarning, stacklevel=2)
         vs = (1.0, 1.0, 1.0)
@@ -123,7 +171,8 @@ def read_mrc(path, mmap: bool = False) -> tuple[np.ndarray, MrcInfo]:
     nonfinite = not bool(np.isfinite(probe).all())
     if nonfinite:
         warnings.warn(f"{path.name}: contains NaN or infinite values", MrcWarning, stacklevel=2)
-    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing, volume_stack)
+    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing, volume_stack,
+                   reason)
     return data, info
 
 

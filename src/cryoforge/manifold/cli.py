@@ -48,23 +48,45 @@ def _cmd_movie(args) -> int:
     return 0
 
 
+def read_zfile(path, latent_dim: int) -> np.ndarray:
+    """Latent points ``(M, latent_dim)`` from a text file, one per line; a file of another width is an error that
+    names both widths (cryoDRGN reshapes it silently)."""
+    from .base import ManifoldError
+
+    try:
+        z = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except ValueError as err:
+        raise ManifoldError(f"{path}: not a table of numbers, one latent point per line ({err})") from None
+    if z.size == 0:
+        raise ManifoldError(f"{path}: no latent points in it")
+    if z.shape[1] != latent_dim:
+        raise ManifoldError(f"{path}: {z.shape[1]} numbers per line, but the model's latent space has {latent_dim} "
+                            "dimensions")
+    return z
+
+
 def _cmd_drgn_eval(args) -> int:
     from ..io.mrc import write_mrc
 
     m = _open(args)
     if args.zfile:
-        z = np.loadtxt(args.zfile, dtype=np.float32).reshape(-1, m.latent_dim)
+        z = read_zfile(args.zfile, m.latent_dim)
     elif args.zval:
         z = resolve_point(m, " ".join(args.zval))[None]
     else:
         z = m.origin()[None]
+        if m.latent_dim:
+            print(f"no --zval or --zfile: decoding the latent origin z = ({', '.join(f'{v:g}' for v in z[0])})")
+    if args.voxel_size is None and getattr(m, "voxel_size_known", True) is False:
+        print(f"voxel size: {m.voxel_size:g} Å written to the header (the run does not record one; pass "
+              "--voxel-size)")
     vols = m.decode(z).numpy()
     out = Path(args.out)
-    if len(vols) == 1 and out.suffix == ".mrc":
+    if args.zfile is None and out.suffix == ".mrc":
         print(write_mrc(out, vols[0], m.voxel_size))
-    else:
-        for i, v in enumerate(vols):
-            print(write_mrc(out / f"vol_{i:03d}.mrc", v, m.voxel_size))
+    else:  # cryodrgn eval_vol's names: the same file name holds the same latent row
+        for i, v in enumerate(vols, start=args.vol_start_index):
+            print(write_mrc(out / f"{args.prefix}{i:03d}.mrc", v, m.voxel_size))
     return 0
 
 
@@ -99,37 +121,65 @@ def _cmd_drgn_analyze(args) -> int:
     return 0
 
 
+def _particle_metadata(args, images, info):
+    """Poses, CTF and pixel size for ``drgn train`` from ``--poses`` / ``--ctf`` / ``--apix``, matched to the stack;
+    prints what was used (the CTF's file above all)."""
+    from ..io.particles import match_stack, read_particle_metadata, with_ctf
+
+    n, box = images.shape[0], images.shape[-1]
+    meta = None
+    if args.poses is not None:
+        meta = read_particle_metadata(args.poses, args.pixel_size, box, args.use_ctf_envelope)
+        if meta.rotations is None:
+            raise ValueError(f"{args.poses}: no poses in it (rlnAngleRot/Tilt/Psi, alignments3D/pose or rotations)")
+    if args.ctf:
+        meta = (read_particle_metadata(args.ctf, args.pixel_size, box, args.use_ctf_envelope) if meta is None
+                else with_ctf(meta, args.ctf, args.pixel_size, args.use_ctf_envelope))
+        if meta.ctf is None:
+            raise ValueError(f"{args.ctf}: no CTF parameters in it")
+    if meta is None:
+        return None
+    meta = match_stack(meta, args.particles, n, info.pixel_size, info.voxel_size_missing)
+    print(f"metadata for {n} images of {box}² px:")
+    for note in meta.notes:
+        print(f"  {note}")
+    return meta
+
+
 def _cmd_drgn_train(args) -> int:
     from ..io.mrc import read_mrc
     from ..jobs.trainer import train_cli
     from .drgn.data import ParticleImages, backproject
-    from .drgn.metadata import read_ctf, read_poses
     from .drgn.poses import PoseSearchConfig
     from .drgn.train import DrgnTrainConfig, train_drgn_job
 
-    images, info = read_mrc(args.particles, mmap=True)
+    images, info = read_mrc(args.particles, mmap=True, kind="stack")
     if images.ndim != 3:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
     if args.poses is None and not args.pose_search:
         raise ValueError("no poses given: pass --poses (a STAR, .cs or pose .pkl), or --pose-search to find them")
-    if args.poses is not None:
-        poses = read_poses(args.poses, args.ctf if args.ctf and Path(args.ctf).suffix == ".pkl" else None,
-                           images.shape[-1])
-        if len(poses.rotations) != images.shape[0]:
-            raise ValueError(f"{args.poses}: {len(poses.rotations)} poses for {images.shape[0]} images")
-        rot, trans, ctf, px = poses.rotations, poses.translations, poses.ctf, poses.pixel_size
-    else:
-        rot = trans = ctf = px = None
-    if args.ctf and ctf is None:
-        ctf, px = read_ctf(args.ctf)
-    if ctf is not None and len(next(iter(ctf.values()))) not in (1, images.shape[0]):
-        raise ValueError(f"{args.ctf or args.poses}: CTF for {len(next(iter(ctf.values())))} images, "
-                         f"the stack has {images.shape[0]}")
-    ctf = None if args.no_ctf else ctf
-    if ctf is None and not args.no_ctf:
+    meta = _particle_metadata(args, images, info)
+    rot = trans = ctf = None
+    if meta is not None:
+        rot, trans = meta.rotations, meta.shifts_px()
+        ctf = None if meta.ctf is None else {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
+    if args.no_ctf:
+        if ctf is not None:
+            print("  --no-ctf: the CTF is not used")
+        ctf = None
+    elif ctf is None:
         raise ValueError("no CTF given: pass --ctf ctf.pkl (or a STAR/.cs file with CTF columns), or --no-ctf to "
                          "train without one (e.g. simulated images without CTF)")
-    px = args.pixel_size or px or float(info.voxel_size[0])
+    if meta is not None and meta.pixel_sizes is not None:
+        px = meta.pixel_sizes
+    elif args.pixel_size:
+        px = args.pixel_size
+    elif not info.voxel_size_missing:
+        px = float(info.voxel_size[0])
+        print(f"  pixel size {px:g} Å from the header of {Path(args.particles).name}")
+    else:
+        raise ValueError(f"no pixel size: neither the metadata nor the header of {Path(args.particles).name} gives "
+                         "one; pass --apix Å")
     data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
     cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
                           batch=args.batch, lr=args.lr, seed=args.seed)
@@ -147,7 +197,7 @@ def _cmd_drgn_train(args) -> int:
 def _model_args(p, drgn: bool = False):
     p.add_argument("model", help="a cryoforge checkpoint (.pt), a cryoDRGN run (folder or weights.N.pkl), "
                                  "'wgan' (the shipped 3D-WGAN) or 'analytic[:D]'")
-    p.add_argument("--config", help="cryoDRGN config.yaml (default: beside the weights)")
+    p.add_argument("-c", "--config", help="cryoDRGN config.yaml (default: beside the weights)")
     p.add_argument("--z", help="cryoDRGN z.N.pkl (default: the one of the same epoch)")
     p.add_argument("--voxel-size", type=float, help="Å per voxel of the decoded maps (cryoDRGN runs do not store it)")
     p.add_argument("--device", default="cpu")
@@ -178,9 +228,13 @@ def register(sub) -> None:
     dsub = d.add_subparsers(dest="drgn_command", metavar="ACTION", required=True)
     e = dsub.add_parser("eval", help="decode volumes (all slices in one pass, many z at once), like cryodrgn eval_vol")
     _model_args(e)
-    e.add_argument("--zval", nargs="+", help="one latent point (numbers)")
-    e.add_argument("--zfile", help="text file of latent points, one per line")
+    e.add_argument("-z", "--zval", nargs="+", help="one latent point (numbers)")
+    e.add_argument("--zfile", help="text file of latent points, one per line (as many numbers as latent dimensions)")
     e.add_argument("-o", "--out", required=True, help="vol.mrc for one point, else a folder")
+    e.add_argument("--prefix", default="vol_", help="file name prefix in the folder (default %(default)s)")
+    e.add_argument("--vol-start-index", type=int, default=1,
+                   help="number of the first volume, as cryodrgn eval_vol (default %(default)s): "
+                        "row k of --zfile is PREFIX{k+start:03d}.mrc")
     e.set_defaults(func=_cmd_drgn_eval)
     t = dsub.add_parser("train", help="train a cryoDRGN model (homogeneous, or a VAE with --zdim) with known poses "
                                       "or with pose search (--pose-search, as cryodrgn abinit_homo/abinit_het)")
@@ -188,7 +242,11 @@ def register(sub) -> None:
     t.add_argument("--poses", help="poses: a RELION .star or cryoSPARC .cs (CTF included), or a cryoDRGN pose .pkl "
                                    "(rotations, or (rotations, translations)); with --pose-search only a reference "
                                    "that validation compares the found poses with")
-    t.add_argument("--ctf", help="cryoDRGN CTF .pkl (N, 9), or a STAR file with CTF columns (e.g. for --pose-search)")
+    t.add_argument("--ctf", help="CTF: a cryoDRGN CTF .pkl (N, 9), a STAR or a cryoSPARC .cs file; it replaces the CTF "
+                                 "of the --poses file (the command says which it uses)")
+    t.add_argument("--use-ctf-envelope", action="store_true",
+                   help="apply rlnCtfBfactor / rlnCtfScalefactor (capped at 1); cryoDRGN ignores them, and so does "
+                        "the default")
     ps = t.add_argument_group("pose search (branch and bound over SO(3) × shifts with frequency marching)")
     ps.add_argument("--pose-search", action="store_true", help="find the poses while training")
     ps.add_argument("--pretrain", type=int, default=10_000, help="images trained at random poses first")
@@ -210,7 +268,8 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--invert", action="store_true", help="invert the images' contrast")
-    t.add_argument("--pixel-size", type=float, help="Å per pixel (default: from the MRC header)")
+    t.add_argument("--apix", "--pixel-size", dest="pixel_size", type=float,
+                   help="Å per pixel; overrides the metadata's (default: the metadata's, else the stack's header)")
     t.add_argument("--validate-every", type=int, default=100)
     t.add_argument("--validate-backprojection", action="store_true",
                    help="report the FSC against a direct backprojection of the images with their poses")

@@ -44,13 +44,14 @@ def _stored(dataset):
     from ...io.mrc import read_mrc
     from ...sim.particles import Ensemble
     from .data import ParticleImages
-    from .metadata import read_poses
+    from ...io.star import read_particles_star
 
     d = Path(dataset)
     images, _ = read_mrc(d / "particles.mrcs", mmap=True)
-    poses = read_poses(d / "particles.star")
+    meta = read_particles_star(d / "particles.star")
     states = np.asarray(read_mrc(d / "states.mrc")[0], np.float32)  # closed, open
-    data = ParticleImages(images, poses.rotations, poses.translations, poses.ctf, poses.pixel_size)
+    ctf = None if meta.ctf is None else {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
+    data = ParticleImages(images, meta.rotations, meta.shifts_px(), ctf, meta.particle_pixel_sizes())
     # only the end maps are stored: the ends are scored, not each image (its map is not a blend of the two ends)
     return data, pd.read_csv(d / "truth.csv")["conformation"].to_numpy(), Ensemble(states, None, [0.5, 0.5])
 

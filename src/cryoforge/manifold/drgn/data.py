@@ -35,9 +35,13 @@ def soft_window(D: int, inner: float = 0.85, outer: float = 0.99) -> torch.Tenso
 
 
 class ParticleImages:
-    """A stack ``(N, D, D)`` (memory-mapped arrays work) with optional poses, shifts and CTF per image."""
+    """A stack ``(N, D, D)`` (memory-mapped arrays work) with optional poses, shifts and CTF per image.
 
-    def __init__(self, images, rotations=None, translations=None, ctf=None, pixel_size: float = 1.0,
+    ``pixel_size`` (Å) is one number, or one per image (optics groups of different pixel sizes): each image's CTF
+    uses its own; the decoded volumes are on the first image's grid.
+    """
+
+    def __init__(self, images, rotations=None, translations=None, ctf=None, pixel_size: float | np.ndarray = 1.0,
                  invert: bool = False, window: bool = True, norm: tuple[float, float] | None = None):
         shape = np.shape(images)
         if len(shape) != 3 or shape[1] != shape[2]:
@@ -51,7 +55,8 @@ class ParticleImages:
             if arr is not None and (len(arr) != self.n or tuple(arr.shape[1:]) != want):
                 raise ManifoldError(f"{name}: expected ({self.n}, {', '.join(map(str, want))}) for {self.n} images, "
                                     f"got {tuple(arr.shape)}")
-        self.ctf, self.pixel_size, self.invert = ctf, float(pixel_size), invert
+        sizes = np.broadcast_to(np.asarray(pixel_size, np.float64), (self.n,))
+        self.ctf, self.pixel_sizes, self.pixel_size, self.invert = ctf, sizes, float(sizes[0]), invert
         self.window = soft_window(self.D) if window else None
         lat = lattice_coords(self.D + 1)[self.D // 2]  # the central plane: (D+1, D+1, 3), k = (x, y, 0)
         self.coords = lat.reshape(-1, 3)
@@ -81,7 +86,8 @@ class ParticleImages:
         from ...ctf import CTFParams, ctf_2d
 
         p = CTFParams(**{k: np.broadcast_to(np.asarray(v), (self.n,))[idx] for k, v in self.ctf.items()})
-        c = ctf_2d(p, (self.D, self.D), self.pixel_size, rfft=False, fftshift=True)
+        px = self.pixel_sizes[np.asarray(idx)]
+        c = ctf_2d(p, (self.D, self.D), px[0] if np.all(px == px[0]) else px, rfft=False, fftshift=True)
         return symmetrize(c.reshape(len(idx), self.D, self.D)).flatten(1)
 
 

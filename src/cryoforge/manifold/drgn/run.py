@@ -9,7 +9,7 @@ import torch
 
 from ..base import Manifold, ManifoldError
 from .model import CoordinateDecoder, decode_volumes, ihtn_center, lattice_coords
-from .pickles import load_pickles, load_weights, load_z
+from ...io.pickles import load_pickles, load_weights, load_z
 
 
 def load_config(path) -> dict:
@@ -130,7 +130,9 @@ class DrgnManifold(Manifold):
         self.D, self.extent = int(lat["D"]), float(lat.get("extent", 0.5))
         self.box = self.D - 1
         self.norm = tuple(float(x) for x in self.cfg.get("dataset_args", {}).get("norm", (0.0, 1.0)))
-        self.voxel_size = float(voxel_size or self.cfg.get("dataset_args", {}).get("Apix") or 1.0)
+        recorded = voxel_size or self.cfg.get("dataset_args", {}).get("Apix")
+        self.voxel_size_known = recorded is not None  # else 1 Å, as cryodrgn eval_vol's default --Apix
+        self.voxel_size = float(recorded or 1.0)
         self.name = f"cryoDRGN {weights.parent.name}/{weights.name}"
         self.files = {"weights": str(weights), "config": str(cfg_path), "z": str(z_path) if z_path else None}
         self.z_logvar = None

@@ -78,29 +78,31 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
     """Images from ``stacks`` (one path or several, all of one square size) with CTFs from ``star`` (RELION),
     optionally downsampled to ``size``."""
     from ...io.mrc import read_mrc
-    from ...io.star import read_particles_star
+    from ...io.particles import match_stack, read_particle_metadata
 
     paths = [Path(stacks)] if isinstance(stacks, (str, Path)) else [Path(p) for p in stacks]
     if not paths:
         raise ManifoldError("no particle stack given")
-    arrays, sizes, px = [], [], None
+    arrays, sizes, px, missing = [], [], None, False
     for p in paths:
-        data, info = read_mrc(p, mmap=True)
+        data, info = read_mrc(p, mmap=True, kind="stack")
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3 or data.shape[1] != data.shape[2]:
             raise ManifoldError(f"{p.name}: expected a stack of square images (N, D, D); got shape {data.shape}")
         arrays.append(data)
         sizes.append(f"{p.name}: {data.shape[1]}²")
-        px = px or float(info.voxel_size[0])
+        px, missing = px or float(info.voxel_size[0]), missing or info.voxel_size_missing
     if len({a.shape[1] for a in arrays}) > 1:
         raise ManifoldError("the particle stacks have mixed image sizes (" + ", ".join(sizes) + "); resample them to "
                             "one size first (e.g. `relion_image_handler --new_box`)")
     images = arrays[0] if len(arrays) == 1 else np.concatenate([np.asarray(a) for a in arrays])
     ctf = None
     if star is not None:
-        meta = read_particles_star(star, pixel_size)
-        if len(meta) != len(images):
+        meta = read_particle_metadata(star, pixel_size)
+        if len(paths) == 1:
+            meta = match_stack(meta, paths[0], len(images), px, missing)
+        elif len(meta) != len(images):
             raise ManifoldError(f"{Path(star).name}: {len(meta)} particles for {len(images)} images")
         px = pixel_size or meta.pixel_size or px
         if use_ctf:
