@@ -273,3 +273,40 @@ def test_z_file_of_the_wrong_width_is_an_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "numbers per line, but the model's latent space has 8 dimensions" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_multicryogan_draws_each_images_pixel_size():
+    from cryoforge.manifold.multicryogan.data import load_stack
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarWarning)
+        data = load_stack(DATA / "relion31_optics6.mrcs", R31, size=8)  # 16² → 8²: the pixel size doubles
+    meta = read_quiet(R31)
+    np.testing.assert_allclose(data.pixel_sizes, meta.pixel_sizes * 2)
+    rows = np.arange(18)
+    np.testing.assert_allclose(data.ctf_pixel_sizes(rows), meta.pixel_sizes * 2)
+    np.testing.assert_allclose(data.ctf_rows(rows).cs, meta.ctf.cs)
+
+
+def test_drgn_eval_says_what_it_decoded(shared_dir, tmp_path, capsys):
+    run = shared_dir / "cryodrgn"
+    assert main(["drgn", "eval", str(run / "het_weights.pkl"), "-c", str(run / "het_config.yaml"),
+                 "-o", str(tmp_path / "v.mrc")]) == 0
+    out = capsys.readouterr().out
+    assert "decoding the latent origin z = (0, 0, 0, 0, 0, 0, 0, 0)" in out
+    assert "voxel size: 1 Å written to the header (the run does not record one" in out
+    np.savetxt(tmp_path / "z.txt", np.zeros((2, 8)))
+    assert main(["drgn", "eval", str(run / "het_weights.pkl"), "-c", str(run / "het_config.yaml"), "--zfile",
+                 str(tmp_path / "z.txt"), "-o", str(tmp_path / "out"), "--voxel-size", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["vol_001.mrc", "vol_002.mrc"]  # as eval_vol
+
+
+def test_reader_override(tmp_path):
+    from napari_cryoforge._reader import read_mrc_layers
+
+    _mrc(tmp_path / "thin.mrc", (7, 32, 32), 1, cell=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = read_mrc_layers(str(tmp_path / "thin.mrc"))[0][1]
+        forced = read_mrc_layers(str(tmp_path / "thin.mrc"), kind="volume")[0][1]
+    assert auto["axis_labels"] == ("particle", "y", "x") and forced["axis_labels"] == ("z", "y", "x")

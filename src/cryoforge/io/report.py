@@ -104,15 +104,15 @@ def summary_text(meta: ParticleMetadata, report: dict) -> str:
     px = meta.pixel_sizes
     lines.append(f"  {'optics group':>12} {'particles':>9} {'pixel Å':>8} {'kV':>6} {'Cs mm':>6} {'ampl.':>6} "
                  f"{'image px':>8}")
+    c = meta.ctf
+
+    def val(x, rows, fmt="{:g}"):
+        return "—" if x is None else _range(np.broadcast_to(np.asarray(x), (n,))[rows], fmt)
+
     for g in np.unique(groups):
-        rows = np.nonzero(groups == g)[0]
-
-        def val(x, fmt="{:g}"):
-            return "—" if x is None else _range(np.broadcast_to(np.asarray(x), (n,))[rows], fmt)
-
-        c = meta.ctf
-        lines.append(f"  {g:>12} {len(rows):>9} {val(px):>8} {val(c and c.voltage):>6} {val(c and c.cs):>6} "
-                     f"{val(c and c.amplitude_contrast):>6} {val(meta.image_sizes):>8}")
+        r = np.nonzero(groups == g)[0]
+        lines.append(f"  {g:>12} {len(r):>9} {val(px, r):>8} {val(c and c.voltage, r):>6} {val(c and c.cs, r):>6} "
+                     f"{val(c and c.amplitude_contrast, r):>6} {val(meta.image_sizes, r):>8}")
     if meta.ctf is not None:
         c = meta.ctf
         lines.append(f"  defocus U {_range(c.defocus_u, '{:.0f}')} Å, V {_range(c.defocus_v, '{:.0f}')} Å, "

@@ -171,9 +171,10 @@ def _ctf_batch(params: ParticleParams, n: int, rng: np.random.Generator) -> CTFP
                      bfactor=params.bfactor)
 
 
-def finish_images(img: torch.Tensor, shifts_px, ctf: CTFParams | None, pixel_size: float) -> torch.Tensor:
+def finish_images(img: torch.Tensor, shifts_px, ctf: CTFParams | None, pixel_size) -> torch.Tensor:
     """Shift projections ``(N, n, n)`` by ``shifts_px`` (pixels, x y; array or tensor) and apply their CTF, on the
-    images' device (differentiable in the images: Multi-CryoGAN's simulator uses it)."""
+    images' device (differentiable in the images: Multi-CryoGAN's simulator uses it). ``pixel_size`` (Å): one
+    number, or one per image."""
     if shifts_px is not None:
         shifts = torch.as_tensor(shifts_px, dtype=img.dtype).to(img.device)
         if shifts.abs().sum() > 0:

@@ -32,8 +32,8 @@ class ParticleStack:
     """Images ``(N, D, D)`` (a memmap works), their CTFs and pixel size; ``size`` < D downsamples every batch by
     Fourier cropping (the pixel size grows by D/size), so a 64² stack trains a 32³ model."""
 
-    def __init__(self, images, ctf: CTFParams | None, pixel_size: float, norm: tuple[float, float] | None = None,
-                 size: int | None = None):
+    def __init__(self, images, ctf: CTFParams | None, pixel_size: float | np.ndarray,
+                 norm: tuple[float, float] | None = None, size: int | None = None):
         shape = np.shape(images)
         if len(shape) != 3 or shape[1] != shape[2]:
             raise ManifoldError(f"particle images must be a stack (N, D, D) of square images; got shape {shape}")
@@ -41,7 +41,9 @@ class ParticleStack:
         if size > shape[1] or size % 2:
             raise ManifoldError(f"images of {shape[1]}² can be downsampled to an even size ≤ {shape[1]}; got {size}")
         self.images, self.n, self.D, self.D_file = images, shape[0], size, shape[1]
-        self.ctf, self.pixel_size = ctf, float(pixel_size) * shape[1] / size
+        # one pixel size per image (optics groups): each image's CTF uses its own; the volumes use the first's
+        self.pixel_sizes = np.broadcast_to(np.asarray(pixel_size, np.float64), (shape[0],)) * shape[1] / size
+        self.ctf, self.pixel_size = ctf, float(self.pixel_sizes[0])
         if ctf is not None and len(np.atleast_1d(ctf.defocus_u)) != self.n:
             raise ManifoldError(f"{len(np.atleast_1d(ctf.defocus_u))} CTF rows for {self.n} images")
         self.norm = norm or self._norm()
@@ -58,6 +60,11 @@ class ParticleStack:
     def batch(self, idx) -> torch.Tensor:
         """Normalised images ``(B, D, D)`` float32."""
         return (self._raw(idx) - self.norm[0]) / self.norm[1]
+
+    def ctf_pixel_sizes(self, idx) -> float | np.ndarray:
+        """Pixel sizes (Å) of images ``idx`` on the (downsampled) grid: one number when they share it."""
+        px = self.pixel_sizes[np.asarray(idx)]
+        return float(px[0]) if np.all(px == px[0]) else px
 
     def ctf_rows(self, idx) -> CTFParams | None:
         if self.ctf is None:
@@ -104,7 +111,8 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
             meta = match_stack(meta, paths[0], len(images), px, missing)
         elif len(meta) != len(images):
             raise ManifoldError(f"{Path(star).name}: {len(meta)} particles for {len(images)} images")
-        px = pixel_size or meta.pixel_size or px
+        if meta.pixel_sizes is not None:  # per particle; the user's pixel_size when given
+            px = meta.pixel_sizes
         if use_ctf:
             if meta.ctf is None:
                 raise ManifoldError(f"{Path(star).name}: no CTF columns (rlnDefocusU, rlnVoltage, "
@@ -114,4 +122,4 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
     elif use_ctf:
         raise ManifoldError("the simulator draws CTFs from the data: give the particles' STAR file (--star), or "
                             "--no-ctf if the images have no CTF")
-    return ParticleStack(images, ctf, pixel_size or px or 1.0, size=size)
+    return ParticleStack(images, ctf, pixel_size if pixel_size and star is None else px, size=size)

@@ -46,7 +46,7 @@ def project_real(volumes: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor
 PROJECTORS = {"fourier": project_fourier, "real": project_real}
 
 
-def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, pixel_size: float,
+def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, pixel_size: float | np.ndarray,
                 noise_sigma: torch.Tensor | float | None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shift (pixels, x y), CTF (:class:`cryoforge.ctf.CTFParams` batch, or None) and white Gaussian noise of
     standard deviation ``noise_sigma`` (a tensor keeps it differentiable) — the particle simulator's steps."""

@@ -98,8 +98,9 @@ class McganTrainer:
             r = t.max_shift * torch.rand(n, generator=rng).sqrt()
             phi = 2 * np.pi * torch.rand(n, generator=rng)
             shifts = torch.stack([r * phi.cos(), r * phi.sin()], 1).to(self.device)
-        ctf = self.data.ctf_rows(torch.randint(0, self.data.n, (n,), generator=rng).numpy())
-        return form_images(proj, shifts, ctf, self.data.pixel_size, self.gen.noise_sigma, rng)
+        rows = torch.randint(0, self.data.n, (n,), generator=rng).numpy()
+        return form_images(proj, shifts, self.data.ctf_rows(rows), self.data.ctf_pixel_sizes(rows),
+                           self.gen.noise_sigma, rng)
 
     def real(self, rng: torch.Generator) -> torch.Tensor:
         return self.data.batch(torch.randint(0, self.data.n, (self.tcfg.batch,), generator=rng).numpy()).to(self.device)
