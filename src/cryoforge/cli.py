@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -246,7 +247,8 @@ def main(argv=None) -> int:
     default_show, warnings.showwarning = warnings.showwarning, show
     try:
         return int(args.func(args) or 0)
-    except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError) as err:
+    except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError,
+            pickle.UnpicklingError) as err:
         print(f"cryoforge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):

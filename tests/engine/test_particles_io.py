@@ -310,3 +310,27 @@ def test_reader_override(tmp_path):
         auto = read_mrc_layers(str(tmp_path / "thin.mrc"))[0][1]
         forced = read_mrc_layers(str(tmp_path / "thin.mrc"), kind="volume")[0][1]
     assert auto["axis_labels"] == ("particle", "y", "x") and forced["axis_labels"] == ("z", "y", "x")
+
+
+def test_pickle_bomb_is_refused_in_under_a_second(tmp_path, capsys):
+    import time
+
+    bomb = [0.0] * 8
+    for _ in range(30):  # 2³⁰ × 8 floats once expanded; a few KB on disk
+        bomb = [bomb, bomb]
+    with open(tmp_path / "z.pkl", "wb") as fh:
+        pickle.dump(bomb, fh)
+    assert (tmp_path / "z.pkl").stat().st_size < 5000
+    t0 = time.perf_counter()
+    assert main(["metadata", str(tmp_path / "z.pkl"), "--box", "16"]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the same container appears twice" in err and "Traceback" not in err
+    from cryoforge.io.pickles import UnsafePickleError, load_z
+
+    with pytest.raises(UnsafePickleError):
+        load_z(tmp_path / "z.pkl")
+    with open(tmp_path / "lists.pkl", "wb") as fh:
+        pickle.dump([[0.0] * 8] * 1, fh)
+    with pytest.raises(UnsafePickleError, match="expected numpy arrays"):
+        load_z(tmp_path / "lists.pkl")

@@ -23,7 +23,7 @@ import torch
 
 from ..ctf import CTFParams, ctf_2d
 from .pickles import CTF_COLUMNS as DRGN_CTF_COLUMNS
-from .pickles import load_pickles
+from .pickles import check_arrays, load_pickles
 from .star import ParticleMetadata, StarError, StarWarning, read_particles_star
 
 METADATA_SUFFIXES = (".star", ".cs", ".pkl")
@@ -125,6 +125,7 @@ def read_drgn_pickle(path, pixel_size: float | None = None, box: int | None = No
     """A cryoDRGN pose pickle (rotations, or (rotations, translations)) or CTF pickle ``(N, 9)``."""
     path = Path(path)
     obj = load_pickles(path, 1)[0]
+    check_arrays(obj, path.name)
     meta = ParticleMetadata(source=f"{path.name} (cryoDRGN pickle)", notes=[])
     if _is_drgn_ctf(obj):
         _drgn_ctf(path, obj, pixel_size, meta)

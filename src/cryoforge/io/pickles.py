@@ -32,8 +32,46 @@ class SafeUnpickler(pickle.Unpickler):
                                 "read from cryoDRGN pickles (no code is run)")
 
 
+MAX_DEPTH = 32
+MAX_ELEMENTS = 1_000_000
+
+
+def check_plain(obj, what: str) -> None:
+    """Refuse containers that would expand without bound: a list, tuple or dict met twice (shared references —
+    a few KB of pickle can nest them into 2³⁰ elements), nested deeper than ``MAX_DEPTH`` or holding more than
+    ``MAX_ELEMENTS`` items. cryoDRGN's files never share containers. Runs in time linear in the file."""
+    seen: set[int] = set()
+    count = 0
+    stack = [(obj, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if not isinstance(x, (list, tuple, dict)):
+            continue
+        if id(x) in seen:
+            raise UnsafePickleError(f"{what}: the same container appears twice (a pickle that expands without "
+                                    "bound); cryoDRGN does not write such files")
+        seen.add(id(x))
+        if depth > MAX_DEPTH:
+            raise UnsafePickleError(f"{what}: containers nested deeper than {MAX_DEPTH} levels")
+        items = list(x.keys()) + list(x.values()) if isinstance(x, dict) else list(x)
+        count += len(items)
+        if count > MAX_ELEMENTS:
+            raise UnsafePickleError(f"{what}: more than {MAX_ELEMENTS} items in lists, tuples or dicts; cryoDRGN "
+                                    "stores its arrays as numpy arrays")
+        stack.extend((i, depth + 1) for i in items)
+
+
+def check_arrays(obj, what: str, max_arrays: int = 2) -> None:
+    """A cryoDRGN array file holds a numpy array, or a tuple / list of at most ``max_arrays`` of them."""
+    parts = obj if isinstance(obj, (tuple, list)) else (obj,)
+    if len(parts) > max_arrays or not all(isinstance(a, np.ndarray) for a in parts):
+        kinds = ", ".join(type(a).__name__ for a in parts[:4])
+        raise UnsafePickleError(f"{what}: expected numpy arrays (as cryoDRGN writes them), found {kinds}")
+
+
 def load_pickles(path, max_items: int = 2) -> list:
-    """Up to ``max_items`` consecutive pickles from ``path``, read with :class:`SafeUnpickler`."""
+    """Up to ``max_items`` consecutive pickles from ``path``, read with :class:`SafeUnpickler` and checked with
+    :func:`check_plain` (no unbounded containers)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -46,12 +84,16 @@ def load_pickles(path, max_items: int = 2) -> list:
                 break
     if not out:
         raise pickle.UnpicklingError(f"{path.name}: empty pickle file")
+    for item in out:
+        check_plain(item, path.name)
     return out
 
 
 def load_z(path) -> tuple[np.ndarray, np.ndarray | None]:
     """``(z_mu, z_logvar)`` of a cryoDRGN ``z.N.pkl`` (``z_logvar`` is None when the file holds only ``z_mu``)."""
     items = load_pickles(path)
+    for item in items:
+        check_arrays(item, Path(path).name, 1)
     mu = np.asarray(items[0], dtype=np.float32)
     if mu.ndim == 1:
         mu = mu[:, None]
@@ -63,6 +105,7 @@ def load_poses(path) -> tuple[np.ndarray, np.ndarray | None]:
     """``(rotations (N, 3, 3), translations (N, 2) or None)`` of a cryoDRGN pose pickle (translations as stored:
     a fraction of the box in cryoDRGN ≥ 0.8)."""
     obj = load_pickles(path, 1)[0]
+    check_arrays(obj, Path(path).name)
     if isinstance(obj, (tuple, list)):
         rot = np.asarray(obj[0], np.float32)
         trans = np.asarray(obj[1], np.float32) if len(obj) > 1 else None
@@ -79,7 +122,9 @@ CTF_COLUMNS = ("D", "Apix", "dfu", "dfv", "dfang", "volt", "cs", "w", "phase_shi
 def load_ctf(path) -> dict[str, np.ndarray]:
     """A cryoDRGN CTF pickle ``(N, 9)`` as named columns: image size, Å/px, defocus U/V (Å), angle (°), kV, Cs (mm),
     amplitude contrast, phase shift (°)."""
-    arr = np.asarray(load_pickles(path, 1)[0], np.float64)
+    obj = load_pickles(path, 1)[0]
+    check_arrays(obj, Path(path).name, 1)
+    arr = np.asarray(obj, np.float64)
     if arr.ndim != 2 or arr.shape[1] != len(CTF_COLUMNS):
         raise ValueError(f"{Path(path).name}: expected a cryoDRGN CTF table (N, 9), got {arr.shape}")
     return {name: arr[:, i] for i, name in enumerate(CTF_COLUMNS)}
