@@ -334,3 +334,14 @@ def test_pickle_bomb_is_refused_in_under_a_second(tmp_path, capsys):
         pickle.dump([[0.0] * 8] * 1, fh)
     with pytest.raises(UnsafePickleError, match="expected numpy arrays"):
         load_z(tmp_path / "lists.pkl")
+
+
+def test_training_with_a_ctf_but_no_pixel_size_is_refused(tmp_path, capsys):
+    text = R31.read_text().replace("_rlnImagePixelSize #6", "_rlnSomethingElse #6")
+    (tmp_path / "nopx.star").write_text(text)
+    args = ["drgn", "train", str(DATA / "relion31_optics6.mrcs"), "--poses", str(tmp_path / "nopx.star"),
+            "--checkpoint", str(tmp_path / "m.pt"), "--steps", "1", "--dim", "8", "--layers", "1", "--batch", "2",
+            "--validate-every", "0"]
+    assert main(args) == 2
+    assert "no pixel size" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()
+    assert main(args + ["--apix", "1.24"]) == 0

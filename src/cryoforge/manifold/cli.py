@@ -174,12 +174,13 @@ def _cmd_drgn_train(args) -> int:
         px = meta.pixel_sizes
     elif args.pixel_size:
         px = args.pixel_size
-    elif not info.voxel_size_missing:
+    elif ctf is None and not info.voxel_size_missing:  # without a CTF the pixel size only labels the maps
         px = float(info.voxel_size[0])
         print(f"  pixel size {px:g} Å from the header of {Path(args.particles).name}")
     else:
-        raise ValueError(f"no pixel size: neither the metadata nor the header of {Path(args.particles).name} gives "
-                         "one; pass --apix Å")
+        raise ValueError(f"no pixel size in {args.ctf or args.poses} (rlnImagePixelSize, rlnPixelSize, "
+                         "rlnDetectorPixelSize with rlnMagnification, blob/psize_A, or a CTF .pkl); the CTF needs "
+                         "one: pass --apix Å (an image header is not trusted for it, as cryoDRGN does not)")
     data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
     cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
                           batch=args.batch, lr=args.lr, seed=args.seed)
