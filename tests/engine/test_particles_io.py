@@ -345,3 +345,17 @@ def test_training_with_a_ctf_but_no_pixel_size_is_refused(tmp_path, capsys):
     assert main(args) == 2
     assert "no pixel size" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()
     assert main(args + ["--apix", "1.24"]) == 0
+
+
+def test_star_naming_many_stacks_is_matched_in_order(tmp_path):
+    lines = R31.read_text().splitlines()
+    k = 0
+    for i, line in enumerate(lines):
+        if "@relion31_optics6.mrcs" in line:
+            lines[i] = line.replace(line.split()[0], f"{k % 3 + 1:06d}@Extract/mic{k // 3}.mrcs")
+            k += 1
+    (tmp_path / "many.star").write_text("\n".join(lines) + "\n")
+    meta = read_quiet(tmp_path / "many.star")
+    back = match_stack(meta, DATA / "relion31_optics6.mrcs", 18)
+    np.testing.assert_allclose(back.rotations, meta.rotations)
+    assert any("matched to the images of relion31_optics6.mrcs in order" in n for n in back.notes)

@@ -222,29 +222,35 @@ def match_stack(meta: ParticleMetadata, stack, n_images: int, header_pixel_size:
                 header_missing: bool = False) -> ParticleMetadata:
     """``meta``'s rows in the order of the stack's images, checked against it.
 
-    Every ``rlnImageName`` index must lie in the stack (an index past its end is an error that names the row);
-    rows that list the images in another order are put in the stack's order. A stack header whose voxel size
+    When ``rlnImageName`` names one stack, every index must lie in this one (an index past its end is an error
+    that names the row) and rows that list the images in another order are put in the stack's order; when it
+    names several (per-micrograph stacks merged into this one), rows are matched to images in order. A stack header whose voxel size
     disagrees with the metadata's pixel size gives a :class:`StarWarning`.
     """
     stack = Path(stack)
     where = meta.source or "the metadata"
     if meta.image_names is not None:
         parsed = [parse_image_name(x) for x in meta.image_names]
-        idx = np.array([i for i, _ in parsed])
-        names = {Path(p).name for _, p in parsed}
-        past = np.nonzero((idx < 0) | (idx >= n_images))[0]
-        if len(past):
-            r = int(past[0])
-            raise StarError(f"{where}: row {r + 1} (rlnImageName {meta.image_names[r]}) points to image {idx[r] + 1} "
-                            f"of {stack.name}, which holds {n_images} images ({len(past)} rows point past it)")
-        if len(names) == 1 and stack.name not in names:
-            warnings.warn(f"{where}: rlnImageName names {names.pop()}; its indices are read in {stack.name}",
-                          StarWarning, stacklevel=2)
-        if len(meta) == n_images and not np.array_equal(idx, np.arange(n_images)):
-            if len(np.unique(idx)) != n_images:
-                raise StarError(f"{where}: rlnImageName lists some images of {stack.name} twice and others not")
-            meta = meta.take(np.argsort(idx))
-            meta.notes.append(f"rows put in the order of the images in {stack.name}")
+        names = sorted({Path(p).name for _, p in parsed})
+        if len(names) > 1:  # e.g. per-micrograph stacks merged (or downsampled) into this one: rows in order
+            meta.notes.append(f"rlnImageName names {len(names)} stacks ({names[0]}, …): the rows are matched to "
+                              f"the images of {stack.name} in order")
+        else:
+            idx = np.array([i for i, _ in parsed])
+            past = np.nonzero((idx < 0) | (idx >= n_images))[0]
+            if len(past):
+                r = int(past[0])
+                raise StarError(f"{where}: row {r + 1} (rlnImageName {meta.image_names[r]}) points to image "
+                                f"{idx[r] + 1} of {stack.name}, which holds {n_images} images ({len(past)} rows "
+                                "point past it)")
+            if names[0] != stack.name:
+                warnings.warn(f"{where}: rlnImageName names {names[0]}; its indices are read in {stack.name}",
+                              StarWarning, stacklevel=2)
+            if len(meta) == n_images and not np.array_equal(idx, np.arange(n_images)):
+                if len(np.unique(idx)) != n_images:
+                    raise StarError(f"{where}: rlnImageName lists some images of {stack.name} twice and others not")
+                meta = meta.take(np.argsort(idx))
+                meta.notes.append(f"rows put in the order of the images in {stack.name}")
     if len(meta) != n_images:
         raise StarError(f"{where}: {len(meta)} particles for the {n_images} images of {stack.name}")
     if meta.pixel_sizes is not None and header_pixel_size and not header_missing:
