@@ -359,3 +359,35 @@ def test_star_naming_many_stacks_is_matched_in_order(tmp_path):
     back = match_stack(meta, DATA / "relion31_optics6.mrcs", 18)
     np.testing.assert_allclose(back.rotations, meta.rotations)
     assert any("matched to the images of relion31_optics6.mrcs in order" in n for n in back.notes)
+
+
+class Evil:
+    """Any class: a safe loader must refuse to build it."""
+
+
+def test_unsafe_weights_and_yaml_are_one_line_without_advice_to_load_unsafely(tmp_path, capsys, shared_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save({"model_state_dict": {}, "x": Evil()}, tmp_path / "weights.pkl")
+    cfg = shared_dir / "cryodrgn" / "het_config.yaml"
+    assert main(["drgn", "eval", str(tmp_path / "weights.pkl"), "-c", str(cfg), "-o", str(tmp_path / "v.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused, no code was run" in err
+    assert "weights_only" not in err and "unsafe" not in err.lower() and "trust" not in err
+    (tmp_path / "config.yaml").write_text("model_args: !!python/object/apply:os.system ['echo hacked']\n")
+    assert main(["drgn", "eval", str(shared_dir / "cryodrgn" / "het_weights.pkl"), "-c", str(tmp_path / "config.yaml"),
+                 "-o", str(tmp_path / "v.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a plain YAML cryoDRGN config" in err and not (tmp_path / "v.mrc").exists()
+
+
+def test_foreign_cs_files_are_one_line_errors(tmp_path, capsys):
+    np.savez(tmp_path / "a.npz", x=np.zeros(3))
+    (tmp_path / "a.cs").write_bytes((tmp_path / "a.npz").read_bytes())
+    with open(tmp_path / "obj.cs", "wb") as fh:
+        np.save(fh, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "empty.cs").write_bytes(b"")
+    for name, why in (("a.cs", "numpy archive"), ("obj.cs", "Python objects"), ("empty.cs", "not a cryoSPARC")):
+        assert main(["metadata", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err and "allow_pickle" not in err

@@ -62,9 +62,11 @@ def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        from .pickles import refusal_reason
+
         raise CheckpointError(
             f"{path.name}: not a cryoforge checkpoint, or one holding objects other than plain "
-            f"tensors/dicts that cannot be loaded safely ({type(err).__name__})"
+            f"tensors/dicts that cannot be loaded safely ({refusal_reason(err)})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path.name}: not a cryoforge checkpoint (no '{FORMAT}' marker)")

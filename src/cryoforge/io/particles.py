@@ -41,8 +41,11 @@ def read_cryosparc(path, pixel_size: float | None = None) -> ParticleMetadata:
     path = Path(path)
     try:
         cs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise StarError(f"{path.name}: not a cryoSPARC .cs file (a numpy record array): {err}") from None
+    except (ValueError, OSError, EOFError) as err:
+        why = "it holds Python objects, which are not read" if "pickle" in str(err) else str(err).splitlines()[0]
+        raise StarError(f"{path.name}: not a cryoSPARC .cs file (a numpy record array): {why}") from None
+    if not isinstance(cs, np.ndarray):
+        raise StarError(f"{path.name}: not a cryoSPARC .cs file: it is a numpy archive (.npz), not one record array")
     names = cs.dtype.names or ()
     if not names:
         raise StarError(f"{path.name}: not a cryoSPARC .cs file: it holds a plain array, not named fields")

@@ -130,6 +130,16 @@ def load_ctf(path) -> dict[str, np.ndarray]:
     return {name: arr[:, i] for i, name in enumerate(CTF_COLUMNS)}
 
 
+def refusal_reason(err: BaseException) -> str:
+    """Why a ``weights_only`` load failed, in a few words and without torch's advice to load unsafely."""
+    import re
+
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if m:
+        return f"it asks to build {m.group(1)}: refused, no code was run"
+    return f"{type(err).__name__}: not a plain torch.save of tensors and containers"
+
+
 def load_weights(path) -> dict:
     """A cryoDRGN ``weights.pkl`` as a dict, with ``weights_only=True`` (numpy arrays allowed, nothing else)."""
     import torch
@@ -148,8 +158,8 @@ def load_weights(path) -> dict:
         with torch.serialization.safe_globals(allowed):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-        raise ValueError(f"{path.name}: not a cryoDRGN weights file that loads safely ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path.name}: not a cryoDRGN weights file that loads safely ({refusal_reason(err)})") \
+            from None
     if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
         raise ValueError(f"{path.name}: no 'model_state_dict' in it; is this a cryoDRGN weights.pkl?")
     return ckpt

@@ -22,7 +22,11 @@ def load_config(path) -> dict:
     else:
         import yaml
 
-        cfg = yaml.safe_load(path.read_text())
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:  # python tags (!!python/object …) land here: refused, nothing is built
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"{path.name}: not a plain YAML cryoDRGN config ({first})") from None
     if not isinstance(cfg, dict) or "model_args" not in cfg or "lattice_args" not in cfg:
         raise ValueError(f"{path.name}: not a cryoDRGN config (needs model_args and lattice_args)")
     return cfg
