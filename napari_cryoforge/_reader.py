@@ -12,7 +12,8 @@ EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
 # rendering units with a warning when a stack's index axis ("pixel") meets a volume's z ("angstrom"), so index
 # axes carry the spatial unit too; their scale is 1 and their axis label says what they count.
 INDEX_UNIT = "angstrom"
-NULL_LAYER = [(None,)]  # napari's sentinel for "nothing to add": no second reader, no traceback
+NULL_LAYER = [(None,)]
+MMAP_BYTES = 256 << 20  # maps larger than this are memory-mapped, not read whole  # napari's sentinel for "nothing to add": no second reader, no traceback
 
 
 def get_reader(path):
@@ -57,10 +58,14 @@ def read_mrc_layers(path, kind: str = "auto"):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # stacks are memory-mapped: napari reads only the particles it shows
-            data, info = read_mrc(p, mmap=p.suffix.lower() in (".mrcs", ".st", ".ali"), kind=kind)
+            # stacks and large maps are memory-mapped: napari reads only the planes it shows
+            big = p.is_file() and p.stat().st_size > MMAP_BYTES
+            data, info = read_mrc(p, mmap=big or p.suffix.lower() in (".mrcs", ".st", ".ali"), kind=kind)
     except MrcError as err:
         report_error(f"Cannot open {p.name}: {err}")
+        return NULL_LAYER
+    except MemoryError:
+        report_error(f"Cannot open {p.name}: not enough memory to read it")
         return NULL_LAYER
     for w in caught:
         report_warning(str(w.message))

@@ -19,13 +19,28 @@ import numpy as np
 from . import __version__
 
 
+def _chunked_stats(data, chunk_bytes: int = 64 << 20) -> dict:
+    """Min, max, mean and std of the finite values of a (memory-mapped) array, a few sections at a time."""
+    flat = data.reshape(-1, *data.shape[-2:]) if data.ndim > 2 else data[None]
+    per = max(1, chunk_bytes // max(1, flat[0].size * 8))
+    n, lo, hi, s1, s2 = 0, np.inf, -np.inf, 0.0, 0.0
+    for i in range(0, len(flat), per):
+        block = np.asarray(flat[i:i + per], dtype=np.float64)
+        v = block[np.isfinite(block)]
+        if v.size:
+            n, lo, hi = n + v.size, min(lo, float(v.min())), max(hi, float(v.max()))
+            s1, s2 = s1 + float(v.sum()), s2 + float((v * v).sum())
+    mean = s1 / n if n else float("nan")
+    return {"n": n, "min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(max(s2 / n - mean * mean, 0))) if n
+            else float("nan")}
+
+
 def _cmd_info(args) -> int:
     from .io.mrc import read_mrc
 
     for f in args.files:
-        data, info = read_mrc(f, mmap=True, kind=args.kind)
-        arr = np.asarray(data, dtype=np.float64)
-        finite = arr[np.isfinite(arr)]
+        data, info = read_mrc(f, mmap=True, kind=args.kind, permissive=args.permissive)
+        stats = _chunked_stats(data)
         kind = {"stack": "image stack (N, Y, X)", "volume": "volume (Z, Y, X)",
                 "volume stack": "volume stack (N, Z, Y, X)"}[info.kind]
         vx, vy, vz = info.voxel_size
@@ -38,10 +53,10 @@ def _cmd_info(args) -> int:
         if not info.is_stack:
             print(f"  extent      {extent[0]:.1f} × {extent[1]:.1f} × {extent[2]:.1f} Å (x × y × z)")
         print(f"  origin      {tuple(round(o, 3) for o in info.origin)} Å")
-        if finite.size:
-            print(f"  min/max     {finite.min():.5g} / {finite.max():.5g}")
-            print(f"  mean ± std  {finite.mean():.5g} ± {finite.std():.5g}")
-        n_bad = arr.size - finite.size
+        if stats["n"]:
+            print(f"  min/max     {stats['min']:.5g} / {stats['max']:.5g}")
+            print(f"  mean ± std  {stats['mean']:.5g} ± {stats['std']:.5g}")
+        n_bad = int(np.prod(data.shape)) - stats["n"]
         if n_bad:
             print(f"  WARNING     {n_bad} NaN/inf values")
     return 0
@@ -153,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",
                    help="read as a volume or an image stack (default auto: the rule in cryoforge.io.mrc, by "
                         "extension, shape and header)")
+    s.add_argument("--permissive", action="store_true",
+                   help="read a file whose header does not describe its length (damaged, or not MRC) as far as "
+                        "mrcfile can")
     s.set_defaults(func=_cmd_info)
 
     s = sub.add_parser("metadata", help="what cryoforge reads from a STAR, cryoSPARC .cs or cryoDRGN .pkl file: "

@@ -197,3 +197,28 @@ def test_foreign_and_unsafe_checkpoints_are_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_files_that_are_not_mrc_by_their_header_are_refused(tmp_path, capsys):
+    from cryoforge.cli import main
+
+    torch.save({"w": torch.zeros(1000)}, tmp_path / "model.mrc")  # a checkpoint renamed .mrc
+    with pytest.raises(MrcError, match="not a readable MRC file"):
+        read_mrc(tmp_path / "model.mrc")
+    assert main(["info", str(tmp_path / "model.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    with mrcfile.new(tmp_path / "c.mrc") as m:
+        m.set_data(np.ones((4, 4, 4), np.complex64))
+    with pytest.raises(MrcError, match="complex data"):
+        read_mrc(tmp_path / "c.mrc")
+    write_mrc(tmp_path / "ok.mrc", np.arange(64, dtype=np.float32).reshape(4, 4, 4), 1.0)
+    (tmp_path / "tail.mrc").write_bytes((tmp_path / "ok.mrc").read_bytes() + b"\0" * 100)
+    with pytest.raises(MrcError, match="announces"):
+        read_mrc(tmp_path / "tail.mrc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, _ = read_mrc(tmp_path / "tail.mrc", permissive=True)
+    assert out.shape == (4, 4, 4)
+    assert main(["info", str(tmp_path / "ok.mrc")]) == 0
+    assert "31.5 ± 18.473" in capsys.readouterr().out  # chunked statistics: mean and std of 0 … 63

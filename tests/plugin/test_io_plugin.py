@@ -108,3 +108,13 @@ def test_open_viewer_docks_inspector(qtbot):
         assert dock.map_a.count() == 3 and dock.map_a.currentText() != dock.map_b.currentText()
     finally:
         viewer.close()
+
+
+def test_reader_memory_maps_large_maps(tmp_path, monkeypatch):
+    import napari_cryoforge._reader as reader
+
+    write_mrc(tmp_path / "big.mrc", np.ones((8, 8, 8)), voxel_size=2.0)
+    assert not isinstance(reader.read_mrc_layers(str(tmp_path / "big.mrc"))[0][0], np.memmap)
+    monkeypatch.setattr(reader, "MMAP_BYTES", 1024)  # as if the map were larger than the threshold
+    data = reader.read_mrc_layers(str(tmp_path / "big.mrc"))[0][0]
+    assert isinstance(data, np.memmap) and data.shape == (8, 8, 8)

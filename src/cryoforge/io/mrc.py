@@ -100,9 +100,44 @@ class MrcInfo:
         return (1.0, vy, vx) if self.is_stack else (vz, vy, vx)
 
 
-def _open(path: Path, mmap: bool):
+MODE_BYTES = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}  # real modes; 3 and 4 are complex, 101 packed 4-bit
+COMPLEX_MODES = (3, 4)
+
+
+def header_check(path: Path) -> str | None:
+    """Why the file is not MRC by its own header (``None`` when it is): the data mode must be one MRC defines and
+    ``1024 + NSYMBT + NX·NY·NZ·bytes`` must be the file's length. Reads 1024 bytes, allocates nothing more."""
+    size = path.stat().st_size
+    if size < 1024:
+        return f"{size} bytes, shorter than an MRC header (1024)"
+    head = path.read_bytes()[:1024] if size < 4096 else open(path, "rb").read(1024)
+    for order in ("<", ">"):
+        words = np.frombuffer(head, dtype=f"{order}i4")
+        nx, ny, nz, mode, nsymbt = (int(words[i]) for i in (0, 1, 2, 3, 23))
+        if mode in MODE_BYTES or mode in COMPLEX_MODES or mode == 101:
+            break
+    else:
+        return "its header names no MRC data mode (not an MRC file?)"
+    if min(nx, ny, nz) < 1 or nsymbt < 0:
+        return f"its header gives sizes {nx} × {ny} × {nz} (not an MRC file?)"
+    if mode in COMPLEX_MODES:
+        return f"complex data (mode {mode}); cryoforge reads real maps only, and would lose the imaginary part"
+    bits = 4 if mode == 101 else 8 * MODE_BYTES[mode]
+    expected = 1024 + nsymbt + (nx * bits + 7) // 8 * ny * nz if mode == 101 else 1024 + nsymbt + nx * ny * nz * bits // 8
+    if size < expected:
+        return (f"it holds {size} bytes where its header announces {expected}: truncated (an incomplete copy or "
+                "download), or not an MRC file")
+    if size > expected:
+        return f"it holds {size} bytes where its header announces {expected}: not an MRC file, or a damaged one"
+    return None
+
+
+def _open(path: Path, mmap: bool, permissive: bool = False):
     opener = mrcfile.mmap if mmap else mrcfile.open
     notes: list[str] = []
+    bad = header_check(path)
+    if bad and not permissive:
+        raise MrcError(f"{path.name}: not a readable MRC file: {bad}")
     try:
         return opener(path, mode="r"), notes
     except ValueError as strict_error:
@@ -130,18 +165,20 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argsort([-a for a in order]))
 
 
-def read_mrc(path, mmap: bool = False, kind: str = "auto") -> tuple[np.ndarray, MrcInfo]:
+def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = False) -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
     A stack of volumes (MRC2014 ISPG 401) comes back as ``(N, Z, Y, X)`` with ``info.is_volume_stack``.
     Volume or image stack follows the module's rule; ``kind`` (``'volume'``, ``'stack'``) overrides it.
+    A file whose header does not describe it (:func:`header_check`: data mode, sizes against the file's length)
+    is refused unless ``permissive``; one with a valid layout but a non-standard header is read with a warning.
     Raises :class:`MrcError` with a clear message for missing, truncated or non-MRC files;
     warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
     """
     path = Path(path)
     if not path.is_file():
         raise MrcError(f"{path}: no such file")
-    mrc, notes = _open(path, mmap)
+    mrc, notes = _open(path, mmap, permissive)
     with mrc:
         if notes:
             warnings.warn(f"{path.name}: header is not MRC2014-compliant, read permissively ({notes[0]})",
