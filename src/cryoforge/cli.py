@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cliargs import OneLineParser, check_finite, non_negative, positive
 
 
 def _chunked_stats(data, chunk_bytes: int = 64 << 20) -> dict:
@@ -159,7 +160,7 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
+    p = OneLineParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
     p.add_argument("--version", action="version", version=f"cryoforge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -176,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("metadata", help="what cryoforge reads from a STAR, cryoSPARC .cs or cryoDRGN .pkl file: "
                                         "optics groups, pixel sizes, CTF, poses, fields used or ignored")
     s.add_argument("file", help="RELION 3.0/3.1/5 .star, cryoSPARC .cs, or a cryoDRGN pose or CTF .pkl")
-    s.add_argument("--apix", type=float, help="pixel size in Å; overrides the file's")
-    s.add_argument("--box", type=int, help="image size in pixels (default: the image stack's, else rlnImageSize); "
+    s.add_argument("--apix", type=positive("Å"), help="pixel size in Å; overrides the file's")
+    s.add_argument("--box", type=positive("px", int), help="image size in pixels (default: the image stack's, else rlnImageSize); "
                                            "the CTF is checked on this grid")
     s.add_argument("--ctf", help="a second file whose CTF replaces this one's (e.g. a cryoDRGN ctf.pkl)")
     s.add_argument("--use-ctf-envelope", action="store_true",
@@ -189,18 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fsc", help="Fourier shell correlation of two maps, resolution at 0.143 and 0.5")
     s.add_argument("a")
     s.add_argument("b")
-    s.add_argument("--voxel-size", type=float, help="Å per voxel (default: from the first file)")
-    s.add_argument("--mask-radius", type=float, help="soft spherical mask radius in Å")
-    s.add_argument("--soft-edge", type=float, default=6.0, help="mask edge width in Å (default 6)")
+    s.add_argument("--voxel-size", type=positive("Å"), help="Å per voxel (default: from the first file)")
+    s.add_argument("--mask-radius", type=positive("Å"), help="soft spherical mask radius in Å")
+    s.add_argument("--soft-edge", type=non_negative("Å"), default=6.0, help="mask edge width in Å (default 6)")
     s.add_argument("--json", help="write the curve and resolutions to this JSON file")
     s.add_argument("--plot", help="save a plot of the curve (PNG/PDF/SVG)")
     s.set_defaults(func=_cmd_fsc)
 
     s = sub.add_parser("sample", help="write the synthetic phantom map and two noisy half maps")
     s.add_argument("outdir")
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--voxel-size", type=float, default=2.0)
-    s.add_argument("--snr", type=float, default=1.0)
+    s.add_argument("--size", type=positive("voxels", int), default=64)
+    s.add_argument("--voxel-size", type=positive("Å"), default=2.0)
+    s.add_argument("--snr", type=positive(), default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_sample)
 
@@ -241,6 +242,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    check_finite(args)
     args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from ..cliargs import non_negative, positive
 
 METHODS = ("gumnet", "classical", "hybrid")
 
@@ -123,10 +124,10 @@ def register(sub) -> None:
     r.add_argument("--method", choices=METHODS, default="classical",
                    help="classical (default: the shipped Gum-Net has not learned rotations), gumnet or hybrid")
     r.add_argument("--checkpoint", help="Gum-Net checkpoint (default: the shipped one)")
-    r.add_argument("--limit", type=int, help="align only the first N pairs")
-    r.add_argument("--rotations", type=int, default=4000,
+    r.add_argument("--limit", type=positive("pairs", int), help="align only the first N pairs")
+    r.add_argument("--rotations", type=positive("rotations", int), default=4000,
                    help="global rotation grid of the classical search (default 4000, ≈ 11° apart; 1000 runs faster)")
-    r.add_argument("--candidates", type=int, default=8, help="grid optima refined per pair (default 8)")
+    r.add_argument("--candidates", type=positive("candidates", int), default=8, help="grid optima refined per pair (default 8)")
     r.add_argument("--out", help="write the estimated poses as a STAR file")
     r.add_argument("--device", default="cpu")
     r.set_defaults(func=_cmd_run)
@@ -143,7 +144,7 @@ def register(sub) -> None:
     a.add_argument("--iterations", type=int, default=8, help="alignment/averaging iterations (default 8)")
     a.add_argument("--global-iterations", type=int, default=3,
                    help="first iterations that search all rotations; later ones refine locally (default 3)")
-    a.add_argument("--lowpass", type=float, default=0.0, help="alignment low-pass in Å (0: from the FSC)")
+    a.add_argument("--lowpass", type=non_negative("Å"), default=0.0, help="alignment low-pass in Å (0: from the FSC)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from ..cliargs import non_negative, positive
 
 
 def read_template_set(path=None):
@@ -169,7 +170,7 @@ def _common_train(t, steps: int, every: int) -> None:
     t.add_argument("--steps", type=int, default=steps, help=f"generator/regressor steps (default {steps})")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    t.add_argument("--rotations", type=int, default=200, help="rotated copies per template (default 200; paper 600)")
+    t.add_argument("--rotations", type=positive("rotations", int), default=200, help="rotated copies per template (default 200; paper 600)")
     t.add_argument("--checkpoint-every", type=int, default=every)
     t.add_argument("--validate-every", type=int, default=every)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
@@ -184,8 +185,8 @@ def register(sub) -> None:
     t = s.add_parser("templates", help="build a known-template set (templates.mrc + templates.json)")
     t.add_argument("sources", nargs="*", help="phantom:KIND[@SEED], PDB/mmCIF or MRC (default: the 15 known complexes)")
     t.add_argument("--structures", default="../shared/structures", help="folder of the real entries (default set)")
-    t.add_argument("--box", type=int, default=32)
-    t.add_argument("--voxel-size", type=float, default=12.0, help="Å (default 12)")
+    t.add_argument("--box", type=positive("voxels", int), default=32)
+    t.add_argument("--voxel-size", type=positive("Å"), default=12.0, help="Å (default 12)")
     t.add_argument("--out", required=True)
     t.set_defaults(func=_cmd_templates)
 
@@ -216,14 +217,14 @@ def register(sub) -> None:
     t.add_argument("--n-pseudo", type=int, default=985, help="pseudo-complexes in the null set (default 985)")
     t.add_argument("--prior", type=float, default=1.0, help="π of the rejection region (default 1)")
     t.add_argument("--alpha", type=float, default=0.01, help="significance threshold (default 0.01)")
-    t.add_argument("--rotations", type=int, default=4000, help="SO(3) grid of the coarse search (default 4000)")
+    t.add_argument("--rotations", type=positive("rotations", int), default=4000, help="SO(3) grid of the coarse search (default 4000)")
     t.add_argument("--defocus", type=float, nargs="+", metavar="UM",
                    help="defocus of the phase-flipped subtomograms in µm (one value, or one per subtomogram): "
                         "templates are then scored through |CTF|·MTF, as the signal in the subtomograms is")
     t.add_argument("--voltage", type=float, default=300.0, help="kV, with --defocus (default 300)")
-    t.add_argument("--cs", type=float, default=2.7, help="spherical aberration in mm, with --defocus (default 2.7)")
+    t.add_argument("--cs", type=non_negative("mm"), default=2.7, help="spherical aberration in mm, with --defocus (default 2.7)")
     t.add_argument("--amplitude-contrast", type=float, default=0.07, help="with --defocus (default 0.07)")
-    t.add_argument("--limit", type=int, help="test only the first N subtomograms")
+    t.add_argument("--limit", type=positive("subtomograms", int), help="test only the first N subtomograms")
     t.add_argument("--out", help="decision table (.csv or .star)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")

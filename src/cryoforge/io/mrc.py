@@ -241,6 +241,10 @@ def write_mrc(path, data, voxel_size=1.0, origin=(0.0, 0.0, 0.0), stack: bool | 
         warnings.warn(f"{path.name}: writing data that contain NaN or infinite values", MrcWarning, stacklevel=2)
     stack = path.suffix.lower() in STACK_EXTENSIONS if stack is None else stack
     vs = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,)))
+    if not all(np.isfinite(v) and v > 0 for v in vs):
+        raise MrcError(f"the voxel size must be positive numbers of Å; got {voxel_size!r}")
+    if not all(np.isfinite(float(o)) for o in origin):
+        raise MrcError(f"the origin must be finite numbers of Å; got {origin!r}")
     with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(arr)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ..cliargs import positive
 
 
 def _open(args):
@@ -158,6 +159,9 @@ def _cmd_drgn_train(args) -> int:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
     if args.poses is None and not args.pose_search:
         raise ValueError("no poses given: pass --poses (a STAR, .cs or pose .pkl), or --pose-search to find them")
+    if args.pose_search and args.l_end is not None and args.l_end < args.l_start:
+        raise ValueError(f"--l-end {args.l_end:g} is below --l-start {args.l_start:g} (Fourier px): the band limit "
+                         "grows from l-start to l-end")
     meta = _particle_metadata(args, images, info)
     rot = trans = ctf = None
     if meta is not None:
@@ -200,7 +204,7 @@ def _model_args(p, drgn: bool = False):
                                  "'wgan' (the shipped 3D-WGAN) or 'analytic[:D]'")
     p.add_argument("-c", "--config", help="cryoDRGN config.yaml (default: beside the weights)")
     p.add_argument("--z", help="cryoDRGN z.N.pkl (default: the one of the same epoch)")
-    p.add_argument("--voxel-size", type=float, help="Å per voxel of the decoded maps (cryoDRGN runs do not store it)")
+    p.add_argument("--voxel-size", type=positive("Å"), help="Å per voxel of the decoded maps (cryoDRGN runs do not store it)")
     p.add_argument("--device", default="cpu")
 
 
@@ -211,12 +215,12 @@ def register(sub) -> None:
                    help="start: numbers ('0.1,0,…' or one number for all), a data label (e.g. proteasome) or #N")
     p.add_argument("--to", dest="end", required=True, help="end point, same forms as --from")
     p.add_argument("--via", nargs="*", help="waypoints between start and end")
-    p.add_argument("--frames", type=int, default=30, help="number of frames (default 30)")
+    p.add_argument("--frames", type=positive("frames", int), default=30, help="number of frames (default 30)")
     p.add_argument("--path", choices=["linear", "spherical", "graph"], default="linear",
                    help="linear, spherical (slerp), or graph (shortest k-NN path through the data latents)")
     p.add_argument("--k", type=int, default=10, help="neighbours of the graph path (default 10)")
     p.add_argument("--out", required=True, help="movie file, .mp4 or .gif (the z path goes beside it)")
-    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--fps", type=positive("frames/s", int), default=10)
     p.add_argument("--renderer", default="auto", choices=["auto", "gl", "slices", "projection"],
                    help="gl: 3-D rendering in the viewer plugin (needs a display or Xvfb); slices/projection: no GL "
                         "needed (auto: gl when a display is there)")
@@ -252,8 +256,8 @@ def register(sub) -> None:
     ps.add_argument("--pose-search", action="store_true", help="find the poses while training")
     ps.add_argument("--pretrain", type=int, default=10_000, help="images trained at random poses first")
     ps.add_argument("--ps-every", type=float, default=5.0, help="search each image again every N epochs")
-    ps.add_argument("--l-start", type=float, default=12.0, help="band limit of the first searches (Fourier px)")
-    ps.add_argument("--l-end", type=float, help="final band limit (default D/2)")
+    ps.add_argument("--l-start", type=positive("Fourier px"), default=12.0, help="band limit of the first searches (Fourier px)")
+    ps.add_argument("--l-end", type=positive("Fourier px"), help="final band limit (default D/2)")
     ps.add_argument("--l-ramp-epochs", type=float, default=25.0, help="epochs over which the band limit grows")
     ps.add_argument("--t-extent", type=float, default=2.0, help="shift search range ± (pixels)")
     ps.add_argument("--t-ngrid", type=int, default=5, help="shift grid points per axis in the first round")
@@ -261,7 +265,7 @@ def register(sub) -> None:
     t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
     t.add_argument("--zdim", type=int, default=0, help="latent dimension (0: homogeneous)")
     t.add_argument("--layers", type=int, default=3)
-    t.add_argument("--dim", type=int, default=256)
+    t.add_argument("--dim", type=positive("units", int), default=256)
     t.add_argument("--domain", choices=["hartley", "fourier"], default="hartley")
     t.add_argument("--pe-type", default="gaussian")
     t.add_argument("--batch", type=int, default=8)
@@ -269,7 +273,7 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--invert", action="store_true", help="invert the images' contrast")
-    t.add_argument("--apix", "--pixel-size", dest="pixel_size", type=float,
+    t.add_argument("--apix", "--pixel-size", dest="pixel_size", type=positive("Å"),
                    help="Å per pixel; overrides the metadata's (default: the metadata's, else the stack's header)")
     t.add_argument("--validate-every", type=int, default=100)
     t.add_argument("--validate-backprojection", action="store_true",

@@ -6,13 +6,14 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from ..cliargs import non_negative, positive
 
 DEFAULT_SUBTOMO_SOURCES = ["phantom:proteasome", "phantom:ribosome", "phantom:ferritin", "phantom:multiblob"]
 
 
 def _map_args(s, box: int, voxel: float):
-    s.add_argument("--box", type=int, default=box, help=f"box size in voxels (default {box})")
-    s.add_argument("--voxel-size", type=float, default=voxel, help=f"Å per voxel (default {voxel:g})")
+    s.add_argument("--box", type=positive("voxels", int), default=box, help=f"box size in voxels (default {box})")
+    s.add_argument("--voxel-size", type=positive("Å"), default=voxel, help=f"Å per voxel (default {voxel:g})")
     s.add_argument("--method", choices=["peng", "gaussian"], default="peng",
                    help="peng: 5-Gaussian electron form factors; gaussian: Situs/molmap blur (needs --resolution)")
     s.add_argument("--resolution", type=float, help="extra Gaussian blur to this resolution in Å")
@@ -100,7 +101,7 @@ def _cmd_particles(args) -> int:
 def _common_ctf(s, defocus, cs, ac):
     s.add_argument("--defocus", type=float, nargs=2, default=defocus, metavar=("MIN", "MAX"),
                    help=f"underfocus range in µm (default {defocus[0]:g} {defocus[1]:g})")
-    s.add_argument("--cs", type=float, default=cs, help=f"spherical aberration in mm (default {cs:g})")
+    s.add_argument("--cs", type=non_negative("mm"), default=cs, help=f"spherical aberration in mm (default {cs:g})")
     s.add_argument("--amplitude-contrast", type=float, default=ac, help=f"fraction (default {ac:g})")
     s.add_argument("--ctf-bfactor", type=float, default=0.0, help="CTF envelope B-factor in Å² (default 0)")
     s.add_argument("--seed", type=int, default=0)
@@ -120,11 +121,11 @@ def register(sub) -> None:
     s = ssub.add_parser("subtomos", help="subtomogram pairs (s_a without wedge, s_b with wedge) + ground truth")
     s.add_argument("sources", nargs="*", help=f"structures (default: {' '.join(DEFAULT_SUBTOMO_SOURCES)})")
     _map_args(s, 32, 12.0)
-    s.add_argument("--n-pairs", type=int, default=100)
-    s.add_argument("--snr", type=float, default=0.1, help="subtomogram SNR c/(1-c) (default 0.1; 0: noise-free)")
+    s.add_argument("--n-pairs", type=positive("pairs", int), default=100)
+    s.add_argument("--snr", type=non_negative(), default=0.1, help="subtomogram SNR c/(1-c) (default 0.1; 0: noise-free)")
     s.add_argument("--wedge-a", type=float, default=0.0, help="missing wedge of s_a in degrees (default 0)")
     s.add_argument("--wedge-b", type=float, default=30.0, help="missing wedge of s_b in degrees (default 30: ±60°)")
-    s.add_argument("--tilt-step", type=float, default=1.0, help="degrees (default 1)")
+    s.add_argument("--tilt-step", type=positive("°"), default=1.0, help="degrees (default 1)")
     s.add_argument("--max-shift", type=float, default=7.0, help="largest shift of s_b in voxels (default 7)")
     s.add_argument("--reconstruction", choices=["fourier", "wbp"], default="fourier")
     s.add_argument("--ctf-correction", choices=["none", "phase_flip"], default="none")
@@ -138,9 +139,9 @@ def register(sub) -> None:
     s.add_argument("sources", nargs="+", help="one source; two for a continuous path (or discrete with --weights); "
                                               "a topology PDB with --dcd")
     _map_args(s, 64, 2.0)
-    s.add_argument("-n", type=int, default=1000, help="number of particles (default 1000)")
+    s.add_argument("-n", type=positive("particles", int), default=1000, help="number of particles (default 1000)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--snr", type=float, default=0.1, help="linear SNR (default 0.1; 0: noise-free)")
+    g.add_argument("--snr", type=non_negative(), default=0.1, help="linear SNR (default 0.1; 0: noise-free)")
     g.add_argument("--snr-db", type=float, help="SNR in dB (e.g. -10)")
     s.add_argument("--states", type=int, default=21, help="states along a continuous path (default 21)")
     s.add_argument("--weights", type=float, nargs="+", help="discrete mixture weights, one per source")

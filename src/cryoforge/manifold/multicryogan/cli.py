@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from ...cliargs import positive
 
 
 def _references(path):
@@ -106,7 +107,7 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--pixel-size", type=float, help="Å per pixel (default: STAR, else MRC header)")
-    t.add_argument("--size", type=int, help="downsample the images to this size by Fourier cropping (the model's box)")
+    t.add_argument("--size", type=positive("px", int), help="downsample the images to this size by Fourier cropping (the model's box)")
     t.add_argument("--references", help="MRC stack whose first and last volumes are the true ends: validation "
                                         "reports their FSC after alignment")
     t.add_argument("--validate-every", type=int, default=250)
