@@ -20,28 +20,12 @@ from . import __version__
 from .cliargs import OneLineParser, check_finite, non_negative, positive
 
 
-def _chunked_stats(data, chunk_bytes: int = 64 << 20) -> dict:
-    """Min, max, mean and std of the finite values of a (memory-mapped) array, a few sections at a time."""
-    flat = data.reshape(-1, *data.shape[-2:]) if data.ndim > 2 else data[None]
-    per = max(1, chunk_bytes // max(1, flat[0].size * 8))
-    n, lo, hi, s1, s2 = 0, np.inf, -np.inf, 0.0, 0.0
-    for i in range(0, len(flat), per):
-        block = np.asarray(flat[i:i + per], dtype=np.float64)
-        v = block[np.isfinite(block)]
-        if v.size:
-            n, lo, hi = n + v.size, min(lo, float(v.min())), max(hi, float(v.max()))
-            s1, s2 = s1 + float(v.sum()), s2 + float((v * v).sum())
-    mean = s1 / n if n else float("nan")
-    return {"n": n, "min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(max(s2 / n - mean * mean, 0))) if n
-            else float("nan")}
-
-
 def _cmd_info(args) -> int:
-    from .io.mrc import read_mrc
+    from .io.mrc import data_stats, read_mrc
 
     for f in args.files:
         data, info = read_mrc(f, mmap=True, kind=args.kind, permissive=args.permissive)
-        stats = _chunked_stats(data)
+        stats = data_stats(data)
         kind = {"stack": "image stack (N, Y, X)", "volume": "volume (Z, Y, X)",
                 "volume stack": "volume stack (N, Z, Y, X)"}[info.kind]
         vx, vy, vz = info.voxel_size
@@ -97,8 +81,8 @@ def _cmd_fsc(args) -> int:
     from .io.mrc import read_mrc
     from .metrics import GOLD_STANDARD, HALF, fsc
 
-    a, ia = read_mrc(args.a)
-    b, ib = read_mrc(args.b)
+    a, ia = read_mrc(args.a, finite=True)
+    b, ib = read_mrc(args.b, finite=True)
     if not np.allclose(ia.voxel_size, ib.voxel_size, rtol=1e-3):
         print(f"warning: voxel sizes differ ({ia.voxel_size[0]:.4g} vs {ib.voxel_size[0]:.4g} Å); using the first",
               file=sys.stderr)
@@ -241,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    check_finite(args)
+    try:  # argument errors: one line and status 2, returned like every other error of main()
+        args = parser.parse_args(argv)
+        check_finite(args)
+    except SystemExit as stop:
+        return int(stop.code or 0)
     args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()

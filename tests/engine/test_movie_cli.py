@@ -37,7 +37,7 @@ def test_movie_cli_and_errors(tmp_path, capsys):
                  str(out), "--renderer", "slices", "--path", "spherical"]) == 0
     assert iio.imread(out).shape[0] == 6 and (tmp_path / "m.gif.z.txt").is_file()
     assert main(["movie", "analytic", "--from", "0", "--to", "1", "--frames", "0", "--out", str(out)]) == 2
-    assert "frames must be positive" in capsys.readouterr().err
+    assert "--frames: must be > 0 frames" in capsys.readouterr().err
     assert main(["movie", "analytic", "--from", "0,1,2", "--to", "1", "--out", str(out)]) == 2
     assert "has 3 coordinates" in capsys.readouterr().err
     assert main(["movie", "wgan", "--from", "proteasome", "--to", "nonexistent", "--out", str(out)]) == 2

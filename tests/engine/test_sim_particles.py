@@ -119,7 +119,7 @@ def test_cli_simulate_commands(tmp_path, capsys):
     assert info["params"]["snr"] == pytest.approx(0.1) and info["ensemble"]["weights"] == [0.25, 0.75]
     capsys.readouterr()
     assert main(["simulate", "map", "phantom:ribosome", "--voxel-size", "-1", "--out", str(tmp_path / "x.mrc")]) == 2
-    assert "voxel_size" in capsys.readouterr().err
+    assert "--voxel-size: must be > 0 Å" in capsys.readouterr().err
     assert main(["simulate", "particles", "phantom:multiblob", "--snr", "-1", "--box", "48", "--voxel-size", "4",
                  "--out", str(tmp_path / "y")]) == 2
     assert "snr" in capsys.readouterr().err

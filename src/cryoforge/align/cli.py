@@ -19,10 +19,10 @@ def _load_maps(source: str | None):
     path = Path(source) if source else sample_path(SUBTOMO_PAIRS)
     if path.is_dir():
         info = json.loads((path / "dataset.json").read_text()) if (path / "dataset.json").is_file() else {}
-        data, _ = read_mrc(path / "maps.mrc")
+        data, _ = read_mrc(path / "maps.mrc", finite=True)
         names = info.get("structures")
     else:
-        data, _ = read_mrc(path)
+        data, _ = read_mrc(path, finite=True)
         names = None
     maps = np.asarray(data, dtype=np.float32)
     maps = maps[None] if maps.ndim == 3 else maps

@@ -18,7 +18,7 @@ def read_template_set(path=None):
     p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
     folder = p if p.is_dir() else p.parent
     mrc = p / "templates.mrc" if p.is_dir() else p
-    data, info = read_mrc(mrc)
+    data, info = read_mrc(mrc, finite=True)
     maps = np.asarray(data, np.float32)
     maps = maps[None] if maps.ndim == 3 else maps
     meta = folder / "templates.json"
@@ -112,7 +112,7 @@ def read_subtomograms(path, tilt_range=None):
         ds = read_pairs(p)
         truth = np.asarray(ds.truth["structure"]) if "structure" in ds.truth else None
         return ds.s_b, dataset_masks(ds)[1].numpy(), truth, ds.voxel_size
-    data, info = read_mrc(p)
+    data, info = read_mrc(p, finite=True)
     vols = np.asarray(data, np.float32)
     vols = vols[None] if vols.ndim == 3 else vols
     lo, hi = tilt_range or (-60.0, 60.0)

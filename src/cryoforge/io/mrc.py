@@ -165,13 +165,33 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argsort([-a for a in order]))
 
 
-def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = False) -> tuple[np.ndarray, MrcInfo]:
+def data_stats(data, chunk_bytes: int = 64 << 20) -> dict:
+    """``n`` (finite values), min, max, mean and std of the finite values of a (memory-mapped) array, a few
+    sections at a time (never the whole array in float64)."""
+    flat = data.reshape(-1, *data.shape[-2:]) if data.ndim > 2 else data[None]
+    per = max(1, chunk_bytes // max(1, flat[0].size * 8))
+    n, lo, hi, s1, s2 = 0, np.inf, -np.inf, 0.0, 0.0
+    for i in range(0, len(flat), per):
+        block = np.asarray(flat[i:i + per], dtype=np.float64)
+        v = block[np.isfinite(block)]
+        if v.size:
+            n, lo, hi = n + v.size, min(lo, float(v.min())), max(hi, float(v.max()))
+            s1, s2 = s1 + float(v.sum()), s2 + float((v * v).sum())
+    mean = s1 / n if n else float("nan")
+    std = float(np.sqrt(max(s2 / n - mean * mean, 0.0))) if n else float("nan")
+    return {"n": n, "size": int(np.prod(data.shape)), "min": lo, "max": hi, "mean": mean, "std": std}
+
+
+def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = False,
+             finite: bool = False) -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
     A stack of volumes (MRC2014 ISPG 401) comes back as ``(N, Z, Y, X)`` with ``info.is_volume_stack``.
     Volume or image stack follows the module's rule; ``kind`` (``'volume'``, ``'stack'``) overrides it.
     A file whose header does not describe it (:func:`header_check`: data mode, sizes against the file's length)
     is refused unless ``permissive``; one with a valid layout but a non-standard header is read with a warning.
+    With ``finite`` (the inputs of jobs), NaN or infinite values are an error instead of a warning: no job turns
+    them into a result.
     Raises :class:`MrcError` with a clear message for missing, truncated or non-MRC files;
     warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
     """
@@ -204,6 +224,11 @@ def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = Fa
         vs = (1.0, 1.0, 1.0)
     if is_stack:
         vs = (vs[0], vs[1], vs[0])  # z spacing of a stack is meaningless; keep x
+    if finite:
+        stats = data_stats(data)
+        if stats["n"] < stats["size"]:
+            raise MrcError(f"{path.name}: {stats['size'] - stats['n']} NaN or infinite values; cryoforge computes on "
+                           "finite data only (fill or mask them first)")
     probe = data[:1] if mmap else data
     nonfinite = not bool(np.isfinite(probe).all())
     if nonfinite:

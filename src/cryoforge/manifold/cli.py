@@ -154,7 +154,7 @@ def _cmd_drgn_train(args) -> int:
     from .drgn.poses import PoseSearchConfig
     from .drgn.train import DrgnTrainConfig, train_drgn_job
 
-    images, info = read_mrc(args.particles, mmap=True, kind="stack")
+    images, info = read_mrc(args.particles, mmap=True, kind="stack", finite=True)
     if images.ndim != 3:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
     if args.poses is None and not args.pose_search:

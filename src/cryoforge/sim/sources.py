@@ -90,7 +90,7 @@ def load_map(source: str, spec: MapSpec, seed: int = 0) -> np.ndarray:
     if not source.startswith("phantom:") and _suffix(source) in MAP_SUFFIXES:
         from ..io.mrc import read_mrc
 
-        data, info = read_mrc(source)
+        data, info = read_mrc(source, finite=True)
         if data.ndim != 3 or info.is_stack:
             raise ValueError(f"{Path(source).name}: a source map must be one volume (Z, Y, X)")
         return resample_map(data, info.voxel_size[0], spec.voxel_size, spec.box_size)

@@ -150,7 +150,7 @@ def _store(path: Path, data: np.ndarray, voxel_size: float, storage: str) -> dic
 
 
 def _load(path: Path, rec: dict) -> np.ndarray:
-    data, _ = read_mrc(path)
+    data, _ = read_mrc(path, finite=True)
     return data * np.float32(rec.get("scale", 1.0)) + np.float32(rec.get("offset", 0.0))
 
 
@@ -189,7 +189,7 @@ def read_pairs(path) -> PairDataset:
     files = info.get("files", {})
     s_a = _load(d / "subtomos_a.mrc", files.get("s_a", {}))
     s_b = _load(d / "subtomos_b.mrc", files.get("s_b", {}))
-    maps, mi = read_mrc(d / "maps.mrc")
+    maps, mi = read_mrc(d / "maps.mrc", finite=True)
     truth = starfile.read(d / "truth.star", always_dict=True)["pairs"]
     maps = maps if maps.ndim == 4 else maps[None]
     return PairDataset(s_a, s_b, truth, maps, list(info["structures"]), float(mi.voxel_size[0]), info)

@@ -14,7 +14,7 @@ def _references(path):
 
     from ...io.mrc import read_mrc
 
-    maps = np.asarray(read_mrc(path)[0], np.float32)
+    maps = np.asarray(read_mrc(path, finite=True)[0], np.float32)
     if maps.ndim != 4 or len(maps) < 2:
         raise ValueError(f"{path}: --references needs a stack of at least two volumes (the manifold's ends)")
     return maps[[0, -1]]
@@ -67,7 +67,7 @@ def _cmd_eval(args) -> int:
 
         from ...io.mrc import read_mrc
 
-        truth = np.asarray(read_mrc(args.references)[0], np.float32)
+        truth = np.asarray(read_mrc(args.references, finite=True)[0], np.float32)
         if len(truth) == len(vols):
             report["agreement_with_reference_matrix"] = matrix_agreement(mat, fsccc_matrix(truth))
         else:

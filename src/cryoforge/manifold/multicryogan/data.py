@@ -92,7 +92,7 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
         raise ManifoldError("no particle stack given")
     arrays, sizes, px, missing = [], [], None, False
     for p in paths:
-        data, info = read_mrc(p, mmap=True, kind="stack")
+        data, info = read_mrc(p, mmap=True, kind="stack", finite=True)
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3 or data.shape[1] != data.shape[2]:
