@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from .events import Event, Log, Metrics, Progress, Result
@@ -71,10 +73,35 @@ class _Bar:
         self.stream.flush()
 
 
+@contextmanager
+def stop_signals(cancel: threading.Event, stream):
+    """While inside, Ctrl-C (SIGINT) and SIGTERM set ``cancel`` instead of interrupting: the job finishes the step
+    it is in and stops at its next yield, so what it saves is consistent. A second Ctrl-C interrupts at once.
+    Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if cancel.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cancel.set()
+        stream.write(f"\n  stopping after the current step ({signal.Signals(signum).name}; Ctrl-C again to stop now)\n")
+        stream.flush()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def run_cli(job: Iterator[Event], stream=None, show_metrics: bool = True):
     """Run ``job`` in the terminal with a progress bar; returns its Result value.
 
-    Ctrl-C cancels (the job stops at its next yield) and re-raises KeyboardInterrupt.
+    Ctrl-C or SIGTERM cancels: the job ends the step it is in, stops at its next yield (a trainer then saves its
+    checkpoint), and :class:`Cancelled` is raised (:func:`stop_signals`).
     """
     stream = sys.stderr if stream is None else stream
     bar = _Bar(stream)
@@ -88,4 +115,6 @@ def run_cli(job: Iterator[Event], stream=None, show_metrics: bool = True):
         elif isinstance(event, Log):
             stream.write(("\n" if bar.tty else "") + f"  [{event.level}] {event.message}\n")
 
-    return drive(job, render)
+    cancel = threading.Event()
+    with stop_signals(cancel, stream):
+        return drive(job, render, cancel)

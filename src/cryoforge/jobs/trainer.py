@@ -13,6 +13,7 @@ and ends at the first step that reaches it.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -122,7 +123,15 @@ def train_cli(job, checkpoint, argv) -> dict:
     from ..io.atomic import atomic_path
     from .runner import run_cli
 
-    res = run_cli(job)
+    from .runner import Cancelled
+
+    try:
+        res = run_cli(job)
+    except (Cancelled, KeyboardInterrupt):
+        if Path(checkpoint).is_file():
+            step = torch.load(checkpoint, map_location="cpu", weights_only=True)["extra"]["step"]
+            print(f"cancelled: {checkpoint} holds step {step}; the same command resumes from it", file=sys.stderr)
+        raise
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in argv)
     with atomic_path(checkpoint) as tmp:
