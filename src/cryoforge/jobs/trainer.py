@@ -68,6 +68,18 @@ def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = Tr
     passed; ``Result`` is a dict (checkpoint, step reached, metrics, history)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1; got {steps}")
+    if checkpoint is None:
+        yield from _train(trainer, steps, None, resume, checkpoint_every, validate_every, metrics_every, max_seconds)
+        return
+    from ..io.atomic import exclusive_lock
+
+    with exclusive_lock(checkpoint, "trained"):  # a second training of the same checkpoint stops at once
+        yield from _train(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every,
+                          max_seconds)
+
+
+def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_every: int, validate_every: int,
+           metrics_every: int, max_seconds: float | None):
     start, history, wall0 = 0, [], 0.0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_training(trainer, checkpoint)

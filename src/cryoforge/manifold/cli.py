@@ -92,7 +92,7 @@ def _cmd_drgn_eval(args) -> int:
 
 
 def _cmd_drgn_analyze(args) -> int:
-    from ..io.atomic import atomic_path
+    from ..io.atomic import atomic_dir
     from ..io.mrc import write_mrc
     from .analysis import kmeans_centres, pc_traversal, pca
 
@@ -100,24 +100,24 @@ def _cmd_drgn_analyze(args) -> int:
     if m.data_latents is None:
         raise ValueError("this run has no z file (z.N.pkl); give it with --z")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     z = m.data_latents
     coords, fit = pca(z, 2)
     centres, labels = kmeans_centres(z, args.ksample, args.seed)
-    for i, v in enumerate(m.decode(z[centres]).numpy()):
-        write_mrc(out / f"kmeans{args.ksample}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
-    np.savetxt(out / f"kmeans{args.ksample}" / "centers.txt", z[centres], fmt="%.6g")
-    np.savetxt(out / f"kmeans{args.ksample}" / "centers_ind.txt", centres, fmt="%d")
-    for pc in range(min(args.pc, m.latent_dim)):
-        path = pc_traversal(z, pc, args.n_per_pc)
-        for i, v in enumerate(m.decode(path).numpy()):
-            write_mrc(out / f"pc{pc + 1}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
-        np.savetxt(out / f"pc{pc + 1}" / "z_pc.txt", path, fmt="%.6g")
-    summary = {"model": m.name, "n": int(len(z)), "explained_variance_ratio": fit.explained_variance_ratio_.tolist(),
-               "kmeans_centre_indices": centres.tolist(), "cluster_sizes": np.bincount(labels).tolist()}
-    with atomic_path(out / "analysis.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=1))
-    np.save(out / "z_pca.npy", coords)
+    with atomic_dir(out, "analysis.json") as tmp:  # complete or absent: a cancel leaves no half folder
+        for i, v in enumerate(m.decode(z[centres]).numpy()):
+            write_mrc(tmp / f"kmeans{args.ksample}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
+        np.savetxt(tmp / f"kmeans{args.ksample}" / "centers.txt", z[centres], fmt="%.6g")
+        np.savetxt(tmp / f"kmeans{args.ksample}" / "centers_ind.txt", centres, fmt="%d")
+        for pc in range(min(args.pc, m.latent_dim)):
+            path = pc_traversal(z, pc, args.n_per_pc)
+            for i, v in enumerate(m.decode(path).numpy()):
+                write_mrc(tmp / f"pc{pc + 1}" / f"vol_{i:03d}.mrc", v, m.voxel_size)
+            np.savetxt(tmp / f"pc{pc + 1}" / "z_pc.txt", path, fmt="%.6g")
+        summary = {"model": m.name, "n": int(len(z)),
+                   "explained_variance_ratio": fit.explained_variance_ratio_.tolist(),
+                   "kmeans_centre_indices": centres.tolist(), "cluster_sizes": np.bincount(labels).tolist()}
+        np.save(tmp / "z_pca.npy", coords)
+        (tmp / "analysis.json").write_text(json.dumps(summary, indent=1))  # the completion marker
     print(f"wrote {out}: k-means {args.ksample} volumes, {min(args.pc, m.latent_dim)} PC traversals, analysis.json")
     return 0
 

@@ -33,7 +33,7 @@ from .. import __version__
 from ..conventions import random_rotations
 from ..ctf import CTFParams, ctf_2d
 from ..fourier import fourier_shift
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_dir
 from ..io.mrc import write_mrc
 from ..io.star import ParticleMetadata, write_particles_star
 from ..jobs import Log, Preview, Progress, Result
@@ -190,7 +190,7 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
     """Job: ``n_particles`` images; yields progress, a preview, and ``Result((images, metadata, truth))``.
 
     With ``out_dir``: ``{stem}.mrcs``, ``{stem}.star`` (RELION 3.1), ``truth.csv`` (conformation of each
-    particle), ``states.mrc`` and ``dataset.json`` are written at the end, each atomically (see
+    particle), ``states.mrc`` and ``dataset.json`` are written at the end, as one folder that appears whole (see
     :func:`write_particles`).
     """
     params = (params or ParticleParams()).validate()
@@ -249,18 +249,15 @@ def write_particles(out_dir, stem, images, meta, truth, ensemble: Ensemble, info
     """Write the stack (``storage``: float32 or float16, MRC modes 2 / 12), STAR, truth, states and JSON."""
     if storage not in ("float32", "float16"):
         raise ValueError(f"particle storage must be float32 or float16; got {storage!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ps = meta.pixel_size
-    write_mrc(out / f"{stem}.mrcs", images, ps, stack=True, dtype=storage)
-    if ensemble.discrete:
-        meta.table = pd.DataFrame({"rlnClassNumber": truth["state"].to_numpy() + 1})
-    write_particles_star(out / f"{stem}.star", meta)
-    with atomic_path(out / "truth.csv") as tmp:
-        truth.to_csv(tmp, index=False)
-    keep = ensemble.maps if len(ensemble.maps) <= 8 else ensemble.maps[[0, -1]]
-    write_mrc(out / "states.mrc", keep, ps)
-    info = dict(info, states_file_holds="all states" if len(ensemble.maps) <= 8 else "first and last state")
-    with atomic_path(out / "dataset.json") as tmp:
-        Path(tmp).write_text(json.dumps(info, indent=1, default=float))
-    return out
+    with atomic_dir(out_dir, "dataset.json") as out:  # complete or absent; never a mix of two runs
+        write_mrc(out / f"{stem}.mrcs", images, ps, stack=True, dtype=storage)
+        if ensemble.discrete:
+            meta.table = pd.DataFrame({"rlnClassNumber": truth["state"].to_numpy() + 1})
+        write_particles_star(out / f"{stem}.star", meta)
+        truth.to_csv(out / "truth.csv", index=False)
+        keep = ensemble.maps if len(ensemble.maps) <= 8 else ensemble.maps[[0, -1]]
+        write_mrc(out / "states.mrc", keep, ps)
+        info = dict(info, states_file_holds="all states" if len(ensemble.maps) <= 8 else "first and last state")
+        (out / "dataset.json").write_text(json.dumps(info, indent=1, default=float))  # the completion marker
+    return Path(out_dir)

@@ -24,7 +24,7 @@ import torch
 
 from .. import __version__
 from ..conventions import matrix_to_euler_zyz, random_rotations
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_dir
 from ..io.mrc import read_mrc, write_mrc
 from ..jobs import Log, Preview, Progress, Result
 from .tomo import TomoParams, simulate_subtomograms, tilt_range_from_wedge, wedge_mask
@@ -86,8 +86,8 @@ def simulate_pairs_job(maps, structures: list[str] | None = None, n_pairs: int =
                        batch: int = 32, out_dir=None, storage: str = "float32"):
     """Job: simulate ``n_pairs`` pairs from ``maps`` ``(K, n, n, n)``; yields progress, a preview and the dataset.
 
-    With ``out_dir`` the files are written (atomically, each) once all pairs exist; cancelling earlier
-    writes nothing.
+    With ``out_dir`` the files are written once all pairs exist, as one folder that appears whole
+    (:func:`cryoforge.io.atomic.atomic_dir`); cancelling earlier writes nothing.
     """
     params = (params or TomoParams()).validate()
     maps = np.asarray(maps, dtype=np.float32)
@@ -159,23 +159,20 @@ def write_pairs(ds: PairDataset, out_dir, storage: str = "float32") -> Path:
     (values scaled to ±5 σ; the scale is in ``dataset.json`` and :func:`read_pairs` undoes it)."""
     import starfile
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    vs = ds.voxel_size
-    files = {"s_a": _store(out / "subtomos_a.mrc", ds.s_a, vs, storage),
-             "s_b": _store(out / "subtomos_b.mrc", ds.s_b, vs, storage)}
-    write_mrc(out / "maps.mrc", ds.maps, vs)
-    n = ds.maps.shape[-1]
-    for key in ("a", "b"):
-        lo, hi = ds.info[f"tilt_range_{key}"]
-        mask = torch.fft.fftshift(wedge_mask((n, n, n), lo, hi, rfft=False)).numpy()
-        write_mrc(out / f"wedge_{key}.mrc", mask, 1.0 / (n * vs))
-    with atomic_path(out / "truth.star") as tmp:
-        starfile.write({"pairs": ds.truth}, tmp, overwrite=True)
-    info = dict(ds.info, files=files)
-    with atomic_path(out / "dataset.json") as tmp:
-        Path(tmp).write_text(json.dumps(info, indent=1, default=float))
-    return out
+    with atomic_dir(out_dir, "dataset.json") as out:  # complete or absent; never a mix of two runs
+        vs = ds.voxel_size
+        files = {"s_a": _store(out / "subtomos_a.mrc", ds.s_a, vs, storage),
+                 "s_b": _store(out / "subtomos_b.mrc", ds.s_b, vs, storage)}
+        write_mrc(out / "maps.mrc", ds.maps, vs)
+        n = ds.maps.shape[-1]
+        for key in ("a", "b"):
+            lo, hi = ds.info[f"tilt_range_{key}"]
+            mask = torch.fft.fftshift(wedge_mask((n, n, n), lo, hi, rfft=False)).numpy()
+            write_mrc(out / f"wedge_{key}.mrc", mask, 1.0 / (n * vs))
+        starfile.write({"pairs": ds.truth}, out / "truth.star", overwrite=True)
+        info = dict(ds.info, files=files)
+        (out / "dataset.json").write_text(json.dumps(info, indent=1, default=float))  # the completion marker
+    return Path(out_dir)
 
 
 def read_pairs(path) -> PairDataset:
@@ -192,4 +189,12 @@ def read_pairs(path) -> PairDataset:
     maps, mi = read_mrc(d / "maps.mrc", finite=True)
     truth = starfile.read(d / "truth.star", always_dict=True)["pairs"]
     maps = maps if maps.ndim == 4 else maps[None]
+    counts = {"subtomos_a.mrc": len(s_a), "subtomos_b.mrc": len(s_b), "truth.star": len(truth)}
+    if "n_pairs" in info:
+        counts["dataset.json"] = int(info["n_pairs"])
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{d}: an incomplete or mixed dataset: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                         + " pairs; simulate it again")
+    if "structures" not in info:
+        raise ValueError(f"{d}: dataset.json names no structures; not a complete cryoforge pair dataset")
     return PairDataset(s_a, s_b, truth, maps, list(info["structures"]), float(mi.voxel_size[0]), info)
