@@ -146,6 +146,7 @@ def _cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
     p.add_argument("--version", action="version", version=f"cryoforge {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("info", help="shape, voxel size and statistics of MRC files")
@@ -255,14 +256,27 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError,
-            pickle.UnpicklingError) as err:
-        print(f"cryoforge {args.command}: error: {err}", file=sys.stderr)
+            IsADirectoryError, NotADirectoryError, PermissionError, pickle.UnpicklingError) as err:
+        if args.debug:
+            raise
+        print(f"cryoforge {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Cancelled):
         print(f"cryoforge {args.command}: cancelled", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - an internal error: one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"cryoforge {args.command}: internal error: {type(err).__name__}: {_one_line(err)} (run again with "
+              "--debug for the traceback)", file=sys.stderr)
+        return 1
     finally:
         warnings.showwarning = default_show
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+    return "; ".join(lines) if len(lines) <= 3 else "; ".join(lines[:3]) + " …"
 
 
 if __name__ == "__main__":

@@ -87,3 +87,44 @@ def test_a_pair_dataset_with_nan_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "subtomos_b.mrc: 1 NaN or infinite values" in err and err.count("\n") == 1
     assert not (tmp_path / "poses.star").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["simulate", "particles", "phantom:multiblob", "-n", "100000000", "--box", "48", "--voxel-size", "4",
+      "--out", "OUT"], "100000000 particle images of 48² px needs about"),
+    (["simulate", "map", "phantom:ribosome", "--box", "4096", "--out", "m.mrc"], "a 4096³ map sampled 2× finer"),
+    (["simulate", "subtomos", "phantom:assembly", "--tilt-step", "0.001", "--out", "OUT"], "180000 tilts per"),
+    (["simulate", "subtomos", "phantom:assembly", "--n-pairs", "100000000", "--out", "OUT"], "100000000 subtomogram"),
+    (["movie", "analytic", "--from", "0", "--to", "1", "--frames", "100000000", "--out", "m.gif"], "100000000 frames"),
+    (["movie", "analytic:100000000", "--from", "0", "--to", "1", "--out", "m.gif"], "1 ≤ latent_dim ≤ 64"),
+])
+def test_runaway_sizes_are_refused_up_front(argv, message, tmp_path, capsys, monkeypatch):
+    import resource
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - t0 < 5.0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 512 * 1024  # KiB: < 0.5 GiB more
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_internal_errors_are_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    import cryoforge.cli as cli
+
+    def broken(args):
+        raise KeyError("structures")
+
+    monkeypatch.setattr(cli, "_cmd_info", broken)  # build_parser binds the command at call time
+    assert main(["info", "x.mrc"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: KeyError: 'structures' (run again with --debug" in err
+    with pytest.raises(KeyError):
+        main(["--debug", "info", "x.mrc"])
+    monkeypatch.undo()
+    assert main(["info", str(tmp_path)]) == 2
+    assert "is a folder, not an MRC file" in capsys.readouterr().err

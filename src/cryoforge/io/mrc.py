@@ -196,6 +196,8 @@ def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = Fa
     warns (:class:`MrcWarning`) about NaN/inf values and a missing voxel size.
     """
     path = Path(path)
+    if path.is_dir():
+        raise MrcError(f"{path}: is a folder, not an MRC file")
     if not path.is_file():
         raise MrcError(f"{path}: no such file")
     mrc, notes = _open(path, mmap, permissive)

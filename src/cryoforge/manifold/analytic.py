@@ -23,8 +23,9 @@ class AnalyticManifold(Manifold):
     def __init__(self, latent_dim: int = 2, box: int = 32, voxel_size: float = 4.0, n_data: int = 300, seed: int = 0,
                  device="cpu"):
         super().__init__(device)
-        if latent_dim < 1 or box < 8:
-            raise ValueError("the analytic manifold needs latent_dim ≥ 1 and box ≥ 8")
+        if not (1 <= latent_dim <= 64) or not (8 <= box <= 256):
+            raise ValueError(f"the analytic manifold takes 1 ≤ latent_dim ≤ 64 and 8 ≤ box ≤ 256; got latent_dim "
+                             f"{latent_dim}, box {box}")
         self.latent_dim, self.box, self.voxel_size = int(latent_dim), int(box), float(voxel_size)
         self.name = f"analytic hinge (d={latent_dim})"
         rng = np.random.default_rng(seed)

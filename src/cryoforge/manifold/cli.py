@@ -39,7 +39,10 @@ def _cmd_movie(args) -> int:
     from .movie import movie_job
     from .paths import make_path
 
+    from ..resources import check_allocation
+
     m = _open(args)
+    check_allocation(args.frames * m.box ** 3 * 4 * 2, f"{args.frames} frames of {m.box}³", "make fewer frames")
     pts = [resolve_point(m, t) for t in [args.start, *(args.via or []), args.end]]
     path = make_path(np.stack(pts), args.frames, args.path, m.data_latents, args.k)
     rec = {"command": "cryoforge movie " + " ".join(args.argv[1:]), "path_kind": args.path,

@@ -121,6 +121,10 @@ def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rota
     path_z = np.asarray(path_z, np.float32)
     if path_z.ndim != 2 or len(path_z) < 1:
         raise ManifoldError("the latent path must be (frames, latent_dim) with at least one frame")
+    from ..resources import check_allocation
+
+    check_allocation(len(path_z) * manifold.box ** 3 * 4 * 2, f"{len(path_z)} frames of {manifold.box}³",
+                     "make fewer frames (--frames)")
     kind = choose_renderer(renderer)
     volumes = None
     for ev in path_job(manifold, path_z):

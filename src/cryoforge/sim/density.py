@@ -110,6 +110,10 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
         raise ValueError("method 'gaussian' needs a resolution (Å)")
     if oversample < 1:
         raise ValueError(f"oversample must be ≥ 1; got {oversample!r}")
+    from ..resources import check_allocation
+
+    check_allocation((box_size * oversample) ** 3 * 4 * 4, f"a {box_size}³ map sampled {oversample}× finer",
+                     "choose a smaller --box (or a coarser --voxel-size)")
     xyz = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device)
     single = xyz.ndim == 2
     xyz = xyz[None] if single else xyz

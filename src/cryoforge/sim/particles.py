@@ -34,6 +34,7 @@ from ..conventions import random_rotations
 from ..ctf import CTFParams, ctf_2d
 from ..fourier import fourier_shift
 from ..io.atomic import atomic_dir
+from ..resources import check_allocation
 from ..io.mrc import write_mrc
 from ..io.star import ParticleMetadata, write_particles_star
 from ..jobs import Log, Preview, Progress, Result
@@ -197,6 +198,8 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
     if n_particles < 1:
         raise ValueError(f"n_particles must be at least 1; got {n_particles!r}")
     n = ensemble.maps.shape[-1]
+    check_allocation(n_particles * (n * n * 4 * 2 + 256), f"{n_particles} particle images of {n}² px",
+                     "simulate fewer particles (-n) per run, or a smaller box")
     rng = np.random.default_rng(seed)
     rots = random_rotations(n_particles, seed).numpy().astype(np.float32)
     lo, frac, u, state = ensemble.sample(n_particles, rng)

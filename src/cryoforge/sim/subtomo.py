@@ -26,8 +26,9 @@ from .. import __version__
 from ..conventions import matrix_to_euler_zyz, random_rotations
 from ..io.atomic import atomic_dir
 from ..io.mrc import read_mrc, write_mrc
+from ..resources import check_allocation
 from ..jobs import Log, Preview, Progress, Result
-from .tomo import TomoParams, simulate_subtomograms, tilt_range_from_wedge, wedge_mask
+from .tomo import TomoParams, simulate_subtomograms, tilt_angles, tilt_range_from_wedge, wedge_mask
 
 SNR_DEFINITION = ("subtomogram SNR = c/(1-c) for the Pearson correlation c of two aligned noisy copies "
                   "= var(signal)/var(noise) of the reconstructed subtomogram over the box (seed 001)")
@@ -92,6 +93,12 @@ def simulate_pairs_job(maps, structures: list[str] | None = None, n_pairs: int =
     params = (params or TomoParams()).validate()
     maps = np.asarray(maps, dtype=np.float32)
     _check(maps, n_pairs, wedge_a, wedge_b, max_shift)
+    n = maps.shape[-1]
+    check_allocation(2 * n_pairs * n**3 * 4 * 1.5, f"{n_pairs} subtomogram pairs of {n}³",
+                     "simulate fewer pairs (--n-pairs) per run, or a smaller box")
+    n_tilts = len(tilt_angles(-90.0, 90.0, params.tilt_step))
+    check_allocation(min(batch, n_pairs) * n_tilts * n * n * 4 * 2, f"{n_tilts} tilts per subtomogram",
+                     f"use a coarser --tilt-step than {params.tilt_step:g}°")
     k = len(maps)
     structures = list(structures) if structures else [f"structure{i}" for i in range(k)]
     rng = np.random.default_rng(seed)

@@ -1,0 +1,43 @@
+"""Memory checks before large allocations: a job that would not fit says so, with what to change, at once.
+
+:func:`check_allocation` compares an estimate (bytes) with the memory available now (``MemAvailable`` of
+``/proc/meminfo``, else the free physical pages) and raises :class:`ResourceError` — a ``ValueError``, so the
+command line reports it as one line with exit 2 — instead of letting the allocator fail minutes later or the
+machine swap.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class ResourceError(ValueError):
+    """A job would need more memory than the machine has available."""
+
+
+def available_bytes() -> int:
+    """Memory available for new allocations now, in bytes."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_allocation(nbytes: float, what: str, change: str, fraction: float = 0.8) -> None:
+    """Refuse when ``nbytes`` exceeds ``fraction`` of the available memory; the message names ``what`` needs it
+    and ``change`` (what the user can lower)."""
+    avail = available_bytes()
+    if nbytes > fraction * avail:
+        raise ResourceError(f"{what} needs about {gib(nbytes)} of memory, more than the {gib(avail)} available "
+                            f"now; {change}")
