@@ -222,3 +222,19 @@ def test_files_that_are_not_mrc_by_their_header_are_refused(tmp_path, capsys):
     assert out.shape == (4, 4, 4)
     assert main(["info", str(tmp_path / "ok.mrc")]) == 0
     assert "31.5 ± 18.473" in capsys.readouterr().out  # chunked statistics: mean and std of 0 … 63
+
+
+def test_checkpoint_of_the_right_kind_with_missing_keys_is_a_clear_error(tmp_path, capsys):
+    from cryoforge.cli import main
+
+    torch.save({"format": "cryoforge-checkpoint", "format_version": 1, "kind": "wgan3d", "config": {},
+                "state_dicts": {}, "metrics": {}, "extra": {}}, tmp_path / "g.pt")
+    ck = load_checkpoint(tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match="g.pt: its config has no 'latent_dim'"):
+        ck["config"]["latent_dim"]
+    assert main(["movie", str(tmp_path / "g.pt"), "--from", "0", "--to", "1", "--out",
+                 str(tmp_path / "m.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a damaged checkpoint, or one written by other code" in err
+    save_checkpoint(tmp_path / "again.pt", ck["kind"], ck["config"], ck["state_dicts"], ck["metrics"], ck["extra"])
+    assert load_checkpoint(tmp_path / "again.pt")["kind"] == "wgan3d"  # plain dicts again: loads with weights_only

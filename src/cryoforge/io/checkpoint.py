@@ -77,7 +77,25 @@ def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path.name}: is a '{payload.get('kind')}' checkpoint, but a '{kind}' "
                               "checkpoint is needed here")
-    return payload
+    out = _Section(payload, path.name, "checkpoint")
+    for key in ("config", "state_dicts", "metrics", "extra"):
+        if isinstance(payload.get(key), dict):
+            out[key] = _Section(payload[key], path.name, key)
+    return out
+
+
+class _Section(dict):
+    """A part of a loaded checkpoint: a key it lacks is a :class:`CheckpointError` naming the file, not a bare
+    ``KeyError`` (a damaged checkpoint, or one of the right kind written by other code). ``save_checkpoint``
+    stores plain dicts again."""
+
+    def __init__(self, data: dict, file: str, section: str):
+        super().__init__(data)
+        self.file, self.section = file, section
+
+    def __missing__(self, key):
+        raise CheckpointError(f"{self.file}: its {self.section} has no {key!r}: a damaged checkpoint, or one written "
+                              "by other code")
 
 
 def export_checkpoint(src, dst, kind: str | tuple, half: bool = True) -> Path:
