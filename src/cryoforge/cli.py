@@ -53,6 +53,10 @@ def _cmd_metadata(args) -> int:
     from .io.report import check_image_stacks, metadata_report, summary_text
 
     path = Path(args.file)
+    if args.json:
+        from .io.atomic import check_output_file
+
+        check_output_file(args.json)
     meta = read_particle_metadata(path, args.apix, args.box, args.use_ctf_envelope)
     if args.ctf:
         meta = with_ctf(meta, args.ctf, args.apix, args.use_ctf_envelope)
@@ -81,6 +85,11 @@ def _cmd_fsc(args) -> int:
     from .io.mrc import read_mrc
     from .metrics import GOLD_STANDARD, HALF, fsc
 
+    from .io.atomic import check_output_file
+
+    for out in (args.json, args.plot):
+        if out:
+            check_output_file(out)
     a, ia = read_mrc(args.a, finite=True)
     b, ib = read_mrc(args.b, finite=True)
     if not np.allclose(ia.voxel_size, ib.voxel_size, rtol=1e-3):
@@ -99,7 +108,10 @@ def _cmd_fsc(args) -> int:
     print(f"resolution at FSC=0.143: {r143:.2f} Å   at FSC=0.5: {r05:.2f} Å   (voxel size {vs:.4g} Å, "
           f"Nyquist {2 * vs:.2f} Å)")
     if args.json:
-        Path(args.json).write_text(json.dumps(curve.as_dict(), indent=1))
+        from .io.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(curve.as_dict(), indent=1))
     if args.plot:
         from .plots import plot_fsc
 
@@ -131,6 +143,10 @@ def _cmd_bench(args) -> int:
             options[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
+    if args.out:
+        from .io.atomic import check_output_file
+
+        check_output_file(args.out)
     report = run_cli(BENCHES[args.name](device=args.device, **options))
     report["command"] = "cryoforge " + " ".join(getattr(args, "argv", []))
     text = json.dumps(report, indent=1)

@@ -91,3 +91,27 @@ def test_atomic_dir_needs_its_marker(tmp_path):
         with atomic_dir(tmp_path / "out", "analysis.json") as tmp:
             (tmp / "vol.mrc").write_bytes(b"x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_output_paths_are_refused_before_the_work(tmp_path, capsys):
+    import time
+
+    d = tmp_path / "ds"
+    assert main(SIM + ["--out", str(d)]) == 0
+    write_mrc(tmp_path / "a.mrc", np.random.default_rng(0).normal(size=(16, 16, 16)), 2.0)
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["fsc", str(tmp_path / "a.mrc"), str(tmp_path / "a.mrc"), "--json", str(tmp_path)], "is a folder"),
+        (["align", "run", str(d), "--out", str(tmp_path)], "is a folder"),
+        (["align", "average", str(d), "--out", str(tmp_path / "afile")], "is a file; give a folder"),
+        (["metadata", "x.star", "--json", str(tmp_path / "afile" / "m.json")], "afile is a file, not a folder"),
+        (["drgn", "eval", "analytic:2", "--zfile", str(tmp_path / "z.txt"), "-o", str(tmp_path / "afile")],
+         "afile is a file, not a folder"),
+    ]
+    np.savetxt(tmp_path / "z.txt", np.zeros((2, 2)))
+    for argv, message in cases:
+        capsys.readouterr()
+        t0 = time.perf_counter()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and time.perf_counter() - t0 < 3, (argv, err)

@@ -51,6 +51,10 @@ def _cmd_run(args) -> int:
     from .classical import SearchConfig
     from .pipeline import align_dataset_job, write_alignment
 
+    from ..io.atomic import check_output_file
+
+    if args.out:
+        check_output_file(args.out)  # before the work, not after it
     search = SearchConfig(global_rotations=args.rotations, candidates=args.candidates)
     res = run_cli(align_dataset_job(args.dataset, args.method, args.checkpoint, device=args.device,
                                     limit=args.limit, search=search))
@@ -67,16 +71,18 @@ def _cmd_average(args) -> int:
     from ..jobs import run_cli
     from .average import AverageConfig, average_dataset_job
 
+    from ..io.atomic import atomic_dir, check_output_dir
+
+    out = check_output_dir(args.out, "average.json")  # before the work, not after it
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
                         lowpass=args.lowpass)
     res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     vs = res["voxel_size"]
-    write_mrc(out / "average.mrc", res["average"], vs)
-    write_mrc(out / "half1.mrc", res["half1"], vs)
-    write_mrc(out / "half2.mrc", res["half2"], vs)
-    (out / "average.json").write_text(json.dumps(res["report"], indent=1, default=float))
+    with atomic_dir(out, "average.json") as tmp:
+        write_mrc(tmp / "average.mrc", res["average"], vs)
+        write_mrc(tmp / "half1.mrc", res["half1"], vs)
+        write_mrc(tmp / "half2.mrc", res["half2"], vs)
+        (tmp / "average.json").write_text(json.dumps(res["report"], indent=1, default=float))
     print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, average.json; gold-standard FSC 0.143 at "
           f"{res['report']['iterations'][-1]['resolution_0.143_A']:.1f} Å")
     return 0

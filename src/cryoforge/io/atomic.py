@@ -52,6 +52,32 @@ def clean_stale_parts(path) -> list[Path]:
     return removed
 
 
+def check_output_file(path) -> Path:
+    """Before any work: ``path`` can become a file (not a folder, its parent not a file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name for the output")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{path}: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def check_output_dir(path, marker: str) -> Path:
+    """Before any work: ``path`` can become an output folder of :func:`atomic_dir` (absent, empty, or an earlier
+    output holding ``marker``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is a file; give a folder for the output")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise OutputError(f"{path}: holds other files and no {marker}: it is not an earlier output to replace; "
+                          "choose a new or empty folder")
+    check_output_file(path / marker)
+    return path
+
+
 @contextmanager
 def atomic_path(path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, otherwise delete it.
@@ -59,9 +85,7 @@ def atomic_path(path, keep_suffix: bool = False) -> Iterator[Path]:
 
     A job cancelled inside the block (``GeneratorExit`` at a yield) or failing leaves ``path`` as it was.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give a file name")
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_parts(path)
     tmp = _part_name(path, path.suffix if keep_suffix else "")
@@ -109,12 +133,7 @@ def atomic_dir(path, marker: str) -> Iterator[Path]:
     is replaced only when it is empty or holds the marker (an earlier output of the same kind), never a folder of
     other files. The folder is locked (:func:`exclusive_lock`) while it is written.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: is a file; give a folder for the output")
-    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
-        raise OutputError(f"{path}: holds other files and no {marker}: it is not an earlier output to replace; "
-                          "choose a new or empty folder")
+    path = check_output_dir(path, marker)
     with exclusive_lock(path):
         clean_stale_parts(path)
         tmp = _part_name(path)
