@@ -78,7 +78,7 @@ def test_sigterm_to_a_cli_training_keeps_a_checkpoint_that_resumes(tmp_path):
            "--validate-every", "0", "--checkpoint", str(tmp_path / "m.pt")]
     proc = subprocess.Popen(cmd + ["--steps", "100000"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "step" not in (line := proc.stderr.readline()):
+    while time.monotonic() < deadline and "step" not in proc.stderr.readline():
         pass  # the first progress line: training has started
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)

@@ -82,6 +82,10 @@ def load_pickles(path, max_items: int = 2) -> list:
                 out.append(SafeUnpickler(fh).load())
             except EOFError:
                 break
+            except UnsafePickleError as err:
+                raise UnsafePickleError(f"{path.name}: {err}") from None
+            except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as err:
+                raise pickle.UnpicklingError(f"{path.name}: not a readable pickle ({err})") from None
     if not out:
         raise pickle.UnpicklingError(f"{path.name}: empty pickle file")
     for item in out:

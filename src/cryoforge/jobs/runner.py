@@ -41,6 +41,8 @@ def drive(job: Iterator[Event], on_event: Callable[[Event], None] | None = None,
         raise
     except JobError:
         raise
+    except (ValueError, FileNotFoundError) as err:  # bad input: the message says it all
+        raise JobError(str(err)) from err
     except Exception as err:  # noqa: BLE001 - every failure reaches the user as one clear line
         raise JobError(f"{type(err).__name__}: {err}") from err
     return result

@@ -188,7 +188,10 @@ def read_pairs(path) -> PairDataset:
 
     d = Path(path)
     if not (d / "dataset.json").is_file():
-        raise FileNotFoundError(f"{d}: not a cryoforge subtomogram-pair dataset (no dataset.json)")
+        held = sorted(p.name for p in d.glob("*.mrcs")) if d.is_dir() else []
+        what = f"; it holds a particle stack ({held[0]}), not subtomogram pairs" if held else ""
+        raise FileNotFoundError(f"{d}: not a cryoforge subtomogram-pair dataset (no dataset.json){what}; make one "
+                                "with `cryoforge simulate subtomos`")
     info = json.loads((d / "dataset.json").read_text())
     files = info.get("files", {})
     s_a = _load(d / "subtomos_a.mrc", files.get("s_a", {}))
