@@ -212,6 +212,25 @@ def hartley_to_volume(h: torch.Tensor, norm: tuple[float, float]) -> torch.Tenso
     return ihtn_center(h[:, :-1, :-1, :-1] * norm[1] + norm[0])
 
 
+def decode_lowpass(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, size: int, extent: float = 0.5,
+                   rows: int = 1 << 14) -> torch.Tensor:
+    """Volumes ``(B, size, size, size)``: the decoder on the central ``(size+1)³`` of its lattice, a low-pass view
+    at ``(D−1)/size`` times the voxel size — a preview that costs ``(size/(D−1))³`` of a full decode."""
+    D = decoder.D
+    if size >= D - 1 or size % 2:
+        return decode_volumes(decoder, z, norm, extent)
+    dev = next(decoder.parameters()).device
+    lo = D // 2 - size // 2
+    k = lattice_coords(D, extent, dev)[lo:lo + size + 1, lo:lo + size + 1, lo:lo + size + 1].reshape(-1, 3)
+    b = 1 if z is None else len(z)
+    out = torch.zeros(b, len(k), device=dev)
+    step = max(256, rows // b)
+    for s in range(0, len(k), step):
+        out[:, s:s + step] = decoder.hartley(k[s:s + step], z, extent)
+    n = size + 1
+    return hartley_to_volume(out.view(b, n, n, n), norm) * (size / (D - 1)) ** 3
+
+
 def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, extent: float = 0.5,
                    frame: torch.Tensor | None = None) -> torch.Tensor:
     """Volumes ``(B, D−1, D−1, D−1)`` for latents ``z``: the full lattice, batched (CPU-sized chunks on a CPU)."""

@@ -23,11 +23,12 @@ from ...jobs import Preview
 from ...jobs.trainer import train_job
 from ..base import Manifold
 from .data import ParticleImages, translate_ht
-from .model import CoordinateDecoder, Encoder, decode_volumes
+from .model import CoordinateDecoder, Encoder, decode_lowpass, decode_volumes
 from .poses import PoseSchedule, PoseSearchConfig, PoseTable, pose_errors
 from .posesearch import HartleySlices, pose_search
 
 KIND = "cryodrgn_vae"
+PREVIEW_BOX = 128  # validation previews of larger boxes are low-passed to this size (decode cost ∝ box³)
 ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "feat_sigma", "activation", "qlayers",
              "qdim", "encode_mode", "enc_mask")
 
@@ -200,12 +201,14 @@ class DrgnTrainer:
         return np.concatenate(out)
 
     @torch.no_grad()
-    def volume(self, z=None, reference_frame: bool = False) -> torch.Tensor:
+    def volume(self, z=None, reference_frame: bool = False, size: int | None = None) -> torch.Tensor:
         """The volume at ``z``; with ``reference_frame`` (pose search) in the frame and hand of the data's reference
-        poses, as found by the last :meth:`pose_metrics`."""
+        poses, as found by the last :meth:`pose_metrics`; with ``size`` < D, a low-pass view of ``size``³."""
         for mod in self.modules.values():
             mod.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, np.float32)).reshape(1, -1).to(self.device)
+        if size is not None and not reference_frame:
+            return decode_lowpass(self.dec, zt, self.data.norm, size)[0].cpu()
         frame = getattr(self, "frame", None) if reference_frame else None
         return decode_volumes(self.dec, zt, self.data.norm, frame=frame)[0].cpu()
 
@@ -217,17 +220,21 @@ class DrgnTrainer:
         if self.schedule is not None:
             metrics.update(self.pose_metrics())
         z = None if mu is None else mu.mean(0).cpu().numpy()
-        vol = self.volume(z)
         if self.reference is not None:
             from ...metrics import fsc
 
+            vol = self.volume(z)
             curve = fsc(self.volume(z, reference_frame=True) if self.schedule is not None else vol,
                         self.reference, 1.0)
             metrics["fsc_mean"] = float(np.mean(curve.fsc[1:]))
             metrics["fsc05_px"] = float(curve.resolution(0.5))
+        else:  # a preview: boxes over 128 are shown low-passed to 128³ (a 256³ decode takes minutes on a CPU)
+            vol = self.volume(z, size=PREVIEW_BOX)
         n = vol.shape[0]
-        previews = [Preview("cryoDRGN volume (central slices)", torch.stack([vol[n // 2], vol[:, n // 2], vol[:, :, n // 2]]).numpy(), "stack"),
-                    Preview("cryoDRGN volume", vol.numpy(), "volume", {"voxel_size": self.data.pixel_size})]
+        px = self.data.pixel_size * self.data.D / n
+        previews = [Preview("cryoDRGN volume (central slices)",
+                            torch.stack([vol[n // 2], vol[:, n // 2], vol[:, :, n // 2]]).numpy(), "stack"),
+                    Preview("cryoDRGN volume", vol.numpy(), "volume", {"voxel_size": px})]
         return metrics, previews
 
 
