@@ -38,16 +38,15 @@ def template_sources(path=None) -> list[str]:
 
 
 def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
-    from ..io.atomic import atomic_path
+    from ..io.atomic import atomic_dir
     from ..io.mrc import write_mrc
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_mrc(out / "templates.mrc", maps, voxel_size, stack=True)
-    with atomic_path(out / "templates.json") as tmp:
-        Path(tmp).write_text(json.dumps({"names": list(names), "sources": list(sources or names),
-                                         "voxel_size": voxel_size, "box": int(maps.shape[-1])}, indent=1))
-    return out
+    with atomic_dir(out, "templates.json") as tmp:  # complete or absent; templates.json last
+        write_mrc(tmp / "templates.mrc", maps, voxel_size, stack=True)
+        (tmp / "templates.json").write_text(json.dumps({"names": list(names), "sources": list(sources or names),
+                                                        "voxel_size": voxel_size, "box": int(maps.shape[-1])},
+                                                       indent=1))
+    return Path(out)
 
 
 def _cmd_templates(args) -> int:

@@ -41,20 +41,18 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     import numpy as np
 
-    from ...io.atomic import atomic_path
+    from ...io.atomic import atomic_dir, check_output_dir
     from ...io.mrc import write_mrc
     from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix
     from .train import McganManifold
 
+    out = check_output_dir(args.out, "eval.json")  # before the work
     m = McganManifold(args.checkpoint, device=args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(args.checkpoint), "latent_dim": m.latent_dim, "voxel_size_A": m.voxel_size}
     if m.latent_dim != 1:
         raise ValueError("eval reads the FSCCC matrix along the latent segment: this model has a Gaussian prior")
     alphas = np.linspace(0, 1, args.points + 1, dtype=np.float32)
     vols = m.decode(alphas[:, None]).numpy()
-    write_mrc(out / "volumes.mrc", vols, m.voxel_size, stack=True)
     mat = fsccc_matrix(vols)
     fine = np.linspace(0, 1, 101, dtype=np.float32)
     fv = m.decode(fine[:, None]).numpy()
@@ -75,9 +73,10 @@ def _cmd_eval(args) -> int:
     report["ends_fsc"] = ends_fsc(vols, truth)
     from ...plots import plot_matrix
 
-    plot_matrix(mat, out / "fsccc.png", "FSC cross-conformation matrix", "m (α = m/L)")
-    with atomic_path(out / "eval.json") as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1))
+    with atomic_dir(out, "eval.json") as tmp:  # complete or absent
+        write_mrc(tmp / "volumes.mrc", vols, m.voxel_size, stack=True)
+        plot_matrix(mat, tmp / "fsccc.png", "FSC cross-conformation matrix", "m (α = m/L)")
+        (tmp / "eval.json").write_text(json.dumps(report, indent=1))
     p = report["proportions"]
     print(f"wrote {out}/volumes.mrc ({len(vols)} volumes, α = 0 … 1), fsccc.png and eval.json; proportions "
           f"first {p['first']:.2f}, last {p['last']:.2f}, transition {p['transition']:.2f}")
