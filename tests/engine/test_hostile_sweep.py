@@ -106,6 +106,10 @@ def bad(tmp_path_factory):
     _quiet(write_mrc, d / "stack.mrcs", rng.normal(size=(4, 16, 16)), 1.5)
     (d / "bad_group.star").write_text(optics + parts + "".join(
         f"{i + 1}@stack.mrcs {1 if i else 3} 15000 14000 0 0 0\n" for i in range(4)))
+    (d / "nan_defocus.star").write_text(optics + parts + "".join(
+        f"{i + 1}@stack.mrcs 1 {'nan' if i == 2 else 15000} 14000 0 0 0\n" for i in range(4)))
+    (d / "nan_angle.star").write_text(optics + parts + "".join(
+        f"{i + 1}@stack.mrcs 1 15000 14000 0 {'nan' if i == 1 else 10} 0\n" for i in range(4)))
     (d / "past_end.star").write_text(optics + parts + "".join(
         f"{i + 2}@stack.mrcs 1 15000 14000 0 0 0\n" for i in range(4)))
     # a pair dataset, then broken copies of it
@@ -176,6 +180,13 @@ def cases():
     add(ws, "drgn", "train", "{d}/stack.mrcs", "--poses", "{d}/past_end.star", "--checkpoint", "{d}/out_dir/m.pt",
         expect='points to image 5 of stack.mrcs, which holds 4')
 
+    add(ws, "drgn", "train", "{d}/stack.mrcs", "--poses", "{d}/nan_defocus.star", "--checkpoint", "{d}/out_dir/m.pt",
+        expect="NaN or infinite values in CTF defocus_u (row 3, 1 rows)")
+    add(ws, "mcgan", "train", "{d}/stack.mrcs", "--star", "{d}/nan_defocus.star", "--checkpoint", "{d}/out_dir/m.pt",
+        expect="NaN or infinite values in CTF defocus_u (row 3, 1 rows)")
+    add(ws, "drgn", "train", "{d}/stack.mrcs", "--poses", "{d}/nan_angle.star", "--checkpoint", "{d}/out_dir/m.pt",
+        expect="NaN or infinite values in rotation (row 2, 1 rows)")
+
     dos = "denial of service"
     add(dos, "metadata", "{d}/z_bomb.pkl", "--box", "16", expect='the same container appears twice')
     add(dos, "movie", "analytic", "--from", "0", "--to", "1", "--frames", "100000000", "--out", "{d}/out_dir/m.gif",
@@ -232,7 +243,58 @@ def cases():
     return c
 
 
-CASES = cases()
+def generated_cases():
+    """Every typed option of every command, given what it must refuse: NaN and ±inf for floats, 0 and -1 where a
+    count or length must be positive, -1 where it must be ≥ 0, and text for integers. The command's other required
+    arguments get placeholders: the bad number must stop it while its arguments are parsed, before any work."""
+    import argparse
+
+    from cryoforge.cli import build_parser
+
+    out = []
+
+    def walk_cmd(parser, prefix):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs:
+            for name, sp in subs[0].choices.items():
+                walk_cmd(sp, prefix + [name])
+            return
+        required = []
+        for a in parser._actions:
+            if not a.option_strings and a.dest != "help":
+                n = 1 if a.nargs in (None, "+") else (a.nargs if isinstance(a.nargs, int) else 0)
+                required += [str(a.choices[0]) if a.choices else "x"] * n
+        for a in parser._actions:
+            if a.option_strings and a.required:
+                required += [a.option_strings[0], "x"]
+        for a in parser._actions:
+            if not a.option_strings or a.type is None:
+                continue
+            name = getattr(a.type, "__name__", "")
+            bad = []
+            if name.endswith("float") or a.type is float:
+                bad += [("nan", "must be a finite number"), ("inf", "must be a finite number"),
+                        ("-inf", "must be a finite number")]
+            if name.startswith("positive"):
+                bad += [("0", "must be > 0"), ("-1", "must be > 0")]
+            elif name.startswith("non-negative"):
+                bad += [("-1", "must be ≥ 0")]
+            if a.type is int:
+                bad += [("abc", "invalid int value")]
+            k = a.nargs if isinstance(a.nargs, int) else 1
+            for value, expect in bad:
+                if value == "-inf" and k > 1:
+                    continue  # argparse reads "-inf" as an option name; "--opt=-inf" needs a single value
+                opt = a.option_strings[-1]
+                argv = prefix + required + ([f"{opt}={value}"] if value == "-inf" else [opt] + [value] * k)
+                out.append((f"{len(out) + 1:03d} generated: {' '.join(prefix)} {a.option_strings[-1]} {value}",
+                            "numbers at the boundary (generated)", argv, expect))
+
+    walk_cmd(build_parser(), [])
+    return out
+
+
+CASES = cases() + generated_cases()
 
 
 def _snapshot(d: Path) -> set:
@@ -240,7 +302,8 @@ def _snapshot(d: Path) -> set:
 
 
 @pytest.mark.parametrize("case_id, category, argv, expect", CASES, ids=[c[0] for c in CASES])
-def test_case(case_id, category, argv, expect, bad):
+def test_case(case_id, category, argv, expect, bad, monkeypatch):
+    monkeypatch.chdir(bad / "out_dir")  # placeholders name files here: nothing may appear
     args = [a.format(d=bad) for a in argv]
     before = _snapshot(bad)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

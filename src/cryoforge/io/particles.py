@@ -232,6 +232,7 @@ def match_stack(meta: ParticleMetadata, stack, n_images: int, header_pixel_size:
     """
     stack = Path(stack)
     where = meta.source or "the metadata"
+    meta.check_finite()
     if meta.image_names is not None:
         parsed = [parse_image_name(x) for x in meta.image_names]
         names = sorted({Path(p).name for _, p in parsed})

@@ -90,6 +90,23 @@ class ParticleMetadata:
             return self.pixel_shifts
         return (np.asarray(self.shifts, np.float64) / self.particle_pixel_sizes()[:, None]).astype(np.float32)
 
+    def check_finite(self) -> None:
+        """Refuse metadata with NaN or infinite poses, shifts, pixel sizes or CTF values (a job would turn them into
+        a NaN result): :class:`StarError` naming the fields and the first row."""
+        fields = {"rotation": self.rotations, "shift": self.shifts, "pixel size": self.pixel_sizes}
+        if self.ctf is not None:
+            fields.update({f"CTF {k}": v for k, v in self.ctf.as_dict().items()})
+        bad = []
+        for name, v in fields.items():
+            if v is None:
+                continue
+            a = np.asarray(v, np.float64)
+            ok = np.isfinite(a).reshape(len(a), -1).all(1) if a.ndim else np.array([np.isfinite(a)])
+            if not ok.all():
+                bad.append(f"{name} (row {int(np.argmin(ok)) + 1}, {int((~ok).sum())} rows)")
+        if bad:
+            raise StarError(f"{self.source or 'the metadata'}: NaN or infinite values in " + ", ".join(bad))
+
     def take(self, rows) -> ParticleMetadata:
         """The particles ``rows`` (indices), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
