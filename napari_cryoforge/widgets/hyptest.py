@@ -270,7 +270,10 @@ class HypTestWidget(JobDock):
         self._known, self._pseudo = np.asarray(result["known_scores"]), np.asarray(result["pseudo_scores"])
         self.draw_histogram(result)
         verdict = "significant" if result["cond2"] else "not significant"
-        lines = [f"best: {result['best_name']} (c = {result['score']:.3f}); p̂ = {result['p_hat']:.4g} "
+        from cryoforge.hyptest.montecarlo import p_text
+
+        p_hat = p_text(result["p_hat"], result["B"])
+        lines = [f"best: {result['best_name']} (c = {result['score']:.3f}); p̂ {p_hat} "
                  f"with B = {result['B']} → {verdict} at α = {result['alpha']:g}",
                  f"Gaussian tail: p = {result['p_gauss']:.2e} ({result['z_sigma']:.1f} σ); "
                  f"{result['rejected']} of {result['drawn']} GAN codes fell in the rejection region"]

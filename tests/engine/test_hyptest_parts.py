@@ -203,3 +203,9 @@ def test_binning_to_the_templates_keeps_the_band_and_averages_the_noise_away():
         bin_to_templates(coarse, None, 14.0, 12.0, 32)
     with pytest.raises(ValueError, match="span"):
         bin_to_templates(fine, None, 8.0, 12.0, 32)
+
+
+def test_p_text_says_below_the_resolution_of_the_null_set():
+    from cryoforge.hyptest.montecarlo import p_text
+
+    assert p_text(0.0, 999) == "< 0.001" and p_text(0.25, 999) == "= 0.25"

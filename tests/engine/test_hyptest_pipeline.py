@@ -124,7 +124,7 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "100", "--rotations", "300", "--out", str(tmp_path / "t.csv")]) == 0
     out = capsys.readouterr().out
-    assert "#0" in out and "#1" in out and "p̂=" in out
+    assert "#0" in out and "#1" in out and "p̂ " in out
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
                  "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--limit", "1"]) == 0  # CTF-aware

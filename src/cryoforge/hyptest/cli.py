@@ -152,10 +152,13 @@ def _cmd_test(args) -> int:
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
                         score=score.__dict__)
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
+    from .montecarlo import p_text
+
     table = run_cli(tester.dataset_job(subtomos, mask, truths, transfers), show_metrics=False)
     for row in table["rows"]:
         extra = f"  truth {row['truth']}" if "truth" in row else ""
-        print(f"#{row['index']:<4d} best {row['best']:<12s} c={row['score']:.3f}  p̂={row['p_hat']:.4f}  "
+        p_hat = p_text(row["p_hat"], row["B"])
+        print(f"#{row['index']:<4d} best {row['best']:<12s} c={row['score']:.3f}  p̂ {p_hat}  "
               f"q={row['q']:.4f}  Gaussian p={row['p_gauss']:.2e} ({row['z_sigma']:.1f}σ)  "
               f"{'significant' if row['significant'] else 'not significant'}{extra}")
     if args.out:

@@ -57,6 +57,14 @@ def p_value(c_best: float, null) -> float:
     return float((null >= c_best).mean())
 
 
+def p_text(p_hat: float, B: int) -> str:
+    """``p̂`` as a user reads it: ``"< 1/(B+1)"`` when no null score reached the best one (p̂ = 0 only says the
+    null set was too small to tell), else its value."""
+    if p_hat <= 0:
+        return f"< {1 / (B + 1):.2g}"
+    return f"= {p_hat:.4g}"
+
+
 def gaussian_tail(c_best: float, null) -> tuple[float, float]:
     """``(z, ½ erfc(z/√2))`` with the null's mean and standard deviation."""
     null = np.asarray(null, np.float64)

@@ -136,7 +136,7 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
         need = int(math.ceil(2 * (extent + blur) / voxel_size)) + 2
         raise ValueError(f"box_size {box_size} is too small: the model reaches {extent:.0f} Å from its centre "
                          f"(+{blur:.0f} Å blur) but the box holds {half:.0f} Å at voxel_size {voxel_size:g} Å; "
-                         f"use box_size ≥ {need} or a larger voxel_size")
+                         f"use box_size ≥ {need} (--box {need}) or a larger voxel_size (--voxel-size)")
     m = box_size * oversample
     fine = voxel_size / oversample
     q = (xyz - ctr) / fine + m // 2
