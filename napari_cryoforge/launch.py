@@ -16,6 +16,7 @@ def open_viewer(files=(), sample: bool = False, show: bool = True, kind: str = "
     if sample:
         for key in ("known_subtomograms", "subtomograms", "adk_particles", "phantom"):
             viewer.open_sample(PLUGIN, key)
+        focus_layer(viewer, "phantom")
     for f in files:
         if kind == "auto":
             viewer.open(str(f), plugin=PLUGIN)
@@ -33,33 +34,85 @@ def open_viewer(files=(), sample: bool = False, show: bool = True, kind: str = "
     return viewer, inspector, simulate, align, hyptest, explorer
 
 
+def focus_layer(viewer, name: str) -> None:
+    """Show only layer ``name`` (the others stay open, hidden), select it, and put every slider on its centre: the
+    first screen shows a molecule, not the noise of the subtomogram samples or an empty plane outside it."""
+    if name not in viewer.layers:
+        return
+    layer = viewer.layers[name]
+    for ly in viewer.layers:
+        ly.visible = ly is layer
+    viewer.layers.selection.active = layer
+    centre_view(viewer, layer)
+
+
+def centre_view(viewer, layer) -> None:
+    """Sliders on ``layer``'s centre, the camera centred on it and zoomed to fit it (hidden layers of other sizes
+    and the index axes of stacks no longer decide what the canvas shows)."""
+    import numpy as np
+
+    lo, hi = (np.asarray(v, float) for v in layer.extent.world)
+    offset = viewer.dims.ndim - layer.ndim
+    for axis in range(layer.ndim):
+        viewer.dims.set_point(offset + axis, (lo[axis] + hi[axis]) / 2)
+    viewer.reset_view()  # fits every layer's extent, the hidden ones too: then centre and zoom on this one
+    nd = viewer.dims.ndisplay
+    size = float(np.max((hi - lo)[-nd:]))
+    viewer.camera.center = tuple((lo + hi)[-nd:] / 2)
+    canvas = np.asarray(getattr(viewer, "_canvas_size", (600, 600)), float)
+    if size > 0 and canvas.min() > 1:
+        viewer.camera.zoom = 0.8 * float(canvas.min()) / size
+
+
+FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore")  # the dock each flag brings to the front, in order
+
+
+def front_dock(args, docks) -> object | None:
+    """Bring to the front the dock of the last flag given (``--fsc``: the Volume inspector, ``--simulate``,
+    ``--align``, ``--hyptest``, ``--explore``); without one, the Volume inspector. ``docks`` in ``open_viewer``'s
+    order (inspector, simulate, align, hyptest, explorer). Returns the dock raised."""
+    chosen = docks[0]
+    for flag, dock in zip(FLAG_DOCKS, docks, strict=True):
+        if getattr(args, flag, None):
+            chosen = dock
+    from qtpy.QtCore import QTimer
+
+    chosen.parentWidget().raise_()
+    QTimer.singleShot(0, chosen.parentWidget().raise_)  # again once the loop runs: adding the samples re-tabs the docks
+    return chosen
+
+
 def _cmd_view(args) -> int:
     import napari
 
     viewer, dock, sim, align, hyp, explorer = open_viewer(
         args.files, sample=args.sample or not (args.files or args.explore), kind=args.kind)
+    front_dock(args, (dock, sim, align, hyp, explorer))
     if args.three_d:
         viewer.dims.ndisplay = 3
+        if "phantom" in viewer.layers:
+            focus_layer(viewer, "phantom")  # again: centred in the 3-D view
         viewer.camera.angles = (15, -35, 60)
     if args.fsc:
         dock.compute_fsc()
     if args.simulate:
         sim.update_preview()
+        if sim.preview_job is not None:  # then show the simulated subtomogram alone, centred
+            sim.preview_job.worker.finished.connect(lambda: focus_layer(viewer, "sim: subtomogram"))
     if args.align:
-        align.parentWidget().raise_()
         if "s_a (no wedge)" in viewer.layers:
             viewer.dims.set_current_step(0, 1)  # pair 1 of the sample: 4V5D (asymmetric)
 
         def focus(_result):
             for layer in viewer.layers:  # show the alignment only: s_a (gray) under the aligned s_b (magenta)
                 layer.visible = layer.name in ("align: s_a", "align: aligned s_b")
-            viewer.reset_view()
+            if "align: s_a" in viewer.layers:
+                centre_view(viewer, viewer.layers["align: s_a"])
 
         align.align_pair()
         if align.job is not None:
             align.job.worker.finished.connect(lambda: focus(None))
     if args.hyptest:
-        hyp.parentWidget().raise_()
         layer = next((ly.name for ly in viewer.layers if ly.name.startswith("s_b known")), None)
         if layer:
             hyp.layer.setCurrentText(layer)
@@ -108,7 +161,6 @@ def _cmd_view(args) -> int:
 
 def _explore(viewer, explorer, spec: str) -> None:
     """Open ``spec`` in the Latent explorer; for the shipped WGAN walk proteasome → ribosome (seed 000's figure)."""
-    explorer.parentWidget().raise_()
     if not explorer.load(spec):
         return
     m = explorer.manifold

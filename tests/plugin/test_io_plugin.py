@@ -118,3 +118,28 @@ def test_reader_memory_maps_large_maps(tmp_path, monkeypatch):
     monkeypatch.setattr(reader, "MMAP_BYTES", 1024)  # as if the map were larger than the threshold
     data = reader.read_mrc_layers(str(tmp_path / "big.mrc"))[0][0]
     assert isinstance(data, np.memmap) and data.shape == (8, 8, 8)
+
+
+@pytest.mark.canvas
+def test_each_view_flag_brings_its_dock_to_the_front(qtbot):
+    from argparse import Namespace
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_cryoforge.launch import FLAG_DOCKS, front_dock, open_viewer
+
+    viewer, *docks = open_viewer(sample=True, show=True)
+    try:
+        def on_top():
+            qtbot.wait(20)  # the event loop runs: what the samples' layers do to the docks happens here
+            QApplication.processEvents()
+            return [d for d in docks if not d.parentWidget().visibleRegion().isEmpty()]
+
+        # as `cryoforge view --sample --fsc` does it: raised before the loop has run once
+        assert front_dock(Namespace(fsc=True), docks) is docks[0] and on_top() == [docks[0]]
+        assert front_dock(Namespace(), docks) is docks[0] and on_top() == [docks[0]]  # no flag: the inspector
+        for flag, dock in zip(FLAG_DOCKS, docks, strict=True):
+            assert front_dock(Namespace(**{flag: True}), docks) is dock
+            assert on_top() == [dock], flag
+    finally:
+        viewer.close()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Remakes every picture of the README with the command printed under it (run from the repository root, with the
+# project installed). Without a display it runs each under xvfb-run (Xvfb + Mesa give vispy a real GL context).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run() {
+  if [ -n "${DISPLAY:-}" ]; then "$@"; else xvfb-run -a -s "-screen 0 1600x1000x24" "$@"; fi
+}
+run cryoforge view --sample --fsc --3d --screenshot docs/screenshot.png
+run cryoforge view --sample --simulate --screenshot docs/simulate.png
+run cryoforge view --sample --align --screenshot docs/align.png
+run cryoforge view --explore --screenshot docs/explorer.png
