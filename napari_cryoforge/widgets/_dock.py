@@ -7,6 +7,14 @@ from qtpy.QtWidgets import QComboBox, QPushButton, QWidget
 from .._jobs import start_job
 
 
+def default_output(name: str) -> str:
+    """Where a dock writes ``name`` unless told otherwise: ``cryoforge_output/`` in the folder napari was started
+    from (not the home folder), created when something is written."""
+    from pathlib import Path
+
+    return str(Path.cwd() / "cryoforge_output" / name)
+
+
 def refresh_combo(combo: QComboBox, names: list[str], hint: str | None = None) -> None:
     """Refill a layer chooser, keeping its choice when it still exists, else the first name starting with ``hint``."""
     current = combo.currentText()

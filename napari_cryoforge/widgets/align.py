@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._notify import report_error, report_info
-from ._dock import JobDock, refresh_combo
+from ._dock import JobDock, default_output, refresh_combo
 from .inspector import _canvas, layer_combo, voxel_size_of
 from .simulate import _ispin, path_row
 
@@ -93,7 +93,7 @@ class AlignWidget(JobDock):
         h = QFormLayout(tr)
         self.steps = _ispin(200, 1, 1_000_000, tip="optimisation steps (16 pairs each)")
         h.addRow("steps", self.steps)
-        self.train_out = QLineEdit(str(Path.home() / "gumnet.pt"))
+        self.train_out = QLineEdit(default_output("gumnet.pt"))
         self.train_out.setToolTip("checkpoint file; training resumes from it when it exists")
         h.addRow("checkpoint out", self.train_out)
         self.train_btn = QPushButton("Train")

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from .._jobs import start_job
 from .._notify import describe, report_error, report_info
-from ._dock import JobDock
+from ._dock import JobDock, default_output
 from .inspector import _canvas
 from .simulate import _dspin, _ispin
 
@@ -128,7 +128,7 @@ class LatentExplorer(JobDock):
         row.addWidget(clear)
         f.addRow(row)
         row = QHBoxLayout()
-        self.movie_out = QLineEdit(str(Path.home() / "latent_path.mp4"))
+        self.movie_out = QLineEdit(default_output("latent_path.mp4"))
         self.movie_out.setToolTip("movie file (.mp4 or .gif); the z path is saved beside it")
         self.rotate = _dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
         self.movie_btn = QPushButton("Movie")

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGrou
 
 from .._notify import report_error, report_info
 from .._reader import INDEX_UNIT
-from ._dock import JobDock
+from ._dock import JobDock, default_output
 from .inspector import _canvas
 from .simulate import _ispin, path_row
 
@@ -54,7 +54,7 @@ class McganWidget(JobDock):
         g.addRow("steps", self.steps)
         self.max_shift = _ispin(1, 0, 32, " px", tip="simulated shifts, uniform in a disc of this radius")
         g.addRow("max shift", self.max_shift)
-        self.out = QLineEdit(str(Path.home() / "multicryogan.pt"))
+        self.out = QLineEdit(default_output("multicryogan.pt"))
         self.out.setToolTip("checkpoint file; training resumes from it when it exists")
         g.addRow("checkpoint", self.out)
         self.train_btn = QPushButton("Train")

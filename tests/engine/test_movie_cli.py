@@ -61,3 +61,9 @@ def test_drgn_eval_and_analyze_cli(tmp_path):
     rep = json.loads((out / "analysis.json").read_text())
     assert len(rep["kmeans_centre_indices"]) == 3 and sum(rep["cluster_sizes"]) == 60
     assert len(list((out / "pc2").glob("vol_*.mrc"))) == 4 and len(list((out / "kmeans3").glob("*.mrc"))) == 3
+
+
+def test_a_misspelled_label_lists_the_labels(capsys, tmp_path):
+    assert main(["movie", "wgan", "--from", "proteasom", "--to", "ribosome", "--out", str(tmp_path / "m.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "'proteasom' is not a data label of this model; did you mean 'proteasome'?" in err and "4v5d" in err

@@ -143,3 +143,13 @@ def test_each_view_flag_brings_its_dock_to_the_front(qtbot):
             assert on_top() == [dock], flag
     finally:
         viewer.close()
+
+
+def test_dock_outputs_default_beside_the_work_not_in_home(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from napari_cryoforge.widgets._dock import default_output
+
+    monkeypatch.chdir(tmp_path)
+    out = Path(default_output("gumnet.pt"))
+    assert out.parent == tmp_path / "cryoforge_output" and Path.home() not in out.parents or tmp_path == Path.home()

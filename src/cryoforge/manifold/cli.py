@@ -31,7 +31,17 @@ def resolve_point(manifold, text: str) -> np.ndarray:
         if not 0 <= i < len(manifold.data_latents):
             raise ManifoldError(f"{text}: data point index out of range 0..{len(manifold.data_latents) - 1}")
         return np.asarray(manifold.data_latents[i], np.float32)
-    return parse_point(text, manifold.latent_dim)
+    try:
+        return parse_point(text, manifold.latent_dim)
+    except ManifoldError:
+        if labels and not any(c.isdigit() for c in text):
+            import difflib
+
+            close = difflib.get_close_matches(text, labels, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ManifoldError(f"{text!r} is not a data label of this model; {hint}its labels: "
+                                f"{', '.join(labels)} (or give numbers, or #N for data point N)") from None
+        raise
 
 
 def _cmd_movie(args) -> int:
