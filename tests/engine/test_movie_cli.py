@@ -9,7 +9,7 @@ import pytest
 
 from cryoforge.cli import main
 from cryoforge.jobs import JobError, drive
-from cryoforge.manifold import ManifoldError, make_path
+from cryoforge.manifold import make_path
 from cryoforge.manifold.analytic import AnalyticManifold
 from cryoforge.manifold.movie import movie_job
 
