@@ -9,7 +9,7 @@ relay closes the job at its next yield (GeneratorExit there), so files written w
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ._notify import describe, report_error, report_info
 

@@ -50,7 +50,7 @@ def subtomogram_pairs():
 
 def hyptest_subtomograms():
     """One subtomogram of each of the 15 known complexes (SNR 0.03, ±60°) and the known-template set."""
-    from cryoforge.hyptest.cli import read_template_set
+    from cryoforge.hyptest.templates import read_template_set
     from cryoforge.sim.subtomo import read_pairs
 
     d = sample_dir() / "hyptest" / "subtomos"

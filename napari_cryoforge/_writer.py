@@ -18,9 +18,10 @@ def voxel_size_from_meta(meta: dict, ndim: int):
 
 
 def write_mrc(path: str, data, meta: dict) -> list[str]:
-    from cryoforge.io.mrc import MrcError, write_mrc as engine_write
-
     import numpy as np
+
+    from cryoforge.io.mrc import MrcError
+    from cryoforge.io.mrc import write_mrc as engine_write
 
     arr = np.asarray(data)
     rec = (meta.get("metadata") or {}).get("cryoforge") or {}

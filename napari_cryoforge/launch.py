@@ -192,6 +192,7 @@ def _explore(viewer, explorer, spec: str) -> None:
 
 
 def register(subparsers) -> None:
+    """Add ``cryoforge view`` to the CLI (the ``cryoforge.commands`` entry point)."""
     p = subparsers.add_parser("view", help="open napari with the cryoforge plugin docked (--sample: sample data)")
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
     p.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",

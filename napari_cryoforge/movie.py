@@ -10,10 +10,9 @@ from pathlib import Path
 def animate_layer(viewer, frames: int, out, fps: int = 10, rotate: float = 0.0, axis: int = 0) -> int:
     """Write a movie of ``viewer`` stepping dims ``axis`` from 0 to ``frames − 1``; returns the frame count."""
     from napari_animation import Animation
+    from qtpy.QtWidgets import QApplication
 
     from cryoforge.io.atomic import atomic_path
-
-    from qtpy.QtWidgets import QApplication
 
     if frames < 2:
         raise ValueError("a movie needs at least two frames")

@@ -34,7 +34,7 @@ def blob_clusters():
         zz, yy, xx = np.mgrid[:n, :n, :n] - n // 2
         out = np.zeros((k, n, n, n), np.float32)
         for v in out:
-            for c, s in zip(rng.normal(size=(blobs, 3)) * spread, rng.uniform(*sigma, blobs)):
+            for c, s in zip(rng.normal(size=(blobs, 3)) * spread, rng.uniform(*sigma, blobs), strict=True):
                 v += np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2 + (zz - c[2]) ** 2) / (2 * s ** 2))
         return out
 

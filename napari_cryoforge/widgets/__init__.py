@@ -1,0 +1,1 @@
+"""The plugin's docks, one module each, on :class:`._dock.JobDock`."""

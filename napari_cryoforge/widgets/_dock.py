@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QPushButton, QWidget
+from qtpy.QtWidgets import QPushButton, QWidget
 
 from .._jobs import start_job
-
-
-def default_output(name: str) -> str:
-    """Where a dock writes ``name`` unless told otherwise: ``cryoforge_output/`` in the folder napari was started
-    from (not the home folder), created when something is written."""
-    from pathlib import Path
-
-    return str(Path.cwd() / "cryoforge_output" / name)
-
-
-def refresh_combo(combo: QComboBox, names: list[str], hint: str | None = None) -> None:
-    """Refill a layer chooser, keeping its choice when it still exists, else the first name starting with ``hint``."""
-    current = combo.currentText()
-    combo.blockSignals(True)
-    combo.clear()
-    combo.addItems(names)
-    hinted = next((n for n in names if hint and n.startswith(hint)), None)
-    pick = current if current in names and (hint is None or current.startswith(hint) or hinted is None) else hinted
-    if pick:
-        combo.setCurrentText(pick)
-    combo.blockSignals(False)
 
 
 class JobDock(QWidget):
@@ -65,12 +44,12 @@ class JobDock(QWidget):
     def _named_layer(self, name):
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def _set_layer(self, name, data, vs, colormap="gray", blending="translucent", visible=True):
-        """Update the result layer ``name`` in place, or add it with the voxel size ``vs`` (Å) as its scale."""
+    def _set_layer(self, name, data, voxel_size, colormap="gray", blending="translucent", visible=True):
+        """Update the result layer ``name`` in place, or add it with the voxel size (Å) as its scale."""
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
             layer.reset_contrast_limits()
             return layer
-        return self.viewer.add_image(data, name=name, scale=(vs,) * 3, colormap=colormap, blending=blending,
+        return self.viewer.add_image(data, name=name, scale=(voxel_size,) * 3, colormap=colormap, blending=blending,
                                      visible=visible, units=("angstrom",) * 3)

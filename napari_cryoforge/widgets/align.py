@@ -26,14 +26,15 @@ from qtpy.QtWidgets import (
 )
 
 from .._notify import report_error, report_info
-from ._dock import JobDock, default_output, refresh_combo
-from .inspector import _canvas, layer_combo, voxel_size_of
-from .simulate import _ispin, path_row
+from ._dock import JobDock
+from .controls import canvas, default_output, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
 
 METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
 
 
 class AlignWidget(JobDock):
+    """The Align & average dock: align pairs (Gum-Net, classical, hybrid), average, train Gum-Net, and QA the poses."""
+
     job_buttons = ("align_btn", "all_btn", "avg_btn", "train_btn")
 
     def __init__(self, napari_viewer):
@@ -47,7 +48,7 @@ class AlignWidget(JobDock):
         self.layer_a, self.layer_b = layer_combo(), layer_combo()
         f.addRow("s_a (reference)", self.layer_a)
         f.addRow("s_b (to align)", self.layer_b)
-        self.pair = _ispin(0, 0, 0, tip="index of the pair in (N, Z, Y, X) stacks; follows the viewer's slider")
+        self.pair = ispin(0, 0, 0, tip="index of the pair in (N, Z, Y, X) stacks; follows the viewer's slider")
         f.addRow("pair index", self.pair)
         self.method = QComboBox()
         self.method.addItems(METHODS)
@@ -62,7 +63,7 @@ class AlignWidget(JobDock):
         self.all_btn = QPushButton("Align all")
         self.all_btn.setToolTip("align every pair of the stacks; errors against the truth when known")
         self.all_btn.clicked.connect(self.align_all)
-        self.limit = _ispin(50, 1, 100000, tip="how many pairs 'Align all' takes")
+        self.limit = ispin(50, 1, 100000, tip="how many pairs 'Align all' takes")
         buttons.addWidget(self.align_btn)
         buttons.addWidget(self.all_btn)
         buttons.addWidget(QLabel("first"))
@@ -73,25 +74,25 @@ class AlignWidget(JobDock):
         self.result_label.setMinimumHeight(5 * self.result_label.fontMetrics().lineSpacing() + 4)
         f.addRow(self.result_label)
         root.addWidget(box)
-        self.err_canvas, self.err_axes = _canvas(1.6, 2)
+        self.err_canvas, self.err_axes = canvas(1.6, 2)
         self.err_canvas.setVisible(False)  # shown with the first histogram
         root.addWidget(self.err_canvas)
 
         avg = QGroupBox("Reference-free average (s_b of the dataset)")
         g = QFormLayout(avg)
-        self.iterations = _ispin(4, 1, 50, tip="alignment / averaging iterations")
+        self.iterations = ispin(4, 1, 50, tip="alignment / averaging iterations")
         g.addRow("iterations", self.iterations)
         self.avg_btn = QPushButton("Average")
         self.avg_btn.clicked.connect(self.average)
         g.addRow(self.avg_btn)
-        self.fsc_canvas, (self.fsc_ax,) = _canvas(1.7)
+        self.fsc_canvas, (self.fsc_ax,) = canvas(1.7)
         self.fsc_canvas.setVisible(False)
         g.addRow(self.fsc_canvas)
         root.addWidget(avg)
 
         tr = QGroupBox("Train Gum-Net (unsupervised, simulated pairs)")
         h = QFormLayout(tr)
-        self.steps = _ispin(200, 1, 1_000_000, tip="optimisation steps (16 pairs each)")
+        self.steps = ispin(200, 1, 1_000_000, tip="optimisation steps (16 pairs each)")
         h.addRow("steps", self.steps)
         self.train_out = QLineEdit(default_output("gumnet.pt"))
         self.train_out.setToolTip("checkpoint file; training resumes from it when it exists")
@@ -99,7 +100,7 @@ class AlignWidget(JobDock):
         self.train_btn = QPushButton("Train")
         self.train_btn.clicked.connect(self.train)
         h.addRow(self.train_btn)
-        self.loss_canvas, (self.loss_ax,) = _canvas(1.5)
+        self.loss_canvas, (self.loss_ax,) = canvas(1.5)
         self.loss_canvas.setVisible(False)
         h.addRow(self.loss_canvas)
         root.addWidget(tr)
@@ -172,8 +173,7 @@ class AlignWidget(JobDock):
         d = self.dataset()
         if d is None:
             return None, None, None
-        from cryoforge.align.data import dataset_masks
-        from cryoforge.sim.subtomo import read_pairs
+        from cryoforge.sim.subtomo import dataset_masks, read_pairs
 
         ds = read_pairs(d)
         if ds.s_a.shape[-1] != n:
@@ -212,7 +212,7 @@ class AlignWidget(JobDock):
         self._start(job, f"{method} alignment of {len(s_a)} pair(s)",
                     lambda r: self._show_alignment(r, s_a, s_b, vs, single))
 
-    def _show_alignment(self, result, s_a, s_b, vs, single):
+    def _show_alignment(self, result, s_a, s_b, voxel_size, single):
         import torch
 
         from cryoforge.align.warp import warp_inverse
@@ -221,9 +221,9 @@ class AlignWidget(JobDock):
         self.last_result = result
         rot, sh = result["rotations"], result["shifts"]
         warped = warp_inverse(torch.from_numpy(s_b[:1]), torch.from_numpy(rot[:1]), torch.from_numpy(sh[:1]))[0].numpy()
-        self._set_layer("align: s_a", s_a[0], vs, "gray")
-        self._set_layer("align: s_b", s_b[0], vs, "gray", visible=False)
-        self._set_layer("align: aligned s_b", warped, vs, "magenta", "additive")
+        self._set_layer("align: s_a", s_a[0], voxel_size, "gray")
+        self._set_layer("align: s_b", s_b[0], voxel_size, "gray", visible=False)
+        self._set_layer("align: aligned s_b", warped, voxel_size, "magenta", "additive")
         ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
         lines = [f"{result['method']}: {result['n_pairs']} pair(s), {result['pairs_per_s']:.1f} pairs/s",
                  f"estimated rot/tilt/psi (ZYZ) {ang[0]:.1f}°, {ang[1]:.1f}°, {ang[2]:.1f}°",
@@ -236,7 +236,7 @@ class AlignWidget(JobDock):
                          f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
         self.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
         if not single and "errors" in result:
-            for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)")):
+            for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)"), strict=True):
                 ax.clear()
                 ax.hist(result["errors"][key], bins=30, color="tab:blue")
                 ax.set_xlabel(unit, fontsize=7)
@@ -285,14 +285,14 @@ class AlignWidget(JobDock):
         report_info(f"Average of {result['report']['n']} subtomograms: gold-standard FSC 0.143 at {res:.1f} Å")
 
     def train(self):
-        from cryoforge.align.cli import _load_maps
+        from cryoforge.align.data import load_maps
         from cryoforge.align.gumnet import GumNetConfig
         from cryoforge.align.train import TrainConfig, train_gumnet_job
 
         if self._busy():
             return
         try:
-            maps, names = _load_maps(self.dataset())
+            maps, names = load_maps(self.dataset())
             job = train_gumnet_job(maps, GumNetConfig(box=maps.shape[-1]), TrainConfig(val_pairs=12),
                                    self.steps.value(), self.train_out.text().strip() or None, structures=names,
                                    checkpoint_every=50, validate_every=50, metrics_every=5)
@@ -308,7 +308,7 @@ class AlignWidget(JobDock):
         if isinstance(event, Metrics) and "loss" in event.values:
             self.losses.append((event.step, event.values["loss"]))
             self.loss_ax.clear()
-            x, y = zip(*self.losses)
+            x, y = zip(*self.losses, strict=True)
             self.loss_ax.plot(x, y, color="tab:red")
             self.loss_ax.set_xlabel("step", fontsize=7)
             self.loss_ax.set_ylabel("1 − correlation", fontsize=7)

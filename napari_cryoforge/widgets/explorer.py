@@ -32,9 +32,8 @@ from qtpy.QtWidgets import (
 
 from .._jobs import start_job
 from .._notify import describe, report_error, report_info
-from ._dock import JobDock, default_output
-from .inspector import _canvas
-from .simulate import _dspin, _ispin
+from ._dock import JobDock
+from .controls import canvas, default_output, dspin, ispin
 
 N_SLIDERS = 4
 SLIDER_RANGE = 100  # ±100 ticks = ±3 standard deviations
@@ -43,6 +42,8 @@ VOLUME, PATH = "explorer: volume", "explorer: path"
 
 
 class LatentExplorer(JobDock):
+    """The Latent explorer dock: decode latent points live, walk paths, write interpolation movies."""
+
     job_buttons = ("path_btn", "movie_btn")
 
     def __init__(self, napari_viewer):
@@ -103,7 +104,7 @@ class LatentExplorer(JobDock):
         g.addWidget(self.status, N_SLIDERS + 1, 0, 1, 3)
         root.addWidget(box)
 
-        self.canvas, (self.ax,) = _canvas(2.6)
+        self.canvas, (self.ax,) = canvas(2.6)
         self.canvas.mpl_connect("button_press_event", self._clicked)
         root.addWidget(self.canvas)
 
@@ -113,7 +114,7 @@ class LatentExplorer(JobDock):
         self.path_kind = QComboBox()
         self.path_kind.addItems(["linear", "spherical", "graph"])
         self.path_kind.setToolTip("graph: shortest path through the data latents' k-NN graph")
-        self.frames = _ispin(20, 2, 1000, " frames")
+        self.frames = ispin(20, 2, 1000, " frames")
         row.addWidget(self.path_kind)
         row.addWidget(self.frames)
         f.addRow("path", row)
@@ -130,7 +131,7 @@ class LatentExplorer(JobDock):
         row = QHBoxLayout()
         self.movie_out = QLineEdit(default_output("latent_path.mp4"))
         self.movie_out.setToolTip("movie file (.mp4 or .gif); the z path is saved beside it")
-        self.rotate = _dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
+        self.rotate = dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
         self.movie_btn = QPushButton("Movie")
         self.movie_btn.clicked.connect(self.write_movie)
         for w in (self.movie_out, self.rotate, self.movie_btn):
@@ -144,7 +145,7 @@ class LatentExplorer(JobDock):
         row = QHBoxLayout()
         self.iso = QCheckBox("isosurface")
         self.iso.toggled.connect(lambda *_: self._style())
-        self.threshold = _dspin(0.5, 0, 1, 0.05, "", 2, "isosurface threshold, as a fraction of the contrast range")
+        self.threshold = dspin(0.5, 0, 1, 0.05, "", 2, "isosurface threshold, as a fraction of the contrast range")
         self.threshold.valueChanged.connect(lambda *_: self._style())
         self.colormap = QComboBox()
         self.colormap.addItems(["gray", "magma", "viridis", "turbo", "cyan"])
@@ -207,7 +208,7 @@ class LatentExplorer(JobDock):
             k = min(N_SLIDERS, m.latent_dim)
             dirs, sig = np.eye(m.latent_dim)[:k], np.asarray(data).std(0)[:k]
         self._axes = (np.asarray(dirs, np.float32), np.asarray(sig, np.float32) + 1e-6)
-        for i, (s, lab) in enumerate(zip(self.sliders, self.slider_labels)):
+        for i, (s, lab) in enumerate(zip(self.sliders, self.slider_labels, strict=True)):
             s.setEnabled(i < len(dirs))
             s.setVisible(i < len(dirs))  # a 1-D manifold (Multi-CryoGAN's α) gets one slider
             lab.setVisible(i < len(dirs))
@@ -294,7 +295,7 @@ class LatentExplorer(JobDock):
         ax.scatter(xy[:, 0], xy[:, 1], s=8 if len(xy) > 50 else 30, c="tab:blue", alpha=0.6)
         if m.data_labels and len(m.data_labels) <= 30:
             ends = len(m.data_labels) > 15  # many labels: only the first and last stay readable
-            for i, ((x, y), lab) in enumerate(zip(xy, m.data_labels)):
+            for i, ((x, y), lab) in enumerate(zip(xy, m.data_labels, strict=False)):
                 if not ends or i in (0, len(m.data_labels) - 1):
                     ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
         ax.margins(0.12)

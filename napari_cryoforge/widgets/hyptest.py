@@ -28,15 +28,16 @@ from qtpy.QtWidgets import (
 )
 
 from .._notify import report_error, report_info
-from ._dock import JobDock, refresh_combo
-from .inspector import _canvas, layer_combo, voxel_size_of
-from .simulate import _dspin, _ispin, path_row
+from ._dock import JobDock
+from .controls import canvas, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
 
 TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
 LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
 
 
 class HypTestWidget(JobDock):
+    """The Hypothesis test dock: score templates against subtomograms and give Monte-Carlo p-values."""
+
     job_buttons = ("test_btn", "all_btn")
 
     def __init__(self, napari_viewer):
@@ -52,11 +53,11 @@ class HypTestWidget(JobDock):
         f = QFormLayout(box)
         self.layer = layer_combo()
         f.addRow("subtomogram", self.layer)
-        self.index = _ispin(0, 0, 0, tip="index in an (N, Z, Y, X) stack; follows the viewer's slider")
+        self.index = ispin(0, 0, 0, tip="index in an (N, Z, Y, X) stack; follows the viewer's slider")
         f.addRow("index", self.index)
         tilt = QHBoxLayout()
-        self.tilt_min = _dspin(-60, -90, 0, 5, "°", 1, "lowest tilt (missing-wedge mask); a pair dataset's own wedge wins")
-        self.tilt_max = _dspin(60, 0, 90, 5, "°", 1, "highest tilt")
+        self.tilt_min = dspin(-60, -90, 0, 5, "°", 1, "lowest tilt (missing-wedge mask); a pair dataset's own wedge wins")
+        self.tilt_max = dspin(60, 0, 90, 5, "°", 1, "highest tilt")
         tilt.addWidget(self.tilt_min)
         tilt.addWidget(self.tilt_max)
         f.addRow("tilt range", tilt)
@@ -64,18 +65,18 @@ class HypTestWidget(JobDock):
         f.addRow("templates", row)
         row, self.model = path_row("shipped 3D-WGAN + regressor", self._browse_model, "…")
         f.addRow("GAN model", row)
-        self.n_pseudo = _ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
+        self.n_pseudo = ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
         f.addRow("pseudo-complexes", self.n_pseudo)
-        self.alpha = _dspin(0.01, 0.0001, 0.5, 0.005, "", 4, "significance threshold α")
+        self.alpha = dspin(0.01, 0.0001, 0.5, 0.005, "", 4, "significance threshold α")
         f.addRow("α", self.alpha)
-        self.prior = _dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
+        self.prior = dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
         f.addRow("prior π", self.prior)
         buttons = QHBoxLayout()
         self.test_btn = QPushButton("Test subtomogram")
         self.test_btn.clicked.connect(self.test_one)
         self.all_btn = QPushButton("Test all")
         self.all_btn.clicked.connect(self.test_all)
-        self.limit = _ispin(20, 1, 100_000, tip="how many subtomograms 'Test all' takes")
+        self.limit = ispin(20, 1, 100_000, tip="how many subtomograms 'Test all' takes")
         buttons.addWidget(self.test_btn)
         buttons.addWidget(self.all_btn)
         buttons.addWidget(QLabel("first"))
@@ -87,7 +88,7 @@ class HypTestWidget(JobDock):
         self.summary = QLabel("\n\n")
         self.summary.setWordWrap(True)
         root.addWidget(self.summary)
-        self.canvas, (self.ax,) = _canvas(2.6)
+        self.canvas, (self.ax,) = canvas(2.6)
         self.canvas.mpl_connect("pick_event", self._picked)
         root.addWidget(self.canvas)
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
@@ -157,19 +158,19 @@ class HypTestWidget(JobDock):
         mask, truths = None, None
         d = self._dataset(ly)
         if d is not None:
-            from cryoforge.hyptest.cli import read_subtomograms
+            from cryoforge.hyptest.subtomograms import read_subtomograms
 
             _, mask, names, _ = read_subtomograms(d)
             truths = list(names[first:first + len(data)])
         if mask is None or mask.shape[-1] != data.shape[-1]:
-            from cryoforge.align.data import centred_wedge
+            from cryoforge.sim.tomo import centred_wedge
 
             mask = centred_wedge(data.shape[-1], self.tilt_min.value(), self.tilt_max.value()).numpy()
         return data, first, mask, truths, voxel_size_of(ly)
 
     def _get_tester(self):
-        from cryoforge.hyptest.cli import read_template_set
         from cryoforge.hyptest.montecarlo import HypothesisTester, HypTestConfig
+        from cryoforge.hyptest.templates import read_template_set
         from cryoforge.samples import HYPTEST_MODEL, sample_path
 
         tpath = self.templates.text().strip() or None

@@ -7,10 +7,7 @@ it only gathers parameters and draws what the job yields.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -19,54 +16,31 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from .._jobs import start_job
 from .._notify import report_error
+from ._dock import JobDock
+from .controls import canvas, layer_combo, voxel_size_of
 
 MAX_HIST_SAMPLES = 2_000_000
 
 
-def _canvas(height: float, ncols: int = 1):
-    fig = Figure(figsize=(4.2, height), dpi=90, layout="constrained")
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    canvas = FigureCanvasQTAgg(fig)
-    canvas.setMinimumHeight(int(height * 90))
-    return canvas, axes
-
-
-def layer_combo(min_chars: int = 24) -> QComboBox:
-    """A layer chooser whose width does not grow with long layer names (the dock would push the canvas away)."""
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(min_chars)
-    return combo
-
-
-def voxel_size_of(layer) -> float:
-    rec = (layer.metadata or {}).get("cryoforge") or {}
-    if "voxel_size" in rec:
-        return float(rec["voxel_size"][0])
-    return float(layer.scale[-1])
-
-
-class VolumeInspector(QWidget):
+class VolumeInspector(JobDock):
     """Slices, histogram and FSC of image layers."""
 
+    job_buttons = ("compute_btn",)
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.job = None
+        super().__init__(napari_viewer)
         self.last_result = None
         root = QVBoxLayout(self)
 
         self.info = QLabel("Select an image layer")
         self.info.setWordWrap(True)
         root.addWidget(self.info)
-        self.slice_canvas, self.slice_axes = _canvas(1.7, 3)
+        self.slice_canvas, self.slice_axes = canvas(1.7, 3)
         root.addWidget(self.slice_canvas)
-        self.hist_canvas, (self.hist_ax,) = _canvas(1.6)
+        self.hist_canvas, (self.hist_ax,) = canvas(1.6)
         root.addWidget(self.hist_canvas)
 
         box = QGroupBox("Fourier shell correlation")
@@ -88,21 +62,18 @@ class VolumeInspector(QWidget):
         form.addRow("randomisation repeats", self.repeats)
         buttons = QHBoxLayout()
         self.compute_btn = QPushButton("Compute FSC")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         buttons.addWidget(self.compute_btn)
         buttons.addWidget(self.cancel_btn)
         form.addRow(buttons)
         self.fsc_label = QLabel("")
         self.fsc_label.setWordWrap(True)
         form.addRow(self.fsc_label)
-        self.fsc_canvas, (self.fsc_ax,) = _canvas(2.4)
+        self.fsc_canvas, (self.fsc_ax,) = canvas(2.4)
         form.addRow(self.fsc_canvas)
         root.addWidget(box)
         root.addStretch(1)
 
         self.compute_btn.clicked.connect(self.compute_fsc)
-        self.cancel_btn.clicked.connect(self.cancel)
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self.viewer.layers.events.inserted.connect(self._refresh_layer_lists)
         self.viewer.layers.events.removed.connect(self._refresh_layer_lists)
@@ -142,7 +113,7 @@ class VolumeInspector(QWidget):
     def _current_index(self, layer) -> list[int]:
         pos = layer.world_to_data(self.viewer.dims.point[-layer.ndim:]) if self.viewer.dims.ndim >= layer.ndim \
             else [s // 2 for s in layer.data.shape]
-        return [int(np.clip(round(float(p)), 0, s - 1)) for p, s in zip(pos, layer.data.shape)]
+        return [int(np.clip(round(float(p)), 0, s - 1)) for p, s in zip(pos, layer.data.shape, strict=False)]
 
     def show_layer(self, layer) -> None:
         rec = (layer.metadata or {}).get("cryoforge") or {}
@@ -172,7 +143,7 @@ class VolumeInspector(QWidget):
         for ax in self.slice_axes:
             ax.clear()
             ax.set_axis_off()
-        for ax, (img, title) in zip(self.slice_axes, panels):
+        for ax, (img, title) in zip(self.slice_axes, panels, strict=False):
             h, w = img.shape
             ax.imshow(img, cmap="gray", origin="upper", extent=(0, w * vs, h * vs, 0))
             ax.set_title(title, fontsize=7)
@@ -222,18 +193,11 @@ class VolumeInspector(QWidget):
         radius = None if self.mask_radius.value() == 0 else self.mask_radius.value() / vs
         job = masked_fsc_job(da, db, vs, mask_radius=radius, n_repeats=self.repeats.value(), seed=0)
         self.fsc_label.setText("computing…")
-        self.compute_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.job = start_job(job, f"FSC {a.name} vs {b.name}", on_event=self._on_fsc_event,
-                             on_result=self._show_fsc, on_finish=self._fsc_finished)
+        self._start(job, f"FSC {a.name} vs {b.name}", self._show_fsc, self._on_fsc_event)
 
     def _fail(self, message: str) -> None:
         self.fsc_label.setText(message)
         report_error(message)
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
 
     def _on_fsc_event(self, event) -> None:
         from cryoforge.jobs import Preview
@@ -259,9 +223,8 @@ class VolumeInspector(QWidget):
             f"phases randomised beyond {result.randomize_beyond_A:.1f} Å"
         )
 
-    def _fsc_finished(self, handle) -> None:
-        self.compute_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
+    def _finished(self, handle) -> None:
+        super()._finished(handle)
         if handle.cancelled:
             self.fsc_label.setText("cancelled")
         elif handle.error is not None:

@@ -2,7 +2,7 @@
 critic's Wasserstein estimate and the noise level live, G(α) slices, real vs simulated images and G(α = ½) as
 layers — then open the result in the Latent explorer.
 
-The engine job is :func:`cryoforge.manifold.multicryogan.train.train_mcgan_job`; this widget gathers parameters
+The engine job is :func:`cryoforge.multicryogan.train.train_mcgan_job`; this widget gathers parameters
 and shows what it yields. Cancel stops at the next step and keeps the checkpoint; Train again resumes from it.
 """
 
@@ -10,18 +10,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from .._notify import report_error, report_info
 from .._reader import INDEX_UNIT
-from ._dock import JobDock, default_output
-from .inspector import _canvas
-from .simulate import _ispin, path_row
+from ._dock import JobDock
+from .controls import canvas, default_output, ispin, path_row
 
 PREFIX = "mcgan: "
 
 
 class McganWidget(JobDock):
+    """The Multi-CryoGAN dock: train on a particle stack, watch the generator's volumes, open the result in the
+    explorer."""
+
     job_buttons = ("train_btn",)
 
     def __init__(self, napari_viewer):
@@ -39,7 +51,7 @@ class McganWidget(JobDock):
         self.no_ctf = QCheckBox("images have no CTF")
         self.no_ctf.setToolTip("train without CTF: only right for CTF-free (e.g. simulated) images")
         f.addRow(self.no_ctf)
-        self.size = _ispin(32, 8, 512, " px", tip="the model's box: images are downsampled to it (Fourier crop)")
+        self.size = ispin(32, 8, 512, " px", tip="the model's box: images are downsampled to it (Fourier crop)")
         f.addRow("box", self.size)
         root.addWidget(data)
 
@@ -50,9 +62,9 @@ class McganWidget(JobDock):
         self.prior.setToolTip("segment: z = (1−α)z₀ + αz₁, α ~ U[0, 1] — a 1-D manifold (the paper); "
                               "gaussian: z ~ N(0, I)")
         g.addRow("latent prior", self.prior)
-        self.steps = _ispin(500, 1, 1_000_000, tip="generator steps (each after 4 critic steps, 32 images each)")
+        self.steps = ispin(500, 1, 1_000_000, tip="generator steps (each after 4 critic steps, 32 images each)")
         g.addRow("steps", self.steps)
-        self.max_shift = _ispin(1, 0, 32, " px", tip="simulated shifts, uniform in a disc of this radius")
+        self.max_shift = ispin(1, 0, 32, " px", tip="simulated shifts, uniform in a disc of this radius")
         g.addRow("max shift", self.max_shift)
         self.out = QLineEdit(default_output("multicryogan.pt"))
         self.out.setToolTip("checkpoint file; training resumes from it when it exists")
@@ -63,7 +75,7 @@ class McganWidget(JobDock):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         g.addRow(self.status)
-        self.canvas, (self.ax,) = _canvas(1.7)
+        self.canvas, (self.ax,) = canvas(1.7)
         self.canvas.setVisible(False)
         g.addRow(self.canvas)
         self.explore_btn = QPushButton("Open in Latent explorer")
@@ -100,9 +112,9 @@ class McganWidget(JobDock):
 
     # ------------------------------------------------------------------ training
     def train(self):
-        from cryoforge.manifold.multicryogan.data import load_stack
-        from cryoforge.manifold.multicryogan.model import McganConfig
-        from cryoforge.manifold.multicryogan.train import McganTrainConfig, train_mcgan_job
+        from cryoforge.multicryogan.data import load_stack
+        from cryoforge.multicryogan.model import McganConfig
+        from cryoforge.multicryogan.train import McganTrainConfig, train_mcgan_job
 
         if self._busy():
             return

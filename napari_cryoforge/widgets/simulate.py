@@ -15,7 +15,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -23,60 +22,28 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
-from .._jobs import start_job
-from .._reader import INDEX_UNIT
-from .._notify import report_error, report_info
-from .inspector import _canvas, layer_combo, voxel_size_of
 from cryoforge.sim.phantoms import PHANTOMS  # numpy only: keeps torch out of the import
+
+from .._jobs import start_job
+from .._notify import report_error, report_info
+from .._reader import INDEX_UNIT
+from ._dock import JobDock
+from .controls import canvas, dspin, ispin, layer_combo, path_row, voxel_size_of
 
 FILE_ITEM = "PDB / mmCIF file…"
 LAYER_PREFIX = "Layer: "
 
 
-def _dspin(value, lo, hi, step, suffix, decimals=2, tip=""):
-    w = QDoubleSpinBox()
-    w.setRange(lo, hi)
-    w.setDecimals(decimals)
-    w.setSingleStep(step)
-    w.setValue(value)
-    w.setSuffix(suffix)
-    w.setToolTip(tip)
-    return w
-
-
-def _ispin(value, lo, hi, suffix="", tip=""):
-    w = QSpinBox()
-    w.setRange(lo, hi)
-    w.setValue(value)
-    w.setSuffix(suffix)
-    w.setToolTip(tip)
-    return w
-
-
-def path_row(placeholder: str, on_browse, button: str = "Browse…"):
-    """A line edit for a path with a browse button beside it: ``(layout, line_edit)``."""
-    row = QHBoxLayout()
-    edit = QLineEdit()
-    edit.setPlaceholderText(placeholder)
-    browse = QPushButton(button)
-    browse.clicked.connect(on_browse)
-    row.addWidget(edit)
-    row.addWidget(browse)
-    return row, edit
-
-
-class SimulateWidget(QWidget):
+class SimulateWidget(JobDock):
     """Subtomogram pairs (s_a without wedge, s_b with wedge) or particle stacks from a phantom, layer or model."""
 
+    job_buttons = ("generate_btn",)
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.job = None
+        super().__init__(napari_viewer)
         self.preview_job = None
         self.last_preview = None
         self.last_dataset = None
@@ -89,12 +56,12 @@ class SimulateWidget(QWidget):
         f.addRow("structure", self.source)
         row, self.path = path_row("path to .pdb / .cif (.gz)", self._browse)
         f.addRow("file", row)
-        self.box = _ispin(32, 8, 256, " vox", "box size of the simulated volumes")
-        self.voxel = _dspin(12.0, 0.1, 100.0, 1.0, " Å", tip="voxel size (seeds: 6–12 Å)")
+        self.box = ispin(32, 8, 256, " vox", "box size of the simulated volumes")
+        self.voxel = dspin(12.0, 0.1, 100.0, 1.0, " Å", tip="voxel size (seeds: 6–12 Å)")
         self.method = QComboBox()
         self.method.addItems(["peng", "gaussian"])
         self.method.setToolTip("peng: 5-Gaussian electron form factors; gaussian: Situs/molmap blur")
-        self.resolution = _dspin(0.0, 0.0, 200.0, 2.0, " Å", 1, "extra blur to this resolution (0: none)")
+        self.resolution = dspin(0.0, 0.0, 200.0, 2.0, " Å", 1, "extra blur to this resolution (0: none)")
         for label, w in (("box", self.box), ("voxel size", self.voxel), ("density", self.method),
                          ("resolution", self.resolution)):
             f.addRow(label, w)
@@ -104,18 +71,18 @@ class SimulateWidget(QWidget):
         f = QFormLayout(phys)
         self.mode = QComboBox()
         self.mode.addItems(["subtomogram pairs", "particle stack"])
-        self.snr = _dspin(0.1, 0.001, 100.0, 0.01, "", 3,
+        self.snr = dspin(0.1, 0.001, 100.0, 0.01, "", 3,
                           "subtomograms: c/(1−c) of two aligned noisy copies; particles: var(signal)/σ² per image")
-        self.wedge = _dspin(30.0, 0.0, 90.0, 5.0, " °", 1, "missing wedge of s_b (30° = tilts ±60°); s_a has none")
-        self.tilt_step = _dspin(1.0, 0.1, 30.0, 0.5, " °", 1, "tilt increment")
-        self.defocus_min = _dspin(2.0, 0.0, 20.0, 0.1, " µm", 2, "underfocus, lower end")
-        self.defocus_max = _dspin(5.0, 0.0, 20.0, 0.1, " µm", 2, "underfocus, upper end")
-        self.cs = _dspin(2.7, 0.0, 10.0, 0.1, " mm", 2, "spherical aberration")
-        self.voltage = _dspin(300.0, 60.0, 400.0, 100.0, " kV", 0)
-        self.amp_contrast = _dspin(0.07, 0.0, 0.99, 0.01, "", 2, "amplitude contrast fraction")
+        self.wedge = dspin(30.0, 0.0, 90.0, 5.0, " °", 1, "missing wedge of s_b (30° = tilts ±60°); s_a has none")
+        self.tilt_step = dspin(1.0, 0.1, 30.0, 0.5, " °", 1, "tilt increment")
+        self.defocus_min = dspin(2.0, 0.0, 20.0, 0.1, " µm", 2, "underfocus, lower end")
+        self.defocus_max = dspin(5.0, 0.0, 20.0, 0.1, " µm", 2, "underfocus, upper end")
+        self.cs = dspin(2.7, 0.0, 10.0, 0.1, " mm", 2, "spherical aberration")
+        self.voltage = dspin(300.0, 60.0, 400.0, 100.0, " kV", 0)
+        self.amp_contrast = dspin(0.07, 0.0, 0.99, 0.01, "", 2, "amplitude contrast fraction")
         self.mtf = QCheckBox("detector MTF sinc(πω/2)")
         self.mtf.setChecked(True)
-        self.max_shift = _dspin(7.0, 0.0, 64.0, 1.0, " vox", 1, "largest shift (s_b: voxels; particles: pixels)")
+        self.max_shift = dspin(7.0, 0.0, 64.0, 1.0, " vox", 1, "largest shift (s_b: voxels; particles: pixels)")
         self.reconstruction = QComboBox()
         self.reconstruction.addItems(["fourier", "wbp"])
         self.reconstruction.setToolTip("fourier: direct Fourier inversion (fast); wbp: weighted back-projection")
@@ -128,13 +95,13 @@ class SimulateWidget(QWidget):
 
         self.preview_label = QLabel("Preview")
         root.addWidget(self.preview_label)
-        self.canvas, self.axes = _canvas(1.9, 4)
+        self.canvas, self.axes = canvas(1.9, 4)
         root.addWidget(self.canvas)
 
         gen = QGroupBox("Generate dataset")
         f = QFormLayout(gen)
-        self.count = _ispin(100, 1, 1_000_000, "", "pairs or particles")
-        self.seed = _ispin(0, 0, 2**31 - 1, "", "random seed (same seed, same data)")
+        self.count = ispin(100, 1, 1_000_000, "", "pairs or particles")
+        self.seed = ispin(0, 0, 2**31 - 1, "", "random seed (same seed, same data)")
         self.out_dir = QLineEdit()
         self.out_dir.setPlaceholderText("optional output folder (MRC + STAR + JSON)")
         f.addRow("count", self.count)
@@ -143,9 +110,6 @@ class SimulateWidget(QWidget):
         row = QHBoxLayout()
         self.generate_btn = QPushButton("Generate")
         self.generate_btn.clicked.connect(self.generate)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
         row.addWidget(self.generate_btn)
         row.addWidget(self.cancel_btn)
         f.addRow(row)
@@ -299,7 +263,7 @@ class SimulateWidget(QWidget):
             panels = [(out["particles_clean"][0], "noise-free"), (imgs[0], "particle 1"), (imgs[1], "particle 2"),
                       (imgs[2], "particle 3")]
             self.preview_label.setText(f"Preview: 16 particles, SNR {self.snr.value():g}, {vs:g} Å/pixel")
-        for ax, (img, title) in zip(self.axes, panels):
+        for ax, (img, title) in zip(self.axes, panels, strict=True):
             ax.imshow(img, cmap="gray", origin="lower")
             ax.set_title(title, fontsize=7)
         self.canvas.draw_idle()
@@ -347,23 +311,13 @@ class SimulateWidget(QWidget):
 
                 def job():
                     vol = source_volume(source, spec, source_voxel, self.seed.value())
-                    yield from simulate_particles_job(Ensemble(vol, None), self.count.value(), params,
+                    yield from simulate_particles_job(Ensemble(vol), self.count.value(), params,
                                                       self.seed.value(), out_dir=out)
                 desc = f"Simulating {self.count.value()} particles"
         except ValueError as err:
             report_error(f"Cannot simulate: {err}")
             return
-        self.generate_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.job = start_job(job(), desc, on_result=self._show_dataset, on_finish=self._generate_finished)
-
-    def cancel(self):
-        if self.job is not None:
-            self.job.cancel()
-
-    def _generate_finished(self, handle):
-        self.generate_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
+        self._start(job(), desc, self._show_dataset)
 
     def _show_dataset(self, result):
         vs = self.voxel.value()

@@ -1,132 +1,59 @@
 """Benchmarks, run as ``cryoforge bench NAME`` (jobs yielding progress; results written as JSON).
 
-``core`` measures the field libraries the core stands on: teamtomo's torch-fourier-shell-correlation
+``core`` (:mod:`cryoforge.bench_core`) measures the field libraries the core stands on: teamtomo's torch-fourier-shell-correlation
 against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughput for batched CTFs.
 ``sim`` measures subtomogram, particle and density simulation throughput (:mod:`cryoforge.sim.bench`).
 ``align`` measures alignment accuracy and speed and averaging resolution (:mod:`cryoforge.align.bench`).
 ``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
-``drgn`` trains cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.manifold.drgn.bench`).
-``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.manifold.multicryogan.bench`).
+``drgn`` trains cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.drgn.bench`).
+``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.multicryogan.bench`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
 from __future__ import annotations
 
-import platform
-import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    from .jobs import Event
 
-from .ctf import CTFParams, ctf_2d
-from .fourier import freq_radius
-from .jobs import Metrics, Progress, Result
-from .metrics import fsc
-
-
-def nearest_shell_fsc(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Reference FSC: each rfft voxel counts in the shell ``round(|k| n)``; shells 0 … n/2."""
-    n = a.shape[-1]
-    fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
-    shell = torch.round(freq_radius(a.shape, rfft=True, device=a.device) * n).long().flatten()
-    keep = shell <= n // 2
-    shell = shell[keep]
-    num = torch.zeros(n // 2 + 1, dtype=torch.float64, device=a.device)
-    d1, d2 = torch.zeros_like(num), torch.zeros_like(num)
-    num.index_add_(0, shell, (fa * fb.conj()).real.flatten()[keep].double())
-    d1.index_add_(0, shell, (fa.abs() ** 2).flatten()[keep].double())
-    d2.index_add_(0, shell, (fb.abs() ** 2).flatten()[keep].double())
-    return (num / torch.sqrt(d1 * d2).clamp_min(1e-30)).cpu().numpy()
+# name → (module, job function); each module is imported only when its bench runs
+BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core"), "sim": ("cryoforge.sim.bench", "bench_sim"),
+              "align": ("cryoforge.align.bench", "bench_align"), "hyptest": ("cryoforge.hyptest.bench", "bench_hyptest"),
+              "explorer": ("cryoforge.manifold.bench", "bench_explorer"),
+              "drgn": ("cryoforge.drgn.bench", "bench_drgn"), "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan")}
 
 
-def _time(fn, repeats: int, device) -> float:
-    fn()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats
+def bench_job(name: str) -> Callable[..., Iterator[Event]]:
+    """The job function of bench ``name`` (one of :data:`BENCH_JOBS`)."""
+    from importlib import import_module
+
+    if name not in BENCH_JOBS:
+        raise ValueError(f"unknown bench {name!r}; choose one of {', '.join(BENCH_JOBS)}")
+    module, func = BENCH_JOBS[name]
+    return getattr(import_module(module), func)
 
 
-def bench_core(device: str = "cpu", sizes=(32, 64, 128), repeats: int = 3):
-    """Job: FSC (library vs reference) per box size, then CTF throughput."""
-    dev = torch.device(device)
-    g = torch.Generator().manual_seed(0)
-    total = len(sizes) + 1
-    report = {"device": str(dev), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "fsc": [], "ctf": {}}
-    for i, n in enumerate(sizes):
-        a = torch.randn(n, n, n, generator=g).to(dev)
-        b = (a + 2 * torch.randn(n, n, n, generator=g).to(dev))
-        lib = fsc(a, b).fsc
-        ref = nearest_shell_fsc(a, b)
-        row = {
-            "n": n,
-            "torchfsc_s": _time(lambda: fsc(a, b), repeats, dev),
-            "nearest_shell_s": _time(lambda: nearest_shell_fsc(a, b), repeats, dev),
-            "max_abs_diff_shells_1_to_nyquist": float(np.abs(lib[1:] - ref[1:]).max()),
-        }
-        report["fsc"].append(row)
-        yield Metrics({f"fsc{n}_torchfsc_ms": 1e3 * row["torchfsc_s"],
-                       f"fsc{n}_nearest_ms": 1e3 * row["nearest_shell_s"]})
-        yield Progress(i + 1, total, f"FSC {n}³")
-    batch, size = 256, 256
-    params = CTFParams(defocus_u=np.linspace(8000, 30000, batch), defocus_v=np.linspace(7500, 29000, batch),
-                       defocus_angle=np.linspace(0, 180, batch), voltage=np.full(batch, 300.0),
-                       cs=np.full(batch, 2.7), amplitude_contrast=np.full(batch, 0.07),
-                       bfactor=np.full(batch, 50.0), phase_shift=np.zeros(batch))
-    t = _time(lambda: ctf_2d(params, (size, size), 1.0, device=dev), repeats, dev)
-    report["ctf"] = {"batch": batch, "size": size, "seconds": t, "ctfs_per_s": batch / t}
-    yield Metrics({"ctf_per_s": batch / t})
-    yield Progress(total, total, "CTF")
-    yield Result(report)
+def bench_settings(name: str) -> dict[str, Any]:
+    """The settings ``-o KEY=VALUE`` may change for bench ``name``, with their defaults (``device`` has its flag)."""
+    import inspect
+
+    params = inspect.signature(bench_job(name)).parameters
+    return {k: p.default for k, p in params.items() if k != "device" and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
-def bench_sim(**kwargs):
-    """The simulators' throughput (:mod:`cryoforge.sim.bench`)."""
-    from .sim.bench import bench_sim as job
-
-    return job(**kwargs)
-
-
-def bench_align(**kwargs):
-    """Gum-Net / ablations / classical / hybrid accuracy and speed, and averaging (:mod:`cryoforge.align.bench`)."""
-    from .align.bench import bench_align as job
-
-    return job(**kwargs)
-
-
-def bench_hyptest(**kwargs):
-    """Hypothesis tests: success on known structures, false positives rejected, calibration, speed
-    (:mod:`cryoforge.hyptest.bench`)."""
-    from .hyptest.bench import bench_hyptest as job
-
-    return job(**kwargs)
-
-
-def bench_explorer(**kwargs):
-    """Live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`)."""
-    from .manifold.bench import bench_explorer as job
-
-    return job(**kwargs)
-
-
-def bench_drgn(**kwargs):
-    """cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.manifold.drgn.bench`)."""
-    from .manifold.drgn.bench import bench_drgn as job
-
-    return job(**kwargs)
-
-
-def bench_mcgan(**kwargs):
-    """Multi-CryoGAN projectors and AdK manifolds (:mod:`cryoforge.manifold.multicryogan.bench`)."""
-    from .manifold.multicryogan.bench import bench_mcgan as job
-
-    return job(**kwargs)
-
-
-BENCHES = {"core": bench_core, "sim": bench_sim, "align": bench_align, "hyptest": bench_hyptest,
-           "explorer": bench_explorer, "drgn": bench_drgn, "mcgan": bench_mcgan}
+def check_settings(name: str, options: dict[str, Any]) -> None:
+    """Refuse a setting the bench does not have (one line listing those it has), or a value of the wrong type."""
+    known = bench_settings(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(f"{k}={v!r}" for k, v in known.items())
+        raise ValueError(f"bench {name} has no setting {', '.join(unknown)}; its settings (defaults): {listed}")
+    for key, value in options.items():
+        default = known[key]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"bench {name}: {key} takes true or false (JSON); got {value!r}")
+        if isinstance(default, int | float) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"bench {name}: {key} takes a number (default {default!r}); got {value!r}")

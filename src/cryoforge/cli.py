@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .bench import BENCH_JOBS
 from .cliargs import OneLineParser, check_finite, non_negative, positive
 
 
@@ -29,7 +30,7 @@ def _cmd_info(args) -> int:
         kind = {"stack": "image stack (N, Y, X)", "volume": "volume (Z, Y, X)",
                 "volume stack": "volume stack (N, Z, Y, X)"}[info.kind]
         vx, vy, vz = info.voxel_size
-        extent = [n * v for n, v in zip(info.shape[::-1], (vx, vy, vz))]
+        extent = [n * v for n, v in zip(info.shape[::-1], (vx, vy, vz), strict=False)]  # a stack has more axes
         print(f"{f}")
         print(f"  type        {kind}, stored as {info.file_dtype}  ({info.kind_reason})")
         print(f"  shape       {info.shape}")
@@ -82,10 +83,9 @@ def _cmd_metadata(args) -> int:
 
 def _cmd_fsc(args) -> int:
     from .fourier import spherical_mask
+    from .io.atomic import check_output_file
     from .io.mrc import read_mrc
     from .metrics import GOLD_STANDARD, HALF, fsc
-
-    from .io.atomic import check_output_file
 
     for out in (args.json, args.plot):
         if out:
@@ -101,7 +101,7 @@ def _cmd_fsc(args) -> int:
         mask = spherical_mask(a.shape, args.mask_radius / vs, args.soft_edge / vs)
     curve = fsc(a, b, vs, mask)
     print(f"{'shell':>5} {'1/Å':>9} {'Å':>9} {'FSC':>8}")
-    for i, (f, c) in enumerate(zip(curve.frequency, curve.fsc)):
+    for i, (f, c) in enumerate(zip(curve.frequency, curve.fsc, strict=True)):
         res = f"{1 / f:9.2f}" if f > 0 else f"{'inf':>9}"
         print(f"{i:5d} {f:9.4f} {res} {c:8.4f}")
     r143, r05 = curve.resolution(GOLD_STANDARD), curve.resolution(HALF)
@@ -132,7 +132,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BENCHES
+    from .bench import bench_job, check_settings
     from .io.atomic import atomic_path
     from .jobs import run_cli
 
@@ -143,11 +143,12 @@ def _cmd_bench(args) -> int:
             options[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
+    check_settings(args.name, options)
     if args.out:
         from .io.atomic import check_output_file
 
         check_output_file(args.out)
-    report = run_cli(BENCHES[args.name](device=args.device, **options))
+    report = run_cli(bench_job(args.name)(device=args.device, **options))
     report["command"] = "cryoforge " + " ".join(getattr(args, "argv", []))
     text = json.dumps(report, indent=1)
     if args.out:
@@ -160,6 +161,7 @@ def _cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cryoforge`` argument parser with every family's commands and the plugins' (entry points)."""
     p = OneLineParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
     p.add_argument("--version", action="version", version=f"cryoforge {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
@@ -207,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures as JSON")
-    s.add_argument("name", choices=["core", "sim", "align", "hyptest", "explorer", "drgn", "mcgan"],
+    s.add_argument("name", choices=list(BENCH_JOBS),
                    help="core: FSC and CTF throughput of the field libraries; sim: simulator throughput; "
                         "align: Gum-Net / classical / hybrid accuracy and averaging; "
                         "hyptest: template-matching hypothesis tests; explorer: live-decode latency of each "
@@ -222,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .align.cli import register as register_align
     from .hyptest.cli import register as register_hyptest
     from .manifold.cli import register as register_manifold
-    from .manifold.multicryogan.cli import register as register_mcgan
+    from .multicryogan.cli import register as register_mcgan
     from .sim.cli import register as register_simulate
 
     register_simulate(sub)
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``cryoforge``; returns the exit status (0 done, 1 internal error, 2 a usage or input error, 130
+    cancelled)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # argument errors: one line and status 2, returned like every other error of main()
@@ -251,16 +255,13 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from .io.checkpoint import CheckpointError
-    from .io.mrc import MrcError
-    from .io.star import StarError
-    from .jobs import Cancelled, JobError
-    from .manifold.base import ManifoldError
-
     import warnings
 
-    from .io.mrc import MrcWarning
-    from .io.star import StarWarning
+    from .io.checkpoint import CheckpointError
+    from .io.mrc import MrcError, MrcWarning
+    from .io.star import StarError, StarWarning
+    from .jobs import Cancelled, JobError
+    from .latent import ManifoldError
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, (MrcWarning, StarWarning)):

@@ -16,43 +16,43 @@ from collections.abc import Callable
 class OneLineParser(argparse.ArgumentParser):
     """An argument error is one line on stderr (``prog: error: …``) and exit status 2; ``--help`` shows usage."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _number(text: str, kind: type) -> float:
+def _number(text: str, number_type: type) -> float:
     try:
-        value = kind(text)
+        value = number_type(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if kind is float and not math.isfinite(value):
+    if number_type is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
     return value
 
 
-def positive(unit: str = "", kind: type = float) -> Callable[[str], float]:
-    """A number > 0 (``kind`` int or float); ``unit`` is named in the message."""
+def positive(unit: str = "", number_type: type = float) -> Callable[[str], float]:
+    """A number > 0 (``number_type`` int or float); ``unit`` is named in the message."""
 
     def parse(text: str):
-        v = _number(text, kind)
+        v = _number(text, number_type)
         if v <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0{' ' + unit if unit else ''}; got {text}")
         return v
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"positive {number_type.__name__}"
     return parse
 
 
-def non_negative(unit: str = "", kind: type = float) -> Callable[[str], float]:
+def non_negative(unit: str = "", number_type: type = float) -> Callable[[str], float]:
     """A number ≥ 0."""
 
     def parse(text: str):
-        v = _number(text, kind)
+        v = _number(text, number_type)
         if v < 0:
             raise argparse.ArgumentTypeError(f"must be ≥ 0{' ' + unit if unit else ''}; got {text}")
         return v
 
-    parse.__name__ = f"non-negative {kind.__name__}"
+    parse.__name__ = f"non-negative {number_type.__name__}"
     return parse
 
 

@@ -24,20 +24,23 @@ from torch_ctf.ctf_utils import calculate_total_phase_shift
 
 from .fourier import freq_radius
 
+# a scalar, or one value per image (numpy array or torch tensor)
+Values = float | np.ndarray | torch.Tensor
+
 
 @dataclass
 class CTFParams:
-    """One CTF (scalars) or a batch (1-D arrays of equal length). RELION's names and units."""
+    """One CTF (scalars) or a batch (1-D arrays or tensors of equal length). RELION's names and units."""
 
-    defocus_u: float = 15000.0  # Å, underfocus positive (rlnDefocusU)
-    defocus_v: float = 15000.0  # Å (rlnDefocusV)
-    defocus_angle: float = 0.0  # degrees, direction of defocus_u from the x axis (rlnDefocusAngle)
-    voltage: float = 300.0  # kV (rlnVoltage)
-    cs: float = 2.7  # mm (rlnSphericalAberration)
-    amplitude_contrast: float = 0.1  # fraction (rlnAmplitudeContrast)
-    bfactor: float = 0.0  # Å² (rlnCtfBfactor), envelope exp(-B k^2 / 4), capped at 1
-    phase_shift: float = 0.0  # degrees (rlnPhaseShift)
-    scale: float = 1.0  # rlnCtfScalefactor, multiplies the envelope (capped at 1)
+    defocus_u: Values = 15000.0  # Å, underfocus positive (rlnDefocusU)
+    defocus_v: Values = 15000.0  # Å (rlnDefocusV)
+    defocus_angle: Values = 0.0  # degrees, direction of defocus_u from the x axis (rlnDefocusAngle)
+    voltage: Values = 300.0  # kV (rlnVoltage)
+    cs: Values = 2.7  # mm (rlnSphericalAberration)
+    amplitude_contrast: Values = 0.1  # fraction (rlnAmplitudeContrast)
+    bfactor: Values = 0.0  # Å² (rlnCtfBfactor), envelope exp(-B k^2 / 4), capped at 1
+    phase_shift: Values = 0.0  # degrees (rlnPhaseShift)
+    scale: Values = 1.0  # rlnCtfScalefactor, multiplies the envelope (capped at 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +96,7 @@ def ctf_2d(params: CTFParams, shape, pixel_size, rfft: bool = True, fftshift: bo
         amplitude_contrast=_t(params.amplitude_contrast, device),
         phase_shift=_t(params.phase_shift, device),
         pixel_size=px,
-        image_shape=tuple(int(s) for s in shape),
+        image_shape=(int(shape[0]), int(shape[1])),
         rfft=rfft,
         fftshift=fftshift,
     )

@@ -114,3 +114,68 @@ def spherical_mask(shape, radius: float, soft_edge: float = 0.0, device=None, dt
         return (r <= radius).to(dtype)
     t = ((r - radius) / soft_edge).clamp(0, 1)
     return 0.5 * (1 + torch.cos(math.pi * t))
+
+
+# centred layouts: the zero frequency at index n // 2 (the layout of the wedge masks of a pair dataset)
+def centred_fft(x: torch.Tensor) -> torch.Tensor:
+    """Full 3-D FFT with the zero frequency at index ``n // 2`` (the layout of the masks)."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
+
+
+def centred_ifft(ft: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`centred_fft` (real part)."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(ft, dim=dims), dim=dims), dim=dims).real
+
+
+def to_rfft_layout(centred_mask: torch.Tensor) -> torch.Tensor:
+    """A centred full-grid Fourier mask → the unshifted rfft half grid."""
+    n = centred_mask.shape[-1]
+    return torch.fft.ifftshift(centred_mask, dim=(-3, -2, -1))[..., : n // 2 + 1]
+
+
+def half_weights(n: int, device=None) -> torch.Tensor:
+    """Weights ``(n//2+1,)`` that make a sum over an rfft half grid equal the sum over the full grid (2, the
+    zero and Nyquist planes 1)."""
+    w = torch.full((n // 2 + 1,), 2.0, device=device)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+def band_mask(n: int, lowpass: float = 1.0, device=None) -> torch.Tensor:
+    """rfft-layout band: 0 at the zero frequency and beyond ``lowpass`` × Nyquist, else 1."""
+    r = freq_radius((n, n, n), rfft=True, device=device) * 2  # fraction of Nyquist
+    m = (r <= lowpass + 1e-6).float()
+    m[0, 0, 0] = 0.0
+    return m
+
+
+def downsample(vols: torch.Tensor, m: int) -> torch.Tensor:
+    """Fourier-crop ``(..., n, n, n)`` volumes to ``m³`` (a low-pass resampling; the centre stays at index n//2 → m//2)."""
+    n = vols.shape[-1]
+    if m == n:
+        return vols
+    c = n // 2 - m // 2
+    ft = centred_fft(vols)[..., c:c + m, c:c + m, c:c + m]
+    return centred_ifft(ft) * (m / n) ** 3
+
+
+def upsample(vols: torch.Tensor, m: int) -> torch.Tensor:
+    """Fourier-pad ``(..., n, n, n)`` volumes to ``m³`` (sinc interpolation; the centre n//2 goes to m//2)."""
+    n = vols.shape[-1]
+    if m == n:
+        return vols
+    c = m // 2 - n // 2
+    ft = torch.zeros(*vols.shape[:-3], m, m, m, dtype=torch.complex64, device=vols.device)
+    ft[..., c:c + n, c:c + n, c:c + n] = centred_fft(vols)
+    return centred_ifft(ft) * (m / n) ** 3
+
+
+def crop_mask(centred_mask: torch.Tensor, m: int) -> torch.Tensor:
+    """The central ``m³`` of a centred Fourier mask (the mask of :func:`downsample`-d volumes)."""
+    n = centred_mask.shape[-1]
+    c = n // 2 - m // 2
+    return centred_mask[..., c:c + m, c:c + m, c:c + m]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from .conventions import as_tensor, box_center
 
 
-def centered_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+def centred_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
     """Voxel coordinates relative to the box centre, ``(*shape, ndim)`` in ``(x, y[, z])`` order."""
     axes = [torch.arange(n, device=device, dtype=dtype) - box_center(n) for n in shape]
     grids = torch.meshgrid(*axes, indexing="ij")  # (z, y, x) order
@@ -17,7 +17,7 @@ def centered_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
 
 def radius_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
     """Distance of each voxel from the box centre, in voxels."""
-    return torch.linalg.norm(centered_grid(shape, device, dtype), dim=-1)
+    return torch.linalg.norm(centred_grid(shape, device, dtype), dim=-1)
 
 
 def _batched(volumes: torch.Tensor) -> tuple[torch.Tensor, bool]:

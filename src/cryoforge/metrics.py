@@ -87,11 +87,6 @@ def split_half_sets(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[: (n + 1) // 2]), np.sort(perm[(n + 1) // 2 :])
 
 
-def gold_standard_fsc(half1, half2, voxel_size: float, mask=None) -> FSCCurve:
-    """FSC of two independently refined half maps; read its resolution at 0.143."""
-    return fsc(half1, half2, voxel_size, mask)
-
-
 def fsc_full_map(fsc_half) -> np.ndarray:
     """Expected FSC of the full map against a perfect reference from the half-map FSC: ``2F / (1 + F)``."""
     f = np.asarray(fsc_half, dtype=float)
@@ -111,6 +106,8 @@ def randomize_phases(volume, beyond_frequency: float, voxel_size: float, seed: i
 
 @dataclass
 class MaskedFSC:
+    """FSC unmasked, masked, masked with phases randomised beyond ``randomize_beyond_A``, and the corrected curve."""
+
     unmasked: FSCCurve
     masked: FSCCurve
     randomized: FSCCurve

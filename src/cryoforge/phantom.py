@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .fourier import lowpass
-from .geometry import centered_grid
+from .geometry import centred_grid
 
 
 def blob_phantom(size: int = 64, voxel_size: float = 2.0, n_blobs: int = 24, seed: int = 0,
@@ -20,7 +20,7 @@ def blob_phantom(size: int = 64, voxel_size: float = 2.0, n_blobs: int = 24, see
     Optionally low-passed to ``resolution`` Å.
     """
     rng = np.random.default_rng(seed)
-    p = centered_grid((size,) * 3, dtype=torch.float64).numpy()  # (Z, Y, X, 3) in (x, y, z)
+    p = centred_grid((size,) * 3, dtype=torch.float64).numpy()  # (Z, Y, X, 3) in (x, y, z)
     vol = np.zeros((size,) * 3)
     r_max = 0.3 * size
     centres = rng.normal(size=(n_blobs, 3)) * r_max / 2.5
@@ -29,7 +29,7 @@ def blob_phantom(size: int = 64, voxel_size: float = 2.0, n_blobs: int = 24, see
     centres = np.vstack([centres, tail])
     sigmas = rng.uniform(2.0, 5.0, len(centres)) / voxel_size
     amps = rng.uniform(0.5, 1.0, len(centres))
-    for c, s, a in zip(centres, sigmas, amps):
+    for c, s, a in zip(centres, sigmas, amps, strict=True):
         d2 = ((p - c) ** 2).sum(-1)
         vol += a * np.exp(-d2 / (2 * s * s))
     vol = vol.astype(np.float32)
@@ -43,4 +43,6 @@ def noisy_half_maps(volume, snr: float, seed: int) -> tuple[np.ndarray, np.ndarr
     v = np.asarray(volume, dtype=np.float32)
     rng = np.random.default_rng(seed)
     sigma = np.sqrt(v.var() / snr)
-    return tuple((v + rng.normal(scale=sigma, size=v.shape)).astype(np.float32) for _ in range(2))
+    a = (v + rng.normal(scale=sigma, size=v.shape)).astype(np.float32)
+    b = (v + rng.normal(scale=sigma, size=v.shape)).astype(np.float32)
+    return a, b

@@ -31,6 +31,7 @@ def available_bytes() -> int:
 
 
 def gib(nbytes: float) -> str:
+    """Bytes as GiB, three significant digits."""
     return f"{nbytes / 2**30:.3g} GiB"
 
 

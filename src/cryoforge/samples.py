@@ -12,6 +12,7 @@ MCGAN_MODEL = "mcgan/adk_continuous.pt"
 
 
 def sample_dir() -> Path:
+    """The folder of the shipped sample data (in the wheel, or ``sample_data/`` of a checkout)."""
     here = Path(__file__).resolve().parent
     for d in (here / "_sample_data", here.parents[1] / "sample_data"):
         if d.is_dir():

@@ -10,8 +10,8 @@ from cryoforge.align.gumnet import GumNet, GumNetConfig, gumnet_loss, pool_sizes
 from cryoforge.align.warp import impute_wedge, params_to_pose, warp_inverse
 from cryoforge.conventions import random_rotations
 from cryoforge.geometry import transform_volumes
-from cryoforge.sim.phantoms import phantom_model
 from cryoforge.sim.density import model_to_density
+from cryoforge.sim.phantoms import phantom_model
 
 
 def _reference_pool(x: np.ndarray, size: int, keep: int) -> np.ndarray:

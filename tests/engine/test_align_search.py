@@ -5,8 +5,6 @@ import pytest
 import torch
 
 from cryoforge.align.average import AverageConfig, average_job
-from cryoforge.align.classical import classical_align, grid_spacing_deg, local_grid, so3_grid
-from cryoforge.align.data import centred_wedge
 from cryoforge.align.gumnet import GumNet, GumNetConfig
 from cryoforge.align.pipeline import align_pairs_job
 from cryoforge.align.train import ARCH_KEYS, TrainConfig, load_gumnet, train_gumnet_job
@@ -16,7 +14,9 @@ from cryoforge.io.checkpoint import CheckpointError, save_checkpoint
 from cryoforge.jobs import Cancelled, JobError, Log, Progress, drive
 from cryoforge.metrics import fsc
 from cryoforge.samples import sample_path
-from cryoforge.sim.tomo import TomoParams
+from cryoforge.search import classical_align
+from cryoforge.sim.tomo import TomoParams, centred_wedge
+from cryoforge.so3 import grid_spacing_deg, local_grid, so3_grid
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def maps():
 
 def _wedged(vols, mask):
     """Apply a centred Fourier mask (noise-free missing wedge)."""
-    from cryoforge.align.warp import centred_fft, centred_ifft
+    from cryoforge.fourier import centred_fft, centred_ifft
 
     return centred_ifft(centred_fft(vols) * mask)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.bench import bench_core, nearest_shell_fsc
+from cryoforge.bench_core import bench_core, nearest_shell_fsc
 from cryoforge.jobs import drive
 
 
@@ -35,7 +35,7 @@ def test_bench_align_report_on_a_few_pairs():
 
 
 def test_bench_drgn_report_on_a_few_steps(shared_dir):
-    from cryoforge.manifold.drgn.bench import bench_drgn
+    from cryoforge.drgn.bench import bench_drgn
     from cryoforge.samples import sample_path
 
     small = {"steps": 2, "batch": 4, "dim": 16, "layers": 1}
@@ -59,7 +59,7 @@ def test_bench_drgn_report_on_a_few_steps(shared_dir):
 
 
 def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
-    from cryoforge.manifold.multicryogan.bench import bench_mcgan
+    from cryoforge.multicryogan.bench import bench_mcgan
 
     report = drive(bench_mcgan(steps=2, n_images=64, points=4, structures=str(shared_dir / "structures"),
                                out_dir=str(tmp_path), cases=["discrete"]))
@@ -83,3 +83,15 @@ def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
         assert len(c) == 17 and np.trapezoid(c, f) == pytest.approx(m[0][-1], abs=1e-6)
     assert row["proportions"]["ends_contrast_ratio"] == pytest.approx(
         (1 - row["fsccc_matrix"][0][-1]) / (1 - truth[0, -1]))
+
+
+def test_bench_settings_are_checked_in_one_line(capsys):
+    from cryoforge.cli import main
+
+    assert main(["bench", "align", "-o", "n_pair=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "has no setting n_pair" in err and "n_pairs=500" in err
+    assert main(["bench", "core", "-o", "repeats=abc"]) == 2
+    assert "repeats takes a number" in capsys.readouterr().err
+    assert main(["bench", "align", "-o", "averaging=1"]) == 2
+    assert "averaging takes true or false" in capsys.readouterr().err

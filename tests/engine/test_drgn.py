@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.manifold import ManifoldError
-from cryoforge.manifold.drgn import (CoordinateDecoder, DrgnManifold, htn_center, ihtn_center, lattice_coords,
-                                     load_ctf, load_poses, load_z)
+from cryoforge.drgn import (
+    CoordinateDecoder,
+    DrgnManifold,
+    htn_center,
+    ihtn_center,
+    lattice_coords,
+    load_ctf,
+    load_poses,
+    load_z,
+)
 from cryoforge.io.pickles import UnsafePickleError
+from cryoforge.manifold import ManifoldError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "cryodrgn"
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "cryodrgn_eval_vol_het.json"
@@ -21,7 +29,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "het_weights.pkl").is_file(),
 
 def _run(tmp_path, domain="hartley", pe="gaussian", D=17, zdim=2, seed=0):
     """A cryoDRGN-format run with random weights (an encoder in the weights is ignored)."""
-    from cryoforge.manifold.drgn.run import save_run
+    from cryoforge.drgn.run import save_run
 
     torch.manual_seed(seed)
     dec = CoordinateDecoder(D, zdim, 2, 16, domain, pe, 6, "relu", 0.5)
@@ -81,7 +89,7 @@ def test_real_cryodrgn_model_matches_cryodrgn_eval_vol():
     vols = m.decode(np.array(gold["z"], np.float32)).numpy()
     assert vols.shape == (3, 64, 64, 64)
     idx = tuple(np.array(gold["voxels_zyx"]).T)
-    for v, values, total in zip(vols, gold["values"], gold["sum"]):
+    for v, values, total in zip(vols, gold["values"], gold["sum"], strict=True):
         np.testing.assert_allclose(v[idx], values, atol=2e-5 * np.abs(values).max())
         assert v.sum() == pytest.approx(total, rel=1e-4, abs=1e-2)
     mirrored = vols[0][::-1][idx]
@@ -98,7 +106,8 @@ def test_cryodrgn_pose_and_ctf_pickles():
 
 
 def test_z_pickle_and_refusal_of_code(tmp_path):
-    mu, logvar = np.random.rand(10, 2).astype(np.float32), np.random.rand(10, 2).astype(np.float32)
+    rng = np.random.default_rng(0)
+    mu, logvar = rng.random((10, 2), np.float32), rng.random((10, 2), np.float32)
     with open(tmp_path / "z.3.pkl", "wb") as fh:
         pickle.dump(mu, fh)
         pickle.dump(logvar, fh)

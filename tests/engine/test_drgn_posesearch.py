@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.conventions import random_rotations, rotation_angle_deg
-from cryoforge.manifold.drgn.data import ParticleImages, ht2_center
-from cryoforge.manifold.drgn.model import lattice_coords
-from cryoforge.manifold.drgn.poses import MIRROR, PoseSearchConfig, pose_errors
-from cryoforge.manifold.drgn.posesearch import HartleySlices
+from cryoforge.conventions import random_rotations
+from cryoforge.drgn.data import ParticleImages, ht2_center
+from cryoforge.drgn.model import lattice_coords
+from cryoforge.drgn.poses import MIRROR, PoseSearchConfig, pose_errors
+from cryoforge.drgn.posesearch import HartleySlices
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _adk(D: int) -> np.ndarray:
     """The shipped closed-AdK map, Fourier-cropped to D³ (an asymmetric test object)."""
-    from cryoforge.align.classical import downsample
+    from cryoforge.fourier import downsample
     from cryoforge.io.mrc import read_mrc
 
     states = np.asarray(read_mrc(ROOT / "sample_data" / "adk_continuous" / "states.mrc")[0], np.float32)
@@ -54,7 +54,7 @@ def test_pose_errors_undo_a_global_rotation_and_the_hand():
 def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
     """Ab initio: random-pose pretraining, then branch and bound in the loop; the found poses agree with the true
     ones up to one global rotation (and hand), and the decoded map, put in the true frame, matches the truth."""
-    from cryoforge.manifold.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
 
     torch.manual_seed(0)
     D, n = 24, 240
@@ -74,8 +74,8 @@ def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
 
 
 def test_pose_table_travels_in_the_checkpoint(tmp_path):
+    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer, train_drgn_job
     from cryoforge.jobs.runner import drive
-    from cryoforge.manifold.drgn.train import DrgnTrainConfig, DrgnTrainer, train_drgn_job
 
     D = 16
     rot = random_rotations(32, seed=1)
@@ -125,7 +125,7 @@ def test_translation_errors_discount_the_reconstruction_offset():
 
 
 def test_heterogeneous_pose_search_scores_each_image_at_its_own_latent():
-    from cryoforge.manifold.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
 
     D = 16
     rot = random_rotations(16, seed=2)

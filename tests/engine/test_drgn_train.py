@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.manifold.drgn.data import ParticleImages, backproject, ht2_center, symmetrize, translate_ht
+from cryoforge.drgn.data import ParticleImages, backproject, ht2_center, symmetrize, translate_ht
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "cryodrgn"
 needs_shared = pytest.mark.skipif(not (SHARED / "hand.mrcs").is_file(),
@@ -15,8 +15,8 @@ needs_shared = pytest.mark.skipif(not (SHARED / "hand.mrcs").is_file(),
 
 
 def _hand():
+    from cryoforge.drgn import load_poses
     from cryoforge.io.mrc import read_mrc
-    from cryoforge.manifold.drgn import load_poses
 
     images, _ = read_mrc(SHARED / "hand.mrcs", mmap=True)
     rot, _ = load_poses(SHARED / "hand_rot.pkl")
@@ -36,7 +36,7 @@ def test_hartley_shift_equals_rolling_the_image():
 
 @needs_shared
 def test_homogeneous_training_on_hand_images_improves_fsc():
-    from cryoforge.manifold.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
 
     data = _hand()
     ref = backproject(data)  # the images' own direct reconstruction with their poses (independent of the decoder)
@@ -53,9 +53,9 @@ def test_homogeneous_training_on_hand_images_improves_fsc():
 
 @needs_shared
 def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
+    from cryoforge.drgn.train import DrgnTrainConfig, train_drgn_job
     from cryoforge.jobs import Cancelled, drive
     from cryoforge.manifold import open_manifold
-    from cryoforge.manifold.drgn.train import DrgnTrainConfig, train_drgn_job
 
     data = _hand()
     cfg = DrgnTrainConfig(zdim=2, players=1, pdim=32, qlayers=1, qdim=32, pe_dim=8, lr=1e-3)
@@ -79,15 +79,15 @@ def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
 
 
 def test_bad_training_inputs():
+    from cryoforge.drgn.train import DrgnTrainer
     from cryoforge.manifold import ManifoldError
-    from cryoforge.manifold.drgn.train import DrgnTrainer
 
     with pytest.raises(ManifoldError, match="square images"):
         ParticleImages(np.zeros((3, 8, 10), np.float32))
     with pytest.raises(ManifoldError, match="rotations"):
         ParticleImages(np.zeros((3, 8, 8), np.float32), np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match="needs a rotation per image"):
-        DrgnTrainer(ParticleImages(np.random.rand(3, 8, 8).astype(np.float32)))
+        DrgnTrainer(ParticleImages(np.random.default_rng(0).random((3, 8, 8), np.float32)))
 
 
 @needs_shared
@@ -104,9 +104,9 @@ def test_branch_and_bound_recovers_poses_of_noise_free_projections():
     """Slices of a known asymmetric volume at random poses, some shifted: BNB over SO(3) × shifts with frequency
     marching finds the rotations to < 5° and the re-centring shifts exactly."""
     from cryoforge.conventions import random_rotations, rotation_angle_deg
+    from cryoforge.drgn.model import lattice_coords
+    from cryoforge.drgn.posesearch import HartleySlices, pose_search
     from cryoforge.manifold.analytic import AnalyticManifold
-    from cryoforge.manifold.drgn.model import lattice_coords
-    from cryoforge.manifold.drgn.posesearch import HartleySlices, pose_search
 
     D = 32
     model = HartleySlices.from_volume(AnalyticManifold(3, box=D).decode_one(np.array([0.6, 0.8, 1.2], np.float32)))
@@ -171,7 +171,7 @@ def test_train_from_a_relion_star_with_ctf(tmp_path):
 
 
 def test_lowpass_preview_is_the_centre_of_the_full_volumes_spectrum():
-    from cryoforge.manifold.drgn.model import CoordinateDecoder, decode_lowpass, decode_volumes
+    from cryoforge.drgn.model import CoordinateDecoder, decode_lowpass, decode_volumes
 
     torch.manual_seed(0)
     dec = CoordinateDecoder(33, 0, 2, 16, domain="hartley")  # 32³ volumes

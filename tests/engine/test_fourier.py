@@ -25,7 +25,7 @@ def _gaussian(n, centre_xyz, sigma):
 def test_subvoxel_shift_of_gaussian_is_exact():
     n, c, t = 32, (16.0, 16.0, 16.0), (0.4, -1.3, 2.7)
     v = _gaussian(n, c, 2.0).float()
-    expected = _gaussian(n, [ci + ti for ci, ti in zip(c, t)], 2.0).float()
+    expected = _gaussian(n, [ci + ti for ci, ti in zip(c, t, strict=True)], 2.0).float()
     np.testing.assert_allclose(fourier_shift(v, torch.tensor(t)).numpy(), expected.numpy(), atol=1e-5)
     # trilinear interpolation in grid_sample agrees up to its smoothing
     b = transform_volumes(v, shifts=torch.tensor(t))

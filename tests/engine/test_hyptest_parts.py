@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from cryoforge.gan import gradient_penalty
 from cryoforge.hyptest.montecarlo import bh_qvalues, check_resolution, gaussian_tail, p_value
 from cryoforge.hyptest.null import fit_kde, in_rejection_region, log_prior, rejection_sample
 from cryoforge.hyptest.score import ScoreConfig, TemplateScorer, score_templates
 from cryoforge.hyptest.templates import check_templates
-from cryoforge.hyptest.wgan import Critic, Generator, MinibatchDiscrimination, WGANConfig, gradient_penalty
+from cryoforge.hyptest.wgan import Critic, Generator, MinibatchDiscrimination, WGANConfig
 
 
 class HalfSquare(torch.nn.Module):
@@ -114,9 +115,9 @@ def test_bad_inputs_are_clear():
 
 
 def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift(blob_clusters):
-    from cryoforge.align.data import centred_wedge
     from cryoforge.conventions import random_rotations, rotation_angle_deg
     from cryoforge.geometry import transform_volumes
+    from cryoforge.sim.tomo import centred_wedge
 
     t = torch.from_numpy(blob_clusters())
     mask = centred_wedge(24, -60, 60)
@@ -135,9 +136,9 @@ def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift(blob_clusters):
 def test_spectral_equalisation_undoes_a_radial_filter_of_the_template(blob_clusters):
     """A blurred copy of the true template scores like the template once both are equalised to one radial profile;
     without equalisation the blur costs correlation (blurred pseudo-complexes would lose to sharp known maps)."""
-    from cryoforge.align.data import centred_wedge
     from cryoforge.fourier import gaussian_filter
     from cryoforge.hyptest.score import radial_profile
+    from cryoforge.sim.tomo import centred_wedge
 
     t = torch.from_numpy(blob_clusters(n=24, k=1, seed=4, sigma=(0.8, 1.2)))
     blurred = gaussian_filter(t, 1.5)
@@ -183,9 +184,9 @@ def test_radial_transfer_of_a_binned_subtomogram_takes_the_mtf_of_its_acquisitio
 
 
 def test_binning_to_the_templates_keeps_the_band_and_averages_the_noise_away():
-    from cryoforge.align.data import centred_wedge
     from cryoforge.hyptest.templates import bin_to_templates
     from cryoforge.sim.sources import MapSpec, load_map
+    from cryoforge.sim.tomo import centred_wedge
 
     fine, coarse = load_map("phantom:assembly@4", MapSpec(40, 9.6)), load_map("phantom:assembly@4", MapSpec(32, 12.0))
     binned, mask = bin_to_templates(fine, centred_wedge(40, -60, 60).numpy(), 9.6, 12.0, 32)

@@ -7,8 +7,14 @@ import starfile
 import torch
 
 from cryoforge.hyptest.montecarlo import HypothesisTester, HypTestConfig, p_value, write_table
-from cryoforge.hyptest.train import (GANTrainConfig, RegressorTrainConfig, load_generator, load_regressor,
-                                     train_regressor_job, train_wgan_job)
+from cryoforge.hyptest.train import (
+    GANTrainConfig,
+    RegressorTrainConfig,
+    load_generator,
+    load_regressor,
+    train_regressor_job,
+    train_wgan_job,
+)
 from cryoforge.hyptest.wgan import WGANConfig
 from cryoforge.io.checkpoint import CheckpointError
 from cryoforge.jobs import Metrics, Preview, Result, drive
@@ -115,7 +121,7 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert slim.stat().st_size < reg.stat().st_size
     _, _, payload = load_regressor(slim)
     assert payload["extra"]["weights_dtype"] == "float16" and "train-regressor" in payload["extra"]["command"]
-    from cryoforge.hyptest.cli import read_template_set
+    from cryoforge.hyptest.templates import read_template_set
 
     maps, names, vs = read_template_set(tdir)
     assert names == ["assembly@1", "assembly@2", "ribosome"] and vs == 12.0

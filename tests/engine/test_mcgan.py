@@ -9,24 +9,24 @@ import pytest
 import torch
 
 from cryoforge.conventions import random_rotations
-from cryoforge.manifold.base import ManifoldError
-from cryoforge.manifold.multicryogan.data import ParticleStack, fourier_crop, load_stack
-from cryoforge.manifold.multicryogan.fsccc import (
+from cryoforge.latent import ManifoldError
+from cryoforge.multicryogan.data import ParticleStack, fourier_crop, load_stack
+from cryoforge.multicryogan.fsccc import (
     align_to_reference,
     discrete_proportions,
     fsc_area,
     fsccc_matrix,
     matrix_agreement,
 )
-from cryoforge.manifold.multicryogan.model import Critic, Generator, McganConfig
-from cryoforge.manifold.multicryogan.projector import (
+from cryoforge.multicryogan.model import Critic, Generator, McganConfig
+from cryoforge.multicryogan.projector import (
     analytic_projections,
     form_images,
     gaussian_blobs,
     project_fourier,
     project_real,
 )
-from cryoforge.manifold.multicryogan.train import McganTrainConfig, McganTrainer
+from cryoforge.multicryogan.train import McganTrainConfig, McganTrainer
 
 
 def _rel(a, b):
@@ -78,7 +78,7 @@ def test_image_formation_shift_ctf_noise():
 
 
 def test_gradient_penalty_is_per_sample_for_images():
-    from cryoforge.hyptest.wgan import gradient_penalty
+    from cryoforge.gan import gradient_penalty
 
     torch.manual_seed(0)
     critic = Critic(McganConfig(box=16, cwidth=4), 16)
@@ -111,7 +111,7 @@ def test_generator_segment_prior_and_shapes():
 
 def test_mapping_network_starts_as_identity_learns_and_reloads(tmp_path):
     from cryoforge.io.checkpoint import save_checkpoint
-    from cryoforge.manifold.multicryogan.train import ARCH_KEYS, load_generator
+    from cryoforge.multicryogan.train import ARCH_KEYS, load_generator
 
     cfg = McganConfig(box=16, zdim=4, gwidth=2, mapping=2)
     gen = Generator(cfg)
@@ -168,7 +168,7 @@ def test_training_on_a_homogeneous_noise_free_stack_improves_fsc():
 
 def test_same_seed_same_weights_and_resume(tmp_path):
     from cryoforge.jobs.runner import drive
-    from cryoforge.manifold.multicryogan.train import train_mcgan_job
+    from cryoforge.multicryogan.train import train_mcgan_job
 
     _, data = _homogeneous_stack(count=64)
     cfg, tc = McganConfig(box=16, gwidth=2, cwidth=4), McganTrainConfig(batch=8, poses=4, n_critic=2)

@@ -44,8 +44,9 @@ def test_movie_cli_and_errors(tmp_path, capsys):
 
 
 def test_drgn_eval_and_analyze_cli(tmp_path):
-    from cryoforge.io.mrc import read_mrc
     from test_drgn import _run
+
+    from cryoforge.io.mrc import read_mrc
 
     _run(tmp_path, D=17, zdim=2)
     z = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)

@@ -106,7 +106,7 @@ def test_six_optics_groups_per_particle():
 
 
 def test_training_images_use_each_particles_pixel_size():
-    from cryoforge.manifold.drgn.data import ParticleImages
+    from cryoforge.drgn.data import ParticleImages
 
     meta = read_quiet(R31)
     ctf = {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
@@ -179,7 +179,7 @@ def test_fields_match_cryodrgn(name):
     np.testing.assert_allclose(meta.particle_pixel_sizes(), ctf[:, 1], rtol=1e-6)
     c = meta.ctf
     for col, ours in zip(range(2, 8), (c.defocus_u, c.defocus_v, c.defocus_angle, c.voltage, c.cs,
-                                       c.amplitude_contrast)):
+                                       c.amplitude_contrast), strict=True):
         np.testing.assert_allclose(ours, ctf[:, col], rtol=1e-5, atol=1e-3)
     phase = ctf[:, 8]
     if name.startswith("relion30"):  # the file has no rlnPhaseShift: cryoDRGN writes NaN, cryoforge 0
@@ -276,7 +276,7 @@ def test_z_file_of_the_wrong_width_is_an_error(tmp_path, capsys):
 
 
 def test_multicryogan_draws_each_images_pixel_size():
-    from cryoforge.manifold.multicryogan.data import load_stack
+    from cryoforge.multicryogan.data import load_stack
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StarWarning)

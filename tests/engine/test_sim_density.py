@@ -9,7 +9,7 @@ import torch
 from cryoforge.conventions import rotation_angle_deg
 from cryoforge.geometry import rotate_volume
 from cryoforge.sim.atoms import ModelError, infer_element, read_dcd, read_model, superpose
-from cryoforge.sim.density import models_to_density, model_to_density
+from cryoforge.sim.density import model_to_density, models_to_density
 from cryoforge.sim.phantoms import PHANTOMS, octahedral_group, phantom_model
 
 
@@ -137,7 +137,8 @@ def test_dcd_trajectory(shared_dir):
     steps = [np.sqrt(((superpose(frames[i + 1], frames[i]) - frames[i]) ** 2).sum(1).mean()) for i in range(97)]
     assert max(steps) < 2.0  # a smooth path (Å RMSD between successive frames)
     with pytest.raises(ModelError, match="DCD"):
-        import tempfile, pathlib  # noqa: E401
+        import pathlib
+        import tempfile  # noqa: E401
         p = pathlib.Path(tempfile.mkdtemp()) / "bad.dcd"
         p.write_bytes(gzip.compress(b"not a dcd"))
         read_dcd(p)

@@ -11,8 +11,14 @@ from cryoforge.jobs import drive
 from cryoforge.sim.density import model_to_density
 from cryoforge.sim.phantoms import phantom_model
 from cryoforge.sim.subtomo import read_pairs, simulate_pairs_job
-from cryoforge.sim.tomo import (TomoParams, project_tilt_series, simulate_subtomograms, tilt_angles, transfer_3d,
-                                wedge_mask)
+from cryoforge.sim.tomo import (
+    TomoParams,
+    project_tilt_series,
+    simulate_subtomograms,
+    tilt_angles,
+    transfer_3d,
+    wedge_mask,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +106,7 @@ def test_measured_snr_of_aligned_copies_matches_target(proteasome, snr):
     d = torch.full((24,), 35000.0)
     x1 = simulate_subtomograms(vols, rots, None, d, -60, 60, params, g)
     x2 = simulate_subtomograms(vols, rots, None, d, -60, 60, params, g)
-    c = np.mean([_corr(a, b) for a, b in zip(x1, x2)])
+    c = np.mean([_corr(a, b) for a, b in zip(x1, x2, strict=True)])
     assert c / (1 - c) == pytest.approx(snr, rel=0.2)
 
 
@@ -142,7 +148,7 @@ def test_pair_dataset_ground_truth_and_files(proteasome, tmp_path):
     assert ds.s_a.shape == (6, 32, 32, 32) and list(ds.truth["structure"][:2]) == ["proteasome", "ribosome"]
     assert np.all(np.linalg.norm(ds.shifts(), axis=1) <= 5 + 1e-5)
     moved = transform_volumes(torch.from_numpy(ds.s_a), torch.from_numpy(ds.rotations()), torch.from_numpy(ds.shifts()))
-    assert min(_corr(m, b) for m, b in zip(moved, ds.s_b)) > 0.9  # s_b = T(R, t) s_a
+    assert min(_corr(m, b) for m, b in zip(moved, ds.s_b, strict=True)) > 0.9  # s_b = T(R, t) s_a
     back = read_pairs(tmp_path / "pairs")
     np.testing.assert_allclose(back.s_b, ds.s_b, atol=1e-6)
     np.testing.assert_allclose(back.rotations(), ds.rotations(), atol=1e-5)

@@ -61,7 +61,7 @@ def test_stack_table(hyp, qtbot, wait_job):
     assert w.table.item(0, 6).text() == "4v5d" and w.table.item(1, 6).text() == "3jb9"
     q = [float(w.table.item(i, 4).text()) for i in range(2)]
     p = [float(w.table.item(i, 3).text()) for i in range(2)]
-    assert all(qi >= pi for qi, pi in zip(q, p))
+    assert all(qi >= pi for qi, pi in zip(q, p, strict=True))
     w._show_row(1)
     assert w.last_result["truth_name"] == "3jb9"
 

@@ -93,10 +93,9 @@ def test_sample_data_loads(make_napari_viewer):
 
 def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.launch import open_viewer
+    from napari_cryoforge.widgets.explorer import LatentExplorer
     from napari_cryoforge.widgets.inspector import VolumeInspector
     from napari_cryoforge.widgets.simulate import SimulateWidget
-
-    from napari_cryoforge.widgets.explorer import LatentExplorer
 
     viewer, dock, simulate, align, hyptest, explorer = open_viewer(sample=True, show=False)
     try:
@@ -148,7 +147,7 @@ def test_each_view_flag_brings_its_dock_to_the_front(qtbot):
 def test_dock_outputs_default_beside_the_work_not_in_home(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from napari_cryoforge.widgets._dock import default_output
+    from napari_cryoforge.widgets.controls import default_output
 
     monkeypatch.chdir(tmp_path)
     assert Path(default_output("gumnet.pt")) == tmp_path / "cryoforge_output" / "gumnet.pt"

@@ -16,7 +16,7 @@ def small_stack(tmp_path):
     """64 noise-free, CTF-free 16² projections of a few Gaussians."""
     from cryoforge.io.mrc import write_mrc
     from cryoforge.jobs.runner import drive
-    from cryoforge.manifold.multicryogan.projector import gaussian_blobs
+    from cryoforge.multicryogan.projector import gaussian_blobs
     from cryoforge.sim.particles import Ensemble, ParticleParams, simulate_particles_job
 
     vol, _ = gaussian_blobs(16, count=5, sigma=1.5, seed=1)

@@ -1,0 +1,1 @@
+"""Subtomogram alignment family: Gum-Net, classical and hybrid alignment, reference-free averaging."""

@@ -3,7 +3,7 @@
 Start from the plain (wedge-weighted) average of each half set; each iteration aligns every
 subtomogram to its own half's average (a global search in the first ``global_iterations``: the first
 averages are near-featureless blobs, so the poses found against them are mostly noise and must be free to
-move anywhere; then local refinement around the last pose; :mod:`cryoforge.align.classical`, low-passed to
+move anywhere; then local refinement around the last pose; :mod:`cryoforge.search`, low-passed to
 the last resolution) and re-averages with
 Fourier weighting: ``A = F⁻¹( Σ wᵢ Fᵢ / (Σ wᵢ |Tᵢ| + ε) )`` where ``wᵢ`` is the rotated missing-wedge
 mask times ``|Tᵢ|``, the subtomogram's |CTF·MTF| when its defocus is known (phase-flipped data), else 1.
@@ -15,13 +15,15 @@ the same frame. Poses: ``subtomo_i ≈ T(R_i, t_i) average``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, overload
 
 import numpy as np
 import torch
 
+from ..fourier import downsample, to_rfft_layout, upsample
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
-from .classical import SearchConfig, classical_align, downsample, to_rfft_layout, upsample
+from ..search import SearchConfig, classical_align
 from .warp import rotate_fourier_masks, warp_inverse
 
 REFINE_LEVELS = ((4.0, 1, False), (1.5, 1, True), (0.6, 1, True))
@@ -30,6 +32,8 @@ GLOBAL_LEVELS = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True
 
 @dataclass
 class AverageConfig:
+    """Reference-free averaging: iterations (global searches first, then local), the global grid, the low-pass."""
+
     iterations: int = 8
     global_iterations: int = 3  # iterations that search all of SO(3); the later ones refine locally
     seed: int = 0
@@ -37,6 +41,15 @@ class AverageConfig:
     global_rotations: int = 1000
     candidates: int = 2
     epsilon: float = 0.05  # Wiener-like regularisation, fraction of the mean weight
+
+
+@overload
+def _pick(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _pick(a: None, h: torch.Tensor) -> None: ...
+def _pick(a, h):
+    """Rows ``h`` of per-subtomogram ``a``; a shared ``a`` (one row) or None as it is."""
+    return None if a is None else (a[h] if a.shape[0] > 1 else a)
 
 
 def warp_fine(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, oversample: int = 2) -> torch.Tensor:
@@ -98,9 +111,8 @@ def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = 
     halves = [torch.as_tensor(h) for h in split_half_sets(len(x), cfg.seed)]
     rot = torch.eye(3, device=dev).repeat(len(x), 1, 1)
     sh = torch.zeros(len(x), 3, device=dev)
-    pick = lambda a, h: None if a is None else (a[h] if a.shape[0] > 1 else a)  # noqa: E731
-    avgs = [weighted_average(x[h], pick(m, h), rot[h], sh[h], pick(tr, h), cfg.epsilon) for h in halves]
-    report = {"n": len(x), "box": n, "voxel_size_A": voxel_size, "iterations": []}
+    avgs = [weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon) for h in halves]
+    report: dict[str, Any] = {"n": len(x), "box": n, "voxel_size_A": voxel_size, "iterations": []}
     yield Preview("average (start)", (avgs[0] + avgs[1]).cpu().numpy() / 2, "volume", {"voxel_size": voxel_size})
     res_a = None
     total = cfg.iterations
@@ -110,15 +122,15 @@ def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = 
                               lowpass=min(1.0, 2 * voxel_size / lowpass * 1.2) if lowpass else 1.0)
         for k, h in enumerate(halves):
             local = it > max(1, cfg.global_iterations)
-            r, t, _ = classical_align(avgs[k][None], x[h], None, pick(m, h), search, initial=rot[h] if local else None,
+            r, t, _ = classical_align(avgs[k][None], x[h], None, _pick(m, h), search, initial=rot[h] if local else None,
                                       device=device, levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
             rot[h], sh[h] = r, t
-            avgs[k] = weighted_average(x[h], pick(m, h), rot[h], sh[h], pick(tr, h), cfg.epsilon)
+            avgs[k] = weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon)
             yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned")
         r12, t12, _ = classical_align(avgs[1][None], avgs[0][None], None, None, SearchConfig(), device=device)
         h2 = halves[1]
         rot[h2], sh[h2] = compose_inverse(rot[h2], sh[h2], r12[0], t12[0])
-        avgs[1] = weighted_average(x[h2], pick(m, h2), rot[h2], sh[h2], pick(tr, h2), cfg.epsilon)
+        avgs[1] = weighted_average(x[h2], _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon)
         curve = fsc(avgs[0], avgs[1], voxel_size)
         res_a = curve.resolution(GOLD_STANDARD)
         row = {"iteration": it, "resolution_0.143_A": res_a, "fsc": curve.fsc.tolist(),
@@ -144,9 +156,8 @@ def ctf_transfer(params, defocus, n: int, device=None) -> torch.Tensor:
 
 def average_dataset_job(dataset, cfg: AverageConfig | None = None, side: str = "b", device: str = "cpu"):
     """:func:`average_job` on one side of a pair dataset; CTF weighting when it was phase-flipped."""
-    from ..sim.subtomo import PairDataset, read_pairs
+    from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
     from ..sim.tomo import TomoParams
-    from .data import dataset_masks
 
     ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
     vols = ds.s_a if side == "a" else ds.s_b

@@ -21,10 +21,11 @@ import torch
 from ..jobs import Log, Metrics, Progress, Result
 from ..jobs.runner import drive
 from ..metrics import GOLD_STANDARD, fsc
+from ..search import SearchConfig, classical_align
+from ..sim.subtomo import dataset_masks
 from ..sim.tomo import TomoParams
 from .average import AverageConfig, average_dataset_job, warp_fine
-from .classical import SearchConfig, classical_align
-from .data import dataset_masks, simulate_pairs
+from .data import simulate_pairs
 from .pipeline import align_pairs_job
 
 SNRS = (100.0, 0.1, 0.03)
@@ -114,13 +115,13 @@ def _warm_up(models, maps, device):
 
 
 def _speedups(report):
-    for snr, rows in report["alignment"].items():
+    for rows in report["alignment"].values():
         if "classical" in rows and "gumnet" in rows:
             rows["gumnet_speedup_vs_classical"] = rows["gumnet"]["pairs_per_s"] / rows["classical"]["pairs_per_s"]
 
 
-def _average_bench(true_map, vs, n, snr, seed, device, cfg):
-    params = TomoParams(voxel_size=vs, snr=snr, ctf_correction="phase_flip")
+def _average_bench(true_map, voxel_size, n, snr, seed, device, cfg):
+    params = TomoParams(voxel_size=voxel_size, snr=snr, ctf_correction="phase_flip")
     ds = simulate_pairs(true_map[None], n, params, seed=seed)
     yield Log(f"averaging {n} subtomograms at SNR {snr:g}")
     res = drive(average_dataset_job(ds, cfg, side="b", device=device))
@@ -129,7 +130,7 @@ def _average_bench(true_map, vs, n, snr, seed, device, cfg):
     r, t, _ = classical_align(avg[None], truth[None], None, None, SearchConfig(), device=device)
     # truth ≈ T(r, t) avg: bring the average into the true map's frame (oversampled warp: no extra blur)
     placed = warp_fine(avg[None], *_inverse(r, t))[0]
-    curve = fsc(placed.cpu(), truth.cpu(), vs)
+    curve = fsc(placed.cpu(), truth.cpu(), voxel_size)
     gold = res["report"]["iterations"][-1]["resolution_0.143_A"]
     return {"n": n, "snr": snr, "iterations": len(res["report"]["iterations"]),
             "resolution_vs_truth_nm": curve.resolution(GOLD_STANDARD) / 10, "gold_standard_nm": gold / 10,

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
 from ..cliargs import non_negative, positive
 
 METHODS = ("gumnet", "classical", "hybrid")
 
 
-def _load_maps(source: str | None):
-    """Training maps: a pair-dataset folder (its maps.mrc), an MRC volume or volume stack; default: the sample set."""
-    import numpy as np
-
-    from ..io.mrc import read_mrc
-    from ..samples import SUBTOMO_PAIRS, sample_path
-
-    path = Path(source) if source else sample_path(SUBTOMO_PAIRS)
-    if path.is_dir():
-        info = json.loads((path / "dataset.json").read_text()) if (path / "dataset.json").is_file() else {}
-        data, _ = read_mrc(path / "maps.mrc", finite=True)
-        names = info.get("structures")
-    else:
-        data, _ = read_mrc(path, finite=True)
-        names = None
-    maps = np.asarray(data, dtype=np.float32)
-    maps = maps[None] if maps.ndim == 3 else maps
-    return maps, names or [f"{path.stem}{i}" for i in range(len(maps))]
-
-
 def _cmd_train(args) -> int:
     from ..jobs.trainer import train_cli
+    from .data import load_maps
     from .gumnet import GumNetConfig
     from .train import TrainConfig, train_gumnet_job
 
-    maps, names = _load_maps(args.maps)
+    maps, names = load_maps(args.maps)
     net = GumNetConfig.preset(args.preset, box=maps.shape[-1], pooling=args.pooling, correlation=args.correlation,
                               rotation=args.rotation)
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
@@ -47,11 +28,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from ..jobs import run_cli
-    from .classical import SearchConfig
-    from .pipeline import align_dataset_job, write_alignment
-
     from ..io.atomic import check_output_file
+    from ..jobs import run_cli
+    from ..search import SearchConfig
+    from .pipeline import align_dataset_job, write_alignment
 
     if args.out:
         check_output_file(args.out)  # before the work, not after it
@@ -67,11 +47,10 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_average(args) -> int:
+    from ..io.atomic import atomic_dir, check_output_dir
     from ..io.mrc import write_mrc
     from ..jobs import run_cli
     from .average import AverageConfig, average_dataset_job
-
-    from ..io.atomic import atomic_dir, check_output_dir
 
     out = check_output_dir(args.out, "average.json")  # before the work, not after it
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
@@ -97,6 +76,7 @@ def _cmd_export(args) -> int:
 
 
 def register(sub) -> None:
+    """Add ``cryoforge align train|run|average|export`` to the CLI."""
     p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
     s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)
 

@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io.mrc import read_mrc
 from ..jobs import Result
+from ..samples import SUBTOMO_PAIRS, sample_path
 from ..sim.subtomo import PairDataset, simulate_pairs_job
-from ..sim.tomo import TomoParams, tilt_range_from_wedge, wedge_mask
-
-
-def centred_wedge(n: int, tilt_min: float, tilt_max: float) -> torch.Tensor:
-    """Centred full-grid Fourier sampling mask of a ``[tilt_min, tilt_max]`` series (the ``wedge_*.mrc`` layout)."""
-    return torch.fft.fftshift(wedge_mask((n, n, n), tilt_min, tilt_max, rfft=False))
-
-
-def dataset_masks(ds: PairDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """The centred Fourier masks of ``s_a`` and ``s_b`` of a pair dataset."""
-    n = ds.s_a.shape[-1]
-    ra = ds.info.get("tilt_range_a", tilt_range_from_wedge(ds.info.get("wedge_a", 0.0)))
-    rb = ds.info.get("tilt_range_b", tilt_range_from_wedge(ds.info.get("wedge_b", 30.0)))
-    return centred_wedge(n, *ra), centred_wedge(n, *rb)
+from ..sim.tomo import TomoParams, tilt_range_from_wedge
 
 
 def simulate_pairs(maps, n_pairs: int, params: TomoParams, seed: int, wedge_a: float = 0.0, wedge_b: float = 30.0,
                    max_shift: float = 7.0, structures=None) -> PairDataset:
     """A pair dataset drawn from ``seed`` (structures in turn; see :mod:`cryoforge.sim.subtomo`)."""
-    result = None
+    result: PairDataset | None = None
     for event in simulate_pairs_job(maps, structures, n_pairs, params, wedge_a, wedge_b, max_shift, seed,
                                     batch=max(n_pairs, 1)):
         if isinstance(event, Result):
             result = event.value
+    if result is None:
+        raise RuntimeError("the pair simulation ended without a result")
     return result
 
 
@@ -76,3 +69,18 @@ def training_batch(maps, batch: int, params: TomoParams, snrs, seed: int, step: 
     bmin, bmax = tilt_range_from_wedge(wedge_b)
     s_b = simulate_subtomograms(vols, r_b, shifts, defocus[:, 1], bmin, bmax, p, gen)
     return s_a, s_b, rel, shifts
+
+
+def load_maps(source: str | None):
+    """Training maps: a pair-dataset folder (its maps.mrc), an MRC volume or volume stack; default: the sample set."""
+    path = Path(source) if source else sample_path(SUBTOMO_PAIRS)
+    if path.is_dir():
+        info = json.loads((path / "dataset.json").read_text()) if (path / "dataset.json").is_file() else {}
+        data, _ = read_mrc(path / "maps.mrc", finite=True)
+        names = info.get("structures")
+    else:
+        data, _ = read_mrc(path, finite=True)
+        names = None
+    maps = np.asarray(data, dtype=np.float32)
+    maps = maps[None] if maps.ndim == 3 else maps
+    return maps, names or [f"{path.stem}{i}" for i in range(len(maps))]

@@ -38,6 +38,8 @@ def spectral_pool_matrix(n: int, size: int, keep: int | None = None, dtype=torch
 class SpectralPool3d(nn.Module):
     """DCT spectral pooling and filtering of ``(B, C, n, n, n)`` maps to ``(B, C, size, size, size)``."""
 
+    matrix: torch.Tensor
+
     def __init__(self, n: int, size: int, keep: int | None = None):
         super().__init__()
         self.n, self.size, self.keep = n, size, size if keep is None else keep

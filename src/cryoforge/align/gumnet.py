@@ -31,12 +31,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
+from ..fourier import centred_fft, centred_ifft
 from .dct import SpectralPool3d
-from .warp import (centred_fft, centred_ifft, impute_wedge, params_to_pose, pearson, rotate_fourier_masks,
-                   warp_inverse)
+from .warp import impute_wedge, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
 
 POOLINGS = ("dct", "max", "avg")
 CORRELATIONS = ("siamese", "single")
@@ -63,7 +63,7 @@ class GumNetConfig:
     rotation: str = "axis_angle"  # or "zyz" (the reference code's; see warp.params_to_pose)
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "GumNetConfig":
+    def preset(cls, name: str, **overrides) -> GumNetConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown Gum-Net preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -71,7 +71,7 @@ class GumNetConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> "GumNetConfig":
+    def validate(self) -> GumNetConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}")
         if self.rotation not in ("axis_angle", "zyz"):
@@ -97,19 +97,20 @@ def pool_sizes(box: int) -> list[tuple[int, int, int]]:
 
 
 def feature_size(box: int) -> int:
+    """Side of the feature map Gum-Net correlates for a ``box``³ input: the last pooling's output less 2."""
     return pool_sizes(box)[-1][1] - 2
 
 
 class _Pool(nn.Module):
-    def __init__(self, kind: str, n: int, size: int, keep: int):
+    def __init__(self, pooling: str, n: int, size: int, keep: int):
         super().__init__()
-        self.kind, self.size = kind, size
-        self.dct = SpectralPool3d(n, size, keep) if kind == "dct" else None
+        self.pooling, self.size = pooling, size
+        self.dct = SpectralPool3d(n, size, keep) if pooling == "dct" else None
 
     def forward(self, x):
-        if self.kind == "dct":
+        if self.pooling == "dct":
             return self.dct(x)
-        fn = F.adaptive_max_pool3d if self.kind == "max" else F.adaptive_avg_pool3d
+        fn = F.adaptive_max_pool3d if self.pooling == "max" else F.adaptive_avg_pool3d
         return fn(x, self.size)
 
 
@@ -132,10 +133,9 @@ class FeatureExtractor(nn.Module):
         x = x[:, None]
         for i, conv in enumerate(self.convs):
             x = conv(x)
-            if i < 4:
-                x = self.pools[i](self.norms[branch][i](F.relu(x)))
-            else:
-                x = self.norms[branch][i](x)
+            norms = self.norms[branch]
+            assert isinstance(norms, nn.ModuleList)
+            x = self.pools[i](norms[i](F.relu(x))) if i < 4 else norms[i](x)
         return l2_normalize(x)
 
 
@@ -162,10 +162,11 @@ class GumNet(nn.Module):
         self.head_ab = _head(m ** 3, cfg.head_channels)
         self.head_ba = _head(m ** 3, cfg.head_channels) if cfg.correlation == "siamese" else None
         n_flat = cfg.head_channels * (m - 4) ** 3 * (2 if self.head_ba is not None else 1)
-        self.regress = nn.Sequential(nn.Linear(n_flat, cfg.fc_hidden), nn.Linear(cfg.fc_hidden, cfg.fc_hidden),
-                                     nn.Linear(cfg.fc_hidden, 6))
-        nn.init.zeros_(self.regress[-1].weight)  # start at the identity transform: sigmoid(0) = 0.5
-        nn.init.zeros_(self.regress[-1].bias)
+        hidden = [nn.Linear(n_flat, cfg.fc_hidden), nn.Linear(cfg.fc_hidden, cfg.fc_hidden)]
+        out = nn.Linear(cfg.fc_hidden, 6)
+        nn.init.zeros_(out.weight)  # start at the identity transform: sigmoid(0) = 0.5
+        nn.init.zeros_(out.bias)
+        self.regress = nn.Sequential(*hidden, out)
 
     def check_input(self, s_a: torch.Tensor, s_b: torch.Tensor) -> None:
         if s_a.shape != s_b.shape:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..conventions import matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
+from ..fourier import centred_fft, centred_ifft
 from ..jobs import Metrics, Preview, Progress, Result
-from .classical import SearchConfig, classical_align
-from .warp import centred_fft, centred_ifft, pearson, rotate_fourier_masks, warp_inverse
+from ..search import SearchConfig, classical_align
+from .warp import pearson, rotate_fourier_masks, warp_inverse
 
 METHODS = ("gumnet", "classical", "hybrid")
 
@@ -35,6 +37,7 @@ def pose_errors(rot, shifts, true_rot, true_shifts) -> dict:
 
 
 def summarize(errors: dict) -> dict:
+    """Mean, standard deviation and median of each per-pair error list (``{key}_mean`` …)."""
     out = {}
     for k, v in errors.items():
         out[f"{k}_mean"], out[f"{k}_sd"], out[f"{k}_median"] = float(np.mean(v)), float(np.std(v)), float(np.median(v))
@@ -98,7 +101,7 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
     rot, sh = torch.cat(rots), torch.cat(shifts)
     warped = torch.cat([warp_inverse(s_b[i:i + 64], rot[i:i + 64], sh[i:i + 64]) for i in range(0, n_pairs, 64)])
     mb_w = rotate_fourier_masks(mask_b.expand(n_pairs, *shape), rot) * mask_a
-    result = {"method": method, "rotations": rot.numpy(), "shifts": sh.numpy(), "seconds": elapsed,
+    result: dict[str, Any] = {"method": method, "rotations": rot.numpy(), "shifts": sh.numpy(), "seconds": elapsed,
               "pairs_per_s": n_pairs / elapsed, "n_pairs": n_pairs,
               "corr_before": constrained_correlation(s_a, s_b, mask_a * mask_b).numpy(),
               "corr_after": constrained_correlation(s_a, warped, mb_w).numpy()}
@@ -114,8 +117,7 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
 def align_dataset_job(dataset, method: str = "hybrid", checkpoint=None, device: str = "cpu", limit: int | None = None,
                       search: SearchConfig | None = None):
     """:func:`align_pairs_job` on a pair-dataset folder or :class:`cryoforge.sim.subtomo.PairDataset`."""
-    from ..sim.subtomo import PairDataset, read_pairs
-    from .data import dataset_masks
+    from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
     ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
     k = len(ds) if limit is None else min(limit, len(ds))

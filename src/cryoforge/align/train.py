@@ -18,8 +18,9 @@ from ..conventions import rotation_angle_deg, rotation_frobenius
 from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import train_job
-from ..sim.tomo import TomoParams
-from .data import centred_wedge, curriculum, simulate_pairs, training_batch
+from ..rng import seeded
+from ..sim.tomo import TomoParams, centred_wedge
+from .data import curriculum, simulate_pairs, training_batch
 from .gumnet import GumNet, GumNetConfig, gumnet_loss, standardize
 from .warp import params_to_pose
 
@@ -56,7 +57,8 @@ class GumNetTrainer:
         self.net_cfg, self.train_cfg, self.maps, self.device = net, train, maps, torch.device(device)
         self.structures = list(structures or [f"map{i}" for i in range(len(maps))])
         self.params = TomoParams(**train.tomo).validate()
-        self.model = GumNet(net).to(self.device)
+        with seeded(train.seed):
+            self.model = GumNet(net).to(self.device)
         self.modules = {"model": self.model}
         self.optimizers = {"model": torch.optim.Adam(self.model.parameters(), lr=train.lr)}
         self.config = {**net.as_dict(), "train": asdict(train), "structures": self.structures,
@@ -85,12 +87,13 @@ class GumNetTrainer:
                                    TomoParams(**{**c.tomo, "snr": s}), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
                                    max_shift=c.max_shift) for i, s in enumerate(c.snrs)]
             self._val = [(s, torch.from_numpy(d.s_a), torch.from_numpy(d.s_b), torch.from_numpy(d.rotations()),
-                          torch.from_numpy(d.shifts())) for s, d in zip(c.snrs, sets)]
+                          torch.from_numpy(d.shifts())) for s, d in zip(c.snrs, sets, strict=True)]
         return self._val
 
     @torch.no_grad()
     def validate(self, step: int):
-        metrics, previews = {}, []
+        metrics: dict[str, float] = {}
+        previews: list[Preview] = []
         for snr, s_a, s_b, rot, sh in self.validation_set():
             a, b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
             self.model.eval()

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..conventions import euler_zyz_to_matrix
-from ..geometry import centered_grid
+from ..fourier import centred_fft, centred_ifft
+from ..geometry import centred_grid
+from ..so3 import axis_angle_matrix
 
 
 def sample_at(volumes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -30,7 +32,7 @@ def sample_at(volumes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
 def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
     """``ŝ(p) = s(R p + t)``: undo ``T(R, t)`` on ``(B, n, n, n)`` volumes (differentiable in R and t)."""
     b, n = volumes.shape[0], volumes.shape[-1]
-    p = centered_grid((n, n, n), volumes.device, volumes.dtype).reshape(1, -1, 3)
+    p = centred_grid((n, n, n), volumes.device, volumes.dtype).reshape(1, -1, 3)
     src = p @ rotations.transpose(-1, -2)
     if shifts is not None:
         src = src + shifts[:, None, :]
@@ -40,17 +42,6 @@ def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.T
 def rotate_fourier_masks(masks: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Masks of ``warp_inverse``-ed volumes: ``M(R k)`` for centred masks ``(B, n, n, n)`` (no shift: |F| ignores it)."""
     return warp_inverse(masks, rotations, None)
-
-
-def centred_fft(x: torch.Tensor) -> torch.Tensor:
-    """Full 3-D FFT with the zero frequency at index ``n // 2`` (the layout of the masks)."""
-    dims = (-3, -2, -1)
-    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
-
-
-def centred_ifft(ft: torch.Tensor) -> torch.Tensor:
-    dims = (-3, -2, -1)
-    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(ft, dim=dims), dim=dims), dim=dims).real
 
 
 def impute_wedge(s_a: torch.Tensor, warped_b: torch.Tensor, warped_mask_b: torch.Tensor) -> torch.Tensor:
@@ -76,8 +67,6 @@ def params_to_pose(p: torch.Tensor, box: int, rotation: str = "zyz") -> tuple[to
         angles = torch.rad2deg(p[:, :3] * 2 * math.pi - math.pi)
         rot = euler_zyz_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
     else:
-        from .classical import axis_angle_matrix
-
         rot = axis_angle_matrix((p[:, :3] * 2 - 1) * math.pi)
     shifts = (p[:, 3:] * 2 - 1) * (box / 2)
     return rot, shifts

@@ -30,12 +30,11 @@ import time
 import numpy as np
 import torch
 
-from ..align.classical import upsample
-from ..align.data import centred_wedge
 from ..conventions import random_rotations
+from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
 from ..sim.sources import MapSpec, load_map
-from ..sim.tomo import TomoParams, simulate_subtomograms
+from ..sim.tomo import TomoParams, centred_wedge, simulate_subtomograms
 from .montecarlo import HypothesisTester, HypTestConfig, p_value
 from .null import fit_kde, rejection_sample, template_codes
 from .score import radial_transfer
@@ -96,7 +95,7 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
     from scipy.stats import kstest
 
     from ..samples import HYPTEST_MODEL, sample_path
-    from .cli import read_template_set, template_sources
+    from .templates import read_template_set, template_sources
 
     maps, names, vs = read_template_set(templates)
     acq = float(acquisition_voxel or vs)

@@ -2,56 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from ..cliargs import non_negative, positive
-
-
-def read_template_set(path=None):
-    """``(maps (K, n, n, n), names, voxel_size)`` of a template folder (templates.mrc + templates.json) or an MRC
-    stack; default: the shipped set."""
-    import numpy as np
-
-    from ..io.mrc import read_mrc
-    from ..samples import HYPTEST_TEMPLATES, sample_path
-
-    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
-    folder = p if p.is_dir() else p.parent
-    mrc = p / "templates.mrc" if p.is_dir() else p
-    data, info = read_mrc(mrc, finite=True)
-    maps = np.asarray(data, np.float32)
-    maps = maps[None] if maps.ndim == 3 else maps
-    meta = folder / "templates.json"
-    names = json.loads(meta.read_text())["names"] if meta.is_file() and mrc.name == "templates.mrc" else None
-    return maps, names or [f"{mrc.stem}{i}" for i in range(len(maps))], float(info.voxel_size[0])
-
-
-def template_sources(path=None) -> list[str]:
-    """The sources a template folder was made from (its ``templates.json``; default: the shipped set)."""
-    from ..samples import HYPTEST_TEMPLATES, sample_path
-
-    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
-    meta = (p if p.is_dir() else p.parent) / "templates.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{meta} is missing: the template set does not say which sources made it")
-    return list(json.loads(meta.read_text())["sources"])
-
-
-def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
-    from ..io.atomic import atomic_dir
-    from ..io.mrc import write_mrc
-
-    with atomic_dir(out, "templates.json") as tmp:  # complete or absent; templates.json last
-        write_mrc(tmp / "templates.mrc", maps, voxel_size, stack=True)
-        (tmp / "templates.json").write_text(json.dumps({"names": list(names), "sources": list(sources or names),
-                                                        "voxel_size": voxel_size, "box": int(maps.shape[-1])},
-                                                       indent=1))
-    return Path(out)
 
 
 def _cmd_templates(args) -> int:
     from ..sim.sources import MapSpec
-    from .templates import build_templates, known_sources
+    from .templates import build_templates, known_sources, write_template_set
 
     sources = list(args.sources) or known_sources(args.structures)
     maps, names = build_templates(sources, MapSpec(box_size=args.box, voxel_size=args.voxel_size))
@@ -62,6 +18,7 @@ def _cmd_templates(args) -> int:
 
 def _cmd_train_gan(args) -> int:
     from ..jobs.trainer import train_cli
+    from .templates import read_template_set
     from .train import GANTrainConfig, train_wgan_job
     from .wgan import WGANConfig
 
@@ -76,6 +33,7 @@ def _cmd_train_gan(args) -> int:
 
 def _cmd_train_regressor(args) -> int:
     from ..jobs.trainer import train_cli
+    from .templates import read_template_set
     from .train import RegressorTrainConfig, train_regressor_job
 
     maps, names, _ = read_template_set(args.templates)
@@ -94,36 +52,13 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def read_subtomograms(path, tilt_range=None):
-    """Subtomograms ``(N, n, n, n)``, their centred wedge mask, and true structure indices when known.
-
-    ``path``: an MRC volume or volume stack (mask from ``tilt_range``, default ±60°) or a pair-dataset folder
-    (its s_b subtomograms, their wedge and the true structures from truth.star)."""
-    import numpy as np
-
-    from ..align.data import centred_wedge, dataset_masks
-    from ..io.mrc import read_mrc
-
-    p = Path(path)
-    if p.is_dir():
-        from ..sim.subtomo import read_pairs
-
-        ds = read_pairs(p)
-        truth = np.asarray(ds.truth["structure"]) if "structure" in ds.truth else None
-        return ds.s_b, dataset_masks(ds)[1].numpy(), truth, ds.voxel_size
-    data, info = read_mrc(p, finite=True)
-    vols = np.asarray(data, np.float32)
-    vols = vols[None] if vols.ndim == 3 else vols
-    lo, hi = tilt_range or (-60.0, 60.0)
-    return vols, centred_wedge(vols.shape[-1], lo, hi).numpy(), None, float(info.voxel_size[0])
-
-
 def _cmd_test(args) -> int:
     from ..jobs import run_cli
     from ..samples import HYPTEST_MODEL, sample_path
     from .montecarlo import HypothesisTester, HypTestConfig, write_table
     from .score import ScoreConfig
-    from .templates import bin_to_templates
+    from .subtomograms import read_subtomograms
+    from .templates import bin_to_templates, read_template_set
 
     maps, names, template_vs = read_template_set(args.templates)
     subtomos, mask, truth_names, vs = read_subtomograms(args.subtomograms, args.tilt_range)
@@ -181,6 +116,7 @@ def _common_train(t, steps: int, every: int) -> None:
 
 
 def register(sub) -> None:
+    """Add ``cryoforge hyptest templates|train-gan|train-regressor|export|test`` to the CLI."""
     p = sub.add_parser("hyptest", help="template-matching hypothesis tests with 3D-WGAN pseudo-complexes")
     s = p.add_subparsers(dest="hyptest_command", metavar="ACTION", required=True)
 

@@ -16,8 +16,8 @@ p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from .wgan import generate
 
 @dataclass
 class HypTestConfig:
+    """Monte-Carlo test: null-set size, prior of the rejection region, KDE rotations, significance level, scoring."""
+
     n_pseudo: int = 985  # pseudo-complexes in the null set (plus the K − 1 other known templates)
     prior: float = 1.0  # π of the rejection region N(z) < π·E(z)
     kde_rotations: int = 300  # rotations of C_I whose codes make the KDE
@@ -203,7 +205,7 @@ def decision_table(results: list[dict], alpha: float) -> dict:
     """Per-subtomogram rows with BH q-values; ``significant`` means q ≤ α."""
     q = bh_qvalues([r["p_hat"] for r in results]) if results else np.zeros(0)
     rows = []
-    for j, (r, qj) in enumerate(zip(results, q)):
+    for j, (r, qj) in enumerate(zip(results, q, strict=True)):
         row = {"index": j, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"], "q": float(qj),
                "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "B": r["B"], "significant": bool(qj <= alpha)}
         if "truth" in r:

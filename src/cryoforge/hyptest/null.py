@@ -52,6 +52,8 @@ def in_rejection_region(z, kde, prior: float) -> np.ndarray:
 
 @dataclass
 class NullSample:
+    """Codes accepted into the null set, how many were drawn in all and how many rejected."""
+
     z: torch.Tensor  # accepted codes (B, d)
     drawn: int  # codes drawn in all
     rejected: int
@@ -61,7 +63,8 @@ def rejection_sample(kde, n: int, zdim: int, prior: float, seed: int, batch: int
                      max_draws: int = 1_000_000) -> NullSample:
     """``n`` codes from ``N(0, I)`` outside the rejection region of ``kde`` (deterministic in ``seed``)."""
     g = torch.Generator().manual_seed(int(seed))
-    kept, drawn = [], 0
+    kept: list[torch.Tensor] = []
+    drawn = 0
     while sum(len(k) for k in kept) < n:
         if drawn >= max_draws:
             raise RuntimeError(f"only {sum(len(k) for k in kept)} of {n} codes fell outside the rejection region "

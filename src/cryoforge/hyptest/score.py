@@ -2,7 +2,7 @@
 ``P`` with a template ``C`` rotated by ``R`` and shifted by ``t``.
 
 The subtomogram is the one thing shared by all templates, so it is rotated, not the templates
-(:mod:`cryoforge.align.classical` does the same for a shared reference). Two stages:
+(:mod:`cryoforge.search` does the same for a shared reference). Two stages:
 
 1. **Coarse, all templates at once**: ``P`` and its missing-wedge mask are Fourier-cropped to
    ``coarse_box`` and rotated by a uniform SO(3) grid (``n_rotations``, super-Fibonacci). Candidate
@@ -36,13 +36,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..align.classical import _half_weights, _peak, band_mask, crop_mask, downsample, so3_grid, to_rfft_layout
-from ..fourier import freq_radius
+from ..correlation import constrained_correlation
+from ..fourier import band_mask, crop_mask, downsample, freq_radius, half_weights, to_rfft_layout
 from ..geometry import transform_volumes
+from ..so3 import so3_grid
 
 
 @dataclass
 class ScoreConfig:
+    """Template scoring: coarse box and SO(3) grid, local refinement, band and shift limits."""
+
     coarse_box: int = 16
     n_rotations: int = 4000  # ≈ 11° spacing
     band: float = 0.8  # fraction of Nyquist of the coarse box used in the coarse stage
@@ -54,7 +57,7 @@ class ScoreConfig:
     chunk: int = 128  # templates per fine-stage batch
     equalize: bool = True  # rescale every template to the scorer's radial amplitude ``profile`` (when one is given)
 
-    def validate(self, n: int) -> "ScoreConfig":
+    def validate(self, n: int) -> ScoreConfig:
         if self.coarse_box > n or self.coarse_box < 8:
             raise ValueError(f"coarse_box must be between 8 and the box size {n}; got {self.coarse_box}")
         if self.fine_box is not None and not self.coarse_box <= self.fine_box:
@@ -72,7 +75,7 @@ def _shells(n: int, device=None) -> torch.Tensor:
 def _shell_rms(ft: torch.Tensor, shells: torch.Tensor) -> torch.Tensor:
     """RMS amplitude per shell of rfft volumes ``(B, n, n, n//2+1)`` → ``(B, S)`` (half-grid weighted)."""
     n = ft.shape[-3]
-    w = _half_weights(n, ft.device).expand(n, n, -1).flatten()
+    w = half_weights(n, ft.device).expand(n, n, -1).flatten()
     s = shells.flatten()
     p = (ft.real ** 2 + ft.imag ** 2).flatten(1) * w
     n_shell = int(s.max()) + 1
@@ -140,7 +143,7 @@ class TemplateScorer:
         band = band_mask(m, self.cfg.band, p.device)
         self.idx = band.flatten().nonzero()[:, 0]
         self.shell = (freq_radius((m, m, m), rfft=True, device=p.device) * m).round().long().flatten()[self.idx]
-        self.hw = _half_weights(m, p.device).expand(m, m, -1).flatten()[self.idx]
+        self.hw = half_weights(m, p.device).expand(m, m, -1).flatten()[self.idx]
         pr = _rotate(downsample(self.p, m), self.rotations)
         fp = self._whiten(torch.fft.rfftn(pr, dim=(-3, -2, -1)).flatten(1)[:, self.idx].abs())
         mr = to_rfft_layout(_rotate(crop_mask(self.mask, m), self.rotations).clamp(0, 1)).flatten(1)[:, self.idx]
@@ -156,7 +159,8 @@ class TemplateScorer:
         # radial filter of the templates (fine shells): the subtomogram's transfer, so a template looks like P's signal
         self.filter = torch.ones(n_shell, device=p.device) if transfer is None else self._radial(transfer, n_shell,
                                                                                                    "transfer")
-        self._fine, self._neighbours = {}, None
+        self._fine: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._neighbours: torch.Tensor | None = None
 
     def _whiten(self, amp: torch.Tensor) -> torch.Tensor:
         """Fourier amplitudes ``(B, Nk)`` divided by their shell means, minus one (shape without the fall-off)."""
@@ -190,7 +194,7 @@ class TemplateScorer:
         return num / torch.sqrt(norm_t * self.norm_p).clamp_min(1e-20)
 
     def _rotated_full(self, idx: torch.Tensor):
-        """rfft of ``P`` and its mask×band×half-weights at grid rotations ``idx`` (cached)."""
+        """Rfft of ``P`` and its mask×band×half-weights at grid rotations ``idx`` (cached)."""
         todo = [int(i) for i in idx.unique() if int(i) not in self._fine]
         if todo:
             r = self.rotations[todo]
@@ -217,12 +221,8 @@ class TemplateScorer:
         n, m = self.nf, idx.shape[1]
         fp, w = self._rotated_full(idx.flatten())
         ft = ft.repeat_interleave(m, 0)
-        wh = w * _half_weights(n, self.device)  # the rfft half grid counts the other half once more
-        na = ((fp.real ** 2 + fp.imag ** 2) * wh).sum((-3, -2, -1))
-        nb = ((ft.real ** 2 + ft.imag ** 2) * wh).sum((-3, -2, -1))
-        cc = torch.fft.irfftn(ft * fp.conj() * w, s=(n,) * 3, dim=(-3, -2, -1))
         scale = self.n / n  # fine-box voxels → full-box voxels
-        best, sh = _peak(cc * n ** 3 / torch.sqrt(na * nb).clamp_min(1e-20)[:, None, None, None], self.cfg.max_shift / scale)
+        best, sh = constrained_correlation(fp, ft, w, self.cfg.max_shift / scale)
         return best.view(-1, m), sh.view(-1, m, 3) * scale
 
     @torch.no_grad()

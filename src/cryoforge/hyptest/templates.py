@@ -12,6 +12,7 @@ nine sibling assemblies reached 0.75 and lost to each other at low SNR. The set 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def bin_to_templates(subtomos, mask, voxel_size: float, template_voxel: float, t
     Tomograms are acquired finer than templates are matched: binning keeps the band the templates hold and drops
     the noise beyond it. The two boxes must span the same length (``m · voxel_size = template_box · template_voxel``).
     """
-    from ..align.classical import crop_mask, downsample
+    from ..fourier import crop_mask, downsample
 
     v = torch.as_tensor(np.asarray(subtomos, np.float32))
     v = v[None] if v.ndim == 3 else v
@@ -90,3 +91,46 @@ def bin_to_templates(subtomos, mask, voxel_size: float, template_voxel: float, t
                          f"subtomograms of {template_box * template_voxel / voxel_size:.0f}³ voxels")
     mask = None if mask is None else crop_mask(torch.as_tensor(mask, dtype=torch.float32), template_box).numpy()
     return downsample(v, template_box).numpy(), mask
+
+
+def read_template_set(path=None):
+    """``(maps (K, n, n, n), names, voxel_size)`` of a template folder (templates.mrc + templates.json) or an MRC
+    stack; default: the shipped set."""
+    import numpy as np
+
+    from ..io.mrc import read_mrc
+    from ..samples import HYPTEST_TEMPLATES, sample_path
+
+    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
+    folder = p if p.is_dir() else p.parent
+    mrc = p / "templates.mrc" if p.is_dir() else p
+    data, info = read_mrc(mrc, finite=True)
+    maps = np.asarray(data, np.float32)
+    maps = maps[None] if maps.ndim == 3 else maps
+    meta = folder / "templates.json"
+    names = json.loads(meta.read_text())["names"] if meta.is_file() and mrc.name == "templates.mrc" else None
+    return maps, names or [f"{mrc.stem}{i}" for i in range(len(maps))], float(info.voxel_size[0])
+
+
+def template_sources(path=None) -> list[str]:
+    """The sources a template folder was made from (its ``templates.json``; default: the shipped set)."""
+    from ..samples import HYPTEST_TEMPLATES, sample_path
+
+    p = Path(path) if path else sample_path(HYPTEST_TEMPLATES)
+    meta = (p if p.is_dir() else p.parent) / "templates.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta} is missing: the template set does not say which sources made it")
+    return list(json.loads(meta.read_text())["sources"])
+
+
+def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
+    """Write a template folder (templates.mrc + templates.json, which names the maps and their sources)."""
+    from ..io.atomic import atomic_dir
+    from ..io.mrc import write_mrc
+
+    with atomic_dir(out, "templates.json") as tmp:  # complete or absent; templates.json last
+        write_mrc(tmp / "templates.mrc", maps, voxel_size, stack=True)
+        (tmp / "templates.json").write_text(json.dumps({"names": list(names), "sources": list(sources or names),
+                                                        "voxel_size": voxel_size, "box": int(maps.shape[-1])},
+                                                       indent=1))
+    return Path(out)

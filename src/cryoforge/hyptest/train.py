@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from ..fourier import freq_radius
+from ..gan import critic_update
 from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import train_job
+from ..rng import seeded
 from .templates import check_templates, rotated_pool
-from .wgan import Critic, Generator, WGANConfig, critic_update, generate, to_unit
+from .wgan import Critic, Generator, WGANConfig, generate, to_unit
 
 KIND = "wgan3d"
 REGRESSOR_KIND = "wgan3d_regressor"
@@ -32,6 +34,8 @@ ARCH_KEYS = ("box", "zdim", "width", "mbd_kernels", "mbd_dim")
 
 @dataclass
 class GANTrainConfig:
+    """3D-WGAN training: batch, learning rate, critic steps per generator step, gradient-penalty weight, seed."""
+
     batch: int = 16
     lr: float = 1e-4
     betas: tuple = (0.5, 0.99)
@@ -95,7 +99,8 @@ class WGANTrainer(_PoolData):
             raise ValueError(f"training maps are {check_templates(maps).shape[-1]}³ but the GAN is for {cfg.box}³")
         super().__init__(maps, train.rotations, train.seed, names)
         self.cfg, self.train_cfg, self.device = cfg, train, torch.device(device)
-        self.gen, self.critic = Generator(cfg).to(self.device), Critic(cfg).to(self.device)
+        with seeded(train.seed):
+            self.gen, self.critic = Generator(cfg).to(self.device), Critic(cfg).to(self.device)
         self.modules = {"generator": self.gen, "critic": self.critic}
         self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=train.lr, betas=tuple(train.betas))
                            for name, m in self.modules.items()}
@@ -158,6 +163,8 @@ def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
 
 @dataclass
 class RegressorTrainConfig:
+    """Training of the regressor that inverts the generator (volume → code)."""
+
     batch: int = 32
     lr: float = 1e-4
     rotations: int = 200
@@ -175,7 +182,8 @@ class RegressorTrainer(_PoolData):
         for p in self.gen.parameters():
             p.requires_grad_(False)
         self.cfg, self.train_cfg, self.device = self.gen.cfg, train, torch.device(device)
-        self.reg = Regressor(self.cfg).to(self.device)
+        with seeded(train.seed):
+            self.reg = Regressor(self.cfg).to(self.device)
         self.modules = {"regressor": self.reg, "generator": self.gen}
         self.optimizers = {"regressor": torch.optim.Adam(self.reg.parameters(), lr=train.lr, betas=(0.5, 0.99))}
         self.config = {**self.cfg.as_dict(), "train": asdict(train), "structures": self.names,

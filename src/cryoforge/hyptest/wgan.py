@@ -21,6 +21,8 @@ BOXES = (32, 64)
 
 @dataclass
 class WGANConfig:
+    """3D-WGAN architecture: box, latent size, channel widths, minibatch discrimination."""
+
     box: int = 32
     zdim: int = 100
     width: int = 16  # channels of the finest hidden level; ×2 per level (the paper's code: 64)
@@ -38,6 +40,8 @@ class WGANConfig:
 
 
 class Generator(nn.Module):
+    """3D-WGAN generator: a latent code ``(B, zdim)`` → a volume ``(B, n, n, n)`` in ``[-1, 1]``."""
+
     def __init__(self, cfg: WGANConfig):
         super().__init__()
         self.cfg = cfg
@@ -71,6 +75,8 @@ class MinibatchDiscrimination(nn.Module):
 
 
 class Critic(nn.Module):
+    """3D-WGAN critic with minibatch discrimination: volumes ``(B, n, n, n)`` → scores ``(B,)``."""
+
     def __init__(self, cfg: WGANConfig):
         super().__init__()
         w, s = cfg.width, cfg.box // 16
@@ -85,28 +91,6 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.mbd(self.net(x[:, None]).flatten(1)))[:, 0]
-
-
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
-    """``mean_i (‖∇_x̂ D(x̂)_i‖₂ − 1)²`` at ``x̂ = εx + (1−ε)x̃``, one ε and one gradient norm **per sample**."""
-    eps = torch.rand(len(real), *([1] * (real.ndim - 1)), generator=generator).to(real)
-    x = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    grad, = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-
-
-def critic_update(critic: nn.Module, optimizer, real: torch.Tensor, fake: torch.Tensor, gp_weight: float,
-                  generator: torch.Generator | None = None):
-    """One WGAN-GP critic step on ``D(fake) − D(real) + λ·GP`` (every GAN of the project uses it);
-    returns ``(mean D(real), mean D(fake), GP)``."""
-    d_real, d_fake = critic(real).mean(), critic(fake).mean()
-    gp = gradient_penalty(critic, real, fake, generator)
-    loss = d_fake - d_real + gp_weight * gp
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return d_real, d_fake, gp
 
 
 def to_unit(maps: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _alive(pid: int) -> bool:
 def clean_stale_parts(path) -> list[Path]:
     """Remove ``.NAME.PID-XXXX.part*`` files or folders beside ``path`` whose process no longer runs."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for p in path.parent.glob(f".{path.name}.*.part*"):

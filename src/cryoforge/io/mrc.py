@@ -71,6 +71,8 @@ class MrcWarning(UserWarning):
 
 @dataclass
 class MrcInfo:
+    """What an MRC header says: shape, voxel size (Å), origin, mode, and whether the data is a stack."""
+
     path: str
     shape: tuple[int, ...]  # (Z, Y, X), (N, Y, X), or (N, Z, Y, X) for a volume stack
     voxel_size: tuple[float, float, float]  # Å, (x, y, z)
@@ -211,6 +213,7 @@ def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = Fa
         vs = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
         origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))
         perm = _axis_permutation(mrc.header) if raw.ndim == 3 else None
+        data: np.ndarray
         if mmap:
             data = np.memmap(path, dtype=raw.dtype, mode="r", offset=int(mrc.header.nsymbt) + 1024, shape=raw.shape)
         else:
@@ -235,7 +238,7 @@ def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = Fa
     nonfinite = not bool(np.isfinite(probe).all())
     if nonfinite:
         warnings.warn(f"{path.name}: contains NaN or infinite values", MrcWarning, stacklevel=2)
-    info = MrcInfo(str(path), tuple(data.shape), vs, origin, is_stack, file_dtype, nonfinite, missing, volume_stack,
+    info = MrcInfo(str(path), tuple(data.shape), (vs[0], vs[1], vs[2]), (origin[0], origin[1], origin[2]), is_stack, file_dtype, nonfinite, missing, volume_stack,
                    reason)
     return data, info
 

@@ -67,7 +67,7 @@ def read_cryosparc(path, pixel_size: float | None = None) -> ParticleMetadata:
         meta.image_sizes = np.asarray(cs["blob/shape"])[:, -1].astype(np.int64)
     if "blob/path" in names and "blob/idx" in names:
         meta.image_names = [f"{int(i) + 1:06d}@{p.decode() if isinstance(p, bytes) else p}"
-                            for i, p in zip(cs["blob/idx"], cs["blob/path"])]
+                            for i, p in zip(cs["blob/idx"], cs["blob/path"], strict=True)]
     key = next((k for k in ("alignments3D", "alignments_class_0") if f"{k}/pose" in names), None)
     if key is None:
         notes.append("no alignments3D/pose: no poses")

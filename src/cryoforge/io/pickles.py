@@ -25,6 +25,8 @@ class UnsafePickleError(pickle.UnpicklingError):
 
 
 class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays, plain containers and scalars; anything else is refused."""
+
     def find_class(self, module, name):
         if (module, name) in _ALLOWED or (module.startswith("numpy") and name.endswith("DType")):
             return super().find_class(module, name)
@@ -75,7 +77,7 @@ def load_pickles(path, max_items: int = 2) -> list:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    out = []
+    out: list = []
     with open(path, "rb") as fh:
         while len(out) < max_items:
             try:
@@ -154,9 +156,9 @@ def load_weights(path) -> dict:
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
     dtypes = {type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")}
-    allowed = [(_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
+    allowed: list = [(_reconstruct, "numpy.core.multiarray._reconstruct"), (_reconstruct, "numpy._core.multiarray._reconstruct"),
                np.ndarray, np.dtype, *dtypes]
     try:
         with torch.serialization.safe_globals(allowed):

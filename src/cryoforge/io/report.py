@@ -47,7 +47,7 @@ def check_image_stacks(meta: ParticleMetadata, base: Path) -> tuple[int | None, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # header oddities are read_mrc's to report; only the shape is read here
             with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-                shape = mrc.data.shape if mrc.data is not None else ()
+                shape: tuple[int, ...] = mrc.data.shape if mrc.data is not None else ()
                 vs = float(mrc.voxel_size.x)
         n = shape[0] if len(shape) == 3 else 1
         idx = np.array([parsed[r][0] for r in rows])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Preview:
 
 @dataclass
 class Log:
+    """A message for the user (``level``: info or warning)."""
+
     message: str
     level: str = "info"
 
@@ -55,4 +57,4 @@ class Result:
     value: Any
 
 
-Event = Union[Progress, Metrics, Preview, Log, Result]
+Event = Progress | Metrics | Preview | Log | Result

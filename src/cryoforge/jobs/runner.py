@@ -6,8 +6,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from .events import Event, Log, Metrics, Progress, Result
 
@@ -37,7 +37,8 @@ def drive(job: Iterator[Event], on_event: Callable[[Event], None] | None = None,
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
     except (Cancelled, KeyboardInterrupt):
-        job.close()
+        if isinstance(job, Generator):
+            job.close()
         raise
     except JobError:
         raise

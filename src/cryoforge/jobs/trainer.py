@@ -22,6 +22,8 @@ from .events import Log, Metrics, Preview, Progress, Result
 
 
 class Trainable(Protocol):
+    """What :func:`train_job` trains: modules and optimisers by name, a config, a step and a validation."""
+
     kind: str
     config: dict
     modules: dict
@@ -39,6 +41,7 @@ def _state(trainer: Trainable) -> dict:
 
 
 def save_training(trainer: Trainable, path, step: int, history: list, wall_s: float, metrics: dict) -> Path:
+    """Checkpoint a trainer atomically: config, state dicts, step, history, wall time and metrics."""
     from ..io.checkpoint import save_checkpoint
 
     return save_checkpoint(path, trainer.kind, trainer.config, _state(trainer), metrics,
@@ -92,7 +95,9 @@ def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_
                           "metrics": payload.get("metrics", {}), "history": history})
             return
     t0 = time.monotonic()
-    step, last_val, running = start, {}, {}
+    last_val: dict[str, float] = {}
+    running: dict[str, list[float]] = {}
+    step = start
     wall = lambda: wall0 + time.monotonic() - t0  # noqa: E731
     try:
         for step in range(start + 1, steps + 1):
@@ -108,8 +113,7 @@ def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_
                 last_val, previews = trainer.validate(step)
                 history.append({"step": step, "wall_s": round(wall(), 2), **{f"val_{k}": v for k, v in last_val.items()}})
                 yield Metrics({f"val_{k}": v for k, v in last_val.items()}, step)
-                for p in previews:
-                    yield p
+                yield from previews
             if checkpoint is not None and step % checkpoint_every == 0 and not last:
                 save_training(trainer, checkpoint, step, history, wall(), last_val)
             yield Progress(step - start, steps - start, f"step {step}/{steps}")
@@ -133,9 +137,7 @@ def train_cli(job, checkpoint, argv) -> dict:
     import torch
 
     from ..io.atomic import atomic_path
-    from .runner import run_cli
-
-    from .runner import Cancelled
+    from .runner import Cancelled, run_cli
 
     try:
         res = run_cli(job)

@@ -1,11 +1,11 @@
-"""Latent-space analysis as ``cryodrgn analyze`` does it: PCA (UMAP when ``umap-learn`` is installed), k-means
+"""Latent-space analysis as ``cryodrgn analyze`` does it: PCA, k-means
 centres snapped to data points, traversals along principal components, and the nearest known structure."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import ManifoldError
+from ..latent import ManifoldError
 
 
 def pca(latents, n_components: int = 2):
@@ -21,15 +21,6 @@ def pca(latents, n_components: int = 2):
     if coords.shape[1] < n_components:
         coords = np.pad(coords, ((0, 0), (0, n_components - coords.shape[1])))
     return coords.astype(np.float32), fit
-
-
-def umap_embedding(latents, seed: int = 0):
-    """A 2-D UMAP embedding, or None when ``umap-learn`` is not installed (then use :func:`pca`)."""
-    try:
-        import umap
-    except ImportError:
-        return None
-    return umap.UMAP(random_state=seed).fit_transform(np.asarray(latents, np.float32)).astype(np.float32)
 
 
 def kmeans_centres(latents, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,11 +13,13 @@ import math
 import numpy as np
 import torch
 
-from ..geometry import centered_grid
-from .base import Manifold
+from ..geometry import centred_grid
+from ..latent import Manifold
 
 
 class AnalyticManifold(Manifold):
+    """A closed-form manifold (blobs that move with z): the explorer's demo and the tests' fixture."""
+
     kind = "analytic"
 
     def __init__(self, latent_dim: int = 2, box: int = 32, voxel_size: float = 4.0, n_data: int = 300, seed: int = 0,
@@ -37,7 +39,7 @@ class AnalyticManifold(Manifold):
         pts += 0.08 * rng.standard_normal(pts.shape)
         self.data_latents = pts.astype(np.float32)
         self.data_labels = [f"point {i}" for i in range(n_data)]
-        self._grid = centered_grid((box,) * 3).to(self.device)  # (D, D, D, 3) voxels from the centre, (x, y, z)
+        self._grid = centred_grid((box,) * 3).to(self.device)  # (D, D, D, 3) voxels from the centre, (x, y, z)
 
     def blobs(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Centres ``(B, K, 3)`` in voxels (x, y, z), radii ``(B, K)`` and weights ``(B, K)`` of the blobs."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..jobs import Progress, Result
+from ..rng import seeded
 
 
 def _latency_ms(m, repeats: int, seed: int = 0) -> dict:
@@ -26,19 +27,20 @@ def _latency_ms(m, repeats: int, seed: int = 0) -> dict:
 
 def _drgn_model(D: int, tmp: Path, dim: int = 256, layers: int = 3, zdim: int = 8):
     """A cryoDRGN-format run (random weights, the default Gaussian-feature Hartley decoder) for timing at size D."""
-    from .drgn.model import CoordinateDecoder
-    from .drgn.run import save_run
+    from ..drgn.model import CoordinateDecoder
+    from ..drgn.run import save_run
 
-    torch.manual_seed(0)
-    return save_run(tmp / f"run_{D}", CoordinateDecoder(D + 1, zdim, layers, dim, "hartley", "gaussian", 64, "relu", 0.5))
+    with seeded(0):
+        decoder = CoordinateDecoder(D + 1, zdim, layers, dim, "hartley", "gaussian", 64, "relu", 0.5)
+    return save_run(tmp / f"run_{D}", decoder)
 
 
 def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, shared: str | None = None):
     """Job: latency per kind and size; cryoDRGN batched vs slice-by-slice volumes/s (same model, 4 z)."""
     import tempfile
 
+    from ..drgn import DrgnManifold
     from .analytic import AnalyticManifold
-    from .drgn import DrgnManifold
     from .loaders import open_manifold
 
     rows, total = [], 7

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from ..cliargs import positive
 
 
@@ -18,7 +19,7 @@ def _open(args):
 
 def resolve_point(manifold, text: str) -> np.ndarray:
     """A latent point from ``text``: a data label (e.g. ``4v5d``), ``#N`` (data point N), or numbers."""
-    from .base import ManifoldError
+    from ..latent import ManifoldError
     from .paths import parse_point
 
     labels = manifold.data_labels or []
@@ -46,10 +47,9 @@ def resolve_point(manifold, text: str) -> np.ndarray:
 
 def _cmd_movie(args) -> int:
     from ..jobs import run_cli
+    from ..resources import check_allocation
     from .movie import movie_job
     from .paths import make_path
-
-    from ..resources import check_allocation
 
     m = _open(args)
     check_allocation(args.frames * m.box ** 3 * 4 * 2, f"{args.frames} frames of {m.box}³", "make fewer frames")
@@ -65,7 +65,7 @@ def _cmd_movie(args) -> int:
 def read_zfile(path, latent_dim: int) -> np.ndarray:
     """Latent points ``(M, latent_dim)`` from a text file, one per line; a file of another width is an error that
     names both widths (cryoDRGN reshapes it silently)."""
-    from .base import ManifoldError
+    from ..latent import ManifoldError
 
     try:
         z = np.loadtxt(path, dtype=np.float32, ndmin=2)
@@ -161,11 +161,11 @@ def _particle_metadata(args, images, info):
 
 
 def _cmd_drgn_train(args) -> int:
+    from ..drgn.data import ParticleImages, backproject
+    from ..drgn.poses import PoseSearchConfig
+    from ..drgn.train import DrgnTrainConfig, train_drgn_job
     from ..io.mrc import read_mrc
     from ..jobs.trainer import train_cli
-    from .drgn.data import ParticleImages, backproject
-    from .drgn.poses import PoseSearchConfig
-    from .drgn.train import DrgnTrainConfig, train_drgn_job
 
     images, info = read_mrc(args.particles, mmap=True, kind="stack", finite=True)
     if images.ndim != 3:
@@ -222,6 +222,7 @@ def _model_args(p, drgn: bool = False):
 
 
 def register(sub) -> None:
+    """Add ``cryoforge movie|analyze|drgn`` to the CLI."""
     p = sub.add_parser("movie", help="latent interpolation movie of a generative model (MP4 or GIF)")
     _model_args(p)
     p.add_argument("--from", dest="start", required=True,

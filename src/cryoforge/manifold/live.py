@@ -4,7 +4,8 @@ only the newest is decoded next, so a dragged slider never builds a queue (the e
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

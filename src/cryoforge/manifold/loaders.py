@@ -3,29 +3,30 @@ their files, and ``analytic[:d]`` for the demo manifold. Kinds register here (:d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from .base import Manifold, ManifoldError
+from ..latent import Manifold, ManifoldError
+from ..samples import HYPTEST_MODEL, MCGAN_MODEL, sample_path
 
-# checkpoint kind → loader(path, device, **options); later models (cryoDRGN training, Multi-CryoGAN) add theirs.
+# checkpoint kind → loader(path, device, **options), one per family's checkpoint kind (registered below).
 CHECKPOINT_KINDS: dict[str, Callable[..., Manifold]] = {}
 
 
 def _wgan(path, device="cpu", templates=None, **_):
-    from .wgan import WGANManifold
+    from ..hyptest.manifold import WGANManifold
 
     return WGANManifold(path, templates, device)
 
 
 def _drgn(path, device="cpu", **_):
-    from .drgn.train import TrainedDrgnManifold
+    from ..drgn.train import TrainedDrgnManifold
 
     return TrainedDrgnManifold(path, device)
 
 
 def _mcgan(path, device="cpu", **_):
-    from .multicryogan.train import McganManifold
+    from ..multicryogan.train import McganManifold
 
     return McganManifold(path, device)
 
@@ -35,13 +36,13 @@ CHECKPOINT_KINDS["wgan3d_regressor"] = _wgan
 CHECKPOINT_KINDS["cryodrgn_vae"] = _drgn
 CHECKPOINT_KINDS["multicryogan"] = _mcgan
 
-SHIPPED = {"wgan": "hyptest/wgan_regressor.pt", "mcgan": "mcgan/adk_continuous.pt"}
+SHIPPED = {"wgan": HYPTEST_MODEL, "mcgan": MCGAN_MODEL}
 
 
 def shipped_templates():
     """The shipped known-template set ``(maps, names, voxel_size)``, or None when it is not installed."""
     try:
-        from ..hyptest.cli import read_template_set
+        from ..hyptest.templates import read_template_set
 
         return read_template_set()
     except FileNotFoundError:
@@ -63,8 +64,6 @@ def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: fl
         except ValueError as err:
             raise ManifoldError(f"bad analytic manifold spec {text!r}: {err}") from None
     if text in SHIPPED:
-        from ..samples import sample_path
-
         spec = sample_path(SHIPPED[text])
         if text == "wgan" and templates is None:
             templates = shipped_templates()
@@ -72,10 +71,9 @@ def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: fl
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or folder")
     if path.is_dir() or path.suffix == ".pkl":
-        from .drgn import DrgnManifold
+        from ..drgn import DrgnManifold
 
-        m = DrgnManifold(path, config, z, voxel_size, device)
-        return m
+        return DrgnManifold(path, config, z, voxel_size, device)
     from ..io.checkpoint import load_checkpoint
 
     kind = load_checkpoint(path)["kind"]
@@ -83,7 +81,7 @@ def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: fl
         known = ", ".join(sorted(CHECKPOINT_KINDS))
         raise ManifoldError(f"{path.name}: a '{kind}' checkpoint is not a generative model the explorer can open "
                             f"(it opens {known}, cryoDRGN runs and 'analytic')")
-    m = CHECKPOINT_KINDS[kind](path, device=device, templates=templates)
+    m: Manifold = CHECKPOINT_KINDS[kind](path, device=device, templates=templates)
     if voxel_size:
         m.voxel_size = float(voxel_size)
     return m

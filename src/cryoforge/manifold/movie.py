@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..jobs import Log, Progress, Result
-from .base import ManifoldError
+from ..latent import ManifoldError
 from .live import path_job
 
 RENDERERS = ("auto", "gl", "slices", "projection")
@@ -36,6 +36,7 @@ def gl_renderer():
 
 
 def choose_renderer(name: str) -> str:
+    """Check a renderer name against the installed renderers; returns it."""
     if name not in RENDERERS:
         raise ManifoldError(f"unknown renderer {name!r}; choose one of {', '.join(RENDERERS)}")
     if name != "auto":
@@ -80,11 +81,11 @@ def _stamp(frame: np.ndarray, text: str) -> np.ndarray:
 
     h, w = frame.shape[:2]
     fig = Figure(figsize=(w / 100, h / 100), dpi=100)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     fig.figimage(frame, 0, 0)
     fig.text(0.01, 0.97, text, color="yellow", fontsize=9, va="top", family="monospace")
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def write_frames(frames, out, fps: int) -> int:
@@ -98,7 +99,7 @@ def write_frames(frames, out, fps: int) -> int:
     kw = {"fps": fps, "macro_block_size": 1, "quality": 7} if out.suffix == ".mp4" else {"duration": 1000 / fps, "loop": 0}
     with atomic_path(out, keep_suffix=True) as tmp, imageio.get_writer(tmp, **kw) as w:
         for f in frames:
-            w.append_data(f)
+            w.append_data(f)  # type: ignore[attr-defined]  # imageio's v2 writers, untyped
             n += 1
     return n
 
@@ -126,12 +127,14 @@ def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rota
     check_allocation(len(path_z) * manifold.box ** 3 * 4 * 2, f"{len(path_z)} frames of {manifold.box}³",
                      "make fewer frames (--frames)")
     kind = choose_renderer(renderer)
-    volumes = None
+    volumes: np.ndarray | None = None
     for ev in path_job(manifold, path_z):
         if isinstance(ev, Result):
             volumes = ev.value
         else:
             yield ev
+    if volumes is None:
+        raise ManifoldError("decoding the path gave no volumes")
     yield Log(f"rendering {len(volumes)} frames with the {kind!r} renderer")
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "gl":

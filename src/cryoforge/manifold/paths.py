@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ManifoldError
+from ..latent import ManifoldError
 
 PATH_KINDS = ("linear", "spherical", "graph")
 
@@ -72,6 +72,7 @@ def graph_indices(data, start: int, end: int, k: int = 10) -> list[int]:
 
 
 def nearest_data_index(data, point) -> int:
+    """Index of the data latent point nearest to ``point`` (Euclidean)."""
     return int(np.argmin(np.linalg.norm(np.asarray(data) - np.asarray(point)[None], axis=1)))
 
 
@@ -90,7 +91,7 @@ def make_path(waypoints, frames: int, kind: str = "linear", data=None, k: int = 
         data = np.asarray(data, dtype=np.float64)
         snapped = [nearest_data_index(data, p) for p in w]
         idx = [snapped[0]]
-        for a, b in zip(snapped[:-1], snapped[1:]):
+        for a, b in zip(snapped[:-1], snapped[1:], strict=True):
             idx += graph_indices(data, a, b, k)[1:]
         pts = data[idx]
         if len(pts) == 1:

@@ -1,0 +1,1 @@
+"""Simulation: maps from atomic models and phantoms, subtomograms, tilt series, particle stacks."""

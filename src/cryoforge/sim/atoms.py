@@ -56,7 +56,7 @@ class AtomicModel:
         c = self.center_of_mass() if center is None else np.asarray(center)
         return float(np.linalg.norm(self.coords - c, axis=1).max())
 
-    def with_coords(self, coords, name: str | None = None) -> "AtomicModel":
+    def with_coords(self, coords, name: str | None = None) -> AtomicModel:
         coords = np.asarray(coords, dtype=np.float32)
         if coords.shape != self.coords.shape:
             raise ModelError(f"coordinates of shape {coords.shape} do not fit a model of {len(self)} atoms")
@@ -68,8 +68,8 @@ def infer_element(atom_name: str, residue_name: str, given: str = "") -> str:
     ``1HB`` → H); otherwise the given element, or the leading letters of the name (``MG`` → Mg)."""
     import gemmi
 
-    letters = _NAME_RE.search(atom_name)
-    letters = letters.group(0).upper() if letters else ""
+    match = _NAME_RE.search(atom_name)
+    letters = match.group(0).upper() if match else ""
     info = gemmi.find_tabulated_residue(_RESIDUE_ALIASES.get(residue_name, residue_name))
     polymer = info is not None and (info.is_amino_acid() or info.is_nucleic_acid() or info.is_water())
     if polymer and letters[:1] in _POLYMER_ELEMENTS:
@@ -153,7 +153,7 @@ def read_dcd(path) -> np.ndarray:
         raise ModelError(f"{Path(path).name}: DCD files with fixed atoms are not supported")
     record()  # title
     (natom,) = struct.unpack(endian + "i", record())
-    frames = []
+    frames: list[np.ndarray] = []
     while pos < len(raw):
         if charmm and has_cell:
             record()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ def bench_sim(device: str = "cpu", repeats: int = 2):
     """Job: simulator throughput; ``Result`` is the report dict."""
     if device != "cpu":
         torch.set_default_device(device)
-    report = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+    report: dict[str, Any] = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "subtomograms": [], "particles": {}, "density": []}
     cases = [(32, "fourier", 64), (32, "wbp", 4), (64, "fourier", 16), (64, "wbp", 1)]
     total = len(cases) + 2
@@ -47,7 +48,7 @@ def bench_sim(device: str = "cpu", repeats: int = 2):
         params = TomoParams(voxel_size=vs, reconstruction=rec)
         d = torch.full((batch,), 30000.0)
 
-        def run():
+        def run(vols=vols, rots=rots, batch=batch, d=d, params=params):
             simulate_subtomograms(vols, rots, torch.zeros(batch, 3), d, -60, 60, params, g)
 
         rate = _rate(run, batch, repeats)
@@ -56,9 +57,9 @@ def bench_sim(device: str = "cpu", repeats: int = 2):
         report["subtomograms"].append(row)
         yield Metrics({f"subtomo{n}_{rec}_per_s": rate})
         yield Progress(i + 1, total, f"subtomograms {n}³ {rec}")
-    vol = model_to_density(phantom_model("ribosome", 0), 64, 5.0, resolution=10.0).numpy()
+    ribosome = model_to_density(phantom_model("ribosome", 0), 64, 5.0, resolution=10.0).numpy()
     n_part = 2000
-    job = lambda: list(simulate_particles_job(Ensemble(vol, None), n_part, ParticleParams(pixel_size=5.0), seed=0))  # noqa: E731
+    job = lambda: list(simulate_particles_job(Ensemble(ribosome), n_part, ParticleParams(pixel_size=5.0), seed=0))  # noqa: E731
     rate = _rate(job, n_part, repeats)
     report["particles"] = {"box": 64, "n": n_part, "states": 1, "particles_per_s": rate}
     yield Metrics({"particles64_per_s": rate})

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+
 from ..cliargs import non_negative, positive
 
 DEFAULT_SUBTOMO_SOURCES = ["phantom:proteasome", "phantom:ribosome", "phantom:ferritin", "phantom:multiblob"]
@@ -83,7 +84,7 @@ def _cmd_particles(args) -> int:
     elif len(args.sources) == 2:
         ens = continuous_ensemble(args.sources[0], args.sources[1], args.states, spec)
     elif len(args.sources) == 1:
-        ens = Ensemble(load_map(args.sources[0], spec, seed=args.seed), None, names=[source_name(args.sources[0])])
+        ens = Ensemble(load_map(args.sources[0], spec, seed=args.seed), names=[source_name(args.sources[0])])
     else:
         raise ValueError("give one source (homogeneous), two (continuous path, or discrete with --weights), "
                          "several with --weights, or a topology with --dcd")
@@ -108,6 +109,7 @@ def _common_ctf(s, defocus, cs, ac):
 
 
 def register(sub) -> None:
+    """Add ``cryoforge simulate map|pairs|particles`` to the CLI."""
     sim = sub.add_parser("simulate", help="simulate maps, subtomogram pairs or particle stacks")
     ssub = sim.add_subparsers(dest="what", metavar="WHAT", required=True)
 

@@ -36,6 +36,7 @@ SIGMA_PER_RESOLUTION = 1.0 / (math.pi * math.sqrt(2.0))
 
 
 def check_map_parameters(box_size: int, voxel_size: float, resolution: float | None = None, bfactor: float = 0.0):
+    """Refuse a box, voxel size, resolution or B-factor a map cannot be made with; the message says why."""
     if not (isinstance(box_size, (int, np.integer)) and box_size >= 8):
         raise ValueError(f"box_size must be an integer of at least 8 voxels; got {box_size!r}")
     if not (voxel_size > 0 and math.isfinite(voxel_size)):
@@ -144,7 +145,7 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
         z = torch.tensor([gemmi.Element(e).atomic_number for e in elements], dtype=torch.float32, device=xyz.device)
         channel_of = torch.zeros(xyz.shape[1], dtype=torch.long, device=xyz.device)
         grid = _splat(q, z * occ, channel_of, 1, m)
-        names = [None]
+        names: list[str] = []  # one channel (atomic numbers); no form-factor table
     else:
         names = sorted(set(elements))
         index = {e: i for i, e in enumerate(names)}
@@ -164,7 +165,7 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
     if method == "peng":
         table = _form_factors(names, method)
         s2 = k2 / 4
-        ff = torch.stack([sum(a * torch.exp(-b * s2) for a, b in zip(*table[e])) for e in names])
+        ff = torch.stack([sum(a * torch.exp(-b * s2) for a, b in zip(*table[e], strict=True)) for e in names])
         total = (ft * ff).sum(1)
     else:
         total = ft[:, 0]

@@ -34,10 +34,10 @@ from ..conventions import random_rotations
 from ..ctf import CTFParams, ctf_2d
 from ..fourier import fourier_shift
 from ..io.atomic import atomic_dir
-from ..resources import check_allocation
 from ..io.mrc import write_mrc
 from ..io.star import ParticleMetadata, write_particles_star
 from ..jobs import Log, Preview, Progress, Result
+from ..resources import check_allocation
 from .tomo import check_snr
 
 CHUNK = 256
@@ -63,7 +63,7 @@ class ParticleParams:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> "ParticleParams":
+    def validate(self) -> ParticleParams:
         if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):
             raise ValueError(f"pixel_size must be a positive number of Å; got {self.pixel_size!r}")
         if not 0 <= self.defocus_min <= self.defocus_max:
@@ -81,6 +81,7 @@ class ParticleParams:
 
 
 def snr_from_db(db: float) -> float:
+    """Signal-to-noise ratio from decibels."""
     return float(10 ** (db / 10))
 
 
@@ -94,7 +95,7 @@ class Ensemble:
     """
 
     maps: np.ndarray
-    coords: np.ndarray
+    coords: np.ndarray = field(default_factory=lambda: np.empty(0))  # empty: evenly spaced in [0, 1]
     weights: np.ndarray | None = None
     names: list[str] = field(default_factory=list)
 
@@ -103,7 +104,8 @@ class Ensemble:
         if self.maps.ndim == 3:
             self.maps = self.maps[None]
         k = len(self.maps)
-        self.coords = np.linspace(0, 1, k) if self.coords is None else np.asarray(self.coords, np.float64)
+        empty = self.coords is None or np.size(self.coords) == 0
+        self.coords = np.linspace(0, 1, k) if empty else np.asarray(self.coords, np.float64)
         if len(self.coords) != k or np.any(np.diff(self.coords) <= 0):
             raise ValueError(f"coords must be {k} increasing values, one per state")
         if self.weights is not None:

@@ -61,7 +61,7 @@ def octahedral_group() -> np.ndarray:
     for perm in itertools.permutations(range(3)):
         for signs in itertools.product((1, -1), repeat=3):
             m = np.zeros((3, 3))
-            for i, (j, s) in enumerate(zip(perm, signs)):
+            for i, (j, s) in enumerate(zip(perm, signs, strict=True)):
                 m[i, j] = s
             if np.isclose(np.linalg.det(m), 1):
                 mats.append(m)
@@ -199,10 +199,10 @@ _BUILDERS = {"proteasome": _proteasome, "ribosome": _ribosome, "ferritin": _ferr
              "crescent": _crescent}
 
 
-def phantom_model(kind: str, seed: int = 0) -> AtomicModel:
+def phantom_model(name: str, seed: int = 0) -> AtomicModel:
     """A pseudo-atomic model of one of :data:`PHANTOMS`."""
-    if kind not in _BUILDERS:
-        raise ValueError(f"unknown phantom {kind!r}; choose one of {', '.join(PHANTOMS)}")
-    pts = _BUILDERS[kind](np.random.default_rng(seed)).astype(np.float32)
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown phantom {name!r}; choose one of {', '.join(PHANTOMS)}")
+    pts = _BUILDERS[name](np.random.default_rng(seed)).astype(np.float32)
     n = len(pts)
-    return AtomicModel(pts, ["C"] * n, np.ones(n), np.zeros(n, np.float32), name=kind)
+    return AtomicModel(pts, ["C"] * n, np.ones(n), np.zeros(n, np.float32), name=name)

@@ -7,6 +7,8 @@ or, for particles, a few noise-free and noisy particle images; then a ``Result``
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -15,8 +17,15 @@ from ..ctf import ctf_2d
 from ..jobs import Preview, Progress, Result
 from .particles import Ensemble, ParticleParams, simulate_particles_job
 from .sources import MapSpec, load_map, resample_map
-from .tomo import (TomoParams, detector_mtf, project_tilt_series, simulate_subtomograms, tilt_angles,
-                   tilt_range_from_wedge, wedge_mask)
+from .tomo import (
+    TomoParams,
+    centred_wedge,
+    detector_mtf,
+    project_tilt_series,
+    simulate_subtomograms,
+    tilt_angles,
+    tilt_range_from_wedge,
+)
 
 
 def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed: int = 0) -> np.ndarray:
@@ -58,13 +67,13 @@ def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoPara
     yield Progress(0, 3, "building the map")
     vol = source_volume(source, spec, source_voxel, seed)
     vs = spec.voxel_size
-    out = {"map": vol}
+    out: dict[str, Any] = {"map": vol}
     yield Preview("clean map", vol, "volume", {"voxel_size": vs})
     yield Progress(1, 3, "simulating")
     if mode == "particles":
         params = particles or ParticleParams(pixel_size=vs)
         params.pixel_size = vs
-        ens = Ensemble(vol, None)
+        ens = Ensemble(vol)
         *_, last = simulate_particles_job(ens, 16, params, seed)
         images = last.value[0]
         clean = [e for e in simulate_particles_job(ens, 16, _noise_free(params), seed)][-1].value[0]
@@ -72,20 +81,20 @@ def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoPara
         yield Preview("particles (noise-free)", clean, "stack", {"voxel_size": vs})
         yield Preview("particles", images, "stack", {"voxel_size": vs})
     else:
-        params = (tomo or TomoParams(voxel_size=vs)).validate()
+        tparams = (tomo or TomoParams(voxel_size=vs)).validate()
         lo, hi = tilt_range_from_wedge(wedge)
         rot = random_rotations(1, seed)[0]
-        defocus = 0.5 * (params.defocus_min + params.defocus_max)
+        defocus = 0.5 * (tparams.defocus_min + tparams.defocus_max)
         g = torch.Generator().manual_seed(seed)
         n = vol.shape[-1]
-        out["tilt_clean"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=False)
-        n_tilts = len(tilt_angles(lo, hi, params.tilt_step))
-        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, params, defocus, noisy=True, generator=g, n_tilts=n_tilts)
-        sub = simulate_subtomograms(vol[None], rot[None], None, torch.tensor([defocus]), lo, hi, params, g)[0]
+        out["tilt_clean"] = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=False)
+        n_tilts = len(tilt_angles(lo, hi, tparams.tilt_step))
+        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=True, generator=g, n_tilts=n_tilts)
+        sub = simulate_subtomograms(vol[None], rot[None], None, torch.tensor([defocus]), lo, hi, tparams, g)[0]
         out["subtomogram"] = sub.numpy()
         amp = torch.fft.fftshift(torch.fft.fftn(sub).abs()).numpy()
         out["fourier_amplitude"] = np.log1p(amp / (amp.mean() + 1e-12))
-        out["wedge"] = torch.fft.fftshift(wedge_mask((n, n, n), lo, hi, rfft=False)).numpy()
+        out["wedge"] = centred_wedge(n, lo, hi).numpy()
         out["tilt_range"] = (lo, hi)
         yield Preview("tilt 0° (CTF, MTF)", out["tilt_clean"], "image", {"voxel_size": vs})
         yield Preview("tilt 0° with noise", out["tilt_noisy"], "image", {"voxel_size": vs})

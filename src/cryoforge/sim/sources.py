@@ -41,6 +41,7 @@ def _suffix(path: str) -> str:
 
 
 def source_name(source: str) -> str:
+    """Short name of a map source: the phantom's name or the file's stem."""
     return source.split(":", 1)[1] if source.startswith("phantom:") else Path(source).name.split(".")[0]
 
 

@@ -26,9 +26,9 @@ from .. import __version__
 from ..conventions import matrix_to_euler_zyz, random_rotations
 from ..io.atomic import atomic_dir
 from ..io.mrc import read_mrc, write_mrc
-from ..resources import check_allocation
 from ..jobs import Log, Preview, Progress, Result
-from .tomo import TomoParams, simulate_subtomograms, tilt_angles, tilt_range_from_wedge, wedge_mask
+from ..resources import check_allocation
+from .tomo import TomoParams, centred_wedge, simulate_subtomograms, tilt_angles, tilt_range_from_wedge
 
 SNR_DEFINITION = ("subtomogram SNR = c/(1-c) for the Pearson correlation c of two aligned noisy copies "
                   "= var(signal)/var(noise) of the reconstructed subtomogram over the box (seed 001)")
@@ -174,7 +174,7 @@ def write_pairs(ds: PairDataset, out_dir, storage: str = "float32") -> Path:
         n = ds.maps.shape[-1]
         for key in ("a", "b"):
             lo, hi = ds.info[f"tilt_range_{key}"]
-            mask = torch.fft.fftshift(wedge_mask((n, n, n), lo, hi, rfft=False)).numpy()
+            mask = centred_wedge(n, lo, hi).numpy()
             write_mrc(out / f"wedge_{key}.mrc", mask, 1.0 / (n * vs))
         starfile.write({"pairs": ds.truth}, out / "truth.star", overwrite=True)
         info = dict(ds.info, files=files)
@@ -208,3 +208,11 @@ def read_pairs(path) -> PairDataset:
     if "structures" not in info:
         raise ValueError(f"{d}: dataset.json names no structures; not a complete cryoforge pair dataset")
     return PairDataset(s_a, s_b, truth, maps, list(info["structures"]), float(mi.voxel_size[0]), info)
+
+
+def dataset_masks(ds: PairDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centred Fourier masks of ``s_a`` and ``s_b`` of a pair dataset."""
+    n = ds.s_a.shape[-1]
+    ra = ds.info.get("tilt_range_a", tilt_range_from_wedge(ds.info.get("wedge_a", 0.0)))
+    rb = ds.info.get("tilt_range_b", tilt_range_from_wedge(ds.info.get("wedge_b", 30.0)))
+    return centred_wedge(n, *ra), centred_wedge(n, *rb)

@@ -68,7 +68,7 @@ class TomoParams:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> "TomoParams":
+    def validate(self) -> TomoParams:
         if not (self.voxel_size > 0 and math.isfinite(self.voxel_size)):
             raise ValueError(f"voxel_size must be a positive number of Å; got {self.voxel_size!r}")
         if not 0 < self.tilt_step <= 30:
@@ -101,6 +101,7 @@ class TomoParams:
 
 
 def check_snr(snr) -> None:
+    """Refuse an SNR that is not a positive finite number (None means noise-free)."""
     if snr is not None and not (snr > 0 and math.isfinite(snr)):
         raise ValueError(f"snr must be a positive number (or None for noise-free); got {snr!r}")
 
@@ -154,6 +155,11 @@ def wedge_mask(shape, tilt_min: float = -60.0, tilt_max: float = 60.0, rfft: boo
     if tilt_min <= -90 + eps:  # +90° is the same slice as -90°
         inside = inside | (ang >= 90 - eps)
     return (inside | on_axis).to(torch.float32)
+
+
+def centred_wedge(n: int, tilt_min: float, tilt_max: float) -> torch.Tensor:
+    """Centred full-grid Fourier sampling mask of a ``[tilt_min, tilt_max]`` series (the ``wedge_*.mrc`` layout)."""
+    return torch.fft.fftshift(wedge_mask((n, n, n), tilt_min, tilt_max, rfft=False))
 
 
 def detector_mtf(k_frac_nyquist: torch.Tensor) -> torch.Tensor:

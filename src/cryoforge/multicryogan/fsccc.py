@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...metrics import fsc
+from ..metrics import fsc
 
 
 def fsc_area(a, b) -> float:
@@ -92,9 +92,9 @@ def discrete_proportions(to_first, to_last, tol: float = 0.2) -> dict:
 
 def align_to_reference(volume, reference, device: str = "cpu") -> tuple[torch.Tensor, dict]:
     """``volume`` rotated, shifted and, if that fits better, mirrored onto ``reference`` (classical global search
-    of :mod:`cryoforge.align.classical`); returns the placed volume and ``{"mirrored", "score"}``."""
-    from ...align.classical import SearchConfig, classical_align
-    from ...geometry import transform_volumes
+    of :mod:`cryoforge.search`); returns the placed volume and ``{"mirrored", "score"}``."""
+    from ..geometry import transform_volumes
+    from ..search import SearchConfig, classical_align
 
     v = torch.as_tensor(np.asarray(volume, np.float32))
     ref = torch.as_tensor(np.asarray(reference, np.float32))

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
-from ...conventions import random_rotations
-from ...geometry import transform_volumes
-from ...sim.particles import finish_images
+from ..conventions import random_rotations
+from ..geometry import transform_volumes
+from ..sim.particles import finish_images
 
 
 def project_fourier(volumes: torch.Tensor, rotations: torch.Tensor, pad: float = 2.0) -> torch.Tensor:
@@ -43,7 +44,6 @@ def project_real(volumes: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor
     return transform_volumes(vols, rotations.repeat(len(volumes), 1, 1)).sum(-3)
 
 
-PROJECTORS = {"fourier": project_fourier, "real": project_real}
 
 
 def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, pixel_size: float | np.ndarray,
@@ -67,7 +67,7 @@ def gaussian_blobs(n: int, count: int = 12, sigma: float = 1.6, seed: int = 0):
     ax = torch.arange(n, dtype=torch.float64) - n // 2
     z, y, x = torch.meshgrid(ax, ax, ax, indexing="ij")
     vol = torch.zeros(n, n, n, dtype=torch.float64)
-    for (cx, cy, cz), a in zip(c, amp):
+    for (cx, cy, cz), a in zip(c, amp, strict=True):
         vol += a * torch.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * sigma ** 2))
     return vol.float(), (c, amp)
 
@@ -92,7 +92,7 @@ def projector_report(n: int = 32, volumes: int = 8, poses: int = 4, repeats: int
     rots = random_rotations(poses, seed + 1)
     exact = analytic_projections(n, blobs, rots)
     batch = vol.expand(volumes, n, n, n).contiguous()
-    report = {"box": n, "volumes": volumes, "poses_per_volume": poses, "threads": torch.get_num_threads()}
+    report: dict[str, Any] = {"box": n, "volumes": volumes, "poses_per_volume": poses, "threads": torch.get_num_threads()}
     for name, fn in (("fourier_pad2", lambda v, r: project_fourier(v, r, 2.0)),
                      ("fourier_pad1", lambda v, r: project_fourier(v, r, 1.0)), ("real_grid_sample", project_real)):
         got = fn(vol[None], rots)

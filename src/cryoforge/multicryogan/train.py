@@ -1,11 +1,11 @@
 """Multi-CryoGAN training on the shared loop (:func:`cryoforge.jobs.trainer.train_job`), and the trained model as a
-:class:`~cryoforge.manifold.base.Manifold`.
+:class:`~cryoforge.latent.Manifold`.
 
 One step: ``n_critic`` critic updates, then one generator update. Fake images: ``batch / poses`` coordinates from
 the prior → generator volumes (one draw shared by the step's critic updates: the generator is the costly part) → each projected at ``poses`` uniform random poses (Fourier slice,
 :mod:`.projector`) → random shift in a disc of ``max_shift`` px → the CTF of a random data image → Gaussian noise
 of the learned level σ. Critic loss ``D(fake) − D(real) + λ·GP`` with the gradient penalty of
-:func:`cryoforge.hyptest.wgan.critic_update` (one gradient norm per image — the public CryoGAN code's
+:func:`cryoforge.gan.critic_update` (one gradient norm per image — the public CryoGAN code's
 per-pixel norm is the bug the paper's issue names); generator loss ``−D(fake)``. Adam (1e-4, β = (0.5, 0.9)).
 All random draws come from ``seed + step``, so a resumed run sees what an uninterrupted one would.
 
@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ...conventions import random_rotations
-from ...hyptest.wgan import critic_update
-from ...jobs import Preview
-from ...jobs.trainer import train_job
-from ..base import Manifold
+from ..conventions import random_rotations
+from ..gan import critic_update
+from ..jobs import Preview
+from ..jobs.trainer import train_job
+from ..latent import Manifold
+from ..rng import seeded
 from .data import ParticleStack
 from .model import Critic, Generator, McganConfig
 from .projector import form_images, project_fourier
@@ -36,6 +37,8 @@ PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass
 class McganTrainConfig:
+    """Multi-CryoGAN training: batch, poses per volume, learning rates, critic steps, gradient penalty, seed."""
+
     batch: int = 32  # images per critic / generator batch
     poses: int = 8  # poses per generated volume (batch / poses volumes per batch)
     n_critic: int = 4
@@ -70,10 +73,10 @@ class McganTrainer:
             raise ValueError(f"the generator's box ({cfg.box}) must equal the image size ({data.D})")
         self.data, self.cfg, self.tcfg = data, cfg, train or McganTrainConfig()
         self.device = torch.device(device)
-        torch.manual_seed(self.tcfg.seed)
-        self.gen = Generator(cfg, noise_sigma=max(data.background_sigma(), 1e-3)).to(self.device)
-        self.gen.log_noise.requires_grad_(self.tcfg.learn_noise)
-        self.critic = Critic(cfg, data.D).to(self.device)
+        with seeded(self.tcfg.seed):
+            self.gen = Generator(cfg, noise_sigma=max(data.background_sigma(), 1e-3)).to(self.device)
+            self.gen.log_noise.requires_grad_(self.tcfg.learn_noise)
+            self.critic = Critic(cfg, data.D).to(self.device)
         self.modules = {"generator": self.gen, "critic": self.critic}
         t = self.tcfg
         self.optimizers = {
@@ -168,7 +171,7 @@ def end_scores(ends, references, pixel_size: float | None = None) -> dict:
     frequency (cycles/px, Nyquist 0.5) before FSC first falls below 0.5; given ``pixel_size`` (Å), also in Å.
     ``fsc05_crossing_*``: where FSC crosses 0.5, linear between shells (:meth:`cryoforge.metrics.FSCCurve.resolution`,
     as RELION reports it), in cycles/px: at most one shell (1/box) above ``fsc05_freq_*``."""
-    from ...metrics import HALF, fsc
+    from ..metrics import HALF, fsc
     from .fsccc import align_to_reference, fsc_area
 
     out = {}
@@ -201,7 +204,8 @@ def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: 
 
 
 def load_generator(path, device="cpu") -> tuple[Generator, dict]:
-    from ...io.checkpoint import load_checkpoint
+    """The generator of a Multi-CryoGAN checkpoint and the checkpoint's config."""
+    from ..io.checkpoint import load_checkpoint
 
     payload = load_checkpoint(path, kind=KIND, map_location=device)
     c = payload["config"]

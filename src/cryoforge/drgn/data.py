@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..base import ManifoldError
+from ..latent import ManifoldError
 from .model import centred_hartley, lattice_coords
 
 
@@ -83,7 +83,7 @@ class ParticleImages:
         """CTF ``(B, (D+1)²)`` on the centred lattice, or None without CTF parameters."""
         if self.ctf is None:
             return None
-        from ...ctf import CTFParams, ctf_2d
+        from ..ctf import CTFParams, ctf_2d
 
         p = CTFParams(**{k: np.broadcast_to(np.asarray(v), (self.n,))[idx] for k, v in self.ctf.items()})
         px = self.pixel_sizes[np.asarray(idx)]

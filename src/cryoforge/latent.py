@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..conventions import as_tensor
+from .conventions import as_tensor
 
 
 class ManifoldError(ValueError):

@@ -20,11 +20,11 @@ def adk_models(structures=None) -> list[str]:
 
 def adk_ensemble(case: str, box: int, voxel_size: float, structures=None):
     """``continuous``: 21 states by coordinate interpolation closed → open; ``discrete``: closed 0.25 / open 0.75."""
-    from ..sim.sources import MapSpec, continuous_ensemble, discrete_ensemble
+    from .sources import MapSpec, continuous_ensemble, discrete_ensemble
 
     paths, spec = adk_models(structures), MapSpec(box_size=box, voxel_size=voxel_size)
     if case == "continuous":
-        return continuous_ensemble(*paths, 21, spec)
+        return continuous_ensemble(paths[0], paths[1], 21, spec)
     if case == "discrete":
         return discrete_ensemble(paths, [0.25, 0.75], spec)
     raise ValueError(f"unknown AdK case {case!r}: continuous or discrete")

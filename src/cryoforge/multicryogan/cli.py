@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from ...cliargs import positive
+from typing import Any
+
+from ..cliargs import positive
 
 
 def _references(path):
@@ -11,7 +13,7 @@ def _references(path):
         return None
     import numpy as np
 
-    from ...io.mrc import read_mrc
+    from ..io.mrc import read_mrc
 
     maps = np.asarray(read_mrc(path, finite=True)[0], np.float32)
     if maps.ndim != 4 or len(maps) < 2:
@@ -20,7 +22,7 @@ def _references(path):
 
 
 def _cmd_train(args) -> int:
-    from ...jobs.trainer import train_cli
+    from ..jobs.trainer import train_cli
     from .data import load_stack
     from .model import McganConfig
     from .train import McganTrainConfig, train_mcgan_job
@@ -40,14 +42,14 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     import numpy as np
 
-    from ...io.atomic import atomic_dir, check_output_dir
-    from ...io.mrc import write_mrc
+    from ..io.atomic import atomic_dir, check_output_dir
+    from ..io.mrc import write_mrc
     from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix
     from .train import McganManifold
 
     out = check_output_dir(args.out, "eval.json")  # before the work
     m = McganManifold(args.checkpoint, device=args.device)
-    report = {"checkpoint": str(args.checkpoint), "latent_dim": m.latent_dim, "voxel_size_A": m.voxel_size}
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "latent_dim": m.latent_dim, "voxel_size_A": m.voxel_size}
     if m.latent_dim != 1:
         raise ValueError("eval reads the FSCCC matrix along the latent segment: this model has a Gaussian prior")
     alphas = np.linspace(0, 1, args.points + 1, dtype=np.float32)
@@ -57,12 +59,11 @@ def _cmd_eval(args) -> int:
     fv = m.decode(fine[:, None]).numpy()
     rows = [[fsc_area(v, fv[0]) for v in fv], [fsc_area(v, fv[-1]) for v in fv]]
     report.update({"alphas": alphas.tolist(), "fsccc_matrix": mat.tolist(),
-                   "proportions": discrete_proportions(*rows, tol=args.tol)})
+                   "proportions": discrete_proportions(rows[0], rows[1], tol=args.tol)})
     truth = None
     if args.references:
+        from ..io.mrc import read_mrc
         from .fsccc import matrix_agreement
-
-        from ...io.mrc import read_mrc
 
         truth = np.asarray(read_mrc(args.references, finite=True)[0], np.float32)
         if len(truth) == len(vols):
@@ -70,7 +71,7 @@ def _cmd_eval(args) -> int:
         else:
             truth = None
     report["ends_fsc"] = ends_fsc(vols, truth)
-    from ...plots import plot_matrix
+    from ..plots import plot_matrix
 
     with atomic_dir(out, "eval.json") as tmp:  # complete or absent
         write_mrc(tmp / "volumes.mrc", vols, m.voxel_size, stack=True)
@@ -83,6 +84,7 @@ def _cmd_eval(args) -> int:
 
 
 def register(sub) -> None:
+    """Add ``cryoforge mcgan train|eval`` to the CLI."""
     g = sub.add_parser("mcgan", help="Multi-CryoGAN: learn a conformation manifold from particle images without poses")
     gsub = g.add_subparsers(dest="mcgan_command", metavar="ACTION", required=True)
     t = gsub.add_parser("train", help="train generator and critic (WGAN-GP) against a particle stack")

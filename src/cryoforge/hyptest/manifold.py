@@ -10,15 +10,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Manifold
+from ..latent import Manifold
 
 
 class WGANManifold(Manifold):
+    """The 3D-WGAN generator (and optional regressor) as a manifold; the known templates' codes are its data."""
+
     kind = "wgan3d"
 
     def __init__(self, path, templates=None, device="cpu"):
-        from ..hyptest.train import REGRESSOR_KIND, load_generator, load_regressor
         from ..io.checkpoint import load_checkpoint
+        from .train import REGRESSOR_KIND, load_generator, load_regressor
 
         super().__init__(device)
         payload = load_checkpoint(path)
@@ -36,7 +38,7 @@ class WGANManifold(Manifold):
 
     def set_templates(self, maps, names, voxel_size: float | None = None) -> None:
         """Known complexes ``(K, n, n, n)``: their regressor codes become the labelled data latents."""
-        from ..hyptest.wgan import to_unit
+        from .wgan import to_unit
 
         if voxel_size:
             self.voxel_size = float(voxel_size)

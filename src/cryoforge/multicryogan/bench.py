@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ...jobs import Log, Metrics, Progress, Result
+from ..jobs import Log, Metrics, Progress, Result
+
 
 def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     """The true conformation at ``α = m/L`` of a uniform latent: the ensemble's state there (continuous), or the
@@ -32,14 +34,14 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
 
 def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds,
           arch):
-    from ...jobs.runner import drive
-    from ...jobs.trainer import train_job
-    from ...sim.particles import ParticleParams, simulate_particles_job
-    from ..adk import adk_ensemble
+    from ..jobs.runner import drive
+    from ..jobs.trainer import train_job
+    from ..sim.adk import adk_ensemble
+    from ..sim.particles import ParticleParams, simulate_particles_job
     from .data import ParticleStack
     from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix, matrix_agreement
     from .model import McganConfig
-    from .train import McganTrainer, McganTrainConfig, end_scores
+    from .train import McganTrainConfig, McganTrainer, end_scores
 
     ens = adk_ensemble(case, box, voxel, structures)
     yield Log(f"{case}: simulating {n_images} particles")
@@ -90,11 +92,11 @@ def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, b
     """Job: the benchmark; ``Result`` is the report dict. ``batch``: images per critic/generator step (volumes ×
     8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound); ``gwidth``: the
     generator's channels at full size (×2 per coarser level); ``mapping``: see :class:`.model.McganConfig`."""
-    from ..adk import adk_models
+    from ..sim.adk import adk_models
     from .projector import projector_report
 
     adk_models(structures)  # fail before the projector measurement when the models are missing
-    report = {"device": device, "threads": torch.get_num_threads(), "box": box, "voxel_size_A": voxel_size,
+    report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "box": box, "voxel_size_A": voxel_size,
               "snr": snr, "projector": projector_report(box)}
     yield Metrics({f"{k}_rel_err": v["relative_rms_error"] for k, v in report["projector"].items()
                    if isinstance(v, dict)})

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...ctf import CTFParams
-from ..base import ManifoldError
+from ..ctf import CTFParams
+from ..latent import ManifoldError
 
 
 def fourier_crop(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -84,13 +84,16 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
                size: int | None = None) -> ParticleStack:
     """Images from ``stacks`` (one path or several, all of one square size) with CTFs from ``star`` (RELION),
     optionally downsampled to ``size``."""
-    from ...io.mrc import read_mrc
-    from ...io.particles import match_stack, read_particle_metadata
+    from ..io.mrc import read_mrc
+    from ..io.particles import match_stack, read_particle_metadata
 
     paths = [Path(stacks)] if isinstance(stacks, (str, Path)) else [Path(p) for p in stacks]
     if not paths:
         raise ManifoldError("no particle stack given")
-    arrays, sizes, px, missing = [], [], None, False
+    arrays: list = []
+    sizes: list[str] = []
+    px: float | None = None  # the first stack's header
+    missing = False
     for p in paths:
         data, info = read_mrc(p, mmap=True, kind="stack", finite=True)
         if data.ndim == 2:
@@ -105,6 +108,7 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
                             "one size first (e.g. `relion_image_handler --new_box`)")
     images = arrays[0] if len(arrays) == 1 else np.concatenate([np.asarray(a) for a in arrays])
     ctf = None
+    chosen: float | np.ndarray | None = px
     if star is not None:
         meta = read_particle_metadata(star, pixel_size)
         if len(paths) == 1:
@@ -112,7 +116,7 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
         elif len(meta) != len(images):
             raise ManifoldError(f"{Path(star).name}: {len(meta)} particles for {len(images)} images")
         if meta.pixel_sizes is not None:  # per particle; the user's pixel_size when given
-            px = meta.pixel_sizes
+            chosen = meta.pixel_sizes
         if use_ctf:
             if meta.ctf is None:
                 raise ManifoldError(f"{Path(star).name}: no CTF columns (rlnDefocusU, rlnVoltage, "
@@ -122,4 +126,8 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
     elif use_ctf:
         raise ManifoldError("the simulator draws CTFs from the data: give the particles' STAR file (--star), or "
                             "--no-ctf if the images have no CTF")
-    return ParticleStack(images, ctf, pixel_size if pixel_size and star is None else px, size=size)
+    if pixel_size and star is None:
+        chosen = pixel_size
+    if chosen is None:
+        raise ManifoldError("the pixel size is unknown: pass pixel_size")
+    return ParticleStack(images, ctf, chosen, size=size)

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...conventions import random_rotations, rotation_angle_deg, rotation_frobenius
+from ..conventions import random_rotations, rotation_angle_deg, rotation_frobenius
 
 
 @dataclass
 class PoseSearchConfig:
+    """Pose search schedule and grids (cryoDRGN's ``--ps-freq`` and friends): when to search, how finely, how often."""
+
     pretrain_images: int = 10_000
     every_epochs: float = 5.0  # cryoDRGN's --ps-freq
     l_start: float = 12.0
@@ -47,6 +49,10 @@ class PoseSearchConfig:
 class PoseTable(nn.Module):
     """Each image's current rotation ``(N, 3, 3)``, shift ``(N, 2)`` (pixels) and the step of its last search
     (−1: never); buffers, so the table travels in the checkpoint and a resumed run keeps its poses."""
+
+    rot: torch.Tensor
+    trans: torch.Tensor
+    searched: torch.Tensor
 
     def __init__(self, n: int):
         super().__init__()
@@ -114,6 +120,7 @@ def pose_errors(r_est, r_true, t_est=None, t_true=None) -> dict:
         ang = rotation_angle_deg(aligned, r_true)
         if best is None or float(ang.median()) < best[0]:
             best = (float(ang.median()), mirrored, ang, rotation_frobenius(aligned, r_true), a @ MIRROR if mirrored else a)
+    assert best is not None
     _, mirrored, ang, fro, frame = best
     # images: V_ref(k @ R_ref) = V_est(k @ R_est) = V_est(k @ R_ref @ A) (M·R·M for the mirror: V_est(q @ M) has
     # those poses), so V_ref(q) = V_est(q @ frame)

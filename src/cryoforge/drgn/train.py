@@ -4,7 +4,7 @@ Homogeneous (``zdim = 0``): a coordinate decoder fitted to the images' central s
 encoder maps each masked Hartley image to ``q(z|x) = N(μ, σ²)``; the loss is the per-pixel MSE of the CTF-weighted
 slice against the (shift-corrected) image plus ``β·KL`` (β = 1/zdim by default, cryoDRGN's choice). Batches are
 drawn from ``seed + step``, so a resumed run sees the images an uninterrupted one would. The checkpoint (kind
-``cryodrgn_vae``) opens in the latent explorer as a :class:`~cryoforge.manifold.base.Manifold`.
+``cryodrgn_vae``) opens in the latent explorer as a :class:`~cryoforge.latent.Manifold`.
 
 With a :class:`~.poses.PoseSearchConfig` the poses are found during training instead (cryoDRGN's ``abinit_homo`` /
 ``abinit_het``): random poses while pretraining, then branch and bound with the current model (at each image's
@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from ...jobs import Preview
-from ...jobs.trainer import train_job
-from ..base import Manifold
+from ..jobs import Preview
+from ..jobs.trainer import train_job
+from ..latent import Manifold
+from ..rng import seeded
 from .data import ParticleImages, translate_ht
 from .model import CoordinateDecoder, Encoder, decode_lowpass, decode_volumes
 from .poses import PoseSchedule, PoseSearchConfig, PoseTable, pose_errors
@@ -35,6 +37,8 @@ ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "fea
 
 @dataclass
 class DrgnTrainConfig:
+    """cryoDRGN: decoder and encoder architecture (zdim, layers, widths, positional encoding), batch, lr, β, seed."""
+
     zdim: int = 0
     players: int = 3
     pdim: int = 256
@@ -77,21 +81,21 @@ class DrgnTrainer:
                              "(--pose-search) to find them")
         self.data, self.train_cfg, self.device = data, cfg, torch.device(device)
         D = data.D
-        torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
         arch = {**asdict(cfg), "D": D + 1, "pe_dim": cfg.pe_dim or D // 2, "enc_mask": cfg.enc_mask or D // 2}
-        self.dec = _decoder(arch).to(self.device)
-        self.modules = {"decoder": self.dec}
-        self.enc_mask = _encoder_mask(data.coords, arch["enc_mask"], D)
-        if cfg.zdim:
-            self.enc = Encoder(int(self.enc_mask.sum()), cfg.qlayers, cfg.qdim, cfg.zdim, cfg.encode_mode,
-                               cfg.activation).to(self.device)
-            self.modules["encoder"] = self.enc
+        with seeded(cfg.seed):  # the same seed gives the same initial weights
+            self.dec = _decoder(arch).to(self.device)
+            self.modules: dict[str, nn.Module] = {"decoder": self.dec}
+            self.enc_mask = _encoder_mask(data.coords, arch["enc_mask"], D)
+            if cfg.zdim:
+                self.enc = Encoder(int(self.enc_mask.sum()), cfg.qlayers, cfg.qdim, cfg.zdim, cfg.encode_mode,
+                                   cfg.activation).to(self.device)
+                self.modules["encoder"] = self.enc
         params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
         self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr)}
         self.beta = cfg.beta if cfg.beta is not None else (1.0 / cfg.zdim if cfg.zdim else 0.0)
         self.config = {**arch, "norm": list(data.norm), "pixel_size": data.pixel_size, "n_images": data.n,
                        "architecture_keys": list(ARCH_KEYS)}
-        self.schedule = None
+        self.schedule: PoseSchedule | None = None
         if pose_search is not None:
             self.schedule = PoseSchedule(pose_search, data.n, cfg.batch, D)
             self.poses = PoseTable(data.n).to(self.device)
@@ -114,6 +118,7 @@ class DrgnTrainer:
         """Rotations and shifts for images ``idx`` at ``step``: the known poses, or (pose search) random poses
         while pretraining, else the table's, searching those that are due first (when ``search``)."""
         if self.schedule is None:
+            assert self.data.rot is not None  # checked at construction: known poses without a search
             return self.data.rot[idx], None if self.data.trans is None else self.data.trans[idx]
         if search and self.schedule.pretraining(step):
             return self.schedule.random_poses(len(idx), self.train_cfg.seed, step), None
@@ -125,6 +130,7 @@ class DrgnTrainer:
 
     @torch.no_grad()
     def _search(self, idx, step: int) -> None:
+        assert self.schedule is not None
         cfg = self.schedule.cfg
         for mod in self.modules.values():
             mod.eval()
@@ -221,7 +227,7 @@ class DrgnTrainer:
             metrics.update(self.pose_metrics())
         z = None if mu is None else mu.mean(0).cpu().numpy()
         if self.reference is not None:
-            from ...metrics import fsc
+            from ..metrics import fsc
 
             vol = self.volume(z)
             curve = fsc(self.volume(z, reference_frame=True) if self.schedule is not None else vol,
@@ -253,8 +259,8 @@ class TrainedDrgnManifold(Manifold):
     kind = "cryodrgn"
 
     def __init__(self, path, device="cpu", **_):
-        from ...io.checkpoint import load_checkpoint
-        from ..base import ManifoldError
+        from ..io.checkpoint import load_checkpoint
+        from ..latent import ManifoldError
 
         super().__init__(device)
         payload = load_checkpoint(path, kind=KIND, map_location=device)

@@ -98,6 +98,7 @@ class CoordinateDecoder(nn.Module):
         feats = self.encode_coords(k)  # (P, F) or (B, P, F)
         first = self.decoder.main[0]
         if self.zdim and isinstance(first, nn.Linear):
+            assert z is not None, "a model with a latent space decodes at latent points"
             # W·[f; z] + b = W_f·f + (W_z·z + b): the latent part is one bias per z, not a (B, P, F + zdim) input
             nf = feats.shape[-1]
             h = feats @ first.weight[:, :nf].T
@@ -106,6 +107,7 @@ class CoordinateDecoder(nn.Module):
         b = (1 if z is None else len(z)) if k.ndim == 2 else len(k)
         x = feats.expand(b, *feats.shape[-2:])
         if self.zdim:
+            assert z is not None, "a model with a latent space decodes at latent points"
             x = torch.cat([x, z[:, None, :].expand(b, x.shape[1], self.zdim)], -1)
         return self.decoder(x)
 

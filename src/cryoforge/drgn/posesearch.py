@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...align.classical import axis_angle_matrix, grid_spacing_deg, so3_grid
+from ..so3 import axis_angle_matrix, grid_spacing_deg, so3_grid
 from .data import symmetrize, translate_ht
 from .model import htn_center
 
@@ -87,7 +87,7 @@ def pose_search(model, images_ht: torch.Tensor, coords: torch.Tensor, D: int, n_
     r = coords[:, :2].norm(dim=1) * D  # radius in Fourier pixels
     shifts = torch.zeros(1, 2) if shifts is None else torch.as_tensor(np.asarray(shifts, np.float32)).reshape(-1, 2)
     shifts = shifts.to(dev)
-    b, n_s = len(images_ht), len(shifts)
+    b = len(images_ht)
 
     def band(rnd):
         return (r <= k_start + (k_end - k_start) * rnd / max(rounds - 1, 1)) & (r > 0)

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...jobs import Log, Metrics, Progress, Result
+from ..jobs import Log, Metrics, Progress, Result
 
 
 def _images(ens, n, voxel, snr, max_shift, seed):
     """A simulated stack as :class:`ParticleImages` with its poses (cryoDRGN convention) and the conformations."""
-    from ...jobs.runner import drive
-    from ...sim.particles import ParticleParams, simulate_particles_job
+    from ..jobs.runner import drive
+    from ..sim.particles import ParticleParams, simulate_particles_job
     from .data import ParticleImages
 
     images, meta, truth = drive(simulate_particles_job(ens, n, ParticleParams(pixel_size=voxel, snr=snr,
@@ -41,10 +41,10 @@ def _images(ens, n, voxel, snr, max_shift, seed):
 def _stored(dataset):
     import pandas as pd
 
-    from ...io.mrc import read_mrc
-    from ...sim.particles import Ensemble
+    from ..io.mrc import read_mrc
+    from ..io.star import read_particles_star
+    from ..sim.particles import Ensemble
     from .data import ParticleImages
-    from ...io.star import read_particles_star
 
     d = Path(dataset)
     images, _ = read_mrc(d / "particles.mrcs", mmap=True)
@@ -53,7 +53,7 @@ def _stored(dataset):
     ctf = None if meta.ctf is None else {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
     data = ParticleImages(images, meta.rotations, meta.shifts_px(), ctf, meta.particle_pixel_sizes())
     # only the end maps are stored: the ends are scored, not each image (its map is not a blend of the two ends)
-    return data, pd.read_csv(d / "truth.csv")["conformation"].to_numpy(), Ensemble(states, None, [0.5, 0.5])
+    return data, pd.read_csv(d / "truth.csv")["conformation"].to_numpy(), Ensemble(states, weights=np.array([0.5, 0.5]))
 
 
 def _train(tr, steps: int, label: str, every: int = 50):
@@ -66,16 +66,18 @@ def _train(tr, steps: int, label: str, every: int = 50):
 
 
 def _resolution_px(vol, ref) -> float:
-    from ...metrics import fsc
+    from ..metrics import fsc
 
     return float(fsc(vol, torch.as_tensor(ref), 1.0).resolution(0.5))
 
 
 def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, batch, layers, dim, lr, fsc_images,
                 seed, structures):
+    """Train with known poses on a simulated AdK stack; Spearman of latent vs conformation, FSC per image and at the
+    ends."""
     from scipy.stats import spearmanr
 
-    from ..adk import adk_ensemble
+    from ..sim.adk import adk_ensemble
     from .model import decode_volumes
     from .train import DrgnTrainConfig, DrgnTrainer
 
@@ -85,7 +87,6 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
         ens = adk_ensemble("continuous", box, voxel_size, structures)
         yield Log(f"known poses: simulating {n_images} particles at {box}², SNR {snr}")
         data, truth = _images(ens, n_images, voxel_size, snr, 2.0 * box / 64, seed)
-    torch.manual_seed(seed)
     cfg = DrgnTrainConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim, lr=lr, batch=batch, seed=seed)
     tr = DrgnTrainer(data, cfg, device)
     train_s = yield from _train(tr, steps, "known poses: training")
@@ -95,7 +96,7 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
     order = np.argsort(mu[:, best] * np.sign(rho[best]))
     ends = {"closed": mu[order[: len(order) // 20]].mean(0), "open": mu[order[-len(order) // 20:]].mean(0)}
     table = {f"{name}_end_vs_{j}": {"fsc05_px": _resolution_px(tr.volume(z), ref)}
-             for name, z in ends.items() for j, ref in zip(("closed", "open"), ens.maps[[0, -1]])}
+             for name, z in ends.items() for j, ref in zip(("closed", "open"), ens.maps[[0, -1]], strict=True)}
     row = {"n_images": data.n, "image_size": data.D, "pixel_size_A": data.pixel_size, "zdim": zdim, "steps": steps,
            "batch": batch, "decoder": f"{layers}x{dim}", "train_s": train_s,
            "spearman_latent_vs_conformation": rho, "abs_spearman_best": abs(rho[best]), "end_volumes": table}
@@ -105,7 +106,7 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
         for s in range(0, len(idx), 8):
             part = idx[s:s + 8]
             vols = decode_volumes(tr.dec.eval(), torch.as_tensor(mu[part]).to(tr.device), data.norm).cpu()
-            res += [_resolution_px(v, ens.map_at(truth[i])) for v, i in zip(vols, part)]
+            res += [_resolution_px(v, ens.map_at(truth[i])) for v, i in zip(vols, part, strict=True)]
             yield Progress(s + len(part), len(idx), "known poses: per-image FSC")
         res = np.asarray(res)
         row["per_image_fsc05_px"] = {"n": len(res), "median": float(np.median(res)),
@@ -116,7 +117,8 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
 
 def pose_search_run(device, n_images, box, voxel_size, snr, zdim, steps, batch, layers, dim, lr, seed, structures,
                     search):
-    from ..adk import adk_ensemble
+    """Train ab initio (pose search) on a small AdK stack; pose errors and FSC to the middle conformation."""
+    from ..sim.adk import adk_ensemble
     from .poses import PoseSearchConfig, pose_errors
     from .train import DrgnTrainConfig, DrgnTrainer
 
@@ -125,7 +127,6 @@ def pose_search_run(device, n_images, box, voxel_size, snr, zdim, steps, batch, 
     data, truth = _images(ens, n_images, voxel_size, snr, 1.0, seed + 1)
     psc = PoseSearchConfig(**{"pretrain_images": n_images, "every_epochs": 2.0, "l_start": box / 4, "ramp_epochs": 10.0,
                               "t_extent": 1.0, "t_ngrid": 3, **(search or {})})
-    torch.manual_seed(seed)
     cfg = DrgnTrainConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim, lr=lr, batch=batch, seed=seed)
     tr = DrgnTrainer(data, cfg, device, pose_search=psc)
     train_s = yield from _train(tr, steps, "pose search: training")
@@ -148,6 +149,7 @@ def bench_drgn(device: str = "cpu", parts=("known_poses", "pose_search"), seed: 
                dim: int = 128, lr: float = 3e-4, fsc_images: int = 100, ps_images: int = 2000, ps_box: int = 32,
                ps_voxel_size: float = 3.0, ps_zdim: int = 0, ps_steps: int = 4000, ps_layers: int = 3,
                ps_dim: int = 128, ps_lr: float = 1e-3, ps_search: dict | None = None):
+    """Job: the cryoDRGN benchmark (``parts``: known_poses, pose_search); ``Result`` is the report dict."""
     unknown = set(parts) - {"known_poses", "pose_search"}
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}: known_poses, pose_search")

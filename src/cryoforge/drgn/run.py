@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ..base import Manifold, ManifoldError
+from ..io.pickles import load_pickles, load_weights, load_z
+from ..latent import Manifold, ManifoldError
 from .model import CoordinateDecoder, decode_volumes, ihtn_center, lattice_coords
-from ...io.pickles import load_pickles, load_weights, load_z
 
 
 def load_config(path) -> dict:

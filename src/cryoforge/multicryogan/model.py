@@ -29,6 +29,8 @@ MAPPING_WIDTH = 64
 
 @dataclass
 class McganConfig:
+    """Multi-CryoGAN architecture: box, latent prior and size, generator and critic widths, the mapping network."""
+
     box: int = 32
     zdim: int = 8
     prior: str = "segment"
@@ -55,12 +57,19 @@ class McganConfig:
 
 
 def soft_sphere(n: int, radius: float, edge: float = 2.0) -> torch.Tensor:
+    """A sphere of ``radius`` voxels with a cosine edge ``edge`` voxels wide, centred at ``n // 2``."""
     ax = torch.arange(n, dtype=torch.float32) - n // 2
     r = torch.sqrt(ax[:, None, None] ** 2 + ax[None, :, None] ** 2 + ax[None, None, :] ** 2)
     return (0.5 * (1 + torch.cos(math.pi * ((r - radius) / edge).clamp(0, 1)))).float()
 
 
 class Generator(nn.Module):
+    """Latent coordinates → volumes, coarse to fine, inside a soft spherical support."""
+
+    z0: torch.Tensor
+    z1: torch.Tensor
+    mask: torch.Tensor
+
     def __init__(self, cfg: McganConfig, noise_sigma: float = 1.0):
         super().__init__()
         self.cfg = cfg
@@ -72,13 +81,14 @@ class Generator(nn.Module):
             for _ in range(cfg.mapping):
                 layers += [nn.Linear(width, MAPPING_WIDTH), nn.LeakyReLU(0.2)]
                 width = MAPPING_WIDTH
-            layers.append(nn.Linear(width, cfg.zdim))
-            nn.init.zeros_(layers[-1].weight)
-            nn.init.zeros_(layers[-1].bias)
+            out = nn.Linear(width, cfg.zdim)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            layers.append(out)
             self.mapping = nn.Sequential(*layers)
         self.fc = nn.Linear(cfg.zdim, chans[0] * 64)
         blocks = []
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
             blocks += [nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
                        nn.Conv3d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2)]
         blocks.append(nn.Conv3d(chans[-1], 1, 3, padding=1))
@@ -117,6 +127,8 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
+    """Images ``(B, n, n)`` → scores ``(B,)`` (a convolutional WGAN critic)."""
+
     def __init__(self, cfg: McganConfig, image_size: int | None = None):
         super().__init__()
         n = image_size or cfg.box

@@ -1,0 +1,49 @@
+"""SO(3) grids and rotation helpers shared by every search (subtomogram alignment, template scoring, pose search).
+
+Rotations are 3×3 matrices acting on ``(x, y, z)`` column vectors (:mod:`cryoforge.conventions`). The global grid
+is a super-Fibonacci spiral (Alexa 2022): deterministic, near-uniform, any size. Local grids perturb a rotation by
+rotation vectors on a cubic lattice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .conventions import quaternion_to_matrix
+
+_PSI = 1.533751168755204288118041  # super-Fibonacci constants (Alexa 2022)
+_PHI = math.sqrt(2.0)
+
+
+def so3_grid(n: int, dtype=torch.float32) -> torch.Tensor:
+    """``n`` rotations spread uniformly over SO(3) (super-Fibonacci spiral), ``(n, 3, 3)``; deterministic."""
+    s = torch.arange(n, dtype=torch.float64) + 0.5
+    t = s / n
+    r, big_r = torch.sqrt(t), torch.sqrt(1 - t)
+    alpha, beta = 2 * math.pi * s / _PHI, 2 * math.pi * s / _PSI
+    q = torch.stack([r * torch.sin(alpha), r * torch.cos(alpha), big_r * torch.sin(beta), big_r * torch.cos(beta)], -1)
+    return quaternion_to_matrix(q).to(dtype)
+
+
+def grid_spacing_deg(n: int) -> float:
+    """Typical angular spacing (degrees) of an ``n``-point SO(3) grid: ``(8π² / n)^(1/3) / √2`` radians — the cube
+    root of the SO(3) volume (8π²) per point, over √2."""
+    return math.degrees((8 * math.pi ** 2 / n) ** (1 / 3) / math.sqrt(2))
+
+
+def axis_angle_matrix(v: torch.Tensor) -> torch.Tensor:
+    """Rotation vectors ``(..., 3)`` (radians) → matrices (Rodrigues)."""
+    theta = torch.linalg.norm(v, dim=-1, keepdim=True)
+    half = theta / 2
+    scale = torch.where(theta > 1e-12, torch.sin(half) / theta.clamp_min(1e-12), torch.full_like(theta, 0.5))
+    return quaternion_to_matrix(torch.cat([torch.cos(half), v * scale], -1))
+
+
+def local_grid(step_deg: float, radius: int = 1, dtype=torch.float32) -> torch.Tensor:
+    """Perturbations on a cubic grid of rotation vectors ``{-r … r}³ · step``, ``((2r+1)³, 3, 3)``; the identity first."""
+    k = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    v = torch.stack(torch.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3) * math.radians(step_deg)
+    v = v[torch.argsort(torch.linalg.norm(v, dim=1), stable=True)]
+    return axis_angle_matrix(v).to(dtype)
