@@ -158,3 +158,18 @@ def test_the_rule_catches_a_violation(tmp_path, monkeypatch, source, expected):
     monkeypatch.setitem(globals(), "SRC", fake)
     with pytest.raises(AssertionError, match=re.escape(expected)):
         test_imports_follow_the_layer_table()
+
+
+def test_engine_never_mentions_or_imports_gui_packages():
+    import subprocess
+    import sys
+
+    for f in SRC.rglob("*.py"):
+        text = f.read_text()
+        assert "napari" not in text and "qtpy" not in text, f
+    code = ("import sys, importlib, pkgutil, cryoforge\n"
+            "for m in pkgutil.walk_packages(cryoforge.__path__, 'cryoforge.'): importlib.import_module(m.name)\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'vispy', 'magicgui')]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@ torch-ctf (0.6) computes ``CTF = -sin(total phase)`` with defocus in µm; this m
 units (defocus U/V in Å, defocus angle in degrees from the x axis, Cs in mm, voltage in kV) and adds
 the B-factor envelope ``exp(-B k^2 / 4)`` and RELION's scale factor, which torch-ctf does not model.
 The sign is stated in :mod:`cryoforge.conventions` (``CTF(0) = +w``: the opposite of cryoDRGN's). The
-zeros are where ``π λ Δf k² - (π/2) Cs λ³ k⁴ + φ_a = nπ`` (tests/engine/test_ctf.py).
+zeros are where ``π λ Δf k² - (π/2) Cs λ³ k⁴ + φ_a = nπ`` (tests/cryoforge/test_ctf.py).
 
 Any ``defocus_u``, ``defocus_v`` work: rows with U < V are computed as (V, U, angle + 90°), the same
 ellipse (torch-ctf takes the square root of ``(U - V) / 2``). The envelope ``scale · exp(-B k² / 4)`` is

@@ -4,7 +4,7 @@ One entry point, :func:`read_particle_metadata`, reads RELION STAR (3.0, 3.1, 5;
 ``.cs`` and cryoDRGN pose / CTF pickles into :class:`~cryoforge.io.star.ParticleMetadata`: RELION's ``A``
 matrices (:mod:`cryoforge.conventions`), RELION origins in Å, per-particle CTF and pixel size, and ``notes``
 that say which fields were used or ignored. cryoSPARC and cryoDRGN conventions (checked against cryoDRGN
-4.3.1's ``parse_pose_csparc`` / ``parse_ctf_csparc`` in tests/engine/test_particles_io.py):
+4.3.1's ``parse_pose_csparc`` / ``parse_ctf_csparc`` in tests/cryoforge/io/test_particles.py):
 
 - cryoSPARC: ``A = expmap(pose)ᵀ``; ``alignments3D/shift`` is in pixels of ``blob/psize_A``, the same sign as
   RELION's origin; defocus angle and phase shift in radians.

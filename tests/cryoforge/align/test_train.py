@@ -1,0 +1,72 @@
+"""Tests of :mod:`cryoforge.align.train`."""
+
+import pytest
+import torch
+
+from cryoforge.align.gumnet import GumNet, GumNetConfig
+from cryoforge.align.train import ARCH_KEYS, TrainConfig, load_gumnet, train_gumnet_job
+from cryoforge.conventions import rotation_angle_deg
+from cryoforge.io.checkpoint import CheckpointError, save_checkpoint
+from cryoforge.jobs import Cancelled, Log, Progress, drive
+
+
+def _tiny_training(maps, steps, checkpoint, **kw):
+    net = GumNetConfig.preset("tiny")
+    train = TrainConfig(batch=2, val_pairs=3, snrs=[0.1])
+    return train_gumnet_job(maps.numpy()[:2], net, train, steps, checkpoint, validate_every=2, metrics_every=1,
+                            checkpoint_every=1, **kw)
+
+
+def test_training_resumes_and_cancel_keeps_a_checkpoint(maps, tmp_path):
+    ckpt = tmp_path / "g.pt"
+    first = drive(_tiny_training(maps, 2, ckpt))
+    assert first["step"] == 2 and ckpt.is_file() and "snr0.1_rot_deg" in first["metrics"]
+    events = []
+    second = drive(_tiny_training(maps, 3, ckpt), events.append)
+    assert any(isinstance(e, Log) and "resumed" in e.message and "step 2" in e.message for e in events)
+    assert [e.step for e in events if isinstance(e, Progress)] == [1]
+    assert second["history"][0]["step"] == 1  # the history of the first run was kept
+    events = []
+    again = drive(_tiny_training(maps, 3, ckpt), events.append)  # already there: nothing trained, metrics kept
+    assert again["step"] == 3 and again["metrics"] == second["metrics"]
+    assert not any(isinstance(e, Progress) for e in events)
+    cancel = __import__("threading").Event()
+
+    def stop_after_first(event):
+        if isinstance(event, Progress):
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        drive(_tiny_training(maps, 10, tmp_path / "c.pt"), stop_after_first, cancel)
+    from cryoforge.io.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "c.pt", kind="gumnet")["extra"]["step"] == 1
+    model = load_gumnet(ckpt, box=32)
+    assert isinstance(model, GumNet) and not model.training
+
+
+def test_checkpoint_for_another_box_or_kind_is_refused(tmp_path):
+    cfg = GumNetConfig.preset("tiny")
+    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {**cfg.as_dict(), "architecture_keys": list(ARCH_KEYS)},
+                           {"model": GumNet(cfg).state_dict()})
+    with pytest.raises(CheckpointError, match="trained for 32³.*40³"):
+        load_gumnet(path, box=40)
+    other = save_checkpoint(tmp_path / "w.pt", "wgan3d", {}, {})
+    with pytest.raises(CheckpointError, match="wgan3d"):
+        load_gumnet(other)
+
+
+def test_exported_weights_predict_like_the_checkpoint(tmp_path):
+    from cryoforge.align.train import export_weights, gumnet_predict
+
+    cfg = GumNetConfig.preset("tiny")
+    net = GumNet(cfg)
+    torch.nn.init.normal_(net.regress[-1].weight, std=0.01)
+    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {**cfg.as_dict(), "architecture_keys": list(ARCH_KEYS)},
+                           {"model": net.state_dict(), "optimizer.model": {}}, extra={"history": [{"step": 1}]})
+    slim = export_weights(path, tmp_path / "slim.pt")
+    assert slim.stat().st_size < path.stat().st_size
+    x = torch.randn(2, 32, 32, 32)
+    r1, t1 = gumnet_predict(load_gumnet(path), x, x.flip(-1))
+    r2, t2 = gumnet_predict(load_gumnet(slim), x, x.flip(-1))
+    assert rotation_angle_deg(r1, r2).max() < 1.0 and (t1 - t2).abs().max() < 0.1

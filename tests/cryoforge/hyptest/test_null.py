@@ -1,0 +1,38 @@
+"""Tests of :mod:`cryoforge.hyptest.null`."""
+
+import numpy as np
+import pytest
+import torch
+
+from cryoforge.hyptest.null import fit_kde, in_rejection_region, log_prior, rejection_sample
+
+
+def test_kde_bandwidth_is_chosen_by_cross_validation():
+    from sklearn.model_selection import KFold
+    from sklearn.neighbors import KernelDensity
+
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(120, 4)) * 0.3
+    grid = [0.03, 0.1, 0.2, 0.4, 1.0, 3.0]
+    kde = fit_kde(codes, grid)
+
+    def cv_loglik(bw):
+        return np.mean([KernelDensity(bandwidth=bw).fit(codes[tr]).score(codes[te])
+                        for tr, te in KFold(3).split(codes)])
+
+    assert kde.bandwidth == grid[int(np.argmax([cv_loglik(b) for b in grid]))]
+    assert fit_kde(codes * 10).bandwidth > 3 * fit_kde(codes).bandwidth  # the default grid scales with the data
+
+
+def test_rejection_sampling_never_returns_codes_inside_the_region():
+    rng = np.random.default_rng(1)
+    kde = fit_kde(rng.normal(size=(60, 3)) * 0.4 + 0.3)
+    ns = rejection_sample(kde, 300, 3, prior=5.0, seed=2, batch=256)
+    assert len(ns.z) == 300 and ns.rejected > 0 and ns.drawn == 300 + ns.rejected
+    assert not in_rejection_region(ns.z.numpy(), kde, 5.0).any()
+    again = rejection_sample(kde, 300, 3, prior=5.0, seed=2, batch=256)
+    assert torch.equal(ns.z, again.z)
+    z = np.zeros((1, 3))
+    assert log_prior(z)[0] == pytest.approx(-1.5 * np.log(2 * np.pi))
+    with pytest.raises(ValueError, match="positive"):
+        in_rejection_region(z, kde, 0.0)

@@ -1,0 +1,51 @@
+"""Tests of :mod:`cryoforge.cli`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from cryoforge import cli
+from cryoforge.cli import main
+from cryoforge.io import write_mrc
+
+
+def test_cli_info_fsc_sample(tmp_path, capsys):
+    assert cli.main(["sample", str(tmp_path), "--size", "32", "--snr", "2"]) == 0
+    assert cli.main(["info", str(tmp_path / "phantom.mrc")]) == 0
+    out = capsys.readouterr().out
+    assert "(32, 32, 32)" in out and "x 2 Å" in out
+    js = tmp_path / "fsc.json"
+    png = tmp_path / "fsc.png"
+    assert cli.main(["fsc", str(tmp_path / "phantom_half1.mrc"), str(tmp_path / "phantom_half2.mrc"),
+                     "--json", str(js), "--plot", str(png), "--mask-radius", "24"]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads(js.read_text())
+    assert f"resolution at FSC=0.143: {rep['resolution_0.143_A']:.2f} Å" in out
+    assert 4.0 <= rep["resolution_0.143_A"] < 30
+    assert png.stat().st_size > 10_000
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "fake.mrc").write_text("not an mrc\n" * 50)
+    assert cli.main(["info", str(tmp_path / "fake.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cryoforge info: error: fake.mrc: not a readable MRC file") and "Traceback" not in err
+    write_mrc(tmp_path / "a.mrc", np.zeros((8, 8, 10)), 1.0)
+    assert cli.main(["fsc", str(tmp_path / "a.mrc"), str(tmp_path / "a.mrc")]) == 2
+    assert "cubic" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    r = subprocess.run([sys.executable, "-m", "cryoforge.cli", "--help"], capture_output=True, text=True, check=True)
+    for cmd in ("info", "fsc", "sample", "view"):
+        assert cmd in r.stdout
+
+
+def test_info_calls_a_stack_of_volumes_a_volume_stack(tmp_path, capsys):
+    from cryoforge.io.mrc import write_mrc
+
+    write_mrc(tmp_path / "v.mrc", np.zeros((5, 8, 8, 8), np.float32), 2.0)
+    assert main(["info", str(tmp_path / "v.mrc")]) == 0
+    assert "volume stack (N, Z, Y, X)" in capsys.readouterr().out

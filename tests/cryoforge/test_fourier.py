@@ -1,0 +1,94 @@
+"""Tests of :mod:`cryoforge.fourier`."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from cryoforge.fourier import bfactor, fourier_shift, freq_radius, gaussian_filter, lowpass, normalize, spherical_mask
+from cryoforge.geometry import transform_volumes
+
+
+def _gaussian(n, centre_xyz, sigma):
+    p = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float64)] * 3, indexing="ij")[::-1], -1)
+    return torch.exp(-((p - torch.tensor(centre_xyz, dtype=torch.float64)) ** 2).sum(-1) / (2 * sigma**2))
+
+
+def test_integer_fourier_shift_is_a_roll():
+    v = torch.randn(12, 16, 20, generator=torch.Generator().manual_seed(0))
+    out = fourier_shift(v, (3.0, -2.0, 5.0))  # (x, y, z)
+    np.testing.assert_allclose(out.numpy(), torch.roll(v, (5, -2, 3), dims=(0, 1, 2)).numpy(), atol=1e-5)
+
+
+def test_subvoxel_shift_of_gaussian_is_exact():
+    n, c, t = 32, (16.0, 16.0, 16.0), (0.4, -1.3, 2.7)
+    v = _gaussian(n, c, 2.0).float()
+    expected = _gaussian(n, [ci + ti for ci, ti in zip(c, t, strict=True)], 2.0).float()
+    np.testing.assert_allclose(fourier_shift(v, torch.tensor(t)).numpy(), expected.numpy(), atol=1e-5)
+    # trilinear interpolation in grid_sample agrees up to its smoothing
+    b = transform_volumes(v, shifts=torch.tensor(t))
+    assert torch.corrcoef(torch.stack([b.flatten(), expected.flatten()]))[0, 1] > 0.995
+
+
+def test_batched_fourier_shift():
+    v = torch.randn(2, 8, 8, 8)
+    out = fourier_shift(v, torch.tensor([[1.0, 0, 0], [0, 0, 2.0]]))
+    assert torch.allclose(out[0], torch.roll(v[0], 1, 2), atol=1e-5)
+    assert torch.allclose(out[1], torch.roll(v[1], 2, 0), atol=1e-5)
+
+
+def test_lowpass_removes_power_beyond_cutoff():
+    v = torch.randn(32, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = lowpass(v, resolution=8.0, voxel_size=2.0)
+    power = torch.abs(torch.fft.rfftn(out)) ** 2
+    k = freq_radius(v.shape, 2.0, rfft=True)
+    assert power[k > 1 / 8.0].max() < 1e-6
+    assert power[k < 1 / 10.0].mean() > 1.0
+
+
+def test_gaussian_filter_matches_scipy():
+    v = torch.randn(24, 24, 24, generator=torch.Generator().manual_seed(0))
+    sigma_a, vs = 3.0, 1.5
+    ours = gaussian_filter(v, sigma_a, vs).numpy()
+    ref = ndimage.gaussian_filter(v.numpy(), sigma_a / vs, mode="wrap", truncate=8)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_bfactor_envelope():
+    v = torch.randn(16, 16, 16)
+    out = bfactor(v, 100.0, 2.0)
+    k = freq_radius(v.shape, 2.0, rfft=True)
+    ratio = torch.abs(torch.fft.rfftn(out)) / torch.abs(torch.fft.rfftn(v))
+    np.testing.assert_allclose(ratio.numpy(), torch.exp(-100 * k**2 / 4).numpy(), rtol=1e-3)
+
+
+def test_normalize_in_mask_and_batched():
+    v = torch.randn(3, 16, 16, 16) * 5 + 2
+    out = normalize(v)
+    assert torch.allclose(out.mean((1, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(out.std((1, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+    m = spherical_mask((16, 16, 16), 5)
+    o = normalize(v[0], m)[m > 0]
+    assert o.mean().abs() < 1e-5 and abs(o.std(unbiased=False).item() - 1) < 1e-4
+
+
+def test_spherical_mask_volume_and_soft_edge():
+    m = spherical_mask((64, 64, 64), 20.0)
+    assert m.sum().item() == pytest.approx(4 / 3 * math.pi * 20**3, rel=0.01)
+    s = spherical_mask((64, 64, 64), 20.0, soft_edge=6.0)
+    assert s[32, 32, 32] == 1.0 and s[32, 32, 32 + 26] == 0.0
+    assert 0.4 < s[32, 32, 32 + 23].item() < 0.6  # half way through the edge
+
+
+def test_image_stack_is_filtered_per_image_with_ndim_2():
+    stack = torch.zeros(3, 32, 32)
+    stack[1, 16, 16] = 1.0  # an impulse in image 1 only
+    out = lowpass(stack, resolution=8.0, voxel_size=2.0, ndim=2)
+    assert out[0].abs().max() < 1e-6 and out[2].abs().max() < 1e-6  # no leakage between images
+    np.testing.assert_allclose(out[1].numpy(), lowpass(stack[1], 8.0, 2.0).numpy(), atol=1e-6)
+    norm = normalize(torch.randn(4, 16, 16) * 3 + 1, ndim=2)
+    assert torch.allclose(norm.mean((1, 2)), torch.zeros(4), atol=1e-5)
+    with pytest.raises(ValueError, match="ndim"):
+        lowpass(stack, 8.0, ndim=4)

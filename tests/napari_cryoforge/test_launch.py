@@ -1,0 +1,46 @@
+"""Tests of :mod:`napari_cryoforge.launch` (``cryoforge view``)."""
+
+import pytest
+
+
+def test_open_viewer_docks_inspector(qtbot):
+    from napari_cryoforge.launch import open_viewer
+    from napari_cryoforge.widgets.explorer import LatentExplorer
+    from napari_cryoforge.widgets.inspector import VolumeInspector
+    from napari_cryoforge.widgets.simulate import SimulateWidget
+
+    viewer, dock, simulate, align, hyptest, explorer = open_viewer(sample=True, show=False)
+    try:
+        assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
+        assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
+        assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
+            ly.name for ly in viewer.layers}
+        assert hyptest.layer.currentText().startswith("s_b")
+        assert dock.map_a.count() == 3 and dock.map_a.currentText() != dock.map_b.currentText()
+    finally:
+        viewer.close()
+
+
+@pytest.mark.canvas
+def test_each_view_flag_brings_its_dock_to_the_front(qtbot):
+    from argparse import Namespace
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_cryoforge.launch import FLAG_DOCKS, front_dock, open_viewer
+
+    viewer, *docks = open_viewer(sample=True, show=True)
+    try:
+        def on_top():
+            qtbot.wait(20)  # the event loop runs: what the samples' layers do to the docks happens here
+            QApplication.processEvents()
+            return [d for d in docks if not d.parentWidget().visibleRegion().isEmpty()]
+
+        # as `cryoforge view --sample --fsc` does it: raised before the loop has run once
+        assert front_dock(Namespace(fsc=True), docks) is docks[0] and on_top() == [docks[0]]
+        assert front_dock(Namespace(), docks) is docks[0] and on_top() == [docks[0]]  # no flag: the inspector
+        for flag, dock in zip(FLAG_DOCKS, docks, strict=True):
+            assert front_dock(Namespace(**{flag: True}), docks) is dock
+            assert on_top() == [dock], flag
+    finally:
+        viewer.close()
