@@ -13,14 +13,15 @@ from cryoforge.drgn.data import ht2_center
 from cryoforge.drgn.model import lattice_coords
 from cryoforge.drgn.posesearch import HartleySlices
 from cryoforge.fourier import gaussian_filter
-from cryoforge.hyptest.wgan import WGANConfig
+from cryoforge.hyptest.config import WGANConfig
 from cryoforge.io.mrc import read_mrc
 from cryoforge.io.particles import read_particle_metadata
 from cryoforge.io.star import StarWarning
 from cryoforge.multicryogan.data import ParticleStack
 from cryoforge.multicryogan.projector import gaussian_blobs
 from cryoforge.sim.density import model_to_density
-from cryoforge.sim.particles import Ensemble, ParticleParams, simulate_particles_job
+from cryoforge.sim.params import ParticleParams
+from cryoforge.sim.particles import Ensemble, simulate_particles_job
 from cryoforge.sim.phantoms import phantom_model
 
 TESTS = Path(__file__).resolve().parent

@@ -1,7 +1,7 @@
 """The engine's layer table, enforced on every import (function-local ones included), and no import cycles.
 
 Primitives (one layer, any order among them but no cycle): conventions, geometry, so3, fourier, ctf,
-correlation, search, metrics, gan, rng, latent (the Manifold protocol), resources, cliargs, plots, phantom, samples,
+correlation, search, metrics, gan, rng, lazy, latent (the Manifold protocol), resources, cliargs, plots, phantom, samples,
 io, jobs. Data: sim (imports primitives only). Families — align, hyptest, drgn, multicryogan — import the
 primitives, sim and themselves, never each other. Top: the manifold registry, the benches (hub and core bench) and the CLI, which
 may import anything. No module imports a CLI module except the CLI itself; the napari layer imports no CLI module
@@ -21,7 +21,7 @@ SRC = ROOT / "src" / "cryoforge"
 PLUGIN = ROOT / "napari_cryoforge"
 
 PRIMITIVES = {"cryoforge", "conventions", "geometry", "so3", "fourier", "ctf", "correlation", "search", "metrics",
-              "gan", "latent", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
+              "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
 FAMILIES = {"align", "hyptest", "drgn", "multicryogan"}
 TOP = {"manifold", "bench", "bench_core", "cli"}

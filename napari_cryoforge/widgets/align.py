@@ -245,7 +245,8 @@ class AlignWidget(JobDock):
             self.err_canvas.draw_idle()
 
     def average(self):
-        from cryoforge.align.average import AverageConfig, average_dataset_job
+        from cryoforge.align.average import average_dataset_job
+        from cryoforge.align.config import AverageConfig
 
         if self._busy():
             return
@@ -285,9 +286,9 @@ class AlignWidget(JobDock):
         report_info(f"Average of {result['report']['n']} subtomograms: gold-standard FSC 0.143 at {res:.1f} Å")
 
     def train(self):
+        from cryoforge.align.config import GumNetConfig, TrainConfig
         from cryoforge.align.data import load_maps
-        from cryoforge.align.gumnet import GumNetConfig
-        from cryoforge.align.train import TrainConfig, train_gumnet_job
+        from cryoforge.align.train import train_gumnet_job
 
         if self._busy():
             return

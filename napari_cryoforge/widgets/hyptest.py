@@ -169,7 +169,8 @@ class HypTestWidget(JobDock):
         return data, first, mask, truths, voxel_size_of(ly)
 
     def _get_tester(self):
-        from cryoforge.hyptest.montecarlo import HypothesisTester, HypTestConfig
+        from cryoforge.hyptest.config import HypTestConfig
+        from cryoforge.hyptest.montecarlo import HypothesisTester
         from cryoforge.hyptest.templates import read_template_set
         from cryoforge.samples import HYPTEST_MODEL, sample_path
 

@@ -112,9 +112,9 @@ class McganWidget(JobDock):
 
     # ------------------------------------------------------------------ training
     def train(self):
+        from cryoforge.multicryogan.config import McganConfig, McganTrainConfig
         from cryoforge.multicryogan.data import load_stack
-        from cryoforge.multicryogan.model import McganConfig
-        from cryoforge.multicryogan.train import McganTrainConfig, train_mcgan_job
+        from cryoforge.multicryogan.train import train_mcgan_job
 
         if self._busy():
             return

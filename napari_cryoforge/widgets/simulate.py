@@ -190,7 +190,7 @@ class SimulateWidget(JobDock):
         return MapSpec(self.box.value(), self.voxel.value(), method, res)
 
     def tomo_params(self):
-        from cryoforge.sim.tomo import TomoParams
+        from cryoforge.sim.params import TomoParams
 
         return TomoParams(voxel_size=self.voxel.value(), tilt_step=self.tilt_step.value(), voltage=self.voltage.value(),
                           cs=self.cs.value(), amplitude_contrast=self.amp_contrast.value(),
@@ -199,7 +199,7 @@ class SimulateWidget(JobDock):
                           reconstruction=self.reconstruction.currentText()).validate()
 
     def particle_params(self):
-        from cryoforge.sim.particles import ParticleParams
+        from cryoforge.sim.params import ParticleParams
 
         return ParticleParams(pixel_size=self.voxel.value(), voltage=self.voltage.value(), cs=self.cs.value(),
                               amplitude_contrast=self.amp_contrast.value(),

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.hyptest.train import GANTrainConfig, RegressorTrainConfig, train_regressor_job, train_wgan_job
+from cryoforge.hyptest.config import GANTrainConfig, RegressorTrainConfig
+from cryoforge.hyptest.train import train_regressor_job, train_wgan_job
 from cryoforge.io.mrc import read_mrc
 from cryoforge.samples import sample_path
 from cryoforge.sim.density import model_to_density

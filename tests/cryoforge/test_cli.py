@@ -49,3 +49,53 @@ def test_info_calls_a_stack_of_volumes_a_volume_stack(tmp_path, capsys):
     write_mrc(tmp_path / "v.mrc", np.zeros((5, 8, 8, 8), np.float32), 2.0)
     assert main(["info", str(tmp_path / "v.mrc")]) == 0
     assert "volume stack (N, Z, Y, X)" in capsys.readouterr().out
+
+
+def test_building_the_cli_imports_no_torch():
+    """The configs the CLI takes its defaults from are plain dataclasses: ``cryoforge --help`` stays quick."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cryoforge.cli import build_parser\nbuild_parser()\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'napari', 'qtpy'))\n"
+            "assert not heavy, heavy[:5]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_defaults_are_the_configs_defaults():
+    from cryoforge.align.config import AverageConfig, GumNetConfig, TrainConfig
+    from cryoforge.cli import build_parser
+    from cryoforge.drgn.config import DrgnTrainConfig, PoseSearchConfig
+    from cryoforge.hyptest.config import GANTrainConfig, HypTestConfig, RegressorTrainConfig, WGANConfig
+    from cryoforge.multicryogan.config import McganConfig, McganTrainConfig
+
+    parser = build_parser()
+    cases = [
+        (["align", "train", "--checkpoint", "x"], GumNetConfig(), {"pooling": "pooling", "rotation": "rotation"}),
+        (["align", "train", "--checkpoint", "x"], TrainConfig(),
+         {"batch": "batch", "lr": "lr", "curriculum": "curriculum_steps", "loss": "loss", "snr": "snrs",
+          "val_pairs": "val_pairs", "seed": "seed"}),
+        (["align", "average", "d", "--out", "o"], AverageConfig(),
+         {"iterations": "iterations", "global_iterations": "global_iterations", "lowpass": "lowpass"}),
+        (["hyptest", "train-gan", "--checkpoint", "x"], WGANConfig(), {"width": "width", "zdim": "zdim"}),
+        (["hyptest", "train-gan", "--checkpoint", "x"], GANTrainConfig(),
+         {"batch": "batch", "lr": "lr", "rotations": "rotations", "n_critic": "n_critic", "seed": "seed"}),
+        (["hyptest", "train-regressor", "--checkpoint", "x", "--gan", "g"], RegressorTrainConfig(),
+         {"batch": "batch", "lr": "lr", "rotations": "rotations"}),
+        (["hyptest", "test", "s"], HypTestConfig(), {"n_pseudo": "n_pseudo", "prior": "prior", "alpha": "alpha"}),
+        (["drgn", "train", "p", "--checkpoint", "x"], DrgnTrainConfig(),
+         {"zdim": "zdim", "layers": "players", "dim": "pdim", "domain": "domain", "pe_type": "pe_type",
+          "batch": "batch", "lr": "lr", "seed": "seed"}),
+        (["drgn", "train", "p", "--checkpoint", "x"], PoseSearchConfig(),
+         {"pretrain": "pretrain_images", "ps_every": "every_epochs", "l_start": "l_start",
+          "l_ramp_epochs": "ramp_epochs", "t_extent": "t_extent", "t_ngrid": "t_ngrid"}),
+        (["mcgan", "train", "p", "--checkpoint", "x"], McganConfig(),
+         {"prior": "prior", "zdim": "zdim", "gwidth": "gwidth", "cwidth": "cwidth", "mapping": "mapping"}),
+        (["mcgan", "train", "p", "--checkpoint", "x"], McganTrainConfig(),
+         {"batch": "batch", "poses": "poses", "n_critic": "n_critic", "lr": "lr", "max_shift": "max_shift",
+          "seed": "seed"}),
+    ]
+    for argv, cfg, fields in cases:
+        args = parser.parse_args(argv)
+        for dest, name in fields.items():
+            assert getattr(args, dest) == getattr(cfg, name), (argv[:2], dest)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cryoforge.gan import gradient_penalty
-from cryoforge.multicryogan.model import Critic, McganConfig
+from cryoforge.multicryogan.config import McganConfig
+from cryoforge.multicryogan.model import Critic
 
 
 class HalfSquare(torch.nn.Module):

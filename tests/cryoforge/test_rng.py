@@ -34,8 +34,8 @@ def test_library_code_never_seeds_the_global_generator():
 def test_trainers_initialise_from_their_seed():
     import numpy as np
 
-    from cryoforge.align.gumnet import GumNetConfig
-    from cryoforge.align.train import GumNetTrainer, TrainConfig
+    from cryoforge.align.config import GumNetConfig, TrainConfig
+    from cryoforge.align.train import GumNetTrainer
 
     maps = np.zeros((1, 32, 32, 32), np.float32)
     w = [next(GumNetTrainer(GumNetConfig.preset("small", box=32), TrainConfig(seed=s), maps).model.parameters())

@@ -14,7 +14,6 @@ the same frame. Poses: ``subtomo_i ≈ T(R_i, t_i) average``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
@@ -24,23 +23,11 @@ from ..fourier import downsample, to_rfft_layout, upsample
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
+from .config import AverageConfig
 from .warp import rotate_fourier_masks, warp_inverse
 
 REFINE_LEVELS = ((4.0, 1, False), (1.5, 1, True), (0.6, 1, True))
 GLOBAL_LEVELS = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True))  # after the global grid
-
-
-@dataclass
-class AverageConfig:
-    """Reference-free averaging: iterations (global searches first, then local), the global grid, the low-pass."""
-
-    iterations: int = 8
-    global_iterations: int = 3  # iterations that search all of SO(3); the later ones refine locally
-    seed: int = 0
-    lowpass: float = 0.0  # Å; 0: follow the last gold-standard resolution
-    global_rotations: int = 1000
-    candidates: int = 2
-    epsilon: float = 0.05  # Wiener-like regularisation, fraction of the mean weight
 
 
 @overload
@@ -156,8 +143,8 @@ def ctf_transfer(params, defocus, n: int, device=None) -> torch.Tensor:
 
 def average_dataset_job(dataset, cfg: AverageConfig | None = None, side: str = "b", device: str = "cpu"):
     """:func:`average_job` on one side of a pair dataset; CTF weighting when it was phase-flipped."""
+    from ..sim.params import TomoParams
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
-    from ..sim.tomo import TomoParams
 
     ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
     vols = ds.s_a if side == "a" else ds.s_b

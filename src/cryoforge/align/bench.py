@@ -22,9 +22,10 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..jobs.runner import drive
 from ..metrics import GOLD_STANDARD, fsc
 from ..search import SearchConfig, classical_align
+from ..sim.params import TomoParams
 from ..sim.subtomo import dataset_masks
-from ..sim.tomo import TomoParams
-from .average import AverageConfig, average_dataset_job, warp_fine
+from .average import average_dataset_job, warp_fine
+from .config import AverageConfig
 from .data import simulate_pairs
 from .pipeline import align_pairs_job
 

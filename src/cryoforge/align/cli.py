@@ -11,9 +11,9 @@ METHODS = ("gumnet", "classical", "hybrid")
 
 def _cmd_train(args) -> int:
     from ..jobs.trainer import train_cli
+    from .config import GumNetConfig, TrainConfig
     from .data import load_maps
-    from .gumnet import GumNetConfig
-    from .train import TrainConfig, train_gumnet_job
+    from .train import train_gumnet_job
 
     maps, names = load_maps(args.maps)
     net = GumNetConfig.preset(args.preset, box=maps.shape[-1], pooling=args.pooling, correlation=args.correlation,
@@ -50,7 +50,8 @@ def _cmd_average(args) -> int:
     from ..io.atomic import atomic_dir, check_output_dir
     from ..io.mrc import write_mrc
     from ..jobs import run_cli
-    from .average import AverageConfig, average_dataset_job
+    from .average import average_dataset_job
+    from .config import AverageConfig
 
     out = check_output_dir(args.out, "average.json")  # before the work, not after it
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
@@ -80,28 +81,35 @@ def register(sub) -> None:
     p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
     s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)
 
+    from .config import CORRELATIONS, LOSSES, POOLINGS, PRESETS, ROTATIONS, AverageConfig, GumNetConfig, TrainConfig
+
+    net, train, avg = GumNetConfig(), TrainConfig(), AverageConfig()
     t = s.add_parser("train", help="train Gum-Net without supervision on pairs simulated from maps")
     t.add_argument("--maps", help="pair-dataset folder or MRC (stack) of maps (default: the shipped 5 maps)")
     t.add_argument("--checkpoint", required=True, help="checkpoint file (resumed when it exists)")
-    t.add_argument("--preset", default="small", help="architecture: paper, compact, small, tiny (default small)")
-    t.add_argument("--pooling", default="dct", choices=["dct", "max", "avg"], help="ablations MP/AP: max, avg")
-    t.add_argument("--correlation", default="siamese", choices=["siamese", "single"], help="ablation SC: single")
-    t.add_argument("--rotation", default="axis_angle", choices=["axis_angle", "zyz"],
-                   help="rotation output: rotation vector (default) or the paper's ZYZ angles")
-    t.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
+    t.add_argument("--preset", default="small", choices=list(PRESETS), help="architecture (default %(default)s)")
+    t.add_argument("--pooling", default=net.pooling, choices=POOLINGS,
+                   help="ablations MP/AP: max, avg (default %(default)s)")
+    t.add_argument("--correlation", default=net.correlation, choices=CORRELATIONS,
+                   help="ablation SC: single (default %(default)s)")
+    t.add_argument("--rotation", default=net.rotation, choices=ROTATIONS,
+                   help="rotation output: axis_angle (a rotation vector) or the paper's zyz angles (default %(default)s)")
+    t.add_argument("--steps", type=int, default=2000, help="optimisation steps (default %(default)s)")
     t.add_argument("--max-minutes", type=float, help="stop (validated and checkpointed) after this much training time")
-    t.add_argument("--batch", type=int, default=16, help="pairs per step (default 16)")
-    t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
-    t.add_argument("--curriculum", type=int, default=1500,
-                   help="steps over which pair rotations/shifts grow from 15°/1 voxel to 180°/7 voxels (0: off)")
-    t.add_argument("--loss", default="constrained", choices=["constrained", "imputed"],
-                   help="constrained: correlation over the sampled Fourier region (default); imputed: the paper's")
-    t.add_argument("--snr", type=float, nargs="+", default=[100.0, 0.1, 0.03], help="SNRs cycled per step")
-    t.add_argument("--val-pairs", type=int, default=48, help="held-out validation pairs (default 48)")
+    t.add_argument("--batch", type=int, default=train.batch, help="pairs per step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--curriculum", type=int, default=train.curriculum_steps,
+                   help="steps over which pair rotations/shifts grow from 15°/1 voxel to 180°/7 voxels (0: off; "
+                        "default %(default)s)")
+    t.add_argument("--loss", default=train.loss, choices=LOSSES,
+                   help="constrained: correlation over the sampled Fourier region; imputed: the paper's "
+                        "(default %(default)s)")
+    t.add_argument("--snr", type=float, nargs="+", default=train.snrs, help="SNRs cycled per step (default %(default)s)")
+    t.add_argument("--val-pairs", type=int, default=train.val_pairs, help="held-out validation pairs (default %(default)s)")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--validate-every", type=int, default=100)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=train.seed, help="seed of the data and the initial weights (default %(default)s)")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_train)
 
@@ -127,11 +135,12 @@ def register(sub) -> None:
     a = s.add_parser("average", help="reference-free iterative averaging with gold-standard half sets")
     a.add_argument("dataset", help="pair-dataset folder (its s_b subtomograms are averaged)")
     a.add_argument("--side", choices=["a", "b"], default="b", help="which subtomograms of the pairs (default b)")
-    a.add_argument("--iterations", type=int, default=8, help="alignment/averaging iterations (default 8)")
-    a.add_argument("--global-iterations", type=int, default=3,
-                   help="first iterations that search all rotations; later ones refine locally (default 3)")
-    a.add_argument("--lowpass", type=non_negative("Å"), default=0.0, help="alignment low-pass in Å (0: from the FSC)")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--iterations", type=int, default=avg.iterations,
+                   help="alignment/averaging iterations (default %(default)s)")
+    a.add_argument("--global-iterations", type=int, default=avg.global_iterations,
+                   help="first iterations that search all rotations; later ones refine locally (default %(default)s)")
+    a.add_argument("--lowpass", type=non_negative("Å"), default=avg.lowpass, help="alignment low-pass in Å (0: from the FSC)")
+    a.add_argument("--seed", type=int, default=avg.seed, help="seed of the half-set split (default %(default)s)")
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")
     a.set_defaults(func=_cmd_average)

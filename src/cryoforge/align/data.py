@@ -12,8 +12,9 @@ import torch
 from ..io.mrc import read_mrc
 from ..jobs import Result
 from ..samples import SUBTOMO_PAIRS, sample_path
+from ..sim.params import TomoParams
 from ..sim.subtomo import PairDataset, simulate_pairs_job
-from ..sim.tomo import TomoParams, tilt_range_from_wedge
+from ..sim.tomo import tilt_range_from_wedge
 
 
 def simulate_pairs(maps, n_pairs: int, params: TomoParams, seed: int, wedge_a: float = 0.0, wedge_b: float = 30.0,

@@ -28,72 +28,14 @@ at the box it was trained for.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..fourier import centred_fft, centred_ifft
+from .config import LOSSES, GumNetConfig, pool_sizes
 from .dct import SpectralPool3d
 from .warp import impute_wedge, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
-
-POOLINGS = ("dct", "max", "avg")
-CORRELATIONS = ("siamese", "single")
-# (output size / input size, kept coefficients / output size) of the four pooling layers at 32³
-_POOL_RATIOS = ((26 / 30, 22 / 26), (18 / 24, 15 / 18), (12 / 16, 10 / 12), (8 / 10, 7 / 8))
-PRESETS = {
-    "paper": {"width": 32, "head_channels": 1024, "fc_hidden": 2000},
-    "compact": {"width": 16, "head_channels": 64, "fc_hidden": 256},
-    "small": {"width": 8, "head_channels": 32, "fc_hidden": 256},
-    "tiny": {"width": 4, "head_channels": 8, "fc_hidden": 32},
-}
-
-
-@dataclass
-class GumNetConfig:
-    """Architecture of a Gum-Net; ``box`` is the cubic input size it accepts."""
-
-    box: int = 32
-    width: int = 8
-    head_channels: int = 32
-    fc_hidden: int = 256
-    pooling: str = "dct"
-    correlation: str = "siamese"
-    rotation: str = "axis_angle"  # or "zyz" (the reference code's; see warp.params_to_pose)
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> GumNetConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown Gum-Net preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> GumNetConfig:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}")
-        if self.rotation not in ("axis_angle", "zyz"):
-            raise ValueError(f"rotation must be 'axis_angle' or 'zyz'; got {self.rotation!r}")
-        if self.correlation not in CORRELATIONS:
-            raise ValueError(f"correlation must be one of {CORRELATIONS}; got {self.correlation!r}")
-        pool_sizes(self.box)
-        return self
-
-
-def pool_sizes(box: int) -> list[tuple[int, int, int]]:
-    """``(input, output, kept)`` sizes of the four pooling layers and the final feature size for ``box``."""
-    sizes, n = [], box
-    for out_ratio, keep_ratio in _POOL_RATIOS:
-        n -= 2  # valid 3×3×3 convolution
-        out = max(1, round(n * out_ratio))
-        sizes.append((n, out, max(1, round(out * keep_ratio))))
-        n = out
-    final = n - 2
-    if final < 5:
-        raise ValueError(f"Gum-Net needs a box of at least 28 voxels (its 3×3×3 head needs ≥ 5³ features); got {box}")
-    return sizes
 
 
 def feature_size(box: int) -> int:
@@ -202,7 +144,6 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(dims, keepdim=True)) / (x.std(dims, keepdim=True) + 1e-6)
 
 
-LOSSES = ("constrained", "imputed")
 
 
 def gumnet_loss(model: GumNet, s_a, s_b, mask_b, loss: str = "constrained") -> torch.Tensor:

@@ -9,7 +9,7 @@ translation error (voxels) against the truth, which training itself never sees.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -19,29 +19,15 @@ from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import train_job
 from ..rng import seeded
-from ..sim.tomo import TomoParams, centred_wedge
+from ..sim.params import TomoParams
+from ..sim.tomo import centred_wedge
+from .config import GumNetConfig, TrainConfig
 from .data import curriculum, simulate_pairs, training_batch
-from .gumnet import GumNet, GumNetConfig, gumnet_loss, standardize
+from .gumnet import GumNet, gumnet_loss, standardize
 from .warp import params_to_pose
 
 KIND = "gumnet"
 ARCH_KEYS = ("box", "width", "head_channels", "fc_hidden", "pooling", "correlation", "rotation")
-
-
-@dataclass
-class TrainConfig:
-    """Training settings (the data: ``maps`` given separately; ``tomo`` is the simulator's TomoParams)."""
-
-    batch: int = 16
-    lr: float = 3e-4
-    curriculum_steps: int = 1500  # relative rotations/shifts ramp from 15°/1 voxel to 180°/max_shift (0: off)
-    loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
-    snrs: list = field(default_factory=lambda: [100.0, 0.1, 0.03])
-    wedge_b: float = 30.0
-    max_shift: float = 7.0
-    seed: int = 0
-    val_pairs: int = 48
-    tomo: dict = field(default_factory=lambda: asdict(TomoParams()))
 
 
 class GumNetTrainer:

@@ -1,10 +1,14 @@
-"""cryoDRGN (seed 003): coordinate-based decoders compatible with cryoDRGN's weights, safe readers for its files,
-and :class:`DrgnManifold`, which opens a trained run for the latent explorer, movies and analysis."""
+"""cryoDRGN (seed 003): coordinate-based decoders compatible with cryoDRGN's weights, training with known poses or
+pose search, and :class:`DrgnManifold`, which opens a trained run for the latent explorer, movies and analysis.
+cryoDRGN's pickles are read by :mod:`cryoforge.io.pickles`. Importing this package does not import torch (the CLI
+takes its defaults from :mod:`.config`); the names below load on first use.
+"""
 
-from ..io.pickles import load_ctf, load_poses, load_weights, load_z
-from .model import CoordinateDecoder, decode_hartley, hartley_to_volume, htn_center, ihtn_center, lattice_coords
-from .run import DrgnManifold, find_run_files, load_config
+from ..lazy import lazy_exports
 
-__all__ = ["CoordinateDecoder", "DrgnManifold", "decode_hartley", "find_run_files", "hartley_to_volume",
-           "htn_center", "ihtn_center", "lattice_coords", "load_config", "load_ctf", "load_poses", "load_weights",
-           "load_z"]
+_EXPORTS = {"CoordinateDecoder": "model", "decode_hartley": "model", "hartley_to_volume": "model",
+            "htn_center": "model", "ihtn_center": "model", "lattice_coords": "model",
+            "DrgnManifold": "run", "find_run_files": "run", "load_config": "run"}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

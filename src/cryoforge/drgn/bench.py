@@ -27,7 +27,8 @@ from ..jobs import Log, Metrics, Progress, Result
 def _images(ens, n, voxel, snr, max_shift, seed):
     """A simulated stack as :class:`ParticleImages` with its poses (cryoDRGN convention) and the conformations."""
     from ..jobs.runner import drive
-    from ..sim.particles import ParticleParams, simulate_particles_job
+    from ..sim.params import ParticleParams
+    from ..sim.particles import simulate_particles_job
     from .data import ParticleImages
 
     images, meta, truth = drive(simulate_particles_job(ens, n, ParticleParams(pixel_size=voxel, snr=snr,
@@ -78,8 +79,9 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
     from scipy.stats import spearmanr
 
     from ..sim.adk import adk_ensemble
+    from .config import DrgnTrainConfig
     from .model import decode_volumes
-    from .train import DrgnTrainConfig, DrgnTrainer
+    from .train import DrgnTrainer
 
     if dataset:
         data, truth, ens = _stored(dataset)
@@ -119,8 +121,9 @@ def pose_search_run(device, n_images, box, voxel_size, snr, zdim, steps, batch, 
                     search):
     """Train ab initio (pose search) on a small AdK stack; pose errors and FSC to the middle conformation."""
     from ..sim.adk import adk_ensemble
-    from .poses import PoseSearchConfig, pose_errors
-    from .train import DrgnTrainConfig, DrgnTrainer
+    from .config import DrgnTrainConfig, PoseSearchConfig
+    from .poses import pose_errors
+    from .train import DrgnTrainer
 
     ens = adk_ensemble("continuous", box, voxel_size, structures)
     yield Log(f"pose search: simulating {n_images} particles at {box}², SNR {snr}")

@@ -21,7 +21,8 @@ import math
 import torch
 from torch import nn
 
-PE_TYPES = ("gaussian", "geom_ft", "geom_full", "geom_lowf", "geom_nohighf", "linear_lowf", "none")
+from .config import PE_TYPES
+
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 
 

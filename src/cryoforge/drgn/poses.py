@@ -14,36 +14,13 @@ trains on the whole circle throughout).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..conventions import random_rotations, rotation_angle_deg, rotation_frobenius
-
-
-@dataclass
-class PoseSearchConfig:
-    """Pose search schedule and grids (cryoDRGN's ``--ps-freq`` and friends): when to search, how finely, how often."""
-
-    pretrain_images: int = 10_000
-    every_epochs: float = 5.0  # cryoDRGN's --ps-freq
-    l_start: float = 12.0
-    l_end: float | None = None  # default D/2
-    ramp_epochs: float = 25.0
-    t_extent: float = 2.0  # pixels: round-0 shift grid over ±t_extent, refined each round
-    t_ngrid: int = 5
-    n_global: int = 4608
-    keep: int = 8
-    rounds: int = 5
-    band_loss: bool = True  # train on the frequencies the searches use (≤ their band limit) until the ramp ends
-
-    def shift_grid(self) -> np.ndarray:
-        if self.t_extent <= 0 or self.t_ngrid < 2:
-            return np.zeros((1, 2), np.float32)
-        a = np.linspace(-self.t_extent, self.t_extent, self.t_ngrid, dtype=np.float32)
-        return np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+from .config import PoseSearchConfig
 
 
 class PoseTable(nn.Module):

@@ -14,7 +14,7 @@ Poses the images carry are then only a reference: validation reports the found p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -24,37 +24,16 @@ from ..jobs import Preview
 from ..jobs.trainer import train_job
 from ..latent import Manifold
 from ..rng import seeded
+from .config import DrgnTrainConfig, PoseSearchConfig
 from .data import ParticleImages, translate_ht
 from .model import CoordinateDecoder, Encoder, decode_lowpass, decode_volumes
-from .poses import PoseSchedule, PoseSearchConfig, PoseTable, pose_errors
+from .poses import PoseSchedule, PoseTable, pose_errors
 from .posesearch import HartleySlices, pose_search
 
 KIND = "cryodrgn_vae"
 PREVIEW_BOX = 128  # validation previews of larger boxes are low-passed to this size (decode cost ∝ box³)
 ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "feat_sigma", "activation", "qlayers",
              "qdim", "encode_mode", "enc_mask")
-
-
-@dataclass
-class DrgnTrainConfig:
-    """cryoDRGN: decoder and encoder architecture (zdim, layers, widths, positional encoding), batch, lr, β, seed."""
-
-    zdim: int = 0
-    players: int = 3
-    pdim: int = 256
-    domain: str = "hartley"
-    pe_type: str = "gaussian"
-    pe_dim: int | None = None  # default D//2, as cryoDRGN
-    feat_sigma: float = 0.5
-    activation: str = "relu"
-    qlayers: int = 3
-    qdim: int = 256
-    encode_mode: str = "resid"
-    enc_mask: int | None = None  # encoder's circle radius in pixels (default D//2)
-    batch: int = 8
-    lr: float = 1e-4
-    beta: float | None = None
-    seed: int = 0
 
 
 def _decoder(cfg: dict) -> CoordinateDecoder:

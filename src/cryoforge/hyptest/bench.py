@@ -33,9 +33,11 @@ import torch
 from ..conventions import random_rotations
 from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
+from ..sim.params import TomoParams
 from ..sim.sources import MapSpec, load_map
-from ..sim.tomo import TomoParams, centred_wedge, simulate_subtomograms
-from .montecarlo import HypothesisTester, HypTestConfig, p_value
+from ..sim.tomo import centred_wedge, simulate_subtomograms
+from .config import HypTestConfig
+from .montecarlo import HypothesisTester, p_value
 from .null import fit_kde, rejection_sample, template_codes
 from .score import radial_transfer
 from .templates import bin_to_templates

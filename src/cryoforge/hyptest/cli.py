@@ -18,9 +18,9 @@ def _cmd_templates(args) -> int:
 
 def _cmd_train_gan(args) -> int:
     from ..jobs.trainer import train_cli
+    from .config import GANTrainConfig, WGANConfig
     from .templates import read_template_set
-    from .train import GANTrainConfig, train_wgan_job
-    from .wgan import WGANConfig
+    from .train import train_wgan_job
 
     maps, names, _ = read_template_set(args.templates)
     cfg = WGANConfig(box=maps.shape[-1], zdim=args.zdim, width=args.width)
@@ -33,8 +33,9 @@ def _cmd_train_gan(args) -> int:
 
 def _cmd_train_regressor(args) -> int:
     from ..jobs.trainer import train_cli
+    from .config import RegressorTrainConfig
     from .templates import read_template_set
-    from .train import RegressorTrainConfig, train_regressor_job
+    from .train import train_regressor_job
 
     maps, names, _ = read_template_set(args.templates)
     train = RegressorTrainConfig(batch=args.batch, lr=args.lr, rotations=args.rotations, seed=args.seed)
@@ -55,8 +56,8 @@ def _cmd_export(args) -> int:
 def _cmd_test(args) -> int:
     from ..jobs import run_cli
     from ..samples import HYPTEST_MODEL, sample_path
-    from .montecarlo import HypothesisTester, HypTestConfig, write_table
-    from .score import ScoreConfig
+    from .config import HypTestConfig, ScoreConfig
+    from .montecarlo import HypothesisTester, write_table
     from .subtomograms import read_subtomograms
     from .templates import bin_to_templates, read_template_set
 
@@ -101,17 +102,19 @@ def _cmd_test(args) -> int:
     return 0
 
 
-def _common_train(t, steps: int, every: int) -> None:
+def _common_train(t, steps: int, every: int, train) -> None:
+    """The options GAN and regressor training share; defaults from ``train`` (their training config)."""
     t.add_argument("--templates", help="template folder or MRC stack (default: the shipped known set)")
     t.add_argument("--checkpoint", required=True, help="checkpoint file (resumed when it exists)")
-    t.add_argument("--steps", type=int, default=steps, help=f"generator/regressor steps (default {steps})")
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    t.add_argument("--rotations", type=positive("rotations", int), default=200, help="rotated copies per template (default 200; paper 600)")
+    t.add_argument("--steps", type=int, default=steps, help="generator/regressor steps (default %(default)s)")
+    t.add_argument("--batch", type=int, default=train.batch, help="maps per step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--rotations", type=positive("rotations", int), default=train.rotations,
+                   help="rotated copies per template (default %(default)s; paper 600)")
     t.add_argument("--checkpoint-every", type=int, default=every)
     t.add_argument("--validate-every", type=int, default=every)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=train.seed, help="seed of the data and the initial weights (default %(default)s)")
     t.add_argument("--device", default="cpu")
 
 
@@ -128,15 +131,19 @@ def register(sub) -> None:
     t.add_argument("--out", required=True)
     t.set_defaults(func=_cmd_templates)
 
+    from .config import GANTrainConfig, HypTestConfig, RegressorTrainConfig, ScoreConfig, WGANConfig
+
+    net, gan, test, score = WGANConfig(), GANTrainConfig(), HypTestConfig(), ScoreConfig()
     t = s.add_parser("train-gan", help="train the 3D-WGAN-GP on rotated copies of the known templates")
-    _common_train(t, 1500, 50)
-    t.add_argument("--width", type=int, default=16, help="channels of the finest level, ×2 per level (default 16)")
-    t.add_argument("--zdim", type=int, default=100)
-    t.add_argument("--n-critic", type=int, default=10, help="critic steps per generator step (default 10)")
+    _common_train(t, 1500, 50, gan)
+    t.add_argument("--width", type=int, default=net.width,
+                   help="channels of the finest level, ×2 per level (default %(default)s)")
+    t.add_argument("--zdim", type=int, default=net.zdim, help="latent dimension (default %(default)s)")
+    t.add_argument("--n-critic", type=int, default=gan.n_critic, help="critic steps per generator step (default %(default)s)")
     t.set_defaults(func=_cmd_train_gan)
 
     t = s.add_parser("train-regressor", help="train the regressor (inverse generator) of a trained GAN")
-    _common_train(t, 1000, 100)
+    _common_train(t, 1000, 100, RegressorTrainConfig())
     t.add_argument("--gan", required=True, help="the GAN checkpoint (cryoforge hyptest train-gan)")
     t.set_defaults(func=_cmd_train_regressor)
 
@@ -152,10 +159,11 @@ def register(sub) -> None:
     t.add_argument("--model", help="regressor checkpoint holding the generator (default: the shipped one)")
     t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="tilt range of MRC input in degrees (default -60 60)")
-    t.add_argument("--n-pseudo", type=int, default=985, help="pseudo-complexes in the null set (default 985)")
-    t.add_argument("--prior", type=float, default=1.0, help="π of the rejection region (default 1)")
-    t.add_argument("--alpha", type=float, default=0.01, help="significance threshold (default 0.01)")
-    t.add_argument("--rotations", type=positive("rotations", int), default=4000, help="SO(3) grid of the coarse search (default 4000)")
+    t.add_argument("--n-pseudo", type=int, default=test.n_pseudo, help="pseudo-complexes in the null set (default %(default)s)")
+    t.add_argument("--prior", type=float, default=test.prior, help="π of the rejection region (default %(default)s)")
+    t.add_argument("--alpha", type=float, default=test.alpha, help="significance threshold (default %(default)s)")
+    t.add_argument("--rotations", type=positive("rotations", int), default=score.n_rotations,
+                   help="SO(3) grid of the coarse search (default %(default)s)")
     t.add_argument("--defocus", type=float, nargs="+", metavar="UM",
                    help="defocus of the phase-flipped subtomograms in µm (one value, or one per subtomogram): "
                         "templates are then scored through |CTF|·MTF, as the signal in the subtomograms is")
@@ -164,6 +172,6 @@ def register(sub) -> None:
     t.add_argument("--amplitude-contrast", type=float, default=0.07, help="with --defocus (default 0.07)")
     t.add_argument("--limit", type=positive("subtomograms", int), help="test only the first N subtomograms")
     t.add_argument("--out", help="decision table (.csv or .star)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=test.seed, help="seed of the null sample (default %(default)s)")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_test)

@@ -16,29 +16,17 @@ p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..jobs import Log, Preview, Progress, Result
+from .config import HypTestConfig, ScoreConfig
 from .null import fit_kde, rejection_sample, template_codes
-from .score import ScoreConfig, TemplateScorer, radial_profile
+from .score import TemplateScorer, radial_profile
 from .templates import check_templates
 from .wgan import generate
-
-
-@dataclass
-class HypTestConfig:
-    """Monte-Carlo test: null-set size, prior of the rejection region, KDE rotations, significance level, scoring."""
-
-    n_pseudo: int = 985  # pseudo-complexes in the null set (plus the K − 1 other known templates)
-    prior: float = 1.0  # π of the rejection region N(z) < π·E(z)
-    kde_rotations: int = 300  # rotations of C_I whose codes make the KDE
-    alpha: float = 0.01
-    seed: int = 0
-    score: dict = field(default_factory=lambda: asdict(ScoreConfig()))
 
 
 def check_resolution(n_null: int, alpha: float) -> None:

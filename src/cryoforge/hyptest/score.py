@@ -32,39 +32,13 @@ as pytom-match-pick applies the CTF to its template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..correlation import constrained_correlation
 from ..fourier import band_mask, crop_mask, downsample, freq_radius, half_weights, to_rfft_layout
 from ..geometry import transform_volumes
 from ..so3 import so3_grid
-
-
-@dataclass
-class ScoreConfig:
-    """Template scoring: coarse box and SO(3) grid, local refinement, band and shift limits."""
-
-    coarse_box: int = 16
-    n_rotations: int = 4000  # ≈ 11° spacing
-    band: float = 0.8  # fraction of Nyquist of the coarse box used in the coarse stage
-    candidates: int = 4
-    neighbours: int = 6  # grid neighbours tried around the best candidate (0: none)
-    fine_box: int | None = 24  # the fine stage works on Fourier-cropped volumes of this size (None: full size)
-    lowpass: float = 1.0  # fraction of Nyquist of the fine box
-    max_shift: float = 4.0  # voxels (full box)
-    chunk: int = 128  # templates per fine-stage batch
-    equalize: bool = True  # rescale every template to the scorer's radial amplitude ``profile`` (when one is given)
-
-    def validate(self, n: int) -> ScoreConfig:
-        if self.coarse_box > n or self.coarse_box < 8:
-            raise ValueError(f"coarse_box must be between 8 and the box size {n}; got {self.coarse_box}")
-        if self.fine_box is not None and not self.coarse_box <= self.fine_box:
-            raise ValueError(f"fine_box ({self.fine_box}) must be at least coarse_box ({self.coarse_box})")
-        if self.n_rotations < 1 or self.candidates < 1:
-            raise ValueError("n_rotations and candidates must be positive")
-        return self
+from .config import ScoreConfig
 
 
 def _shells(n: int, device=None) -> torch.Tensor:

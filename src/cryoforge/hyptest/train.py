@@ -13,7 +13,7 @@ Its checkpoint holds a copy of the generator, so one file serves the hypothesis 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import nn
@@ -24,25 +24,13 @@ from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import train_job
 from ..rng import seeded
+from .config import GANTrainConfig, RegressorTrainConfig, WGANConfig
 from .templates import check_templates, rotated_pool
-from .wgan import Critic, Generator, WGANConfig, generate, to_unit
+from .wgan import Critic, Generator, generate, to_unit
 
 KIND = "wgan3d"
 REGRESSOR_KIND = "wgan3d_regressor"
 ARCH_KEYS = ("box", "zdim", "width", "mbd_kernels", "mbd_dim")
-
-
-@dataclass
-class GANTrainConfig:
-    """3D-WGAN training: batch, learning rate, critic steps per generator step, gradient-penalty weight, seed."""
-
-    batch: int = 16
-    lr: float = 1e-4
-    betas: tuple = (0.5, 0.99)
-    n_critic: int = 10
-    gp_weight: float = 10.0
-    rotations: int = 200  # rotated copies per known complex (the paper: 600)
-    seed: int = 0
 
 
 class Regressor(nn.Module):
@@ -159,16 +147,6 @@ def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
     gen = Generator(cfg)
     gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
     return gen.to(device).eval(), payload
-
-
-@dataclass
-class RegressorTrainConfig:
-    """Training of the regressor that inverts the generator (volume → code)."""
-
-    batch: int = 32
-    lr: float = 1e-4
-    rotations: int = 200
-    seed: int = 0
 
 
 class RegressorTrainer(_PoolData):

@@ -11,32 +11,10 @@ Training follows Gulrajani et al.: Wasserstein loss, gradient penalty 10 with th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-BOXES = (32, 64)
-
-
-@dataclass
-class WGANConfig:
-    """3D-WGAN architecture: box, latent size, channel widths, minibatch discrimination."""
-
-    box: int = 32
-    zdim: int = 100
-    width: int = 16  # channels of the finest hidden level; ×2 per level (the paper's code: 64)
-    mbd_kernels: int = 32  # minibatch-discrimination kernels B and their dimension C
-    mbd_dim: int = 8
-
-    def __post_init__(self):
-        if self.box not in BOXES:
-            raise ValueError(f"the 3D-WGAN works on {' or '.join(map(str, BOXES))}³ volumes; got box {self.box}")
-        if self.zdim < 1 or self.width < 1:
-            raise ValueError("zdim and width must be positive")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from .config import WGANConfig
 
 
 class Generator(nn.Module):

@@ -8,14 +8,10 @@ latest-only decoding for the explorer; ``bench`` decode latency. Importing this 
 CLI stays quick); the names below load on first use.
 """
 
+from ..lazy import lazy_exports
+
 _EXPORTS = {"Manifold": "..latent", "ManifoldError": "..latent", "open_manifold": ".loaders", "make_path": ".paths",
             "PATH_KINDS": ".paths"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        from importlib import import_module
-
-        return getattr(import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

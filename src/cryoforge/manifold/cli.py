@@ -161,9 +161,9 @@ def _particle_metadata(args, images, info):
 
 
 def _cmd_drgn_train(args) -> int:
+    from ..drgn.config import DrgnTrainConfig, PoseSearchConfig
     from ..drgn.data import ParticleImages, backproject
-    from ..drgn.poses import PoseSearchConfig
-    from ..drgn.train import DrgnTrainConfig, train_drgn_job
+    from ..drgn.train import train_drgn_job
     from ..io.mrc import read_mrc
     from ..jobs.trainer import train_cli
 
@@ -266,26 +266,36 @@ def register(sub) -> None:
     t.add_argument("--use-ctf-envelope", action="store_true",
                    help="apply rlnCtfBfactor / rlnCtfScalefactor (capped at 1); cryoDRGN ignores them, and so does "
                         "the default")
+    from ..drgn.config import DOMAINS, PE_TYPES, DrgnTrainConfig, PoseSearchConfig
+
+    model, search = DrgnTrainConfig(), PoseSearchConfig()
     ps = t.add_argument_group("pose search (branch and bound over SO(3) × shifts with frequency marching)")
     ps.add_argument("--pose-search", action="store_true", help="find the poses while training")
-    ps.add_argument("--pretrain", type=int, default=10_000, help="images trained at random poses first")
-    ps.add_argument("--ps-every", type=float, default=5.0, help="search each image again every N epochs")
-    ps.add_argument("--l-start", type=positive("Fourier px"), default=12.0, help="band limit of the first searches (Fourier px)")
+    ps.add_argument("--pretrain", type=int, default=search.pretrain_images,
+                    help="images trained at random poses first (default %(default)s)")
+    ps.add_argument("--ps-every", type=float, default=search.every_epochs,
+                    help="search each image again every N epochs (default %(default)s)")
+    ps.add_argument("--l-start", type=positive("Fourier px"), default=search.l_start,
+                    help="band limit of the first searches (Fourier px; default %(default)s)")
     ps.add_argument("--l-end", type=positive("Fourier px"), help="final band limit (default D/2)")
-    ps.add_argument("--l-ramp-epochs", type=float, default=25.0, help="epochs over which the band limit grows")
-    ps.add_argument("--t-extent", type=float, default=2.0, help="shift search range ± (pixels)")
-    ps.add_argument("--t-ngrid", type=int, default=5, help="shift grid points per axis in the first round")
+    ps.add_argument("--l-ramp-epochs", type=float, default=search.ramp_epochs,
+                    help="epochs over which the band limit grows (default %(default)s)")
+    ps.add_argument("--t-extent", type=float, default=search.t_extent,
+                    help="shift search range ± (pixels; default %(default)s)")
+    ps.add_argument("--t-ngrid", type=int, default=search.t_ngrid,
+                    help="shift grid points per axis in the first round (default %(default)s)")
     t.add_argument("--no-ctf", action="store_true", help="train without a CTF (images without one)")
     t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
-    t.add_argument("--zdim", type=int, default=0, help="latent dimension (0: homogeneous)")
-    t.add_argument("--layers", type=int, default=3)
-    t.add_argument("--dim", type=positive("units", int), default=256)
-    t.add_argument("--domain", choices=["hartley", "fourier"], default="hartley")
-    t.add_argument("--pe-type", default="gaussian")
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--zdim", type=int, default=model.zdim, help="latent dimension (0: homogeneous; default %(default)s)")
+    t.add_argument("--layers", type=int, default=model.players, help="decoder hidden layers (default %(default)s)")
+    t.add_argument("--dim", type=positive("units", int), default=model.pdim, help="decoder width (default %(default)s)")
+    t.add_argument("--domain", choices=DOMAINS, default=model.domain, help="decoder output (default %(default)s)")
+    t.add_argument("--pe-type", choices=PE_TYPES, default=model.pe_type,
+                   help="positional encoding (default %(default)s)")
+    t.add_argument("--batch", type=int, default=model.batch, help="images per step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=model.lr, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--steps", type=int, default=1000, help="optimisation steps (default %(default)s)")
+    t.add_argument("--seed", type=int, default=model.seed, help="seed of the initial weights (default %(default)s)")
     t.add_argument("--invert", action="store_true", help="invert the images' contrast")
     t.add_argument("--apix", "--pixel-size", dest="pixel_size", type=positive("Å"),
                    help="Å per pixel; overrides the metadata's (default: the metadata's, else the stack's header)")

@@ -7,15 +7,11 @@ cross-conformation matrices and discrete proportions are in :mod:`.fsccc`.
 Importing this package does not import torch (the CLI registers its commands from here); names load on first use.
 """
 
+from ..lazy import lazy_exports
+
 _EXPORTS = {"discrete_proportions": "fsccc", "fsc_area": "fsccc", "fsccc_matrix": "fsccc", "matrix_agreement": "fsccc",
-            "Critic": "model", "Generator": "model", "McganConfig": "model", "project_fourier": "projector",
+            "Critic": "model", "Generator": "model", "McganConfig": "config", "project_fourier": "projector",
             "project_real": "projector", "McganManifold": "train", "train_mcgan_job": "train"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

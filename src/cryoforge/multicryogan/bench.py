@@ -37,11 +37,12 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     from ..jobs.runner import drive
     from ..jobs.trainer import train_job
     from ..sim.adk import adk_ensemble
-    from ..sim.particles import ParticleParams, simulate_particles_job
+    from ..sim.params import ParticleParams
+    from ..sim.particles import simulate_particles_job
+    from .config import McganConfig, McganTrainConfig
     from .data import ParticleStack
     from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix, matrix_agreement
-    from .model import McganConfig
-    from .train import McganTrainConfig, McganTrainer, end_scores
+    from .train import McganTrainer, end_scores
 
     ens = adk_ensemble(case, box, voxel, structures)
     yield Log(f"{case}: simulating {n_images} particles")

@@ -23,9 +23,9 @@ def _references(path):
 
 def _cmd_train(args) -> int:
     from ..jobs.trainer import train_cli
+    from .config import McganConfig, McganTrainConfig
     from .data import load_stack
-    from .model import McganConfig
-    from .train import McganTrainConfig, train_mcgan_job
+    from .train import train_mcgan_job
 
     data = load_stack(args.particles, args.star, use_ctf=not args.no_ctf, pixel_size=args.pixel_size,
                       size=args.size)
@@ -85,6 +85,9 @@ def _cmd_eval(args) -> int:
 
 def register(sub) -> None:
     """Add ``cryoforge mcgan train|eval`` to the CLI."""
+    from .config import PRIORS, McganConfig, McganTrainConfig
+
+    arch, train = McganConfig(), McganTrainConfig()
     g = sub.add_parser("mcgan", help="Multi-CryoGAN: learn a conformation manifold from particle images without poses")
     gsub = g.add_subparsers(dest="mcgan_command", metavar="ACTION", required=True)
     t = gsub.add_parser("train", help="train generator and critic (WGAN-GP) against a particle stack")
@@ -92,20 +95,22 @@ def register(sub) -> None:
     t.add_argument("--star", help="RELION STAR file of the particles: the CTF of each image")
     t.add_argument("--no-ctf", action="store_true", help="train without CTF (only for images that have none)")
     t.add_argument("--checkpoint", required=True, help="checkpoint .pt (resumed when it exists)")
-    t.add_argument("--prior", choices=["segment", "gaussian"], default="segment",
-                   help="segment: z = (1−α)z₀ + αz₁, α ~ U[0,1] (the paper); gaussian: z ~ N(0, I)")
-    t.add_argument("--zdim", type=int, default=8)
-    t.add_argument("--gwidth", type=int, default=8, help="generator channels at full size")
-    t.add_argument("--cwidth", type=int, default=32, help="critic channels at its first level")
-    t.add_argument("--mapping", type=int, default=0,
-                   help="hidden layers of the residual mapping network z → z + f(z)")
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--poses", type=int, default=8, help="poses per generated volume")
-    t.add_argument("--n-critic", type=int, default=4)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--max-shift", type=float, default=0.0, help="px; simulated shifts, uniform in this disc")
+    t.add_argument("--prior", choices=PRIORS, default=arch.prior,
+                   help="segment: z = (1−α)z₀ + αz₁, α ~ U[0,1] (the paper); gaussian: z ~ N(0, I) "
+                        "(default %(default)s)")
+    t.add_argument("--zdim", type=int, default=arch.zdim, help="latent dimension (default %(default)s)")
+    t.add_argument("--gwidth", type=int, default=arch.gwidth, help="generator channels at full size (default %(default)s)")
+    t.add_argument("--cwidth", type=int, default=arch.cwidth, help="critic channels at its first level (default %(default)s)")
+    t.add_argument("--mapping", type=int, default=arch.mapping,
+                   help="hidden layers of the residual mapping network z → z + f(z) (default %(default)s)")
+    t.add_argument("--batch", type=int, default=train.batch, help="images per step (default %(default)s)")
+    t.add_argument("--poses", type=int, default=train.poses, help="poses per generated volume (default %(default)s)")
+    t.add_argument("--n-critic", type=int, default=train.n_critic, help="critic steps per generator step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--max-shift", type=float, default=train.max_shift,
+                   help="px; simulated shifts, uniform in this disc (default %(default)s)")
     t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=train.seed, help="seed of the weights and the data draws (default %(default)s)")
     t.add_argument("--pixel-size", type=float, help="Å per pixel (default: STAR, else MRC header)")
     t.add_argument("--size", type=positive("px", int), help="downsample the images to this size by Fourier cropping (the model's box)")
     t.add_argument("--references", help="MRC stack whose first and last volumes are the true ends: validation "

@@ -18,42 +18,13 @@ requires), then a linear output.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-PRIORS = ("segment", "gaussian")
+from .config import McganConfig
+
 MAPPING_WIDTH = 64
-
-
-@dataclass
-class McganConfig:
-    """Multi-CryoGAN architecture: box, latent prior and size, generator and critic widths, the mapping network."""
-
-    box: int = 32
-    zdim: int = 8
-    prior: str = "segment"
-    gwidth: int = 8  # generator channels at full size; ×2 per coarser level
-    cwidth: int = 32  # critic channels at the first level; ×2 per level
-    seed: int = 0  # draws z₀, z₁
-    mapping: int = 0  # hidden layers (64 wide) of the residual mapping network; 0: none
-
-    def __post_init__(self):
-        if self.box < 8 or self.box & (self.box - 1):
-            raise ValueError(f"Multi-CryoGAN boxes are powers of two ≥ 8 (16, 32, 64…); got {self.box}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
-        if self.zdim < 1 or self.gwidth < 1 or self.cwidth < 1 or self.mapping < 0:
-            raise ValueError("zdim, gwidth and cwidth must be positive, mapping ≥ 0")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def latent_dim(self) -> int:
-        """Dimension of the manifold's coordinate: 1 (α) for the segment prior, ``zdim`` for the Gaussian."""
-        return 1 if self.prior == "segment" else self.zdim
 
 
 def soft_sphere(n: int, radius: float, edge: float = 2.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ images, and, given reference end volumes, reports the FSC area / FSC=0.5 frequen
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -26,34 +26,14 @@ from ..jobs import Preview
 from ..jobs.trainer import train_job
 from ..latent import Manifold
 from ..rng import seeded
+from .config import McganConfig, McganTrainConfig
 from .data import ParticleStack
-from .model import Critic, Generator, McganConfig
+from .model import Critic, Generator
 from .projector import form_images, project_fourier
 
 KIND = "multicryogan"
 ARCH_KEYS = ("box", "zdim", "prior", "gwidth", "cwidth", "seed", "mapping")
 PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass
-class McganTrainConfig:
-    """Multi-CryoGAN training: batch, poses per volume, learning rates, critic steps, gradient penalty, seed."""
-
-    batch: int = 32  # images per critic / generator batch
-    poses: int = 8  # poses per generated volume (batch / poses volumes per batch)
-    n_critic: int = 4
-    gp_weight: float = 10.0
-    lr: float = 1e-4
-    betas: tuple = (0.5, 0.9)
-    max_shift: float = 0.0  # px, radius of the uniform shift disc
-    learn_noise: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.batch < 2 or self.poses < 1 or self.batch % self.poses:
-            raise ValueError(f"batch ({self.batch}) must be a multiple of poses ({self.poses}) and ≥ 2")
-        if self.n_critic < 1:
-            raise ValueError("n_critic must be at least 1")
 
 
 def _rng(seed: int, step: int, sub: int) -> torch.Generator:

@@ -16,9 +16,10 @@ import torch
 from ..conventions import random_rotations
 from ..jobs import Metrics, Progress, Result
 from .density import model_to_density
-from .particles import Ensemble, ParticleParams, simulate_particles_job
+from .params import ParticleParams, TomoParams
+from .particles import Ensemble, simulate_particles_job
 from .phantoms import phantom_model
-from .tomo import TomoParams, simulate_subtomograms, tilt_angles
+from .tomo import simulate_subtomograms, tilt_angles
 
 
 def _rate(fn, count: int, repeats: int) -> float:

@@ -47,9 +47,9 @@ def _cmd_subtomos(args) -> int:
     import numpy as np
 
     from ..jobs import run_cli
+    from .params import TomoParams
     from .sources import load_map, source_name
     from .subtomo import simulate_pairs_job
-    from .tomo import TomoParams
 
     spec = _spec(args)
     sources = args.sources or DEFAULT_SUBTOMO_SOURCES
@@ -71,7 +71,8 @@ def _cmd_subtomos(args) -> int:
 
 def _cmd_particles(args) -> int:
     from ..jobs import run_cli
-    from .particles import Ensemble, ParticleParams, simulate_particles_job, snr_from_db
+    from .params import ParticleParams
+    from .particles import Ensemble, simulate_particles_job, snr_from_db
     from .sources import continuous_ensemble, discrete_ensemble, load_map, source_name, trajectory_ensemble
 
     spec = _spec(args)

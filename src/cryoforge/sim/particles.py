@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,46 +38,10 @@ from ..io.mrc import write_mrc
 from ..io.star import ParticleMetadata, write_particles_star
 from ..jobs import Log, Preview, Progress, Result
 from ..resources import check_allocation
-from .tomo import check_snr
+from .params import ParticleParams
 
 CHUNK = 256
 PROJECT_CHUNK = 2048
-
-
-@dataclass
-class ParticleParams:
-    """Imaging parameters; defaults follow seeds 002/003 (defocus U[1, 2] µm, SNR 0.1 = −10 dB)."""
-
-    pixel_size: float = 2.0  # Å
-    voltage: float = 300.0  # kV
-    cs: float = 2.7  # mm
-    amplitude_contrast: float = 0.1
-    defocus_min: float = 10000.0  # Å underfocus
-    defocus_max: float = 20000.0  # Å
-    astigmatism: float = 0.0  # Å, largest |defocus_u − defocus_v|; angle uniform in [0, 180)
-    bfactor: float = 0.0  # Å²
-    max_shift: float = 0.0  # pixels, uniform in the disc
-    snr: float | None = 0.1  # linear; None: noise-free
-    apply_ctf: bool = True
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> ParticleParams:
-        if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):
-            raise ValueError(f"pixel_size must be a positive number of Å; got {self.pixel_size!r}")
-        if not 0 <= self.defocus_min <= self.defocus_max:
-            raise ValueError(f"defocus range must satisfy 0 ≤ defocus_min ≤ defocus_max (Å); got "
-                             f"{self.defocus_min!r}, {self.defocus_max!r}")
-        for name in ("astigmatism", "bfactor", "max_shift", "cs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be ≥ 0; got {getattr(self, name)!r}")
-        if self.voltage <= 0:
-            raise ValueError(f"voltage must be positive (kV); got {self.voltage!r}")
-        if not 0 <= self.amplitude_contrast < 1:
-            raise ValueError(f"amplitude_contrast must be in [0, 1); got {self.amplitude_contrast!r}")
-        check_snr(self.snr)
-        return self
 
 
 def snr_from_db(db: float) -> float:

@@ -15,7 +15,8 @@ import torch
 from ..conventions import random_rotations
 from ..ctf import ctf_2d
 from ..jobs import Preview, Progress, Result
-from .particles import Ensemble, ParticleParams, simulate_particles_job
+from .params import ParticleParams
+from .particles import Ensemble, simulate_particles_job
 from .sources import MapSpec, load_map, resample_map
 from .tomo import (
     TomoParams,

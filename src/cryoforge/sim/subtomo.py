@@ -28,7 +28,8 @@ from ..io.atomic import atomic_dir
 from ..io.mrc import read_mrc, write_mrc
 from ..jobs import Log, Preview, Progress, Result
 from ..resources import check_allocation
-from .tomo import TomoParams, centred_wedge, simulate_subtomograms, tilt_angles, tilt_range_from_wedge
+from .params import TomoParams
+from .tomo import centred_wedge, simulate_subtomograms, tilt_angles, tilt_range_from_wedge
 
 SNR_DEFINITION = ("subtomogram SNR = c/(1-c) for the Pearson correlation c of two aligned noisy copies "
                   "= var(signal)/var(noise) of the reconstructed subtomogram over the box (seed 001)")

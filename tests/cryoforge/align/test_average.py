@@ -3,13 +3,15 @@
 import numpy as np
 import torch
 
-from cryoforge.align.average import AverageConfig, average_job
+from cryoforge.align.average import average_job
+from cryoforge.align.config import AverageConfig
 from cryoforge.geometry import transform_volumes
 from cryoforge.jobs import drive
 from cryoforge.metrics import fsc
 from cryoforge.samples import sample_path
 from cryoforge.search import classical_align
-from cryoforge.sim.tomo import TomoParams, centred_wedge
+from cryoforge.sim.params import TomoParams
+from cryoforge.sim.tomo import centred_wedge
 
 
 def test_reference_free_average_beats_the_plain_average():

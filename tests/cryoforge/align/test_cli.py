@@ -1,6 +1,6 @@
 """Tests of :mod:`cryoforge.align.cli`."""
 
-from cryoforge.sim.tomo import TomoParams
+from cryoforge.sim.params import TomoParams
 
 
 def test_cli_run_and_average_write_files(maps, tmp_path):

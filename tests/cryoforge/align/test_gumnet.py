@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cryoforge.align.gumnet import GumNet, GumNetConfig, gumnet_loss, pool_sizes
+from cryoforge.align.config import GumNetConfig, pool_sizes
+from cryoforge.align.gumnet import GumNet, gumnet_loss
 from cryoforge.conventions import random_rotations
 from cryoforge.geometry import transform_volumes
 from tests.helpers import phantom_map

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from cryoforge.align.gumnet import GumNet, GumNetConfig
-from cryoforge.align.train import ARCH_KEYS, TrainConfig, load_gumnet, train_gumnet_job
+from cryoforge.align.config import GumNetConfig, TrainConfig
+from cryoforge.align.gumnet import GumNet
+from cryoforge.align.train import ARCH_KEYS, load_gumnet, train_gumnet_job
 from cryoforge.conventions import rotation_angle_deg
 from cryoforge.io.checkpoint import CheckpointError, save_checkpoint
 from cryoforge.jobs import Cancelled, Log, Progress, drive

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from cryoforge.conventions import random_rotations
+from cryoforge.drgn.config import PoseSearchConfig
 from cryoforge.drgn.data import ParticleImages
-from cryoforge.drgn.poses import MIRROR, PoseSearchConfig, pose_errors
+from cryoforge.drgn.poses import MIRROR, pose_errors
 from tests.helpers import adk_map, projections
 
 
@@ -29,7 +30,8 @@ def test_pose_errors_undo_a_global_rotation_and_the_hand():
 
 
 def test_pose_table_travels_in_the_checkpoint(tmp_path):
-    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer, train_drgn_job
+    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.train import DrgnTrainer, train_drgn_job
     from cryoforge.jobs.runner import drive
 
     D = 16

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from cryoforge.conventions import random_rotations
+from cryoforge.drgn.config import PoseSearchConfig
 from cryoforge.drgn.data import ParticleImages, translate_ht
 from cryoforge.drgn.model import lattice_coords
-from cryoforge.drgn.poses import PoseSearchConfig
 from cryoforge.drgn.posesearch import HartleySlices
 from tests.helpers import adk_map, projections
 
@@ -14,7 +14,8 @@ from tests.helpers import adk_map, projections
 def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
     """Ab initio: random-pose pretraining, then branch and bound in the loop; the found poses agree with the true
     ones up to one global rotation (and hand), and the decoded map, put in the true frame, matches the truth."""
-    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.train import DrgnTrainer
 
     torch.manual_seed(0)
     D, n = 24, 240
@@ -34,7 +35,8 @@ def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
 
 
 def test_heterogeneous_pose_search_scores_each_image_at_its_own_latent():
-    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.train import DrgnTrainer
 
     D = 16
     rot = random_rotations(16, seed=2)

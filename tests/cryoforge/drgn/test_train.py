@@ -9,8 +9,8 @@ from tests.helpers import CRYODRGN, needs_hand_images
 
 
 def _hand():
-    from cryoforge.drgn import load_poses
     from cryoforge.io.mrc import read_mrc
+    from cryoforge.io.pickles import load_poses
 
     images, _ = read_mrc(CRYODRGN / "hand.mrcs", mmap=True)
     rot, _ = load_poses(CRYODRGN / "hand_rot.pkl")
@@ -19,7 +19,8 @@ def _hand():
 
 @needs_hand_images
 def test_homogeneous_training_on_hand_images_improves_fsc():
-    from cryoforge.drgn.train import DrgnTrainConfig, DrgnTrainer
+    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.train import DrgnTrainer
 
     data = _hand()
     ref = backproject(data)  # the images' own direct reconstruction with their poses (independent of the decoder)
@@ -36,7 +37,8 @@ def test_homogeneous_training_on_hand_images_improves_fsc():
 
 @needs_hand_images
 def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
-    from cryoforge.drgn.train import DrgnTrainConfig, train_drgn_job
+    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.train import train_drgn_job
     from cryoforge.jobs import Cancelled, drive
     from cryoforge.manifold import open_manifold
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cryoforge.hyptest.score import ScoreConfig, TemplateScorer
+from cryoforge.hyptest.config import ScoreConfig
+from cryoforge.hyptest.score import TemplateScorer
 
 
 def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift(blob_clusters):

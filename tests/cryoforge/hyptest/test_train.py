@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from cryoforge.hyptest.config import WGANConfig
 from cryoforge.hyptest.train import (
     GANTrainConfig,
     load_generator,
     load_regressor,
     train_wgan_job,
 )
-from cryoforge.hyptest.wgan import WGANConfig
 from cryoforge.io.checkpoint import CheckpointError
 from cryoforge.jobs import Metrics, Preview
 from tests.helpers import TINY

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cryoforge.hyptest.wgan import Critic, Generator, MinibatchDiscrimination, WGANConfig
+from cryoforge.hyptest.config import WGANConfig
+from cryoforge.hyptest.wgan import Critic, Generator, MinibatchDiscrimination
 
 
 def test_minibatch_discrimination_depends_on_the_batch():

@@ -8,12 +8,7 @@ import pytest
 import torch
 
 from cryoforge.cli import main
-from cryoforge.drgn import (
-    load_ctf,
-    load_poses,
-    load_z,
-)
-from cryoforge.io.pickles import UnsafePickleError
+from cryoforge.io.pickles import UnsafePickleError, load_ctf, load_poses, load_z
 from tests.helpers import CRYODRGN, needs_het_weights
 
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cryoforge.multicryogan.model import Generator, McganConfig
+from cryoforge.multicryogan.config import McganConfig
+from cryoforge.multicryogan.model import Generator
 
 
 def test_generator_segment_prior_and_shapes():

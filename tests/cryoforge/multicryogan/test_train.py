@@ -2,12 +2,12 @@
 
 import torch
 
+from cryoforge.multicryogan.config import McganConfig, McganTrainConfig
 from cryoforge.multicryogan.fsccc import (
     align_to_reference,
     fsc_area,
 )
-from cryoforge.multicryogan.model import McganConfig
-from cryoforge.multicryogan.train import McganTrainConfig, McganTrainer
+from cryoforge.multicryogan.train import McganTrainer
 from tests.helpers import homogeneous_stack
 
 

@@ -9,7 +9,8 @@ from cryoforge.io.mrc import read_mrc
 from cryoforge.io.star import read_particles_star
 from cryoforge.jobs import drive
 from cryoforge.sim.density import model_to_density
-from cryoforge.sim.particles import Ensemble, ParticleParams, simulate_particles_job, snr_from_db
+from cryoforge.sim.params import ParticleParams
+from cryoforge.sim.particles import Ensemble, simulate_particles_job, snr_from_db
 from cryoforge.sim.phantoms import phantom_model
 
 

@@ -18,8 +18,8 @@ def small_dataset(tmp_path_factory):
     from cryoforge.align.data import simulate_pairs
     from cryoforge.io.mrc import read_mrc
     from cryoforge.samples import sample_path
+    from cryoforge.sim.params import TomoParams
     from cryoforge.sim.subtomo import write_pairs
-    from cryoforge.sim.tomo import TomoParams
 
     maps, _ = read_mrc(sample_path("gumnet/maps.mrc"))
     ds = simulate_pairs(np.asarray(maps[:1]), 8, TomoParams(snr=5.0, apply_ctf=False), seed=1, structures=["4v5d"])

@@ -17,7 +17,8 @@ def small_stack(tmp_path):
     from cryoforge.io.mrc import write_mrc
     from cryoforge.jobs.runner import drive
     from cryoforge.multicryogan.projector import gaussian_blobs
-    from cryoforge.sim.particles import Ensemble, ParticleParams, simulate_particles_job
+    from cryoforge.sim.params import ParticleParams
+    from cryoforge.sim.particles import Ensemble, simulate_particles_job
 
     vol, _ = gaussian_blobs(16, count=5, sigma=1.5, seed=1)
     imgs, _, _ = drive(simulate_particles_job(Ensemble(vol.numpy(), None), 64,

@@ -1,0 +1,102 @@
+"""Configurations of the alignment family: Gum-Net's architecture (frozen), its training, and averaging.
+
+Plain dataclasses without torch: the CLI takes its defaults and choices from them, and checkpoints store them as
+dicts. Presets name architectures of the paper's shape at several widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..sim.params import TomoParams
+
+POOLINGS = ("dct", "max", "avg")
+
+CORRELATIONS = ("siamese", "single")
+
+# (output size / input size, kept coefficients / output size) of the four pooling layers at 32³
+_POOL_RATIOS = ((26 / 30, 22 / 26), (18 / 24, 15 / 18), (12 / 16, 10 / 12), (8 / 10, 7 / 8))
+
+PRESETS = {
+    "paper": {"width": 32, "head_channels": 1024, "fc_hidden": 2000},
+    "compact": {"width": 16, "head_channels": 64, "fc_hidden": 256},
+    "small": {"width": 8, "head_channels": 32, "fc_hidden": 256},
+    "tiny": {"width": 4, "head_channels": 8, "fc_hidden": 32},
+}
+ROTATIONS = ("axis_angle", "zyz")
+LOSSES = ("constrained", "imputed")
+
+
+@dataclass(frozen=True)
+class GumNetConfig:
+    """Architecture of a Gum-Net; ``box`` is the cubic input size it accepts."""
+
+    box: int = 32
+    width: int = 8
+    head_channels: int = 32
+    fc_hidden: int = 256
+    pooling: str = "dct"
+    correlation: str = "siamese"
+    rotation: str = "axis_angle"  # or "zyz" (the reference code's; see warp.params_to_pose)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> GumNetConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown Gum-Net preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> GumNetConfig:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}")
+        if self.rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be 'axis_angle' or 'zyz'; got {self.rotation!r}")
+        if self.correlation not in CORRELATIONS:
+            raise ValueError(f"correlation must be one of {CORRELATIONS}; got {self.correlation!r}")
+        pool_sizes(self.box)
+        return self
+
+
+def pool_sizes(box: int) -> list[tuple[int, int, int]]:
+    """``(input, output, kept)`` sizes of the four pooling layers and the final feature size for ``box``."""
+    sizes, n = [], box
+    for out_ratio, keep_ratio in _POOL_RATIOS:
+        n -= 2  # valid 3×3×3 convolution
+        out = max(1, round(n * out_ratio))
+        sizes.append((n, out, max(1, round(out * keep_ratio))))
+        n = out
+    final = n - 2
+    if final < 5:
+        raise ValueError(f"Gum-Net needs a box of at least 28 voxels (its 3×3×3 head needs ≥ 5³ features); got {box}")
+    return sizes
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (the data: ``maps`` given separately; ``tomo`` is the simulator's TomoParams)."""
+
+    batch: int = 16
+    lr: float = 3e-4
+    curriculum_steps: int = 1500  # relative rotations/shifts ramp from 15°/1 voxel to 180°/max_shift (0: off)
+    loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
+    snrs: list = field(default_factory=lambda: [100.0, 0.1, 0.03])
+    wedge_b: float = 30.0
+    max_shift: float = 7.0
+    seed: int = 0
+    val_pairs: int = 48
+    tomo: dict = field(default_factory=lambda: asdict(TomoParams()))
+
+
+@dataclass
+class AverageConfig:
+    """Reference-free averaging: iterations (global searches first, then local), the global grid, the low-pass."""
+
+    iterations: int = 8
+    global_iterations: int = 3  # iterations that search all of SO(3); the later ones refine locally
+    seed: int = 0
+    lowpass: float = 0.0  # Å; 0: follow the last gold-standard resolution
+    global_rotations: int = 1000
+    candidates: int = 2
+    epsilon: float = 0.05  # Wiener-like regularisation, fraction of the mean weight
