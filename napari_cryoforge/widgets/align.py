@@ -25,6 +25,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from cryoforge.jobs.trainer import Schedule
+
 from .._notify import report_error, report_info
 from ._dock import JobDock
 from .controls import canvas, default_output, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
@@ -294,9 +296,9 @@ class AlignWidget(JobDock):
             return
         try:
             maps, names = load_maps(self.dataset())
-            job = train_gumnet_job(maps, GumNetConfig(box=maps.shape[-1]), TrainConfig(val_pairs=12),
-                                   self.steps.value(), self.train_out.text().strip() or None, structures=names,
-                                   checkpoint_every=50, validate_every=50, metrics_every=5)
+            schedule = Schedule(steps=self.steps.value(), checkpoint_every=50, validate_every=50, metrics_every=5)
+            job = train_gumnet_job(maps, GumNetConfig(box=maps.shape[-1]), TrainConfig(val_pairs=12), schedule,
+                                   checkpoint=self.train_out.text().strip() or None, structures=names)
         except (ValueError, FileNotFoundError) as err:
             report_error(f"Cannot train: {err}")
             return
@@ -322,6 +324,6 @@ class AlignWidget(JobDock):
 
     def _trained(self, result):
         self.last_result = result
-        if result.get("checkpoint"):
-            self.checkpoint.setText(result["checkpoint"])
-        report_info(f"Gum-Net trained to step {result['step']} → {result['checkpoint']}")
+        if result.checkpoint:
+            self.checkpoint.setText(result.checkpoint)
+        report_info(f"Gum-Net trained to step {result.step} → {result.checkpoint}")

@@ -22,6 +22,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from cryoforge.jobs.trainer import Schedule
+
 from .._notify import report_error, report_info
 from .._reader import INDEX_UNIT
 from ._dock import JobDock
@@ -122,9 +124,10 @@ class McganWidget(JobDock):
             stack, star = self.inputs()
             data = load_stack(stack, star, use_ctf=not self.no_ctf.isChecked(), size=self.size.value())
             cfg = McganConfig(box=data.D, prior=self.prior.currentText())
-            job = train_mcgan_job(data, cfg, McganTrainConfig(max_shift=float(self.max_shift.value())),
-                                  self.steps.value(), self.out.text().strip() or None, checkpoint_every=50,
-                                  validate_every=max(10, min(100, self.steps.value() // 2)), metrics_every=5)
+            schedule = Schedule(steps=self.steps.value(), checkpoint_every=50,
+                                validate_every=max(10, min(100, self.steps.value() // 2)), metrics_every=5)
+            job = train_mcgan_job(data, cfg, McganTrainConfig(max_shift=float(self.max_shift.value())), schedule,
+                                  checkpoint=self.out.text().strip() or None)
         except (ValueError, OSError) as err:  # ManifoldError, MrcError, StarError are ValueErrors
             text = str(err).replace("(--star)", "(the STAR field)").replace("--no-ctf", "'images have no CTF'")
             report_error(f"Cannot train Multi-CryoGAN: {text}")
@@ -168,18 +171,18 @@ class McganWidget(JobDock):
 
     def _trained(self, result):
         self.last_result = result
-        self.explore_btn.setEnabled(bool(result.get("checkpoint")))
-        report_info(f"Multi-CryoGAN trained to step {result['step']} ({result['wall_s']:.0f} s) → "
-                    f"{result['checkpoint']}")
+        self.explore_btn.setEnabled(bool(result.checkpoint))
+        report_info(f"Multi-CryoGAN trained to step {result.step} ({result.wall_s:.0f} s) → "
+                    f"{result.checkpoint}")
 
     def explore(self):
         """Dock the Latent explorer with the trained model loaded (α on the slider)."""
         from .explorer import LatentExplorer
 
-        if not self.last_result or not self.last_result.get("checkpoint"):
+        if not self.last_result or not self.last_result.checkpoint:
             return
         explorer = LatentExplorer(self.viewer)
         self.viewer.window.add_dock_widget(explorer, name="Latent explorer")
-        explorer.model.setCurrentText(self.last_result["checkpoint"])
-        explorer.load(self.last_result["checkpoint"])
+        explorer.model.setCurrentText(self.last_result.checkpoint)
+        explorer.load(self.last_result.checkpoint)
         return explorer

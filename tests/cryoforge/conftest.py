@@ -7,6 +7,7 @@ import torch
 from cryoforge.hyptest.config import GANTrainConfig, RegressorTrainConfig
 from cryoforge.hyptest.train import train_regressor_job, train_wgan_job
 from cryoforge.io.mrc import read_mrc
+from cryoforge.jobs.trainer import Schedule
 from cryoforge.samples import sample_path
 from cryoforge.sim.density import model_to_density
 from cryoforge.sim.phantoms import phantom_model
@@ -32,8 +33,9 @@ def trained(tmp_path_factory, blob_clusters):
     d = tmp_path_factory.mktemp("gan")
     maps = blob_clusters(n=32, k=3, blobs=4, spread=4.0, sigma=(1.5, 3.0))
     train = GANTrainConfig(batch=4, n_critic=2, rotations=3)
-    events = list(train_wgan_job(maps, TINY, train, steps=3, checkpoint=d / "gan.pt", validate_every=3,
-                                 metrics_every=1))
-    reg_events = list(train_regressor_job(d / "gan.pt", maps, RegressorTrainConfig(batch=4, rotations=3), steps=3,
-                                          checkpoint=d / "reg.pt", validate_every=3, metrics_every=1))
+    events = list(train_wgan_job(maps, TINY, train, Schedule(steps=3, validate_every=3, metrics_every=1),
+                                 checkpoint=d / "gan.pt"))
+    reg_events = list(train_regressor_job(d / "gan.pt", maps, RegressorTrainConfig(batch=4, rotations=3),
+                                          Schedule(steps=3, validate_every=3, metrics_every=1),
+                                          checkpoint=d / "reg.pt"))
     return d, maps, events, reg_events

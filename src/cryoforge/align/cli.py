@@ -10,7 +10,7 @@ METHODS = ("gumnet", "classical", "hybrid")
 
 
 def _cmd_train(args) -> int:
-    from ..jobs.trainer import train_cli
+    from ..jobs.trainer import Schedule, train_cli
     from .config import GumNetConfig, TrainConfig
     from .data import load_maps
     from .train import train_gumnet_job
@@ -20,9 +20,11 @@ def _cmd_train(args) -> int:
                               rotation=args.rotation)
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
                         loss=args.loss, curriculum_steps=args.curriculum)
-    train_cli(train_gumnet_job(maps, net, train, args.steps, args.checkpoint, not args.restart, names, args.device,
-                               args.checkpoint_every, args.validate_every,
-                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes),
+    schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+                        resume=not args.restart)
+    train_cli(train_gumnet_job(maps, net, train, schedule,
+                               checkpoint=args.checkpoint, structures=names, device=args.device),
               args.checkpoint, args.argv)
     return 0
 

@@ -17,7 +17,7 @@ import torch
 from ..conventions import rotation_angle_deg, rotation_frobenius
 from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
-from ..jobs.trainer import train_job
+from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
 from ..sim.params import TomoParams
 from ..sim.tomo import centred_wedge
@@ -32,6 +32,8 @@ ARCH_KEYS = ("box", "width", "head_channels", "fc_hidden", "pooling", "correlati
 
 class GumNetTrainer:
     """A :class:`cryoforge.jobs.trainer.Trainable` for Gum-Net."""
+
+    default_schedule = Schedule(checkpoint_every=100, validate_every=100, metrics_every=10)
 
     kind = KIND
 
@@ -97,14 +99,12 @@ class GumNetTrainer:
         return metrics, previews
 
 
-def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig | None = None, steps: int = 1000,
-                     checkpoint=None, resume: bool = True, structures=None, device: str = "cpu",
-                     checkpoint_every: int = 100, validate_every: int = 100, metrics_every: int = 10,
-                     max_seconds: float | None = None):
+def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig | None = None,
+                     schedule: Schedule | None = None, checkpoint=None, structures=None, device: str = "cpu"):
     """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job`."""
     trainer = GumNetTrainer(net or GumNetConfig(box=np.asarray(maps).shape[-1]), train or TrainConfig(), maps,
                             structures, device)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every, max_seconds)
+    return train_job(trainer, schedule, checkpoint)
 
 
 def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:

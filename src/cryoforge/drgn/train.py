@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..jobs import Preview
-from ..jobs.trainer import train_job
+from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
 from .config import DrgnTrainConfig, PoseSearchConfig
@@ -223,13 +223,12 @@ class DrgnTrainer:
         return metrics, previews
 
 
-def train_drgn_job(data: ParticleImages, cfg: DrgnTrainConfig | None = None, steps: int = 1000, checkpoint=None,
-                   resume: bool = True, device: str = "cpu", reference=None, checkpoint_every: int = 200,
-                   validate_every: int = 100, metrics_every: int = 10, pose_search: PoseSearchConfig | None = None):
+def train_drgn_job(data: ParticleImages, cfg: DrgnTrainConfig | None = None, schedule: Schedule | None = None,
+                   checkpoint=None, device: str = "cpu", reference=None, pose_search: PoseSearchConfig | None = None):
     """Job: train a cryoDRGN model with known poses, or with ``pose_search``; see
     :func:`cryoforge.jobs.trainer.train_job`."""
     trainer = DrgnTrainer(data, cfg, device, reference, pose_search)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+    return train_job(trainer, schedule, checkpoint)
 
 
 class TrainedDrgnManifold(Manifold):

@@ -17,7 +17,7 @@ def _cmd_templates(args) -> int:
 
 
 def _cmd_train_gan(args) -> int:
-    from ..jobs.trainer import train_cli
+    from ..jobs.trainer import Schedule, train_cli
     from .config import GANTrainConfig, WGANConfig
     from .templates import read_template_set
     from .train import train_wgan_job
@@ -26,21 +26,25 @@ def _cmd_train_gan(args) -> int:
     cfg = WGANConfig(box=maps.shape[-1], zdim=args.zdim, width=args.width)
     train = GANTrainConfig(batch=args.batch, lr=args.lr, n_critic=args.n_critic, rotations=args.rotations,
                            seed=args.seed)
-    train_cli(train_wgan_job(maps, cfg, train, args.steps, args.checkpoint, not args.restart, names, args.device,
-                             args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
+    schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                        resume=not args.restart)
+    train_cli(train_wgan_job(maps, cfg, train, schedule,
+                             checkpoint=args.checkpoint, names=names, device=args.device), args.checkpoint, args.argv)
     return 0
 
 
 def _cmd_train_regressor(args) -> int:
-    from ..jobs.trainer import train_cli
+    from ..jobs.trainer import Schedule, train_cli
     from .config import RegressorTrainConfig
     from .templates import read_template_set
     from .train import train_regressor_job
 
     maps, names, _ = read_template_set(args.templates)
     train = RegressorTrainConfig(batch=args.batch, lr=args.lr, rotations=args.rotations, seed=args.seed)
-    train_cli(train_regressor_job(args.gan, maps, train, args.steps, args.checkpoint, not args.restart, names,
-                                  args.device, args.checkpoint_every, args.validate_every), args.checkpoint, args.argv)
+    schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                        resume=not args.restart)
+    train_cli(train_regressor_job(args.gan, maps, train, schedule,
+                                  checkpoint=args.checkpoint, names=names, device=args.device), args.checkpoint, args.argv)
     return 0
 
 

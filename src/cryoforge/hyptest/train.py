@@ -22,7 +22,7 @@ from ..fourier import freq_radius
 from ..gan import critic_update
 from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..jobs import Preview
-from ..jobs.trainer import train_job
+from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
 from .config import GANTrainConfig, RegressorTrainConfig, WGANConfig
 from .templates import check_templates, rotated_pool
@@ -80,6 +80,8 @@ class _PoolData:
 class WGANTrainer(_PoolData):
     """A :class:`cryoforge.jobs.trainer.Trainable` for the 3D-WGAN-GP."""
 
+    default_schedule = Schedule(checkpoint_every=50, validate_every=50, metrics_every=5)
+
     kind = KIND
 
     def __init__(self, cfg: WGANConfig, train: GANTrainConfig, maps, names=None, device: str = "cpu"):
@@ -129,13 +131,12 @@ class WGANTrainer(_PoolData):
         return metrics, previews
 
 
-def train_wgan_job(maps, cfg: WGANConfig | None = None, train: GANTrainConfig | None = None, steps: int = 1000,
-                   checkpoint=None, resume: bool = True, names=None, device: str = "cpu", checkpoint_every: int = 50,
-                   validate_every: int = 50, metrics_every: int = 5):
+def train_wgan_job(maps, cfg: WGANConfig | None = None, train: GANTrainConfig | None = None,
+                   schedule: Schedule | None = None, checkpoint=None, names=None, device: str = "cpu"):
     """Job: train the 3D-WGAN-GP on rotated copies of ``maps``; see :func:`cryoforge.jobs.trainer.train_job`."""
     maps = check_templates(maps)
     trainer = WGANTrainer(cfg or WGANConfig(box=maps.shape[-1]), train or GANTrainConfig(), maps, names, device)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+    return train_job(trainer, schedule, checkpoint)
 
 
 def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
@@ -151,6 +152,8 @@ def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
 
 class RegressorTrainer(_PoolData):
     """Trains the regressor with the generator (from ``gan_checkpoint``) frozen."""
+
+    default_schedule = Schedule(checkpoint_every=100, validate_every=100, metrics_every=10)
 
     kind = REGRESSOR_KIND
 
@@ -203,12 +206,11 @@ class RegressorTrainer(_PoolData):
         return metrics, previews
 
 
-def train_regressor_job(gan_checkpoint, maps, train: RegressorTrainConfig | None = None, steps: int = 1000,
-                        checkpoint=None, resume: bool = True, names=None, device: str = "cpu",
-                        checkpoint_every: int = 100, validate_every: int = 100, metrics_every: int = 10):
+def train_regressor_job(gan_checkpoint, maps, train: RegressorTrainConfig | None = None,
+                        schedule: Schedule | None = None, checkpoint=None, names=None, device: str = "cpu"):
     """Job: train the regressor of the GAN in ``gan_checkpoint`` on rotated ``maps`` and generated volumes."""
     trainer = RegressorTrainer(gan_checkpoint, train or RegressorTrainConfig(), maps, names, device)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+    return train_job(trainer, schedule, checkpoint)
 
 
 def load_regressor(path, device: str = "cpu") -> tuple[Generator, Regressor, dict]:

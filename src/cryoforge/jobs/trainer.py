@@ -3,26 +3,65 @@
 A model plugs in as a :class:`Trainable`: its modules and optimizers (what a checkpoint holds), a
 ``train_step(step)`` returning scalar metrics, and optionally ``validate(step)`` returning metrics and
 preview arrays. :func:`train_job` is a job (:mod:`cryoforge.jobs`): it yields progress, running-mean
-training metrics, validation metrics and previews; it checkpoints atomically every
-``checkpoint_every`` steps, at the end, and when cancelled (so nothing finished is lost); with
-``resume=True`` it continues from the checkpoint's step. Steps draw their random data from
-``seed + step`` (the trainable's business), so a resumed run sees the same data as an uninterrupted one.
-``max_seconds`` bounds the training time instead (a GPU lease, a coffee break): the run validates, checkpoints
-and ends at the first step that reaches it.
+training metrics, validation metrics and previews; its :class:`Schedule` says how far and how often: it
+checkpoints atomically every ``checkpoint_every`` steps, at the end, and when cancelled (so nothing finished is
+lost); with ``resume`` it continues from the checkpoint's step. Steps draw their random data from ``seed + step``
+(the trainable's business), so a resumed run sees the same data as an uninterrupted one. ``max_seconds`` bounds
+the training time instead (a GPU lease, a coffee break): the run validates, checkpoints and ends at the first step
+that reaches it. The job's ``Result`` is a :class:`TrainingResult`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .events import Log, Metrics, Preview, Progress, Result
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How far a training runs and how often it reports. A field left None takes the model's own default
+    (the trainable's ``default_schedule``, else :data:`DEFAULT_SCHEDULE`)."""
+
+    steps: int | None = None  # optimisation steps to reach (a resumed run counts the checkpoint's)
+    checkpoint_every: int | None = None  # steps between checkpoints (also at the end and when cancelled)
+    validate_every: int | None = None  # steps between validations (0: only at the end)
+    metrics_every: int | None = None  # steps between running-mean training metrics
+    max_seconds: float | None = None  # this run's training-time limit (None: none)
+    resume: bool = True  # continue from the checkpoint when it exists
+
+    def over(self, defaults: Schedule) -> Schedule:
+        """The schedule with its unset (None) fields taken from ``defaults``."""
+        return replace(defaults, **{f.name: getattr(self, f.name) for f in fields(self)
+                                    if getattr(self, f.name) is not None})
+
+
+DEFAULT_SCHEDULE = Schedule(steps=1000, checkpoint_every=200, validate_every=100, metrics_every=10)
+
+
+@dataclass
+class TrainingResult:
+    """What a training job returns: the checkpoint written (None without one), the step reached, the training
+    time of all runs together (s), the last validation metrics and the metrics history."""
+
+    checkpoint: str | None
+    step: int
+    wall_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the benches' reports)."""
+        return asdict(self)
+
+
 class Trainable(Protocol):
-    """What :func:`train_job` trains: modules and optimisers by name, a config, a step and a validation."""
+    """What :func:`train_job` trains: modules and optimisers by name, a config, a step and a validation; a class
+    attribute ``default_schedule`` (a :class:`Schedule`) may set the model's own checkpoint / validation intervals."""
 
     kind: str
     config: dict
@@ -65,24 +104,25 @@ def load_training(trainer: Trainable, path) -> dict:
     return payload
 
 
-def train_job(trainer: Trainable, steps: int, checkpoint=None, resume: bool = True, checkpoint_every: int = 200,
-              validate_every: int = 100, metrics_every: int = 10, max_seconds: float | None = None):
-    """Job: run ``trainer`` to ``steps`` optimisation steps, or until ``max_seconds`` of training (this run's) have
-    passed; ``Result`` is a dict (checkpoint, step reached, metrics, history)."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1; got {steps}")
+def train_job(trainer: Trainable, schedule: Schedule | None = None, checkpoint=None):
+    """Job: run ``trainer`` as ``schedule`` says (to ``steps``, or until ``max_seconds`` of this run's training);
+    ``Result`` is a :class:`TrainingResult`."""
+    s = (schedule or Schedule()).over(getattr(trainer, "default_schedule", DEFAULT_SCHEDULE).over(DEFAULT_SCHEDULE))
+    assert s.steps is not None and s.checkpoint_every is not None and s.metrics_every is not None
+    if s.steps < 1:
+        raise ValueError(f"steps must be at least 1; got {s.steps}")
     if checkpoint is None:
-        yield from _train(trainer, steps, None, resume, checkpoint_every, validate_every, metrics_every, max_seconds)
+        yield from _train(trainer, s, None)
         return
     from ..io.atomic import exclusive_lock
 
     with exclusive_lock(checkpoint, "trained"):  # a second training of the same checkpoint stops at once
-        yield from _train(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every,
-                          max_seconds)
+        yield from _train(trainer, s, checkpoint)
 
 
-def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_every: int, validate_every: int,
-           metrics_every: int, max_seconds: float | None):
+def _train(trainer: Trainable, s: Schedule, checkpoint):
+    steps, checkpoint_every, validate_every = int(s.steps or 0), int(s.checkpoint_every or 1), s.validate_every
+    metrics_every, max_seconds, resume = int(s.metrics_every or 1), s.max_seconds, s.resume
     start, history, wall0 = 0, [], 0.0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_training(trainer, checkpoint)
@@ -91,8 +131,7 @@ def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_
         yield Log(f"resumed from {Path(checkpoint).name} at step {start}")
         if start >= steps:
             yield Log(f"the checkpoint is already at step {start} ≥ {steps}: nothing to train")
-            yield Result({"checkpoint": str(checkpoint), "step": start, "wall_s": wall0,
-                          "metrics": payload.get("metrics", {}), "history": history})
+            yield Result(TrainingResult(str(checkpoint), start, wall0, payload.get("metrics", {}), history))
             return
     t0 = time.monotonic()
     last_val: dict[str, float] = {}
@@ -125,11 +164,10 @@ def _train(trainer: Trainable, steps: int, checkpoint, resume: bool, checkpoint_
         raise
     if checkpoint is not None:
         save_training(trainer, checkpoint, step, history, wall(), last_val)
-    yield Result({"checkpoint": None if checkpoint is None else str(checkpoint), "step": step,
-                  "wall_s": wall(), "metrics": last_val, "history": history})
+    yield Result(TrainingResult(None if checkpoint is None else str(checkpoint), step, wall(), last_val, history))
 
 
-def train_cli(job, checkpoint, argv) -> dict:
+def train_cli(job, checkpoint, argv) -> TrainingResult:
     """Run a training job in the terminal, record the command line in the checkpoint (``extra.command``: the
     provenance of shipped checkpoints) and print the final validation metrics; returns the Result value."""
     import shlex
@@ -150,7 +188,7 @@ def train_cli(job, checkpoint, argv) -> dict:
     payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in argv)
     with atomic_path(checkpoint) as tmp:
         torch.save(payload, tmp)
-    print(f"checkpoint {res['checkpoint']} after step {res['step']} ({res['wall_s']:.0f} s); validation:")
-    for k, v in res["metrics"].items():
+    print(f"checkpoint {res.checkpoint} after step {res.step} ({res.wall_s:.0f} s); validation:")
+    for k, v in res.metrics.items():
         print(f"  {k:24s} {v:.4g}")
     return res

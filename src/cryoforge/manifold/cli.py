@@ -165,7 +165,7 @@ def _cmd_drgn_train(args) -> int:
     from ..drgn.data import ParticleImages, backproject
     from ..drgn.train import train_drgn_job
     from ..io.mrc import read_mrc
-    from ..jobs.trainer import train_cli
+    from ..jobs.trainer import Schedule, train_cli
 
     images, info = read_mrc(args.particles, mmap=True, kind="stack", finite=True)
     if images.ndim != 3:
@@ -207,8 +207,9 @@ def _cmd_drgn_train(args) -> int:
                                   l_end=args.l_end, ramp_epochs=args.l_ramp_epochs, t_extent=args.t_extent,
                                   t_ngrid=args.t_ngrid)
     ref = backproject(data) if args.validate_backprojection else None
-    train_cli(train_drgn_job(data, cfg, args.steps, args.checkpoint, device=args.device, reference=ref,
-                             validate_every=args.validate_every, pose_search=search), args.checkpoint, args.argv)
+    job = train_drgn_job(data, cfg, Schedule(steps=args.steps, validate_every=args.validate_every),
+                         checkpoint=args.checkpoint, device=args.device, reference=ref, pose_search=search)
+    train_cli(job, args.checkpoint, args.argv)
     return 0
 
 

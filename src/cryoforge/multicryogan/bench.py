@@ -35,7 +35,7 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
 def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds,
           arch):
     from ..jobs.runner import drive
-    from ..jobs.trainer import train_job
+    from ..jobs.trainer import Schedule, train_job
     from ..sim.adk import adk_ensemble
     from ..sim.params import ParticleParams
     from ..sim.particles import simulate_particles_job
@@ -56,9 +56,11 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
         ckpt.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     reached = steps
-    for ev in train_job(tr, steps, ckpt, resume=False, validate_every=max(steps // 4, 1), max_seconds=max_seconds):
+    for ev in train_job(tr,
+                        Schedule(steps=steps, validate_every=max(steps // 4, 1), max_seconds=max_seconds, resume=False),
+                        checkpoint=ckpt):
         if isinstance(ev, Result):
-            reached = ev.value["step"]
+            reached = ev.value.step
         elif isinstance(ev, Progress):
             yield Progress(ev.step, ev.total, f"{case}: {ev.message}")
         elif isinstance(ev, Metrics) and any(k.startswith("val_") for k in ev.values):

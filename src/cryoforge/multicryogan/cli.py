@@ -22,7 +22,7 @@ def _references(path):
 
 
 def _cmd_train(args) -> int:
-    from ..jobs.trainer import train_cli
+    from ..jobs.trainer import Schedule, train_cli
     from .config import McganConfig, McganTrainConfig
     from .data import load_stack
     from .train import train_mcgan_job
@@ -33,8 +33,8 @@ def _cmd_train(args) -> int:
                       seed=args.seed, mapping=args.mapping)
     tcfg = McganTrainConfig(batch=args.batch, poses=args.poses, n_critic=args.n_critic, lr=args.lr,
                             max_shift=args.max_shift, seed=args.seed)
-    train_cli(train_mcgan_job(data, cfg, tcfg, args.steps, args.checkpoint, device=args.device,
-                              references=_references(args.references), validate_every=args.validate_every),
+    train_cli(train_mcgan_job(data, cfg, tcfg, Schedule(steps=args.steps, validate_every=args.validate_every),
+                              checkpoint=args.checkpoint, device=args.device, references=_references(args.references)),
               args.checkpoint, args.argv)
     return 0
 

@@ -23,7 +23,7 @@ import torch
 from ..conventions import random_rotations
 from ..gan import critic_update
 from ..jobs import Preview
-from ..jobs.trainer import train_job
+from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
 from .config import McganConfig, McganTrainConfig
@@ -43,6 +43,8 @@ def _rng(seed: int, step: int, sub: int) -> torch.Generator:
 class McganTrainer:
     """A :class:`cryoforge.jobs.trainer.Trainable`. ``references``: optional true volumes ``(2, n, n, n)`` of the
     manifold's two ends (in the data's units and frame is not needed: ends are aligned before the FSC)."""
+
+    default_schedule = Schedule(checkpoint_every=200, validate_every=250, metrics_every=10)
 
     kind = KIND
 
@@ -176,11 +178,10 @@ def end_scores(ends, references, pixel_size: float | None = None) -> dict:
 
 
 def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
-                    steps: int = 1000, checkpoint=None, resume: bool = True, device: str = "cpu", references=None,
-                    checkpoint_every: int = 200, validate_every: int = 250, metrics_every: int = 10):
+                    schedule: Schedule | None = None, checkpoint=None, device: str = "cpu", references=None):
     """Job: train Multi-CryoGAN; see :func:`cryoforge.jobs.trainer.train_job`."""
     trainer = McganTrainer(data, cfg, train, device, references)
-    return train_job(trainer, steps, checkpoint, resume, checkpoint_every, validate_every, metrics_every)
+    return train_job(trainer, schedule, checkpoint)
 
 
 def load_generator(path, device="cpu") -> tuple[Generator, dict]:

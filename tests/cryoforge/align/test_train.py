@@ -9,27 +9,28 @@ from cryoforge.align.train import ARCH_KEYS, load_gumnet, train_gumnet_job
 from cryoforge.conventions import rotation_angle_deg
 from cryoforge.io.checkpoint import CheckpointError, save_checkpoint
 from cryoforge.jobs import Cancelled, Log, Progress, drive
+from cryoforge.jobs.trainer import Schedule
 
 
-def _tiny_training(maps, steps, checkpoint, **kw):
+def _tiny_training(maps, steps, checkpoint):
     net = GumNetConfig.preset("tiny")
     train = TrainConfig(batch=2, val_pairs=3, snrs=[0.1])
-    return train_gumnet_job(maps.numpy()[:2], net, train, steps, checkpoint, validate_every=2, metrics_every=1,
-                            checkpoint_every=1, **kw)
+    schedule = Schedule(steps=steps, validate_every=2, metrics_every=1, checkpoint_every=1)
+    return train_gumnet_job(maps.numpy()[:2], net, train, schedule, checkpoint)
 
 
 def test_training_resumes_and_cancel_keeps_a_checkpoint(maps, tmp_path):
     ckpt = tmp_path / "g.pt"
     first = drive(_tiny_training(maps, 2, ckpt))
-    assert first["step"] == 2 and ckpt.is_file() and "snr0.1_rot_deg" in first["metrics"]
+    assert first.step == 2 and ckpt.is_file() and "snr0.1_rot_deg" in first.metrics
     events = []
     second = drive(_tiny_training(maps, 3, ckpt), events.append)
     assert any(isinstance(e, Log) and "resumed" in e.message and "step 2" in e.message for e in events)
     assert [e.step for e in events if isinstance(e, Progress)] == [1]
-    assert second["history"][0]["step"] == 1  # the history of the first run was kept
+    assert second.history[0]["step"] == 1  # the history of the first run was kept
     events = []
     again = drive(_tiny_training(maps, 3, ckpt), events.append)  # already there: nothing trained, metrics kept
-    assert again["step"] == 3 and again["metrics"] == second["metrics"]
+    assert again.step == 3 and again.metrics == second.metrics
     assert not any(isinstance(e, Progress) for e in events)
     cancel = __import__("threading").Event()
 

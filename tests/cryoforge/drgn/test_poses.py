@@ -8,6 +8,7 @@ from cryoforge.conventions import random_rotations
 from cryoforge.drgn.config import PoseSearchConfig
 from cryoforge.drgn.data import ParticleImages
 from cryoforge.drgn.poses import MIRROR, pose_errors
+from cryoforge.jobs.trainer import Schedule
 from tests.helpers import adk_map, projections
 
 
@@ -40,7 +41,7 @@ def test_pose_table_travels_in_the_checkpoint(tmp_path):
     cfg = DrgnTrainConfig(players=1, pdim=16, batch=8, seed=0)
     ps = PoseSearchConfig(pretrain_images=8, every_epochs=10, t_extent=0, n_global=576, rounds=2, keep=2)
     ckpt = tmp_path / "ps.pt"
-    drive(train_drgn_job(data, cfg, 6, ckpt, pose_search=ps, validate_every=0))
+    drive(train_drgn_job(data, cfg, Schedule(steps=6, validate_every=0), checkpoint=ckpt, pose_search=ps))
     resumed = DrgnTrainer(data, cfg, pose_search=ps)
     from cryoforge.jobs.trainer import load_training
 

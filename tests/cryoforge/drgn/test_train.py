@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cryoforge.drgn.data import ParticleImages, backproject
+from cryoforge.jobs.trainer import Schedule
 from tests.helpers import CRYODRGN, needs_hand_images
 
 
@@ -54,11 +55,12 @@ def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        drive(train_drgn_job(data, cfg, 40, ckpt, validate_every=20, metrics_every=5), on_event, cancel)
+        drive(train_drgn_job(data, cfg, Schedule(steps=40, validate_every=20, metrics_every=5),
+                             checkpoint=ckpt), on_event, cancel)
     assert ckpt.is_file()  # cancel kept a checkpoint
-    res = drive(train_drgn_job(data, cfg, 40, ckpt, validate_every=20, metrics_every=5))
-    losses = [h["loss"] for h in res["history"] if "loss" in h]
-    assert res["step"] == 40 and losses[-1] < losses[0]
+    res = drive(train_drgn_job(data, cfg, Schedule(steps=40, validate_every=20, metrics_every=5), checkpoint=ckpt))
+    losses = [h["loss"] for h in res.history if "loss" in h]
+    assert res.step == 40 and losses[-1] < losses[0]
     m = open_manifold(ckpt)
     assert m.latent_dim == 2 and m.decode(np.zeros((3, 2))).shape == (3, 64, 64, 64)
 

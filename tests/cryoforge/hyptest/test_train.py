@@ -13,6 +13,7 @@ from cryoforge.hyptest.train import (
 )
 from cryoforge.io.checkpoint import CheckpointError
 from cryoforge.jobs import Metrics, Preview
+from cryoforge.jobs.trainer import Schedule
 from tests.helpers import TINY
 
 
@@ -22,15 +23,17 @@ def test_gan_training_events_checkpoint_and_resume(trained):
     assert {"wasserstein", "gp", "loss_g"} <= set(metrics[0])
     assert any("val_spectrum_err" in m for m in metrics)
     assert any(isinstance(e, Preview) and e.kind == "stack" for e in events)
-    assert events[-1].value["step"] == 3
+    assert events[-1].value.step == 3
     gen, payload = load_generator(d / "gan.pt")
     assert gen.cfg == TINY and payload["extra"]["step"] == 3
-    more = list(train_wgan_job(maps, TINY, GANTrainConfig(batch=4, n_critic=2, rotations=3), steps=4,
-                               checkpoint=d / "gan.pt", validate_every=0))
-    assert "resumed" in more[0].message and more[-1].value["step"] == 4
+    more = list(train_wgan_job(maps, TINY, GANTrainConfig(batch=4, n_critic=2, rotations=3),
+                               Schedule(steps=4, validate_every=0),
+                               checkpoint=d / "gan.pt"))
+    assert "resumed" in more[0].message and more[-1].value.step == 4
     with pytest.raises(CheckpointError, match="trained with"):  # another architecture, same file
         list(train_wgan_job(maps, WGANConfig(box=32, width=4, zdim=8), GANTrainConfig(batch=4, n_critic=1, rotations=2),
-                            steps=5, checkpoint=d / "gan.pt"))
+                            Schedule(steps=5),
+                            checkpoint=d / "gan.pt"))
 
 
 def test_regressor_training_and_loading(trained):

@@ -13,7 +13,7 @@ import torch
 from cryoforge.io import write_mrc
 from cryoforge.io.checkpoint import load_checkpoint
 from cryoforge.jobs import Cancelled, drive, run_cli
-from cryoforge.jobs.trainer import train_job
+from cryoforge.jobs.trainer import DEFAULT_SCHEDULE, Schedule, train_job
 
 
 class _SlowTrainable:
@@ -46,10 +46,11 @@ def test_training_time_limit_stops_validates_and_checkpoints(tmp_path):
     from cryoforge.jobs.trainer import train_job
 
     tr = _SlowTrainable()
-    res = drive(train_job(tr, 10_000, tmp_path / "toy.pt", validate_every=10_000, max_seconds=0.3))
-    assert 5 <= res["step"] < 100  # ~15 steps of 20 ms, far from 10 000
-    assert tr.validated == [res["step"]] and res["metrics"]["step_seen"] == res["step"]
-    assert load_checkpoint(tmp_path / "toy.pt", kind="toy")["extra"]["step"] == res["step"]
+    res = drive(train_job(tr, Schedule(steps=10000, validate_every=10000, max_seconds=0.3),
+                          checkpoint=tmp_path / "toy.pt"))
+    assert 5 <= res.step < 100  # ~15 steps of 20 ms, far from 10 000
+    assert tr.validated == [res.step] and res.metrics["step_seen"] == res.step
+    assert load_checkpoint(tmp_path / "toy.pt", kind="toy")["extra"]["step"] == res.step
 
 
 class Toy:
@@ -87,12 +88,14 @@ class Toy:
 def test_signal_mid_step_saves_that_step_and_resume_matches(tmp_path, signum):
     ckpt = tmp_path / "toy.pt"
     with pytest.raises(Cancelled):
-        run_cli(train_job(Toy(signal_at=4, signum=signum), 10, ckpt, checkpoint_every=1000, validate_every=0))
+        run_cli(train_job(Toy(signal_at=4, signum=signum), Schedule(steps=10, checkpoint_every=1000, validate_every=0),
+                          checkpoint=ckpt))
     assert load_checkpoint(ckpt)["extra"]["step"] == 4  # the step the signal landed in, finished
     resumed = Toy()
-    run_cli(train_job(resumed, 10, ckpt, checkpoint_every=1000, validate_every=0))
+    run_cli(train_job(resumed, Schedule(steps=10, checkpoint_every=1000, validate_every=0), checkpoint=ckpt))
     straight = Toy()
-    run_cli(train_job(straight, 10, tmp_path / "straight.pt", checkpoint_every=1000, validate_every=0))
+    run_cli(train_job(straight, Schedule(steps=10, checkpoint_every=1000, validate_every=0),
+                      checkpoint=tmp_path / "straight.pt"))
     for a, b in zip(resumed.net.parameters(), straight.net.parameters(), strict=True):
         assert torch.equal(a, b)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
@@ -124,3 +127,18 @@ def test_sigterm_to_a_cli_training_keeps_a_checkpoint_that_resumes(tmp_path):
     done = subprocess.run(cmd + ["--steps", str(step + 2)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and f"resumed from m.pt at step {step}" in done.stderr
     assert load_checkpoint(tmp_path / "m.pt")["extra"]["step"] == step + 2
+
+
+def test_a_schedule_takes_the_models_defaults_for_what_it_leaves_unset():
+    model = Schedule(checkpoint_every=50, validate_every=50, metrics_every=5)
+    s = Schedule(steps=7, validate_every=0).over(model)
+    assert (s.steps, s.checkpoint_every, s.validate_every, s.metrics_every, s.resume) == (7, 50, 0, 5, True)
+    assert Schedule().over(DEFAULT_SCHEDULE) == DEFAULT_SCHEDULE
+
+
+def test_training_result_is_json_ready(tmp_path):
+    import json
+
+    res = drive(train_job(_SlowTrainable(), Schedule(steps=2, validate_every=2), checkpoint=tmp_path / "t.pt"))
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["step"] == 2 and data["checkpoint"] == str(tmp_path / "t.pt") and data["metrics"] == {"step_seen": 2.0}

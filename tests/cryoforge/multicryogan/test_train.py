@@ -2,6 +2,7 @@
 
 import torch
 
+from cryoforge.jobs.trainer import Schedule
 from cryoforge.multicryogan.config import McganConfig, McganTrainConfig
 from cryoforge.multicryogan.fsccc import (
     align_to_reference,
@@ -34,10 +35,10 @@ def test_same_seed_same_weights_and_resume(tmp_path):
     _, data = homogeneous_stack(count=64)
     cfg, tc = McganConfig(box=16, gwidth=2, cwidth=4), McganTrainConfig(batch=8, poses=4, n_critic=2)
     ck = tmp_path / "m.pt"
-    drive(train_mcgan_job(data, cfg, tc, 3, ck, validate_every=0))
-    drive(train_mcgan_job(data, cfg, tc, 5, ck, validate_every=0))  # resumes at 3
+    drive(train_mcgan_job(data, cfg, tc, Schedule(steps=3, validate_every=0), checkpoint=ck))
+    drive(train_mcgan_job(data, cfg, tc, Schedule(steps=5, validate_every=0), checkpoint=ck))  # resumes at 3
     straight = tmp_path / "s.pt"
-    drive(train_mcgan_job(data, cfg, tc, 5, straight, validate_every=0))
+    drive(train_mcgan_job(data, cfg, tc, Schedule(steps=5, validate_every=0), checkpoint=straight))
     a = torch.load(ck, weights_only=True)["state_dicts"]["generator"]
     b = torch.load(straight, weights_only=True)["state_dicts"]["generator"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -38,7 +38,7 @@ def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_s
     w.train()
     assert "64 images, 16² at 4.00 Å/px, no CTF" in w.status.text()
     wait_job(w)
-    assert w.last_result["step"] == 12 and (tmp_path / "m.pt").is_file()
+    assert w.last_result.step == 12 and (tmp_path / "m.pt").is_file()
     names = {ly.name for ly in viewer.layers}
     assert {"mcgan: real vs simulated images", "mcgan: G(α = 0.5)"} <= names
     assert any(n.startswith("mcgan: G(α) central slices") for n in names)
@@ -52,8 +52,8 @@ def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_s
     w.steps.setValue(14)
     w.train()
     wait_job(w)
-    assert w.last_result["step"] == 14
-    assert w.last_result["history"][0]["step"] <= 12 < w.last_result["history"][-1]["step"]
+    assert w.last_result.step == 14
+    assert w.last_result.history[0]["step"] <= 12 < w.last_result.history[-1]["step"]
 
 
 def test_bad_input_is_one_notification(mcgan, small_stack, notifications):
