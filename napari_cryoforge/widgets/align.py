@@ -171,13 +171,25 @@ class AlignWidget(JobDock):
             raise ValueError(f"subtomograms must be cubic (n, n, n); got {da.shape[1:]} (Z, Y, X)")
         return da, db, voxel_size_of(a)
 
+    def _pairs(self, folder):
+        """The pair dataset of ``folder``, read once per folder and modification time (not once per click)."""
+        from pathlib import Path
+
+        from cryoforge.sim.subtomo import read_pairs
+
+        marker = Path(folder) / "dataset.json"
+        key = (str(folder), marker.stat().st_mtime if marker.is_file() else None)
+        if getattr(self, "_pairs_cache", (None, None))[0] != key:
+            self._pairs_cache = (key, read_pairs(folder))
+        return self._pairs_cache[1]
+
     def _truth_and_masks(self, offset: int, count: int, n: int):
         d = self.dataset()
         if d is None:
             return None, None, None
-        from cryoforge.sim.subtomo import dataset_masks, read_pairs
+        from cryoforge.sim.subtomo import dataset_masks
 
-        ds = read_pairs(d)
+        ds = self._pairs(d)
         if ds.s_a.shape[-1] != n:
             return None, None, None
         ma, mb = dataset_masks(ds)
@@ -202,14 +214,15 @@ class AlignWidget(JobDock):
             truth, ma, mb = self._truth_and_masks(offset, len(s_a), s_a.shape[-1])
             method = self.method.currentText()
             ckpt = self.checkpoint.text().strip() or None
+            model = None
             if method != "classical":
                 from cryoforge.align.pipeline import _load_model
 
-                _load_model(ckpt, s_a.shape[-1], "cpu")  # a wrong checkpoint fails here, clearly
+                model = _load_model(ckpt, s_a.shape[-1], "cpu")  # a wrong checkpoint fails here, clearly; loaded once
         except (ValueError, FileNotFoundError) as err:
             report_error(f"Cannot align: {err}")
             return
-        job = align_pairs_job(s_a, s_b, ma, mb, method, ckpt, truth=truth, voxel_size=vs)
+        job = align_pairs_job(s_a, s_b, ma, mb, method, ckpt, model=model, truth=truth, voxel_size=vs)
         self._vs = vs
         self._start(job, f"{method} alignment of {len(s_a)} pair(s)",
                     lambda r: self._show_alignment(r, s_a, s_b, vs, single))
@@ -217,30 +230,28 @@ class AlignWidget(JobDock):
     def _show_alignment(self, result, s_a, s_b, voxel_size, single):
         import torch
 
-        from cryoforge.align.warp import warp_inverse
         from cryoforge.conventions import matrix_to_euler_zyz
 
         self.last_result = result
-        rot, sh = result["rotations"], result["shifts"]
-        warped = warp_inverse(torch.from_numpy(s_b[:1]), torch.from_numpy(rot[:1]), torch.from_numpy(sh[:1]))[0].numpy()
+        rot, sh = result.rotations, result.shifts
         self._set_layer("align: s_a", s_a[0], voxel_size, "gray")
         self._set_layer("align: s_b", s_b[0], voxel_size, "gray", visible=False)
-        self._set_layer("align: aligned s_b", warped, voxel_size, "magenta", "additive")
+        self._set_layer("align: aligned s_b", result.aligned_first, voxel_size, "magenta", "additive")
         ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
-        lines = [f"{result['method']}: {result['n_pairs']} pair(s), {result['pairs_per_s']:.1f} pairs/s",
+        lines = [f"{result.method}: {result.n_pairs} pair(s), {result.pairs_per_s:.1f} pairs/s",
                  f"estimated rot/tilt/psi (ZYZ) {ang[0]:.1f}°, {ang[1]:.1f}°, {ang[2]:.1f}°",
                  f"estimated shift ({sh[0, 0]:.2f}, {sh[0, 1]:.2f}, {sh[0, 2]:.2f}) voxels (x, y, z)",
-                 f"wedge-constrained correlation {float(np.mean(result['corr_before'])):.3f} → "
-                 f"{float(np.mean(result['corr_after'])):.3f}"]
-        if "errors" in result:
-            e = result["errors"]
+                 f"wedge-constrained correlation {float(np.mean(result.corr_before)):.3f} → "
+                 f"{float(np.mean(result.corr_after)):.3f}"]
+        e = result.errors
+        if e is not None:
             lines.append(f"error vs truth: {np.mean(e['rot_deg']):.2f}° (‖ΔR‖_F {np.mean(e['rot_frob']):.3f}), "
                          f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
         self.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
-        if not single and "errors" in result:
+        if not single and e is not None:
             for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)"), strict=True):
                 ax.clear()
-                ax.hist(result["errors"][key], bins=30, color="tab:blue")
+                ax.hist(e[key], bins=30, color="tab:blue")
                 ax.set_xlabel(unit, fontsize=7)
                 ax.tick_params(labelsize=6)
             self.err_canvas.setVisible(True)

@@ -84,9 +84,9 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
             model = models.get(name) if method == "gumnet" else models.get("gumnet")
             res = drive(align_pairs_job(ds.s_a, ds.s_b, None, mb, method, model=model, truth=truth, device=device,
                                         voxel_size=vs, search=search_cfg, batch=batch))
-            row = {k: v for k, v in res["summary"].items()}
+            row = dict(res.summary)
             row["per_structure_rot_deg_median"] = {
-                name: float(np.median(res["errors"]["rot_deg"][(ds.truth["structure"] == name).to_numpy()]))
+                name: float(np.median(res.errors["rot_deg"][(ds.truth["structure"] == name).to_numpy()]))
                 for name in ds.structures if (ds.truth["structure"] == name).any()}
             report["alignment"].setdefault(f"snr{snr:g}", {})[label] = row
             done += 1

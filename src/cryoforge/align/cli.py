@@ -42,7 +42,7 @@ def _cmd_run(args) -> int:
                                     limit=args.limit, search=search))
     if args.out:
         print(f"wrote {write_alignment(res, args.out)}")
-    summary = res["summary"]
+    summary = res.summary
     for k, v in summary.items():
         print(f"  {k:24s} {v:.4g}" if isinstance(v, float) else f"  {k:24s} {v}")
     return 0

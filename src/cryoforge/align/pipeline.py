@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,33 @@ def summarize(errors: dict) -> dict:
     return out
 
 
+@dataclass
+class AlignmentResult:
+    """What an alignment job returns. Poses follow ``s_b ≈ T(R, t) s_a`` (:mod:`cryoforge.conventions`)."""
+
+    method: str
+    rotations: np.ndarray  # (N, 3, 3)
+    shifts: np.ndarray  # (N, 3) voxels, (x, y, z)
+    seconds: float
+    pairs_per_s: float
+    corr_before: np.ndarray  # (N,) wedge-constrained correlation of s_a and s_b as given
+    corr_after: np.ndarray  # (N,) the same after undoing the estimated pose
+    aligned_first: np.ndarray  # the first pair's s_b with its pose undone, (n, n, n): what a viewer shows
+    summary: dict[str, float] = field(default_factory=dict)  # pairs/s and, with the truth, error statistics
+    errors: dict[str, np.ndarray] | None = None  # per-pair errors against the truth, when known
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of pairs aligned."""
+        return len(self.rotations)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (arrays as lists) without the aligned volume."""
+        out = {k: v for k, v in asdict(self).items() if k != "aligned_first"}
+        out["n_pairs"] = self.n_pairs
+        return json.loads(json.dumps(out, default=lambda a: np.asarray(a).tolist()))
+
+
 def _load_model(checkpoint, box, device):
     from ..samples import GUMNET_CHECKPOINT, sample_path
     from .train import load_gumnet
@@ -54,9 +83,8 @@ def _load_model(checkpoint, box, device):
 def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", checkpoint=None, model=None,
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
                     device: str = "cpu", voxel_size: float = 1.0):
-    """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is a dict with
-    ``rotations``, ``shifts``, ``corr_before``/``corr_after``, ``pairs_per_s`` and, with ``truth = (R, t)``,
-    per-pair ``errors`` and a ``summary``."""
+    """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
+    :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
@@ -101,16 +129,14 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
     rot, sh = torch.cat(rots), torch.cat(shifts)
     warped = torch.cat([warp_inverse(s_b[i:i + 64], rot[i:i + 64], sh[i:i + 64]) for i in range(0, n_pairs, 64)])
     mb_w = rotate_fourier_masks(mask_b.expand(n_pairs, *shape), rot) * mask_a
-    result: dict[str, Any] = {"method": method, "rotations": rot.numpy(), "shifts": sh.numpy(), "seconds": elapsed,
-              "pairs_per_s": n_pairs / elapsed, "n_pairs": n_pairs,
-              "corr_before": constrained_correlation(s_a, s_b, mask_a * mask_b).numpy(),
-              "corr_after": constrained_correlation(s_a, warped, mb_w).numpy()}
+    result = AlignmentResult(method, rot.numpy(), sh.numpy(), elapsed, n_pairs / elapsed,
+                             constrained_correlation(s_a, s_b, mask_a * mask_b).numpy(),
+                             constrained_correlation(s_a, warped, mb_w).numpy(), warped[0].numpy())
+    result.summary = {"pairs_per_s": result.pairs_per_s}
     if truth is not None:
-        result["errors"] = pose_errors(rot, sh, truth[0][:n_pairs], truth[1][:n_pairs])
-        result["summary"] = {"pairs_per_s": result["pairs_per_s"], **summarize(result["errors"])}
-        yield Metrics(result["summary"])
-    else:
-        result["summary"] = {"pairs_per_s": result["pairs_per_s"]}
+        result.errors = pose_errors(rot, sh, truth[0][:n_pairs], truth[1][:n_pairs])
+        result.summary.update(summarize(result.errors))
+        yield Metrics(result.summary)
     yield Result(result)
 
 
@@ -127,19 +153,19 @@ def align_dataset_job(dataset, method: str = "hybrid", checkpoint=None, device: 
                                         device=device, voxel_size=ds.voxel_size)
 
 
-def write_alignment(result: dict, path) -> Path:
+def write_alignment(result: AlignmentResult, path) -> Path:
     """Estimated relative poses (RELION ZYZ degrees, shifts in voxels) and errors as a STAR file."""
     import pandas as pd
     import starfile
 
     from ..io.atomic import atomic_path
 
-    ang = matrix_to_euler_zyz(torch.as_tensor(result["rotations"], dtype=torch.float64)).numpy()
+    ang = matrix_to_euler_zyz(torch.as_tensor(result.rotations, dtype=torch.float64)).numpy()
     df = pd.DataFrame({"pair": np.arange(len(ang)), "rel_rot": ang[:, 0], "rel_tilt": ang[:, 1], "rel_psi": ang[:, 2]})
     for j, ax in enumerate("xyz"):
-        df[f"shift_{ax}"] = result["shifts"][:, j]
-    df["corr_before"], df["corr_after"] = result["corr_before"], result["corr_after"]
-    for k, v in result.get("errors", {}).items():
+        df[f"shift_{ax}"] = result.shifts[:, j]
+    df["corr_before"], df["corr_after"] = result.corr_before, result.corr_after
+    for k, v in (result.errors or {}).items():
         df[f"error_{k}"] = v
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..latent import Manifold
+from ..latent import Manifold, ManifoldError
+from .train import Regressor
 
 
 class WGANManifold(Manifold):
@@ -18,16 +19,18 @@ class WGANManifold(Manifold):
 
     kind = "wgan3d"
 
-    def __init__(self, path, templates=None, device="cpu"):
+    def __init__(self, path, templates=None, device="cpu", payload: dict | None = None):
+        """``payload``: the checkpoint when the caller has read it already (it is read once)."""
         from ..io.checkpoint import load_checkpoint
-        from .train import REGRESSOR_KIND, load_generator, load_regressor
+        from .train import REGRESSOR_KIND, generator_from, regressor_from
 
         super().__init__(device)
-        payload = load_checkpoint(path)
+        payload = payload if payload is not None else load_checkpoint(path)
+        self.reg: Regressor | None = None
         if payload["kind"] == REGRESSOR_KIND:
-            self.gen, self.reg, payload = load_regressor(path, device)
+            self.gen, self.reg = regressor_from(payload, path, device)
         else:
-            (self.gen, payload), self.reg = load_generator(path, device), None
+            self.gen = generator_from(payload, path, device)
         self.latent_dim, self.box = self.gen.cfg.zdim, self.gen.cfg.box
         self.voxel_size = float(payload["config"].get("voxel_size", 12.0))
         self.name = f"3D-WGAN {getattr(path, 'name', str(path).rsplit('/', 1)[-1])}"
@@ -60,6 +63,9 @@ class WGANManifold(Manifold):
     def _encode(self, volumes: torch.Tensor) -> torch.Tensor:
         """Codes of volumes; inputs in ``[0, 1]`` (decoded volumes) or ``[-1, 1]`` (:func:`to_unit` maps) both work
         because the regressor sees them as the generator's ``[-1, 1]`` range."""
+        if self.reg is None:
+            raise ManifoldError(f"{self.name} has no regressor: it cannot encode volumes")
+        reg = self.reg
         v = volumes if volumes.min() < -0.01 else volumes * 2 - 1
-        return torch.cat([self.reg(c) for c in v.split(64)])
+        return torch.cat([reg(c) for c in v.split(64)])
 

@@ -139,15 +139,20 @@ def train_wgan_job(maps, cfg: WGANConfig | None = None, train: GANTrainConfig | 
     return train_job(trainer, schedule, checkpoint)
 
 
-def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
-    """The generator of a GAN or regressor checkpoint, in eval mode, and the checkpoint's config."""
-    payload = load_checkpoint(path, map_location=device)
+def generator_from(payload: dict, path="checkpoint", device: str = "cpu") -> Generator:
+    """The generator (eval mode) of a GAN or regressor checkpoint already read (``payload``)."""
     if payload["kind"] not in (KIND, REGRESSOR_KIND):
         raise CheckpointError(f"{path}: a '{payload['kind']}' checkpoint, not a 3D-WGAN ('{KIND}' or '{REGRESSOR_KIND}')")
     cfg = WGANConfig(**{k: payload["config"][k] for k in ARCH_KEYS})
     gen = Generator(cfg)
     gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
-    return gen.to(device).eval(), payload
+    return gen.to(device).eval()
+
+
+def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
+    """The generator of a GAN or regressor checkpoint, in eval mode, and the checkpoint (read once)."""
+    payload = load_checkpoint(path, map_location=device)
+    return generator_from(payload, path, device), payload
 
 
 class RegressorTrainer(_PoolData):
@@ -213,10 +218,18 @@ def train_regressor_job(gan_checkpoint, maps, train: RegressorTrainConfig | None
     return train_job(trainer, schedule, checkpoint)
 
 
-def load_regressor(path, device: str = "cpu") -> tuple[Generator, Regressor, dict]:
-    """Generator and regressor (eval mode) of a regressor checkpoint."""
-    payload = load_checkpoint(path, kind=REGRESSOR_KIND, map_location=device)
-    gen, _ = load_generator(path, device)
+def regressor_from(payload: dict, path="checkpoint", device: str = "cpu") -> tuple[Generator, Regressor]:
+    """Generator and regressor (eval mode) of a regressor checkpoint already read (``payload``)."""
+    if payload["kind"] != REGRESSOR_KIND:
+        raise CheckpointError(f"{path}: a '{payload['kind']}' checkpoint, not a 3D-WGAN regressor ('{REGRESSOR_KIND}')")
+    gen = generator_from(payload, path, device)
     reg = Regressor(gen.cfg)
     reg.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["regressor"].items()})
-    return gen, reg.to(device).eval(), payload
+    return gen, reg.to(device).eval()
+
+
+def load_regressor(path, device: str = "cpu") -> tuple[Generator, Regressor, dict]:
+    """Generator and regressor (eval mode) of a regressor checkpoint, and the checkpoint (read once)."""
+    payload = load_checkpoint(path, kind=REGRESSOR_KIND, map_location=device)
+    gen, reg = regressor_from(payload, path, device)
+    return gen, reg, payload

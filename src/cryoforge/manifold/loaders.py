@@ -13,10 +13,10 @@ from ..samples import HYPTEST_MODEL, MCGAN_MODEL, sample_path
 CHECKPOINT_KINDS: dict[str, Callable[..., Manifold]] = {}
 
 
-def _wgan(path, device="cpu", templates=None, **_):
+def _wgan(path, device="cpu", templates=None, payload=None, **_):
     from ..hyptest.manifold import WGANManifold
 
-    return WGANManifold(path, templates, device)
+    return WGANManifold(path, templates, device, payload)
 
 
 def _drgn(path, device="cpu", **_):
@@ -76,12 +76,13 @@ def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: fl
         return DrgnManifold(path, config, z, voxel_size, device)
     from ..io.checkpoint import load_checkpoint
 
-    kind = load_checkpoint(path)["kind"]
+    payload = load_checkpoint(path)  # read once: the loader of its kind builds from it where it can
+    kind = payload["kind"]
     if kind not in CHECKPOINT_KINDS:
         known = ", ".join(sorted(CHECKPOINT_KINDS))
         raise ManifoldError(f"{path.name}: a '{kind}' checkpoint is not a generative model the explorer can open "
                             f"(it opens {known}, cryoDRGN runs and 'analytic')")
-    m: Manifold = CHECKPOINT_KINDS[kind](path, device=device, templates=templates)
+    m: Manifold = CHECKPOINT_KINDS[kind](path, device=device, templates=templates, payload=payload)
     if voxel_size:
         m.voxel_size = float(voxel_size)
     return m

@@ -1,5 +1,7 @@
 """Tests of :mod:`cryoforge.align.pipeline`."""
 
+import json
+
 import torch
 
 from cryoforge.align.pipeline import align_pairs_job
@@ -20,5 +22,7 @@ def test_hybrid_refines_from_a_rough_start_and_pipeline_reports_errors(maps):
     r_hat, t_hat, _ = classical_align(maps[[0, 2]], s_b, None, mask_b, initial=rough)
     assert rotation_angle_deg(rough, rot).min() > 8 and rotation_angle_deg(r_hat, rot).max() < 1.5
     res = drive(align_pairs_job(maps[[0, 2]], s_b, None, mask_b, "classical", truth=(rot, t)))
-    assert res["summary"]["rot_deg_mean"] < 1.5 and res["summary"]["trans_vox_mean"] < 0.3
-    assert (res["corr_after"] > res["corr_before"] + 0.2).all()
+    assert res.summary["rot_deg_mean"] < 1.5 and res.summary["trans_vox_mean"] < 0.3
+    assert (res.corr_after > res.corr_before + 0.2).all()
+    report = json.loads(json.dumps(res.to_json()))  # the benches' and a STAR writer's view: plain numbers
+    assert report["n_pairs"] == res.n_pairs and len(report["errors"]["rot_deg"]) == res.n_pairs

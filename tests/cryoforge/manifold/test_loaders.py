@@ -19,3 +19,15 @@ def test_open_manifold_bad_inputs(tmp_path):
         open_manifold(tmp_path / "junk.pt")
     with pytest.raises(ManifoldError, match="no encoder"):
         AnalyticManifold(2).encode(np.zeros((32, 32, 32)))
+
+
+def test_opening_the_shipped_wgan_reads_its_checkpoint_once(monkeypatch):
+    import torch
+
+    from cryoforge.manifold.loaders import open_manifold
+
+    calls = []
+    load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a[0]) or load(*a, **k))
+    m = open_manifold("wgan")
+    assert len(calls) == 1 and m.can_encode  # before: four reads of the same file

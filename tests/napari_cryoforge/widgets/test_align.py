@@ -50,8 +50,8 @@ def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wa
     assert viewer.layers["align: aligned s_b"].data.shape == (32, 32, 32)
     text = w.result_label.text()
     assert "error vs truth" in text and "→" in text
-    assert w.last_result["errors"]["rot_deg"][0] < 5.0
-    assert w.last_result["corr_after"][0] > w.last_result["corr_before"][0]
+    assert w.last_result.errors["rot_deg"][0] < 5.0
+    assert w.last_result.corr_after[0] > w.last_result.corr_before[0]
 
 
 def test_s_b_chooser_prefers_a_layer_that_fits_s_a(align, small_dataset):
@@ -68,7 +68,7 @@ def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, sma
     w.limit.setValue(4)
     w.align_all()
     wait_job(w)
-    assert len(w.last_result["errors"]["rot_deg"]) == 4
+    assert len(w.last_result.errors["rot_deg"]) == 4
     assert w.err_axes[0].patches  # histogram bars
     w.iterations.setValue(1)
     w.average()
