@@ -293,10 +293,9 @@ class AlignWidget(JobDock):
 
     def _show_average(self, result):
         self.last_result = result
-        vs = result["voxel_size"]
-        self._set_layer("align: average", result["average"], vs)
-        res = result["report"]["iterations"][-1]["resolution_0.143_A"]
-        report_info(f"Average of {result['report']['n']} subtomograms: gold-standard FSC 0.143 at {res:.1f} Å")
+        self._set_layer("align: average", result.average, result.voxel_size)
+        report_info(f"Average of {result.report['n']} subtomograms: gold-standard FSC 0.143 at "
+                    f"{result.resolution:.1f} Å")
 
     def train(self):
         from cryoforge.align.config import GumNetConfig, TrainConfig

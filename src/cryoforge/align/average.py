@@ -14,6 +14,8 @@ the same frame. Poses: ``subtomo_i ≈ T(R_i, t_i) average``.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
@@ -79,9 +81,35 @@ def compose_inverse(rot, shifts, r12, t12):
     return new_r, shifts - (new_r @ t12[:, None])[..., 0]
 
 
+@dataclass
+class AverageResult:
+    """What reference-free averaging returns: the average, its two gold-standard half maps, each subtomogram's pose
+    (``average ≈ T(R, t) subtomogram``), the half-set indices, the voxel size (Å) and the per-iteration report."""
+
+    average: np.ndarray
+    half1: np.ndarray
+    half2: np.ndarray
+    rotations: np.ndarray  # (N, 3, 3)
+    shifts: np.ndarray  # (N, 3) voxels, (x, y, z)
+    halves: list[np.ndarray]
+    voxel_size: float
+    report: dict[str, Any]  # n, box, voxel_size_A and the iterations (resolution at FSC 0.143 each)
+
+    @property
+    def resolution(self) -> float:
+        """Gold-standard resolution (Å, FSC 0.143) of the last iteration."""
+        return float(self.report["iterations"][-1]["resolution_0.143_A"])
+
+    def to_json(self) -> dict[str, Any]:
+        """The report and the poses as plain numbers (the maps are written as MRC files)."""
+        return json.loads(json.dumps({"report": self.report, "rotations": self.rotations, "shifts": self.shifts,
+                                      "voxel_size": self.voxel_size},
+                                     default=lambda a: np.asarray(a).tolist()))
+
+
 def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = None, transfer=None,
                 device: str = "cpu"):
-    """Job: reference-free averaging; ``Result`` dict with ``average``, ``half1``, ``half2``, poses and ``report``."""
+    """Job: reference-free averaging; ``Result`` is an :class:`AverageResult`."""
     cfg = cfg or AverageConfig()
     if cfg.iterations < 1:
         raise ValueError(f"iterations must be at least 1; got {cfg.iterations}")
@@ -129,9 +157,8 @@ def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = 
                       {"xlabel": "spatial frequency (1/Å)", "ylabel": "FSC", "iteration": it})
         yield Log(f"iteration {it}: gold-standard FSC 0.143 at {res_a:.1f} Å")
     avg = (avgs[0] + avgs[1]) / 2
-    yield Result({"average": avg.cpu().numpy(), "half1": avgs[0].cpu().numpy(), "half2": avgs[1].cpu().numpy(),
-                  "rotations": rot.cpu().numpy(), "shifts": sh.cpu().numpy(), "halves": [h.numpy() for h in halves],
-                  "voxel_size": voxel_size, "report": report})
+    yield Result(AverageResult(avg.cpu().numpy(), avgs[0].cpu().numpy(), avgs[1].cpu().numpy(), rot.cpu().numpy(),
+                               sh.cpu().numpy(), [h.numpy() for h in halves], voxel_size, report))
 
 
 def ctf_transfer(params, defocus, n: int, device=None) -> torch.Tensor:

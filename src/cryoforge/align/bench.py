@@ -126,16 +126,16 @@ def _average_bench(true_map, voxel_size, n, snr, seed, device, cfg):
     ds = simulate_pairs(true_map[None], n, params, seed=seed)
     yield Log(f"averaging {n} subtomograms at SNR {snr:g}")
     res = drive(average_dataset_job(ds, cfg, side="b", device=device))
-    avg = torch.as_tensor(res["average"]).to(device)
+    avg = torch.as_tensor(res.average).to(device)
     truth = torch.as_tensor(true_map).to(device)
     r, t, _ = classical_align(avg[None], truth[None], None, None, SearchConfig(), device=device)
     # truth ≈ T(r, t) avg: bring the average into the true map's frame (oversampled warp: no extra blur)
     placed = warp_fine(avg[None], *_inverse(r, t))[0]
     curve = fsc(placed.cpu(), truth.cpu(), voxel_size)
-    gold = res["report"]["iterations"][-1]["resolution_0.143_A"]
-    return {"n": n, "snr": snr, "iterations": len(res["report"]["iterations"]),
+    gold = res.resolution
+    return {"n": n, "snr": snr, "iterations": len(res.report["iterations"]),
             "resolution_vs_truth_nm": curve.resolution(GOLD_STANDARD) / 10, "gold_standard_nm": gold / 10,
-            "gold_standard_per_iteration_nm": [row["resolution_0.143_A"] / 10 for row in res["report"]["iterations"]],
+            "gold_standard_per_iteration_nm": [row["resolution_0.143_A"] / 10 for row in res.report["iterations"]],
             "fsc_vs_truth": curve.fsc.tolist(), "frequency_per_A": curve.frequency.tolist()}
 
 

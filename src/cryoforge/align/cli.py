@@ -59,14 +59,14 @@ def _cmd_average(args) -> int:
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
                         lowpass=args.lowpass)
     res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
-    vs = res["voxel_size"]
+    vs = res.voxel_size
     with atomic_dir(out, "average.json") as tmp:
-        write_mrc(tmp / "average.mrc", res["average"], vs)
-        write_mrc(tmp / "half1.mrc", res["half1"], vs)
-        write_mrc(tmp / "half2.mrc", res["half2"], vs)
-        (tmp / "average.json").write_text(json.dumps(res["report"], indent=1, default=float))
+        write_mrc(tmp / "average.mrc", res.average, vs)
+        write_mrc(tmp / "half1.mrc", res.half1, vs)
+        write_mrc(tmp / "half2.mrc", res.half2, vs)
+        (tmp / "average.json").write_text(json.dumps(res.report, indent=1, default=float))
     print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, average.json; gold-standard FSC 0.143 at "
-          f"{res['report']['iterations'][-1]['resolution_0.143_A']:.1f} Å")
+          f"{res.resolution:.1f} Å")
     return 0
 
 

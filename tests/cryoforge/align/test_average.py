@@ -25,12 +25,12 @@ def test_reference_free_average_beats_the_plain_average():
     events = []
     res = drive(average_job(ds.s_b, mask, 12.0, AverageConfig(iterations=2, global_rotations=500)), events.append)
     plain = ds.s_b.mean(0)
-    assert len(res["report"]["iterations"]) == 2
-    assert res["report"]["iterations"][-1]["resolution_0.143_A"] < 80
+    assert len(res.report["iterations"]) == 2
+    assert res.resolution < 80 and res.to_json()["report"]["n"] == res.report["n"]
     # the average comes in an arbitrary frame: put it onto the truth before comparing
-    r, t, score = classical_align(torch.from_numpy(res["average"]), torch.from_numpy(truth))
+    r, t, score = classical_align(torch.from_numpy(res.average), torch.from_numpy(truth))
     assert score[0] > 0.6
     f_plain = fsc(torch.from_numpy(plain), torch.from_numpy(truth)).fsc[1:6].mean()
-    placed = transform_volumes(torch.from_numpy(res["average"]), r[0], t[0])
+    placed = transform_volumes(torch.from_numpy(res.average), r[0], t[0])
     f_avg = fsc(placed, torch.from_numpy(truth)).fsc[1:6].mean()
     assert f_avg > f_plain + 0.2

@@ -74,7 +74,7 @@ def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, sma
     w.average()
     wait_job(w)
     assert "align: average" in viewer.layers and viewer.layers["align: average"].data.shape == (32, 32, 32)
-    assert w.fsc_ax.lines and w.last_result["report"]["iterations"][0]["resolution_0.143_A"] > 0
+    assert w.fsc_ax.lines and w.last_result.report["iterations"][0]["resolution_0.143_A"] > 0
 
 
 def test_train_from_the_dock_plots_loss_and_writes_checkpoint(align, qtbot, small_dataset, tmp_path, wait_job):
