@@ -18,5 +18,5 @@ import torch
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with torch's global CPU generator seeded by ``seed``; restore the caller's state afterwards."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.default_generator.manual_seed(int(seed))  # the CPU generator: models are built on the CPU
         yield
