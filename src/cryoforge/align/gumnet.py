@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fourier import centred_fft, centred_ifft
 from .config import LOSSES, GumNetConfig, pool_sizes
 from .dct import SpectralPool3d
-from .warp import impute_wedge, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
+from .warp import impute_wedge, masked_pearson, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
 
 
 def feature_size(box: int) -> int:
@@ -164,5 +163,4 @@ def gumnet_loss(model: GumNet, s_a, s_b, mask_b, loss: str = "constrained") -> t
     p = model(s_a, s_b)
     rot, shifts = params_to_pose(p, model.cfg.box, model.cfg.rotation)
     warped = warp_inverse(s_b, rot, shifts)
-    m = rotate_fourier_masks(mask_b.expand_as(s_b), rot).clamp(0, 1)
-    return (1 - pearson(centred_ifft(centred_fft(s_a) * m), centred_ifft(centred_fft(warped) * m))).mean()
+    return (1 - masked_pearson(s_a, warped, rotate_fourier_masks(mask_b.expand_as(s_b), rot))).mean()

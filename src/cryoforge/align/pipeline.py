@@ -16,18 +16,11 @@ import numpy as np
 import torch
 
 from ..conventions import matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
-from ..fourier import centred_fft, centred_ifft
 from ..jobs import Metrics, Preview, Progress, Result
 from ..search import SearchConfig, classical_align
-from .warp import pearson, rotate_fourier_masks, warp_inverse
+from .warp import masked_pearson, rotate_fourier_masks, warp_inverse
 
 METHODS = ("gumnet", "classical", "hybrid")
-
-
-def constrained_correlation(s_a: torch.Tensor, s_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of ``s_a`` and ``s_b`` over the Fourier region ``mask`` (centred) samples, per pair."""
-    m = mask.clamp(0, 1)
-    return pearson(centred_ifft(centred_fft(s_a) * m), centred_ifft(centred_fft(s_b) * m))
 
 
 def pose_errors(rot, shifts, true_rot, true_shifts) -> dict:
@@ -130,8 +123,8 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
     warped = torch.cat([warp_inverse(s_b[i:i + 64], rot[i:i + 64], sh[i:i + 64]) for i in range(0, n_pairs, 64)])
     mb_w = rotate_fourier_masks(mask_b.expand(n_pairs, *shape), rot) * mask_a
     result = AlignmentResult(method, rot.numpy(), sh.numpy(), elapsed, n_pairs / elapsed,
-                             constrained_correlation(s_a, s_b, mask_a * mask_b).numpy(),
-                             constrained_correlation(s_a, warped, mb_w).numpy(), warped[0].numpy())
+                             masked_pearson(s_a, s_b, mask_a * mask_b).numpy(),
+                             masked_pearson(s_a, warped, mb_w).numpy(), warped[0].numpy())
     result.summary = {"pairs_per_s": result.pairs_per_s}
     if truth is not None:
         result.errors = pose_errors(rot, sh, truth[0][:n_pairs], truth[1][:n_pairs])

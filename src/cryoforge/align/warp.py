@@ -77,3 +77,10 @@ def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
     b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
     return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + eps)
+
+
+def masked_pearson(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation per sample of ``a`` and ``b`` ``(B, n, n, n)`` restricted to the Fourier region ``mask``
+    (centred, clamped to [0, 1]) samples: how alike two subtomograms are where both were measured, ``(B,)``."""
+    m = mask.clamp(0, 1)
+    return pearson(centred_ifft(centred_fft(a) * m), centred_ifft(centred_fft(b) * m))
