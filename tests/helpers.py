@@ -109,3 +109,13 @@ def read_quiet(path, **kw):
 def error_messages(notes) -> list[str]:
     """The error messages among ``(severity, message)`` notifications (the plugin tests' ``notifications``)."""
     return [m for s, m in notes if s == "error"]
+
+
+def save_format1_checkpoint(path, kind: str, config: dict, architecture_keys: list, state_dicts: dict) -> Path:
+    """A checkpoint as cryoforge wrote it before format 2: the architecture's keys flat in the config."""
+    import torch
+
+    torch.save({"format": "cryoforge-checkpoint", "format_version": 1, "kind": kind, "cryoforge_version": "0.1",
+                "config": {**config, "architecture_keys": list(architecture_keys)}, "state_dicts": state_dicts,
+                "metrics": {}, "extra": {}}, path)
+    return Path(path)

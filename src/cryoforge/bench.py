@@ -18,42 +18,34 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .jobs import Event
 
-# name → (module, job function); each module is imported only when its bench runs
-BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core"), "sim": ("cryoforge.sim.bench", "bench_sim"),
-              "align": ("cryoforge.align.bench", "bench_align"), "hyptest": ("cryoforge.hyptest.bench", "bench_hyptest"),
-              "explorer": ("cryoforge.manifold.bench", "bench_explorer"),
-              "drgn": ("cryoforge.drgn.bench", "bench_drgn"), "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan")}
+# name → (module, job function, settings dataclass); each module is imported only when its bench runs
+BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core", "CoreBench"),
+              "sim": ("cryoforge.sim.bench", "bench_sim", "SimBench"),
+              "align": ("cryoforge.align.bench", "bench_align", "AlignBench"),
+              "hyptest": ("cryoforge.hyptest.bench", "bench_hyptest", "HyptestBench"),
+              "explorer": ("cryoforge.manifold.bench", "bench_explorer", "ExplorerBench"),
+              "drgn": ("cryoforge.drgn.bench", "bench_drgn", "DrgnBench"),
+              "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan", "McganBench")}
 
 
-def bench_job(name: str) -> Callable[..., Iterator[Event]]:
-    """The job function of bench ``name`` (one of :data:`BENCH_JOBS`)."""
+def _bench(name: str) -> tuple[Callable[..., Iterator[Event]], type]:
     from importlib import import_module
 
     if name not in BENCH_JOBS:
         raise ValueError(f"unknown bench {name!r}; choose one of {', '.join(BENCH_JOBS)}")
-    module, func = BENCH_JOBS[name]
-    return getattr(import_module(module), func)
+    module, func, settings = BENCH_JOBS[name]
+    mod = import_module(module)
+    return getattr(mod, func), getattr(mod, settings)
 
 
-def bench_settings(name: str) -> dict[str, Any]:
-    """The settings ``-o KEY=VALUE`` may change for bench ``name``, with their defaults (``device`` has its flag)."""
-    import inspect
-
-    params = inspect.signature(bench_job(name)).parameters
-    return {k: p.default for k, p in params.items() if k != "device" and p.kind is p.POSITIONAL_OR_KEYWORD}
+def bench_job(name: str) -> Callable[..., Iterator[Event]]:
+    """The job function of bench ``name`` (one of :data:`BENCH_JOBS`): ``job(settings, device)``."""
+    return _bench(name)[0]
 
 
-def check_settings(name: str, options: dict[str, Any]) -> None:
-    """Refuse a setting the bench does not have (one line listing those it has), or a value of the wrong type."""
-    known = bench_settings(name)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        listed = ", ".join(f"{k}={v!r}" for k, v in known.items())
-        raise ValueError(f"bench {name} has no setting {', '.join(unknown)}; its settings (defaults): {listed}")
-    for key, value in options.items():
-        default = known[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"bench {name}: {key} takes true or false (JSON); got {value!r}")
-        if isinstance(default, int | float) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ValueError(f"bench {name}: {key} takes a number (default {default!r}); got {value!r}")
+def bench_settings(name: str, options: dict[str, Any] | None = None) -> Any:
+    """The settings dataclass of bench ``name`` with ``options`` (``-o KEY=VALUE``) over its defaults; an unknown
+    key or a value of the wrong type is a one-line :class:`cryoforge.configs.ConfigError` listing the settings."""
+    from .configs import from_dict
+
+    return from_dict(_bench(name)[1], options or {}, where=f"bench {name}")

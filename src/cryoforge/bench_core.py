@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,22 +45,31 @@ def _time(fn, repeats: int, device) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def bench_core(device: str = "cpu", sizes=(32, 64, 128), repeats: int = 3):
+@dataclass(frozen=True)
+class CoreBench:
+    """Settings of the core bench: FSC box sizes, timing repeats."""
+
+    sizes: tuple[int, ...] = (32, 64, 128)
+    repeats: int = 3
+
+
+def bench_core(settings: CoreBench | None = None, device: str = "cpu"):
     """Job: FSC (library vs reference) per box size, then CTF throughput."""
+    opts = settings or CoreBench()
     dev = torch.device(device)
     g = torch.Generator().manual_seed(0)
-    total = len(sizes) + 1
+    total = len(opts.sizes) + 1
     report: dict[str, Any] = {"device": str(dev), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "fsc": [], "ctf": {}}
-    for i, n in enumerate(sizes):
+    for i, n in enumerate(opts.sizes):
         a = torch.randn(n, n, n, generator=g).to(dev)
         b = (a + 2 * torch.randn(n, n, n, generator=g).to(dev))
         lib = fsc(a, b).fsc
         ref = nearest_shell_fsc(a, b)
         row = {
             "n": n,
-            "torchfsc_s": _time(lambda a=a, b=b: fsc(a, b), repeats, dev),
-            "nearest_shell_s": _time(lambda a=a, b=b: nearest_shell_fsc(a, b), repeats, dev),
+            "torchfsc_s": _time(lambda a=a, b=b: fsc(a, b), opts.repeats, dev),
+            "nearest_shell_s": _time(lambda a=a, b=b: nearest_shell_fsc(a, b), opts.repeats, dev),
             "max_abs_diff_shells_1_to_nyquist": float(np.abs(lib[1:] - ref[1:]).max()),
         }
         report["fsc"].append(row)
@@ -71,7 +81,7 @@ def bench_core(device: str = "cpu", sizes=(32, 64, 128), repeats: int = 3):
                        defocus_angle=np.linspace(0, 180, batch), voltage=np.full(batch, 300.0),
                        cs=np.full(batch, 2.7), amplitude_contrast=np.full(batch, 0.07),
                        bfactor=np.full(batch, 50.0), phase_shift=np.zeros(batch))
-    t = _time(lambda: ctf_2d(params, (size, size), 1.0, device=dev), repeats, dev)
+    t = _time(lambda: ctf_2d(params, (size, size), 1.0, device=dev), opts.repeats, dev)
     report["ctf"] = {"batch": batch, "size": size, "seconds": t, "ctfs_per_s": batch / t}
     yield Metrics({"ctf_per_s": batch / t})
     yield Progress(total, total, "CTF")

@@ -132,7 +132,7 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import bench_job, check_settings
+    from .bench import bench_job, bench_settings
     from .io.atomic import atomic_path
     from .jobs import run_cli
 
@@ -143,12 +143,12 @@ def _cmd_bench(args) -> int:
             options[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
-    check_settings(args.name, options)
+    settings = bench_settings(args.name, options)
     if args.out:
         from .io.atomic import check_output_file
 
         check_output_file(args.out)
-    report = run_cli(bench_job(args.name)(device=args.device, **options))
+    report = run_cli(bench_job(args.name)(settings, device=args.device))
     report["command"] = "cryoforge " + " ".join(getattr(args, "argv", []))
     text = json.dumps(report, indent=1)
     if args.out:

@@ -65,7 +65,7 @@ def test_building_the_cli_imports_no_torch():
 def test_cli_defaults_are_the_configs_defaults():
     from cryoforge.align.config import AverageConfig, GumNetConfig, TrainConfig
     from cryoforge.cli import build_parser
-    from cryoforge.drgn.config import DrgnTrainConfig, PoseSearchConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig, PoseSearchConfig
     from cryoforge.hyptest.config import GANTrainConfig, HypTestConfig, RegressorTrainConfig, WGANConfig
     from cryoforge.multicryogan.config import McganConfig, McganTrainConfig
 
@@ -83,9 +83,9 @@ def test_cli_defaults_are_the_configs_defaults():
         (["hyptest", "train-regressor", "--checkpoint", "x", "--gan", "g"], RegressorTrainConfig(),
          {"batch": "batch", "lr": "lr", "rotations": "rotations"}),
         (["hyptest", "test", "s"], HypTestConfig(), {"n_pseudo": "n_pseudo", "prior": "prior", "alpha": "alpha"}),
-        (["drgn", "train", "p", "--checkpoint", "x"], DrgnTrainConfig(),
-         {"zdim": "zdim", "layers": "players", "dim": "pdim", "domain": "domain", "pe_type": "pe_type",
-          "batch": "batch", "lr": "lr", "seed": "seed"}),
+        (["drgn", "train", "p", "--checkpoint", "x"], DrgnConfig(),
+         {"zdim": "zdim", "layers": "players", "dim": "pdim", "domain": "domain", "pe_type": "pe_type"}),
+        (["drgn", "train", "p", "--checkpoint", "x"], DrgnTrainConfig(), {"batch": "batch", "lr": "lr", "seed": "seed"}),
         (["drgn", "train", "p", "--checkpoint", "x"], PoseSearchConfig(),
          {"pretrain": "pretrain_images", "ps_every": "every_epochs", "l_start": "l_start",
           "l_ramp_epochs": "ramp_epochs", "t_extent": "t_extent", "t_ngrid": "t_ngrid"}),

@@ -21,6 +21,7 @@ from typing import Any, overload
 import numpy as np
 import torch
 
+from ..configs import from_dict
 from ..fourier import downsample, to_rfft_layout, upsample
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
@@ -176,7 +177,7 @@ def average_dataset_job(dataset, cfg: AverageConfig | None = None, side: str = "
     ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
     vols = ds.s_a if side == "a" else ds.s_b
     mask = dataset_masks(ds)[0 if side == "a" else 1]
-    params = TomoParams(**ds.info.get("params", {}))
+    params = from_dict(TomoParams, ds.info.get("params", {}), where="the pair dataset's params")
     transfer = None
     col = f"defocus_{side}"
     if params.ctf_correction == "phase_flip" and params.apply_ctf and col in ds.truth:

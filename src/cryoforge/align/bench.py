@@ -13,11 +13,14 @@ is aligned to the true map and the FSC-0.143 resolution against it is reported i
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..configs import from_dict, to_dict
 from ..jobs import Log, Metrics, Progress, Result
 from ..jobs.runner import drive
 from ..metrics import GOLD_STANDARD, fsc
@@ -53,37 +56,56 @@ def _checkpoints(checkpoints):
     return out
 
 
-def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, checkpoints=None,
-                methods=("gumnet", "classical", "hybrid"), averaging: bool = True, snrs=SNRS, seed: int = 50_000,
-                average_iterations: int = 8, average_global_iterations: int = 3, search: dict | None = None,
-                batch: int = 16):
+@dataclass(frozen=True)
+class AlignBench:
+    """Settings of the alignment bench. ``checkpoints``: name → Gum-Net checkpoint (default: the shipped ones); ``search``:
+    :class:`~cryoforge.search.SearchConfig` fields of the classical search (e.g. ``{"global_rotations": 4000}``);
+    ``batch``: pairs per network / search batch."""
+
+    n_pairs: int = 500
+    n_average: int = 500
+    checkpoints: dict[str, str] | None = None
+    methods: tuple[str, ...] = ('gumnet', 'classical', 'hybrid')
+    averaging: bool = True
+    snrs: tuple[float, ...] = SNRS
+    seed: int = 50000
+    average_iterations: int = 8
+    average_global_iterations: int = 3
+    search: dict[str, Any] | None = None
+    batch: int = 16
+
+
+def bench_align(settings: AlignBench | None = None, device: str = "cpu"):
     """Job: the alignment benchmark; ``Result`` is the report dict. ``search``: :class:`SearchConfig` fields of
     the classical search (e.g. ``{"global_rotations": 4000, "candidates": 8}``); ``batch``: pairs per network /
     search batch."""
+    opts = settings or AlignBench()
     from .train import load_gumnet
 
     maps, vs = _maps()
     names = list(STRUCTURES) if len(maps) == len(STRUCTURES) else [f"map{i}" for i in range(len(maps))]
-    ckpts = _checkpoints(checkpoints) if {"gumnet", "hybrid"} & set(methods) else {}
+    ckpts = _checkpoints(opts.checkpoints) if {"gumnet", "hybrid"} & set(opts.methods) else {}
     models = {name: load_gumnet(path, box=maps.shape[-1], device=device) for name, path in ckpts.items()}
     report = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "n_pairs_per_snr": n_pairs, "batch": batch,
+              "threads": torch.get_num_threads(), "n_pairs_per_snr": opts.n_pairs, "batch": opts.batch,
               "box": int(maps.shape[-1]),
               "voxel_size_A": vs, "checkpoints": {k: str(Path(v).name) for k, v in ckpts.items()},
-              "search": (search_cfg := SearchConfig(**(search or {}))).__dict__, "alignment": {}, "averaging": {}}
-    runs = [(m, name) for m in methods for name in (models if m == "gumnet" else [None])]
-    steps = len(snrs) * len(runs) + (2 if averaging else 0)
+              "search": to_dict(search_cfg := from_dict(SearchConfig, opts.search or {}, where="search")),
+              "alignment": {}, "averaging": {}}
+    runs = [(m, name) for m in opts.methods for name in (models if m == "gumnet" else [None])]
+    steps = len(opts.snrs) * len(runs) + (2 if opts.averaging else 0)
     done = 0
     _warm_up(models, maps, device)
-    for i, snr in enumerate(snrs):
-        ds = simulate_pairs(maps, n_pairs, TomoParams(voxel_size=vs, snr=snr), seed=seed + i, structures=names)
+    for i, snr in enumerate(opts.snrs):
+        ds = simulate_pairs(maps, opts.n_pairs, TomoParams(voxel_size=vs, snr=snr), seed=opts.seed + i,
+                            structures=names)
         _, mb = dataset_masks(ds)
         truth = (ds.rotations(), ds.shifts())
         for method, name in runs:
             label = name if method == "gumnet" else method
             model = models.get(name) if method == "gumnet" else models.get("gumnet")
             res = drive(align_pairs_job(ds.s_a, ds.s_b, None, mb, method, model=model, truth=truth, device=device,
-                                        voxel_size=vs, search=search_cfg, batch=batch))
+                                        voxel_size=vs, search=search_cfg, batch=opts.batch))
             row = dict(res.summary)
             row["per_structure_rot_deg_median"] = {
                 name: float(np.median(res.errors["rot_deg"][(ds.truth["structure"] == name).to_numpy()]))
@@ -94,11 +116,11 @@ def bench_align(device: str = "cpu", n_pairs: int = 500, n_average: int = 500, c
                            "pairs_per_s": row["pairs_per_s"]})
             yield Progress(done, steps, f"{label} at SNR {snr:g}")
     _speedups(report)
-    if averaging:
+    if opts.averaging:
         for j, snr in enumerate((0.1, 0.03)):
             report["averaging"][f"snr{snr:g}"] = yield from _average_bench(
-                maps[0], vs, n_average, snr, seed + 10 + j, device,
-                AverageConfig(iterations=average_iterations, global_iterations=average_global_iterations))
+                maps[0], vs, opts.n_average, snr, opts.seed + 10 + j, device,
+                AverageConfig(iterations=opts.average_iterations, global_iterations=opts.average_global_iterations))
             done += 1
             yield Progress(done, steps, f"averaging at SNR {snr:g}")
     yield Result(report)

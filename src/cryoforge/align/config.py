@@ -6,7 +6,7 @@ dicts. Presets name architectures of the paper's shape at several widths.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ..sim.params import TomoParams
 
@@ -45,9 +45,6 @@ class GumNetConfig:
             raise ValueError(f"unknown Gum-Net preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def validate(self) -> GumNetConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}")
@@ -75,18 +72,18 @@ def pool_sizes(box: int) -> list[tuple[int, int, int]]:
 
 @dataclass
 class TrainConfig:
-    """Training settings (the data: ``maps`` given separately; ``tomo`` is the simulator's TomoParams)."""
+    """Training settings (the data: ``maps`` given separately; ``tomo``: how the simulator makes the pairs)."""
 
     batch: int = 16
     lr: float = 3e-4
     curriculum_steps: int = 1500  # relative rotations/shifts ramp from 15°/1 voxel to 180°/max_shift (0: off)
     loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
-    snrs: list = field(default_factory=lambda: [100.0, 0.1, 0.03])
+    snrs: list[float] = field(default_factory=lambda: [100.0, 0.1, 0.03])
     wedge_b: float = 30.0
     max_shift: float = 7.0
     seed: int = 0
     val_pairs: int = 48
-    tomo: dict = field(default_factory=lambda: asdict(TomoParams()))
+    tomo: TomoParams = field(default_factory=TomoParams)
 
 
 @dataclass

@@ -9,17 +9,17 @@ translation error (voxels) against the truth, which training itself never sees.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import torch
 
+from ..configs import to_dict
 from ..conventions import rotation_angle_deg, rotation_frobenius
-from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
-from ..sim.params import TomoParams
 from ..sim.tomo import centred_wedge
 from .config import GumNetConfig, TrainConfig
 from .data import curriculum, simulate_pairs, training_batch
@@ -27,9 +27,6 @@ from .gumnet import GumNet, gumnet_loss, standardize
 from .warp import params_to_pose
 
 KIND = "gumnet"
-ARCH_KEYS = ("box", "width", "head_channels", "fc_hidden", "pooling", "correlation", "rotation")
-
-
 class GumNetTrainer:
     """A :class:`cryoforge.jobs.trainer.Trainable` for Gum-Net."""
 
@@ -44,13 +41,13 @@ class GumNetTrainer:
                              f"Gum-Net; got shape {maps.shape}")
         self.net_cfg, self.train_cfg, self.maps, self.device = net, train, maps, torch.device(device)
         self.structures = list(structures or [f"map{i}" for i in range(len(maps))])
-        self.params = TomoParams(**train.tomo).validate()
+        self.params = train.tomo.validate()
         with seeded(train.seed):
             self.model = GumNet(net).to(self.device)
         self.modules = {"model": self.model}
         self.optimizers = {"model": torch.optim.Adam(self.model.parameters(), lr=train.lr)}
-        self.config = {**net.as_dict(), "train": asdict(train), "structures": self.structures,
-                       "architecture_keys": list(ARCH_KEYS)}
+        self.architecture = net
+        self.config = {"architecture": to_dict(net), "train": to_dict(train), "structures": self.structures}
         self.mask_b = centred_wedge(net.box, -90 + train.wedge_b, 90 - train.wedge_b).to(self.device)
         self._val = None
 
@@ -72,7 +69,7 @@ class GumNetTrainer:
         if self._val is None:
             c = self.train_cfg
             sets = [simulate_pairs(self.maps, max(1, c.val_pairs // len(c.snrs)),
-                                   TomoParams(**{**c.tomo, "snr": s}), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
+                                   replace(c.tomo, snr=s), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
                                    max_shift=c.max_shift) for i, s in enumerate(c.snrs)]
             self._val = [(s, torch.from_numpy(d.s_a), torch.from_numpy(d.s_b), torch.from_numpy(d.rotations()),
                           torch.from_numpy(d.shifts())) for s, d in zip(c.snrs, sets, strict=True)]
@@ -110,7 +107,7 @@ def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig |
 def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:
     """A trained Gum-Net from a checkpoint (eval mode); ``box`` checks the data's size against the model's."""
     payload = load_checkpoint(path, kind=KIND, map_location=device)
-    cfg = GumNetConfig(**{k: payload["config"][k] for k in ARCH_KEYS if k in payload["config"]})
+    cfg = config_section(payload, GumNetConfig)
     if box is not None and box != cfg.box:
         raise CheckpointError(f"this Gum-Net checkpoint was trained for {cfg.box}³ subtomograms, but the data "
                               f"are {box}³; resample them to {cfg.box}³ or train a model for box {box}")

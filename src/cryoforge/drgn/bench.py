@@ -16,11 +16,14 @@ found global rotation, against the true map at the middle of the path.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..configs import from_dict, to_dict
 from ..jobs import Log, Metrics, Progress, Result
 
 
@@ -72,25 +75,28 @@ def _resolution_px(vol, ref) -> float:
     return float(fsc(vol, torch.as_tensor(ref), 1.0).resolution(0.5))
 
 
-def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, batch, layers, dim, lr, fsc_images,
-                seed, structures):
+def known_poses(device: str, opts: DrgnBench):
     """Train with known poses on a simulated AdK stack; Spearman of latent vs conformation, FSC per image and at the
     ends."""
     from scipy.stats import spearmanr
 
     from ..sim.adk import adk_ensemble
-    from .config import DrgnTrainConfig
+    from .config import DrgnConfig, DrgnTrainConfig
     from .model import decode_volumes
     from .train import DrgnTrainer
 
+    dataset, n_images, box, voxel_size, snr, zdim = (opts.dataset, opts.n_images, opts.box, opts.voxel_size, opts.snr,
+                                                     opts.zdim)
+    steps, batch, layers, dim, lr, fsc_images = opts.steps, opts.batch, opts.layers, opts.dim, opts.lr, opts.fsc_images
+    seed, structures = opts.seed, opts.structures
     if dataset:
         data, truth, ens = _stored(dataset)
     else:
         ens = adk_ensemble("continuous", box, voxel_size, structures)
         yield Log(f"known poses: simulating {n_images} particles at {box}², SNR {snr}")
         data, truth = _images(ens, n_images, voxel_size, snr, 2.0 * box / 64, seed)
-    cfg = DrgnTrainConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim, lr=lr, batch=batch, seed=seed)
-    tr = DrgnTrainer(data, cfg, device)
+    cfg = DrgnConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim)
+    tr = DrgnTrainer(data, cfg, DrgnTrainConfig(lr=lr, batch=batch, seed=seed), device)
     train_s = yield from _train(tr, steps, "known poses: training")
     mu = tr.latents()
     rho = [float(spearmanr(mu[:, j], truth).correlation) for j in range(zdim)]
@@ -104,41 +110,46 @@ def known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps, ba
            "spearman_latent_vs_conformation": rho, "abs_spearman_best": abs(rho[best]), "end_volumes": table}
     if not ens.discrete:  # per-image FSC against each image's own true conformation
         idx = np.linspace(0, data.n - 1, min(fsc_images, data.n)).astype(int)
-        res = []
+        res: list[float] = []
         for s in range(0, len(idx), 8):
             part = idx[s:s + 8]
             vols = decode_volumes(tr.dec.eval(), torch.as_tensor(mu[part]).to(tr.device), data.norm).cpu()
             res += [_resolution_px(v, ens.map_at(truth[i])) for v, i in zip(vols, part, strict=True)]
             yield Progress(s + len(part), len(idx), "known poses: per-image FSC")
-        res = np.asarray(res)
         row["per_image_fsc05_px"] = {"n": len(res), "median": float(np.median(res)),
                                      "p25": float(np.percentile(res, 25)), "p75": float(np.percentile(res, 75))}
         yield Metrics({"per_image_fsc05_px_median": float(np.median(res)), "abs_spearman": abs(rho[best])})
     return row
 
 
-def pose_search_run(device, n_images, box, voxel_size, snr, zdim, steps, batch, layers, dim, lr, seed, structures,
-                    search):
-    """Train ab initio (pose search) on a small AdK stack; pose errors and FSC to the middle conformation."""
+def pose_search_run(device: str, opts: DrgnBench):
+    """Train ab initio (pose search) on a small AdK stack (the ``ps_*`` settings); pose errors and FSC to the middle
+    conformation."""
     from ..sim.adk import adk_ensemble
-    from .config import DrgnTrainConfig, PoseSearchConfig
+    from .config import DrgnConfig, DrgnTrainConfig, PoseSearchConfig
     from .poses import pose_errors
     from .train import DrgnTrainer
 
+    n_images, box, voxel_size, snr, zdim, steps = (opts.ps_images, opts.ps_box, opts.ps_voxel_size, opts.snr,
+                                                   opts.ps_zdim, opts.ps_steps)
+    batch, layers, dim, lr, seed = opts.batch, opts.ps_layers, opts.ps_dim, opts.ps_lr, opts.seed
+    structures = opts.structures
+    search = opts.ps_search
     ens = adk_ensemble("continuous", box, voxel_size, structures)
     yield Log(f"pose search: simulating {n_images} particles at {box}², SNR {snr}")
     data, truth = _images(ens, n_images, voxel_size, snr, 1.0, seed + 1)
-    psc = PoseSearchConfig(**{"pretrain_images": n_images, "every_epochs": 2.0, "l_start": box / 4, "ramp_epochs": 10.0,
-                              "t_extent": 1.0, "t_ngrid": 3, **(search or {})})
-    cfg = DrgnTrainConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim, lr=lr, batch=batch, seed=seed)
-    tr = DrgnTrainer(data, cfg, device, pose_search=psc)
+    psc = from_dict(PoseSearchConfig, {"pretrain_images": n_images, "every_epochs": 2.0, "l_start": box / 4,
+                                       "ramp_epochs": 10.0, "t_extent": 1.0, "t_ngrid": 3, **(search or {})},
+                    where="ps_search")
+    cfg = DrgnConfig(zdim=zdim, players=layers, pdim=dim, qlayers=2, qdim=dim)
+    tr = DrgnTrainer(data, cfg, DrgnTrainConfig(lr=lr, batch=batch, seed=seed), device, pose_search=psc)
     train_s = yield from _train(tr, steps, "pose search: training")
     err = pose_errors(tr.poses.rot.cpu(), data.rot, tr.poses.trans.cpu(), data.trans)
     tr.frame = torch.tensor(err["frame"])
     z = None if not zdim else tr.latents().mean(0)
     mid = ens.map_at(0.5)
     row = {"n_images": n_images, "image_size": box, "pixel_size_A": voxel_size, "zdim": zdim, "steps": steps,
-           "batch": batch, "decoder": f"{layers}x{dim}", "train_s": train_s, "search": psc.__dict__,
+           "batch": batch, "decoder": f"{layers}x{dim}", "train_s": train_s, "search": to_dict(psc),
            "searched_fraction": float((tr.poses.searched >= 0).float().mean()),
            "pose_errors": {k: v for k, v in err.items() if k != "frame"},
            "fsc05_px_vs_middle_conformation": _resolution_px(tr.volume(z, reference_frame=True), mid)}
@@ -146,22 +157,46 @@ def pose_search_run(device, n_images, box, voxel_size, snr, zdim, steps, batch, 
     return row
 
 
-def bench_drgn(device: str = "cpu", parts=("known_poses", "pose_search"), seed: int = 0, snr: float = 0.1,
-               structures: str | None = None, dataset: str | None = None, n_images: int = 10_000, box: int = 64,
-               voxel_size: float = 1.5, zdim: int = 1, steps: int = 3000, batch: int = 16, layers: int = 3,
-               dim: int = 128, lr: float = 3e-4, fsc_images: int = 100, ps_images: int = 2000, ps_box: int = 32,
-               ps_voxel_size: float = 3.0, ps_zdim: int = 0, ps_steps: int = 4000, ps_layers: int = 3,
-               ps_dim: int = 128, ps_lr: float = 1e-3, ps_search: dict | None = None):
+@dataclass(frozen=True)
+class DrgnBench:
+    """Settings of the cryoDRGN bench: ``parts`` (known_poses, pose_search), the known-pose run's data and model, and
+    the pose-search run's (``ps_*``)."""
+
+    parts: tuple[str, ...] = ('known_poses', 'pose_search')
+    seed: int = 0
+    snr: float = 0.1
+    structures: str | None = None
+    dataset: str | None = None
+    n_images: int = 10000
+    box: int = 64
+    voxel_size: float = 1.5
+    zdim: int = 1
+    steps: int = 3000
+    batch: int = 16
+    layers: int = 3
+    dim: int = 128
+    lr: float = 0.0003
+    fsc_images: int = 100
+    ps_images: int = 2000
+    ps_box: int = 32
+    ps_voxel_size: float = 3.0
+    ps_zdim: int = 0
+    ps_steps: int = 4000
+    ps_layers: int = 3
+    ps_dim: int = 128
+    ps_lr: float = 0.001
+    ps_search: dict[str, Any] | None = None
+
+
+def bench_drgn(settings: DrgnBench | None = None, device: str = "cpu"):
     """Job: the cryoDRGN benchmark (``parts``: known_poses, pose_search); ``Result`` is the report dict."""
-    unknown = set(parts) - {"known_poses", "pose_search"}
+    opts = settings or DrgnBench()
+    unknown = set(opts.parts) - {"known_poses", "pose_search"}
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}: known_poses, pose_search")
-    report = {"device": device, "threads": torch.get_num_threads(), "snr": snr, "seed": seed}
-    if "known_poses" in parts:
-        report["known_poses"] = yield from known_poses(device, dataset, n_images, box, voxel_size, snr, zdim, steps,
-                                                       batch, layers, dim, lr, fsc_images, seed, structures)
-    if "pose_search" in parts:
-        report["pose_search"] = yield from pose_search_run(device, ps_images, ps_box, ps_voxel_size, snr, ps_zdim,
-                                                           ps_steps, batch, ps_layers, ps_dim, ps_lr, seed, structures,
-                                                           ps_search)
+    report = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr, "seed": opts.seed}
+    if "known_poses" in opts.parts:
+        report["known_poses"] = yield from known_poses(device, opts)
+    if "pose_search" in opts.parts:
+        report["pose_search"] = yield from pose_search_run(device, opts)
     yield Result(report)

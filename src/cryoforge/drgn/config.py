@@ -1,4 +1,4 @@
-"""Configurations of the cryoDRGN family: the model and its training, and the pose search schedule.
+"""Configurations of the cryoDRGN family: the model's architecture (frozen), its training, and the pose search.
 
 Plain dataclasses (numpy, no torch): the CLI takes its defaults and choices from them; checkpoints store them as
 dicts. Names follow cryoDRGN's command-line options where cryoDRGN has one.
@@ -6,7 +6,7 @@ dicts. Names follow cryoDRGN's command-line options where cryoDRGN has one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -14,9 +14,11 @@ DOMAINS = ("hartley", "fourier")
 PE_TYPES = ("gaussian", "geom_ft", "geom_full", "geom_lowf", "geom_nohighf", "linear_lowf", "none")
 
 
-@dataclass
-class DrgnTrainConfig:
-    """cryoDRGN: decoder and encoder architecture (zdim, layers, widths, positional encoding), batch, lr, β, seed."""
+@dataclass(frozen=True)
+class DrgnConfig:
+    """cryoDRGN's architecture: decoder and encoder (zdim, layers, widths, positional encoding). ``D`` is the
+    lattice size (image size + 1) and ``pe_dim`` / ``enc_mask`` default from the image size: :meth:`resolved`
+    fills them in once the data are known."""
 
     zdim: int = 0
     players: int = 3
@@ -30,6 +32,20 @@ class DrgnTrainConfig:
     qdim: int = 256
     encode_mode: str = "resid"
     enc_mask: int | None = None  # encoder's circle radius in pixels (default D//2)
+    D: int | None = None  # lattice size: image size + 1
+
+    def resolved(self, image_size: int) -> DrgnConfig:
+        """The architecture for ``image_size``² images (unset sizes take cryoDRGN's defaults)."""
+        if self.D is not None and self.D != image_size + 1:
+            raise ValueError(f"this cryoDRGN model is for {self.D - 1}² images; got {image_size}²")
+        return replace(self, D=image_size + 1, pe_dim=self.pe_dim or image_size // 2,
+                       enc_mask=self.enc_mask or image_size // 2)
+
+
+@dataclass
+class DrgnTrainConfig:
+    """cryoDRGN training: batch, learning rate, β (default 1/zdim), seed."""
+
     batch: int = 8
     lr: float = 1e-4
     beta: float | None = None

@@ -14,17 +14,16 @@ Poses the images carry are then only a reference: validation reports the found p
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 from torch import nn
 
+from ..configs import to_dict
 from ..jobs import Preview
 from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
-from .config import DrgnTrainConfig, PoseSearchConfig
+from .config import DrgnConfig, DrgnTrainConfig, PoseSearchConfig
 from .data import ParticleImages, translate_ht
 from .model import CoordinateDecoder, Encoder, decode_lowpass, decode_volumes
 from .poses import PoseSchedule, PoseTable, pose_errors
@@ -32,13 +31,12 @@ from .posesearch import HartleySlices, pose_search
 
 KIND = "cryodrgn_vae"
 PREVIEW_BOX = 128  # validation previews of larger boxes are low-passed to this size (decode cost ∝ box³)
-ARCH_KEYS = ("D", "zdim", "players", "pdim", "domain", "pe_type", "pe_dim", "feat_sigma", "activation", "qlayers",
-             "qdim", "encode_mode", "enc_mask")
 
 
-def _decoder(cfg: dict) -> CoordinateDecoder:
-    return CoordinateDecoder(cfg["D"], cfg["zdim"], cfg["players"], cfg["pdim"], cfg["domain"], cfg["pe_type"],
-                             cfg["pe_dim"], cfg["activation"], cfg["feat_sigma"])
+def _decoder(cfg: DrgnConfig) -> CoordinateDecoder:
+    assert cfg.D is not None and cfg.pe_dim is not None, "a resolved architecture (DrgnConfig.resolved)"
+    return CoordinateDecoder(cfg.D, cfg.zdim, cfg.players, cfg.pdim, cfg.domain, cfg.pe_type, cfg.pe_dim,
+                             cfg.activation, cfg.feat_sigma)
 
 
 def _encoder_mask(coords: torch.Tensor, radius_px: int, D: int) -> torch.Tensor:
@@ -52,34 +50,35 @@ class DrgnTrainer:
 
     kind = KIND
 
-    def __init__(self, data: ParticleImages, cfg: DrgnTrainConfig | None = None, device: str = "cpu", reference=None,
-                 pose_search: PoseSearchConfig | None = None):
-        cfg = cfg or DrgnTrainConfig()
+    def __init__(self, data: ParticleImages, cfg: DrgnConfig | None = None, train: DrgnTrainConfig | None = None,
+                 device: str = "cpu", reference=None, pose_search: PoseSearchConfig | None = None):
+        train = train or DrgnTrainConfig()
         if data.rot is None and pose_search is None:
             raise ValueError("training needs a rotation per image (a pose .pkl or STAR file), or pose search "
                              "(--pose-search) to find them")
-        self.data, self.train_cfg, self.device = data, cfg, torch.device(device)
+        self.data, self.train_cfg, self.device = data, train, torch.device(device)
         D = data.D
-        arch = {**asdict(cfg), "D": D + 1, "pe_dim": cfg.pe_dim or D // 2, "enc_mask": cfg.enc_mask or D // 2}
-        with seeded(cfg.seed):  # the same seed gives the same initial weights
+        self.architecture = arch = (cfg or DrgnConfig()).resolved(D)
+        assert arch.enc_mask is not None
+        with seeded(train.seed):  # the same seed gives the same initial weights
             self.dec = _decoder(arch).to(self.device)
             self.modules: dict[str, nn.Module] = {"decoder": self.dec}
-            self.enc_mask = _encoder_mask(data.coords, arch["enc_mask"], D)
-            if cfg.zdim:
-                self.enc = Encoder(int(self.enc_mask.sum()), cfg.qlayers, cfg.qdim, cfg.zdim, cfg.encode_mode,
-                                   cfg.activation).to(self.device)
+            self.enc_mask = _encoder_mask(data.coords, arch.enc_mask, D)
+            if arch.zdim:
+                self.enc = Encoder(int(self.enc_mask.sum()), arch.qlayers, arch.qdim, arch.zdim, arch.encode_mode,
+                                   arch.activation).to(self.device)
                 self.modules["encoder"] = self.enc
         params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
-        self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr)}
-        self.beta = cfg.beta if cfg.beta is not None else (1.0 / cfg.zdim if cfg.zdim else 0.0)
-        self.config = {**arch, "norm": list(data.norm), "pixel_size": data.pixel_size, "n_images": data.n,
-                       "architecture_keys": list(ARCH_KEYS)}
+        self.optimizers = {"model": torch.optim.Adam(params, lr=train.lr)}
+        self.beta = train.beta if train.beta is not None else (1.0 / arch.zdim if arch.zdim else 0.0)
+        self.config = {"architecture": to_dict(arch), "train": to_dict(train), "norm": list(data.norm),
+                       "voxel_size": data.pixel_size, "n_images": data.n}
         self.schedule: PoseSchedule | None = None
         if pose_search is not None:
-            self.schedule = PoseSchedule(pose_search, data.n, cfg.batch, D)
+            self.schedule = PoseSchedule(pose_search, data.n, train.batch, D)
             self.poses = PoseTable(data.n).to(self.device)
             self.modules["poses"] = self.poses
-            self.config["pose_search"] = asdict(pose_search)
+            self.config["pose_search"] = to_dict(pose_search)
         self.reference = None if reference is None else torch.as_tensor(np.asarray(reference, np.float32))
         self.mask = data.mask
 
@@ -116,7 +115,7 @@ class DrgnTrainer:
         k_start, k_end = self.schedule.band(step)
         y, coords = self._targets(idx), self.data.coords.to(self.device)
         mu = None
-        if self.train_cfg.zdim:  # encode the image as training does: moved by its current shift
+        if self.architecture.zdim:  # encode the image as training does: moved by its current shift
             mu = self.latent(translate_ht(y, self.poses.trans[idx], coords), False)[2]
         model = HartleySlices.from_decoder(self.dec, mu, self.data.D, k_end)
         ctf = self.data.ctf_values(idx)
@@ -128,7 +127,7 @@ class DrgnTrainer:
             mod.train()
 
     def latent(self, y: torch.Tensor, sample: bool, step: int = 0):
-        if not self.train_cfg.zdim:
+        if not self.architecture.zdim:
             return None, torch.zeros((), device=self.device), None
         mu, logvar = self.enc(y[:, self.enc_mask.to(y.device)])
         z = mu
@@ -223,11 +222,12 @@ class DrgnTrainer:
         return metrics, previews
 
 
-def train_drgn_job(data: ParticleImages, cfg: DrgnTrainConfig | None = None, schedule: Schedule | None = None,
-                   checkpoint=None, device: str = "cpu", reference=None, pose_search: PoseSearchConfig | None = None):
+def train_drgn_job(data: ParticleImages, cfg: DrgnConfig | None = None, train: DrgnTrainConfig | None = None,
+                   schedule: Schedule | None = None, checkpoint=None, device: str = "cpu", reference=None,
+                   pose_search: PoseSearchConfig | None = None):
     """Job: train a cryoDRGN model with known poses, or with ``pose_search``; see
     :func:`cryoforge.jobs.trainer.train_job`."""
-    trainer = DrgnTrainer(data, cfg, device, reference, pose_search)
+    trainer = DrgnTrainer(data, cfg, train, device, reference, pose_search)
     return train_job(trainer, schedule, checkpoint)
 
 
@@ -237,19 +237,19 @@ class TrainedDrgnManifold(Manifold):
     kind = "cryodrgn"
 
     def __init__(self, path, device="cpu", **_):
-        from ..io.checkpoint import load_checkpoint
+        from ..io.checkpoint import config_section, load_checkpoint
         from ..latent import ManifoldError
 
         super().__init__(device)
         payload = load_checkpoint(path, kind=KIND, map_location=device)
-        cfg = payload["config"]
-        if not cfg["zdim"]:
+        cfg = config_section(payload, DrgnConfig)
+        if not cfg.zdim or cfg.D is None:
             raise ManifoldError(f"{path}: a homogeneous cryoDRGN model has no latent space to explore")
         self.dec = _decoder(cfg)
         self.dec.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["decoder"].items()})
         self.dec.to(self.device).eval()
-        self.latent_dim, self.box, self.norm = cfg["zdim"], cfg["D"] - 1, tuple(cfg["norm"])
-        self.voxel_size = float(cfg.get("pixel_size", 1.0))
+        self.latent_dim, self.box, self.norm = cfg.zdim, cfg.D - 1, tuple(payload["config"]["norm"])
+        self.voxel_size = float(payload["config"].get("voxel_size", 1.0))
         self.name = f"cryoDRGN (cryoforge) {getattr(path, 'name', path)}"
 
     def _decode(self, z):

@@ -26,10 +26,12 @@ and (``ctf_aware``, default) through the subtomogram's own |CTF|·MTF (:mod:`cry
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..configs import to_dict
 from ..conventions import random_rotations
 from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
@@ -87,33 +89,54 @@ def source_maps(sources, n: int, voxel_size: float) -> np.ndarray:
     return np.stack([load_map(s, MapSpec(n, voxel_size)) for s in sources]).astype(np.float32)
 
 
-def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 0.03, n_pseudo: int = 985,
-                  alpha: float = 0.01, n_empty: int = 10, calibration_cases: int = 200, calibration_pseudo: int = 200,
-                  calibration_rotations: int = 1000, seed: int = 0, prior: float = 1.0, ctf_aware: bool = True,
-                  acquisition_voxel: float | None = 9.6, compare_direct: bool = True):
+@dataclass(frozen=True)
+class HyptestBench:
+    """Settings of the hypothesis-test bench. ``ctf_aware``: templates are scored through each subtomogram's |CTF|·MTF
+    (its defocus is known from the simulation); ``acquisition_voxel``: Å the subtomograms are simulated at before
+    binning to the templates (None: the templates' own)."""
+
+    model: str | None = None
+    templates: str | None = None
+    snr: float = 0.03
+    n_pseudo: int = 985
+    alpha: float = 0.01
+    n_empty: int = 10
+    calibration_cases: int = 200
+    calibration_pseudo: int = 200
+    calibration_rotations: int = 1000
+    seed: int = 0
+    prior: float = 1.0
+    ctf_aware: bool = True
+    acquisition_voxel: float | None = 9.6
+    compare_direct: bool = True
+
+
+def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu"):
     """Job: the figures of the module docstring; ``Result`` is the JSON report. ``ctf_aware``: templates are scored
     through each subtomogram's |CTF|·MTF (its defocus is known from the simulation). ``acquisition_voxel``: Å the
     subtomograms are simulated at before binning to the templates (None: the templates' own)."""
+    opts = settings or HyptestBench()
     from scipy.stats import kstest
 
     from ..samples import HYPTEST_MODEL, sample_path
     from .templates import read_template_set, template_sources
 
-    maps, names, vs = read_template_set(templates)
-    acq = float(acquisition_voxel or vs)
+    maps, names, vs = read_template_set(opts.templates)
+    acq = float(opts.acquisition_voxel or vs)
     n_acq = int(round(maps.shape[-1] * vs / acq))
-    cfg = HypTestConfig(n_pseudo=n_pseudo, alpha=alpha, seed=seed, prior=prior)
-    tester = HypothesisTester.from_checkpoint(model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
+    cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior)
+    tester = HypothesisTester.from_checkpoint(opts.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
-    report = {"device": device, "threads": torch.get_num_threads(), "snr": snr, "alpha": alpha, "templates": names,
-              "n_pseudo": n_pseudo, "prior": prior, "score": cfg.score, "ctf_aware": ctf_aware,
+    report = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr, "alpha": opts.alpha,
+              "templates": names, "n_pseudo": opts.n_pseudo, "prior": opts.prior, "score": to_dict(cfg.score),
+              "ctf_aware": opts.ctf_aware,
               "template_voxel": vs, "acquisition_voxel": acq}
     n = maps.shape[-1]
 
     def transfer(defocus, pixel=acq):
-        return radial_transfer(n, vs, float(defocus), pixel_size=pixel) if ctf_aware else None
-    direct = compare_direct and acq != vs
-    total = len(maps) * (1 + direct) + 2 * n_empty + calibration_cases + 2
+        return radial_transfer(n, vs, float(defocus), pixel_size=pixel) if opts.ctf_aware else None
+    direct = opts.compare_direct and acq != vs
+    total = len(maps) * (1 + direct) + 2 * opts.n_empty + opts.calibration_cases + 2
     done = 0
 
     def known_test(subtomos, defocus, pixel, label):
@@ -130,29 +153,31 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
             yield Progress(done, total, f"{label} {names[i]}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
         return {"rows": rows, "success": sum(r["success"] for r in rows), "cases": len(rows),
                 "cond1": sum(r["cond1"] for r in rows), "cond2": sum(r["cond2"] for r in rows),
-                "success_gaussian": sum(r["cond1"] and r["p_gauss"] <= alpha for r in rows)}
+                "success_gaussian": sum(r["cond1"] and r["p_gauss"] <= opts.alpha for r in rows)}
 
     # known structures, acquired at `acq` and binned to the templates
-    known_maps = maps if acq == vs else source_maps(template_sources(templates), n_acq, acq)
-    known_sub, noise, known_df, report["snr_at_template_sampling"] = acquire(known_maps, snr, seed + 1, acq, vs, n)
+    known_maps = maps if acq == vs else source_maps(template_sources(opts.templates), n_acq, acq)
+    known_sub, noise, known_df, report["snr_at_template_sampling"] = acquire(known_maps, opts.snr, opts.seed + 1, acq,
+                                                                             vs, n)
     report["known"] = yield from known_test(known_sub, known_df, acq, "known")
     yield Metrics({"known_success": report["known"]["success"]})
     if direct:  # the same SNR reached directly at the templates' sampling (no binning)
-        direct_sub, _, direct_df = simulate(maps, snr, seed + 1, voxel_size=vs)
+        direct_sub, _, direct_df = simulate(maps, opts.snr, opts.seed + 1, voxel_size=vs)
         report["known_direct"] = yield from known_test(direct_sub, direct_df, vs, f"known at {vs:g} Å")
         yield Metrics({"known_success_direct": report["known_direct"]["success"]})
 
     # empty and unknown subtomograms
-    unknown_maps = source_maps(UNKNOWN[:n_empty], n_acq, acq)
-    unknown_sub, _, unknown_df, _ = acquire(unknown_maps, snr, seed + 2, acq, vs, n)
+    unknown_maps = source_maps(UNKNOWN[:opts.n_empty], n_acq, acq)
+    unknown_sub, _, unknown_df, _ = acquire(unknown_maps, opts.snr, opts.seed + 2, acq, vs, n)
     cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy(),
-              known_df[j % len(noise)]) for j in range(n_empty)]
+              known_df[j % len(noise)]) for j in range(opts.n_empty)]
     cases += [(UNKNOWN[j], unknown_sub[j], unknown_df[j]) for j in range(len(unknown_sub))]
     fp_rows = []
     for kind, p, df in cases:
         r = tester.test(p, mask, transfer=transfer(df))
         fp_rows.append({"case": kind, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
-                        "p_gauss": r["p_gauss"], "rejected": not r["cond2"], "rejected_gaussian": r["p_gauss"] > alpha})
+                        "p_gauss": r["p_gauss"], "rejected": not r["cond2"],
+                        "rejected_gaussian": r["p_gauss"] > opts.alpha})
         done += 1
         yield Progress(done, total, f"{kind}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
     report["false_positives"] = {"rows": fp_rows, "cases": len(fp_rows),
@@ -162,7 +187,7 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
 
     # speed: one subtomogram against 1000 templates
     gen, reg = tester.gen, tester.reg
-    thousand, _ = generate(gen, 1000, seed=seed + 3, device=device)
+    thousand, _ = generate(gen, 1000, seed=opts.seed + 3, device=device)
     t0 = time.perf_counter()
     tester.scorer(known_sub[0], mask, transfer(known_df[0])).score(thousand)
     t_score = time.perf_counter() - t0
@@ -171,34 +196,34 @@ def bench_hyptest(device: str = "cpu", model=None, templates=None, snr: float = 
     tester.test(known_sub[0], mask, truth=0, transfer=transfer(known_df[0]))
     t_test = time.perf_counter() - t0
     report["speed"] = {"score_1000_templates_s": t_score, "full_test_one_subtomogram_s": t_test,
-                       "null_set": n_pseudo + len(maps) - 1}
+                       "null_set": opts.n_pseudo + len(maps) - 1}
     t0 = time.perf_counter()
-    generate(gen, 1000, seed=seed + 4, device=device)
+    generate(gen, 1000, seed=opts.seed + 4, device=device)
     report["speed"]["generated_structures_per_s"] = 1000 / (time.perf_counter() - t0)
     done += 2
     yield Progress(done, total, f"1000 templates scored in {t_score:.1f} s")
 
     # calibration under the null
-    z_p = torch.randn(calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(seed + 5))
-    z_c = torch.randn(calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(seed + 6))
-    p_struct, _ = generate(gen, calibration_cases, z=z_p, device=device)
-    c_struct, _ = generate(gen, calibration_cases, z=z_c, device=device)
-    null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), snr, seed + 7, acq, vs, n)
+    z_p = torch.randn(opts.calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 5))
+    z_c = torch.randn(opts.calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 6))
+    p_struct, _ = generate(gen, opts.calibration_cases, z=z_p, device=device)
+    c_struct, _ = generate(gen, opts.calibration_cases, z=z_c, device=device)
+    null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), opts.snr, opts.seed + 7, acq, vs, n)
     p_hats, rejected = [], 0
-    for j in range(calibration_cases):
-        kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, seed + 100 + j))
-        ns = rejection_sample(kde, calibration_pseudo, gen.cfg.zdim, prior, seed + 10_000 + j)
+    for j in range(opts.calibration_cases):
+        kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, opts.seed + 100 + j))
+        ns = rejection_sample(kde, opts.calibration_pseudo, gen.cfg.zdim, opts.prior, opts.seed + 10_000 + j)
         rejected += ns.rejected
         null_vols, _ = generate(gen, len(ns.z), z=ns.z, device=device)
-        scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=calibration_rotations)
+        scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=opts.calibration_rotations)
         s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols]))["scores"]
         p_hats.append(p_value(float(s[0]), s[1:].numpy()))
         done += 1
-        yield Progress(done, total, f"calibration {j + 1}/{calibration_cases}")
+        yield Progress(done, total, f"calibration {j + 1}/{opts.calibration_cases}")
     ks = kstest(p_hats, "uniform")
-    report["calibration"] = {"cases": calibration_cases, "null_per_case": calibration_pseudo,
+    report["calibration"] = {"cases": opts.calibration_cases, "null_per_case": opts.calibration_pseudo,
                              "ks_statistic": float(ks.statistic), "ks_p": float(ks.pvalue),
                              "mean_p_hat": float(np.mean(p_hats)), "fraction_p_le_0.05": float(np.mean(np.array(p_hats) <= 0.05)),
-                             "rejected_codes_per_case": rejected / calibration_cases, "p_hats": p_hats}
+                             "rejected_codes_per_case": rejected / opts.calibration_cases, "p_hats": p_hats}
     yield Log(f"calibration: KS p = {ks.pvalue:.3f}")
     yield Result(report)

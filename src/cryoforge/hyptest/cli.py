@@ -90,7 +90,7 @@ def _cmd_test(args) -> int:
         truths = [index.get(str(t), -1) for t in truth_names[: len(subtomos)]]
     score = ScoreConfig(n_rotations=args.rotations)
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
-                        score=score.__dict__)
+                        score=score)
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
     from .montecarlo import p_text
 

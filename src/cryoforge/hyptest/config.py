@@ -3,7 +3,7 @@ template scoring and the Monte-Carlo test. Plain dataclasses without torch (the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 BOXES = (32, 64)
 
@@ -24,9 +24,6 @@ class WGANConfig:
         if self.zdim < 1 or self.width < 1:
             raise ValueError("zdim and width must be positive")
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class GANTrainConfig:
@@ -34,7 +31,7 @@ class GANTrainConfig:
 
     batch: int = 16
     lr: float = 1e-4
-    betas: tuple = (0.5, 0.99)
+    betas: tuple[float, float] = (0.5, 0.99)
     n_critic: int = 10
     gp_weight: float = 10.0
     rotations: int = 200  # rotated copies per known complex (the paper: 600)
@@ -85,4 +82,4 @@ class HypTestConfig:
     kde_rotations: int = 300  # rotations of C_I whose codes make the KDE
     alpha: float = 0.01
     seed: int = 0
-    score: dict = field(default_factory=lambda: asdict(ScoreConfig()))
+    score: ScoreConfig = field(default_factory=ScoreConfig)

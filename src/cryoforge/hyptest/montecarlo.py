@@ -16,13 +16,14 @@ p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..jobs import Log, Preview, Progress, Result
-from .config import HypTestConfig, ScoreConfig
+from .config import HypTestConfig
 from .null import fit_kde, rejection_sample, template_codes
 from .score import TemplateScorer, radial_profile
 from .templates import check_templates
@@ -98,7 +99,7 @@ class HypothesisTester:
         """A :class:`TemplateScorer` for ``subtomo`` with this tester's score settings (``overrides`` replace some)
         and its spectral profile, so known templates and pseudo-complexes are scored alike; ``transfer``: the
         subtomogram's radial |CTF|·MTF (:func:`cryoforge.hyptest.score.radial_transfer`), or None."""
-        return TemplateScorer(subtomo, mask, ScoreConfig(**{**self.cfg.score, **overrides}), self.device, self.profile,
+        return TemplateScorer(subtomo, mask, replace(self.cfg.score, **overrides), self.device, self.profile,
                               transfer)
 
     @classmethod

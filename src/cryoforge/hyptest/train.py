@@ -13,14 +13,13 @@ Its checkpoint holds a copy of the generator, so one file serves the hypothesis 
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import nn
 
+from ..configs import to_dict
 from ..fourier import freq_radius
 from ..gan import critic_update
-from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 from ..jobs import Preview
 from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
@@ -30,7 +29,6 @@ from .wgan import Critic, Generator, generate, to_unit
 
 KIND = "wgan3d"
 REGRESSOR_KIND = "wgan3d_regressor"
-ARCH_KEYS = ("box", "zdim", "width", "mbd_kernels", "mbd_dim")
 
 
 class Regressor(nn.Module):
@@ -92,10 +90,10 @@ class WGANTrainer(_PoolData):
         with seeded(train.seed):
             self.gen, self.critic = Generator(cfg).to(self.device), Critic(cfg).to(self.device)
         self.modules = {"generator": self.gen, "critic": self.critic}
-        self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=train.lr, betas=tuple(train.betas))
+        self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=train.lr, betas=train.betas)
                            for name, m in self.modules.items()}
-        self.config = {**cfg.as_dict(), "train": asdict(train), "structures": self.names,
-                       "architecture_keys": list(ARCH_KEYS)}
+        self.architecture = cfg
+        self.config = {"architecture": to_dict(cfg), "train": to_dict(train), "structures": self.names}
 
     def _real(self, step, sub):
         return self.pool[_batch_indices(len(self.pool), self.train_cfg.batch, self.train_cfg.seed, step, sub)].to(self.device)
@@ -143,7 +141,7 @@ def generator_from(payload: dict, path="checkpoint", device: str = "cpu") -> Gen
     """The generator (eval mode) of a GAN or regressor checkpoint already read (``payload``)."""
     if payload["kind"] not in (KIND, REGRESSOR_KIND):
         raise CheckpointError(f"{path}: a '{payload['kind']}' checkpoint, not a 3D-WGAN ('{KIND}' or '{REGRESSOR_KIND}')")
-    cfg = WGANConfig(**{k: payload["config"][k] for k in ARCH_KEYS})
+    cfg = config_section(payload, WGANConfig)
     gen = Generator(cfg)
     gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
     return gen.to(device).eval()
@@ -172,9 +170,9 @@ class RegressorTrainer(_PoolData):
             self.reg = Regressor(self.cfg).to(self.device)
         self.modules = {"regressor": self.reg, "generator": self.gen}
         self.optimizers = {"regressor": torch.optim.Adam(self.reg.parameters(), lr=train.lr, betas=(0.5, 0.99))}
-        self.config = {**self.cfg.as_dict(), "train": asdict(train), "structures": self.names,
-                       "gan": {"step": payload["extra"].get("step"), "command": payload["extra"].get("command")},
-                       "architecture_keys": list(ARCH_KEYS)}
+        self.architecture = self.cfg
+        self.config = {"architecture": to_dict(self.cfg), "train": to_dict(train), "structures": self.names,
+                       "gan": {"step": payload["extra"].get("step"), "command": payload["extra"].get("command")}}
 
     def _loss(self, x):
         return (self.gen(self.reg(x)) - x).pow(2).flatten(1).sum(1).mean()

@@ -3,18 +3,28 @@
 Layout: ``{"format": "cryoforge-checkpoint", "format_version": 1, "kind": str, "cryoforge_version": str,
 "config": dict, "state_dicts": {name: state_dict}, "metrics": dict, "extra": dict}``. Only tensors,
 numbers, strings, lists and dicts go in, so loading never runs pickled code.
+
+A trainer's config holds its configuration dataclasses as sections written by :func:`cryoforge.configs.to_dict`:
+``{"architecture": {...}, "train": {...}, ...}`` beside the family's own keys (structures, voxel size, …);
+:func:`config_section` reads one back as its dataclass. Format 1 kept the architecture's keys flat in the config
+(listed under ``architecture_keys``), Multi-CryoGAN's training keys prefixed ``train_`` and cryoDRGN's and
+Multi-CryoGAN's sampling as ``pixel_size``; such checkpoints are read into the format-2 layout on loading.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
+from ..configs import ConfigError, from_dict
 from .atomic import atomic_path
 
 FORMAT = "cryoforge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -77,11 +87,42 @@ def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path.name}: is a '{payload.get('kind')}' checkpoint, but a '{kind}' "
                               "checkpoint is needed here")
+    if version < 2 and isinstance(payload.get("config"), dict):
+        payload = {**payload, "config": _upgrade_config(payload["config"])}
     out = _Section(payload, path.name, "checkpoint")
     for key in ("config", "state_dicts", "metrics", "extra"):
         if isinstance(payload.get(key), dict):
             out[key] = _Section(payload[key], path.name, key)
     return out
+
+
+def _upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config in the format-2 layout: the keys named by ``architecture_keys`` under ``architecture``,
+    Multi-CryoGAN's ``train_*`` keys under ``train``."""
+    keys = config.get("architecture_keys")
+    if keys is None:
+        return config
+    out: dict[str, Any] = {"architecture": {k: config[k] for k in keys if k in config}}
+    train = {k[len("train_"):]: v for k, v in config.items() if k.startswith("train_")}
+    if train:
+        out["train"] = train
+    out.update({k: v for k, v in config.items()
+                if k not in out["architecture"] and k != "architecture_keys" and not k.startswith("train_")})
+    if "pixel_size" in out:  # format 2 names the decoded volumes' sampling voxel_size, as everywhere else
+        out["voxel_size"] = out.pop("pixel_size")
+    return out
+
+
+def config_section(payload: dict, cls: type[T], section: str = "architecture") -> T:
+    """The dataclass ``cls`` stored in a loaded checkpoint's config under ``section`` (see the module's text)."""
+    config = payload["config"]
+    if section not in config:
+        raise CheckpointError(f"{getattr(config, 'file', 'checkpoint')}: its config has no {section!r} section: a "
+                              "damaged checkpoint, or one written by other code")
+    try:
+        return from_dict(cls, config[section], where=f"the checkpoint's {section}")
+    except ConfigError as err:
+        raise CheckpointError(f"{getattr(config, 'file', 'checkpoint')}: {err}") from None
 
 
 class _Section(dict):

@@ -60,10 +60,13 @@ class TrainingResult:
 
 
 class Trainable(Protocol):
-    """What :func:`train_job` trains: modules and optimisers by name, a config, a step and a validation; a class
+    """What :func:`train_job` trains: modules and optimisers by name, its architecture (a frozen dataclass a resumed
+    checkpoint must match), the config a checkpoint stores (the architecture and training configs as
+    :func:`cryoforge.configs.to_dict` sections, with the family's own keys), a step and a validation; a class
     attribute ``default_schedule`` (a :class:`Schedule`) may set the model's own checkpoint / validation intervals."""
 
     kind: str
+    architecture: Any
     config: dict
     modules: dict
     optimizers: dict
@@ -89,13 +92,14 @@ def save_training(trainer: Trainable, path, step: int, history: list, wall_s: fl
 
 def load_training(trainer: Trainable, path) -> dict:
     """Restore modules and optimizers from ``path``; refuses another kind or another configuration."""
-    from ..io.checkpoint import CheckpointError, load_checkpoint
+    from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 
     payload = load_checkpoint(path, kind=trainer.kind)
-    arch = {k: v for k, v in payload["config"].items() if k in trainer.config.get("architecture_keys", ())}
-    mine = {k: trainer.config[k] for k in arch}
-    if arch != mine:
-        raise CheckpointError(f"{Path(path).name}: trained with {arch}, but this run asks for {mine}; "
+    theirs, mine = config_section(payload, type(trainer.architecture)), trainer.architecture
+    if theirs != mine:
+        diff = ", ".join(f"{f.name} {getattr(theirs, f.name)!r} (this run: {getattr(mine, f.name)!r})"
+                         for f in fields(mine) if getattr(theirs, f.name) != getattr(mine, f.name))
+        raise CheckpointError(f"{Path(path).name}: trained with another architecture: {diff}; "
                               "use another checkpoint path or the same architecture")
     for name, m in trainer.modules.items():
         m.load_state_dict(payload["state_dicts"][name])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,8 +36,18 @@ def _drgn_model(D: int, tmp: Path, dim: int = 256, layers: int = 3, zdim: int = 
     return save_run(tmp / f"run_{D}", decoder)
 
 
-def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, shared: str | None = None):
+@dataclass(frozen=True)
+class ExplorerBench:
+    """Settings of the explorer bench: latency repeats, the cryoDRGN decoder width, the ../shared folder."""
+
+    repeats: int = 10
+    drgn_dim: int = 256
+    shared: str | None = None
+
+
+def bench_explorer(settings: ExplorerBench | None = None, device: str = "cpu"):
     """Job: latency per kind and size; cryoDRGN batched vs slice-by-slice volumes/s (same model, 4 z)."""
+    opts = settings or ExplorerBench()
     import tempfile
 
     from ..drgn import DrgnManifold
@@ -46,17 +57,17 @@ def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, 
     rows, total = [], 7
     yield Progress(0, total, "analytic")
     for D in (32, 64):
-        rows.append({"kind": "analytic", "D": D, **_latency_ms(AnalyticManifold(2, D, device=device), repeats)})
+        rows.append({"kind": "analytic", "D": D, **_latency_ms(AnalyticManifold(2, D, device=device), opts.repeats)})
     yield Progress(2, total, "3D-WGAN")
-    rows.append({"kind": "wgan3d (shipped)", "D": 32, **_latency_ms(open_manifold("wgan", device), repeats)})
+    rows.append({"kind": "wgan3d (shipped)", "D": 32, **_latency_ms(open_manifold("wgan", device), opts.repeats)})
     speed = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, D in enumerate((32, 64)):
             yield Progress(3 + i, total, f"cryoDRGN D={D}")
-            w, c = _drgn_model(D, Path(tmp), drgn_dim)
+            w, c = _drgn_model(D, Path(tmp), opts.drgn_dim)
             m = DrgnManifold(w, config=c, device=device)
-            rows.append({"kind": f"cryodrgn (3×{drgn_dim} residual, Gaussian features)", "D": D,
-                         **_latency_ms(m, max(3, repeats // 2))})
+            rows.append({"kind": f"cryodrgn (3×{opts.drgn_dim} residual, Gaussian features)", "D": D,
+                         **_latency_ms(m, max(3, opts.repeats // 2))})
             if D == 64:
                 z = m.sample(4, 1)
                 m.decode(z[:1]), m.decode_slicewise(z[:1])  # warm-up (kernel selection, caches) out of the timing
@@ -69,13 +80,14 @@ def bench_explorer(device: str = "cpu", repeats: int = 10, drgn_dim: int = 256, 
                 speed = {"D": D, "n_volumes": len(z), "batched_vol_per_s": len(z) / tb,
                          "slicewise_vol_per_s": len(z) / ts, "speedup": ts / tb,
                          "max_abs_diff": float((batched - sliced).abs().max())}
-    places = [Path(shared)] if shared else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"]
+    places = ([Path(opts.shared)] if opts.shared
+              else [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"])
     het = next((p / "cryodrgn" / "het_weights.pkl" for p in places if (p / "cryodrgn" / "het_weights.pkl").is_file()),
                Path("missing"))
     yield Progress(5, total, "cryoDRGN test model")
     if het.is_file():
         rows.append({"kind": "cryodrgn het_weights.pkl (3×8, from cryoDRGN's tests)", "D": 64,
-                     **_latency_ms(open_manifold(het, device), repeats)})
+                     **_latency_ms(open_manifold(het, device), opts.repeats)})
     yield Progress(total, total, "done")
     yield Result({"latency": rows, "cryodrgn_batched_vs_slicewise": speed, "device": device,
                   "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()})

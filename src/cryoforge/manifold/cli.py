@@ -161,7 +161,7 @@ def _particle_metadata(args, images, info):
 
 
 def _cmd_drgn_train(args) -> int:
-    from ..drgn.config import DrgnTrainConfig, PoseSearchConfig
+    from ..drgn.config import DrgnConfig, DrgnTrainConfig, PoseSearchConfig
     from ..drgn.data import ParticleImages, backproject
     from ..drgn.train import train_drgn_job
     from ..io.mrc import read_mrc
@@ -199,15 +199,15 @@ def _cmd_drgn_train(args) -> int:
                          "rlnDetectorPixelSize with rlnMagnification, blob/psize_A, or a CTF .pkl); the CTF needs "
                          "one: pass --apix Å (an image header is not trusted for it, as cryoDRGN does not)")
     data = ParticleImages(images, rot, trans, ctf, px, invert=args.invert)
-    cfg = DrgnTrainConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type,
-                          batch=args.batch, lr=args.lr, seed=args.seed)
+    cfg = DrgnConfig(zdim=args.zdim, players=args.layers, pdim=args.dim, domain=args.domain, pe_type=args.pe_type)
+    train = DrgnTrainConfig(batch=args.batch, lr=args.lr, seed=args.seed)
     search = None
     if args.pose_search:
         search = PoseSearchConfig(pretrain_images=args.pretrain, every_epochs=args.ps_every, l_start=args.l_start,
                                   l_end=args.l_end, ramp_epochs=args.l_ramp_epochs, t_extent=args.t_extent,
                                   t_ngrid=args.t_ngrid)
     ref = backproject(data) if args.validate_backprojection else None
-    job = train_drgn_job(data, cfg, Schedule(steps=args.steps, validate_every=args.validate_every),
+    job = train_drgn_job(data, cfg, train, Schedule(steps=args.steps, validate_every=args.validate_every),
                          checkpoint=args.checkpoint, device=args.device, reference=ref, pose_search=search)
     train_cli(job, args.checkpoint, args.argv)
     return 0
@@ -267,9 +267,9 @@ def register(sub) -> None:
     t.add_argument("--use-ctf-envelope", action="store_true",
                    help="apply rlnCtfBfactor / rlnCtfScalefactor (capped at 1); cryoDRGN ignores them, and so does "
                         "the default")
-    from ..drgn.config import DOMAINS, PE_TYPES, DrgnTrainConfig, PoseSearchConfig
+    from ..drgn.config import DOMAINS, PE_TYPES, DrgnConfig, DrgnTrainConfig, PoseSearchConfig
 
-    model, search = DrgnTrainConfig(), PoseSearchConfig()
+    model, train, search = DrgnConfig(), DrgnTrainConfig(), PoseSearchConfig()
     ps = t.add_argument_group("pose search (branch and bound over SO(3) × shifts with frequency marching)")
     ps.add_argument("--pose-search", action="store_true", help="find the poses while training")
     ps.add_argument("--pretrain", type=int, default=search.pretrain_images,
@@ -293,10 +293,10 @@ def register(sub) -> None:
     t.add_argument("--domain", choices=DOMAINS, default=model.domain, help="decoder output (default %(default)s)")
     t.add_argument("--pe-type", choices=PE_TYPES, default=model.pe_type,
                    help="positional encoding (default %(default)s)")
-    t.add_argument("--batch", type=int, default=model.batch, help="images per step (default %(default)s)")
-    t.add_argument("--lr", type=float, default=model.lr, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--batch", type=int, default=train.batch, help="images per step (default %(default)s)")
+    t.add_argument("--lr", type=float, default=train.lr, help="Adam learning rate (default %(default)s)")
     t.add_argument("--steps", type=int, default=1000, help="optimisation steps (default %(default)s)")
-    t.add_argument("--seed", type=int, default=model.seed, help="seed of the initial weights (default %(default)s)")
+    t.add_argument("--seed", type=int, default=train.seed, help="seed of the initial weights (default %(default)s)")
     t.add_argument("--invert", action="store_true", help="invert the images' contrast")
     t.add_argument("--apix", "--pixel-size", dest="pixel_size", type=positive("Å"),
                    help="Å per pixel; overrides the metadata's (default: the metadata's, else the stack's header)")

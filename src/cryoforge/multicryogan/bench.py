@@ -13,6 +13,7 @@ generators trained so far lose FSC = 0.5 at 19–24 Å at either sampling (``-o 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,7 @@ def _true_volumes(ens, case: str, points: int) -> np.ndarray:
     return np.stack([ens.maps[min(int(np.searchsorted(edges, a, side="right")), len(ens.maps) - 1)] for a in alphas])
 
 
-def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_dir, points, batch, max_seconds,
-          arch):
+def _case(case: str, opts: McganBench, device: str):
     from ..jobs.runner import drive
     from ..jobs.trainer import Schedule, train_job
     from ..sim.adk import adk_ensemble
@@ -44,12 +44,15 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     from .fsccc import discrete_proportions, ends_fsc, fsc_area, fsccc_matrix, matrix_agreement
     from .train import McganTrainer, end_scores
 
+    structures, n_images, box, voxel, snr, steps = (opts.structures, opts.n_images, opts.box, opts.voxel_size,
+                                                     opts.snr, opts.steps)
+    seed, out_dir, points, batch, max_seconds = opts.seed, opts.out_dir, opts.points, opts.batch, opts.max_seconds
     ens = adk_ensemble(case, box, voxel, structures)
     yield Log(f"{case}: simulating {n_images} particles")
     images, meta, _ = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr,
                                                                                  max_shift=1.0), seed=seed))
     data = ParticleStack(images, meta.ctf, voxel)
-    tr = McganTrainer(data, McganConfig(box=data.D, **arch),
+    tr = McganTrainer(data, McganConfig(box=data.D, gwidth=opts.gwidth, mapping=opts.mapping),
                       McganTrainConfig(batch=batch, max_shift=1.0, seed=seed), device, references=ens.maps[[0, -1]])
     ckpt = None if out_dir is None else Path(out_dir) / f"adk_{case}.pt"
     if ckpt is not None:
@@ -68,9 +71,10 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     train_s = time.perf_counter() - t0
     vols = tr.volumes(np.linspace(0, 1, points + 1)[:, None]).numpy()
     truth = _true_volumes(ens, case, points)
-    row = {"n_images": n_images, "steps": reached, "batch": batch, **arch, "train_s": train_s,
-           "checkpoint": None if ckpt is None else str(ckpt),
-           "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
+    row: dict[str, Any] = {"n_images": n_images, "steps": reached, "batch": batch, "gwidth": opts.gwidth,
+                           "mapping": opts.mapping, "train_s": train_s,
+                           "checkpoint": None if ckpt is None else str(ckpt),
+                           "ends": end_scores(vols[[0, -1]], ens.maps[[0, -1]], voxel)}
     m_rec, m_true = fsccc_matrix(vols), fsccc_matrix(truth)
     agree = matrix_agreement(m_rec, m_true)
     row.update({"fsccc_matrix": m_rec.tolist(), "fsccc_matrix_truth": m_true.tolist(), "matrix_agreement": agree,
@@ -88,23 +92,41 @@ def _case(case, structures, n_images, box, voxel, snr, steps, seed, device, out_
     return row
 
 
-def bench_mcgan(device: str = "cpu", steps: int = 2000, n_images: int = 20000, box: int = 32, voxel_size: float = 5.0,
-                snr: float = 0.1, seed: int = 0, points: int = 20, structures: str | None = None,
-                out_dir: str | None = None, cases=("continuous", "discrete"), batch: int = 32,
-                max_seconds: float | None = None, gwidth: int = 8, mapping: int = 0):
+@dataclass(frozen=True)
+class McganBench:
+    """Settings of the Multi-CryoGAN bench. ``batch``: images per critic/generator step (volumes × 8 poses);
+    ``max_seconds``: each case's training time limit (``steps`` is then an upper bound); ``gwidth``: the
+    generator's channels at full size (×2 per coarser level); ``mapping``: see :class:`.config.McganConfig`."""
+
+    steps: int = 2000
+    n_images: int = 20000
+    box: int = 32
+    voxel_size: float = 5.0
+    snr: float = 0.1
+    seed: int = 0
+    points: int = 20
+    structures: str | None = None
+    out_dir: str | None = None
+    cases: tuple[str, ...] = ('continuous', 'discrete')
+    batch: int = 32
+    max_seconds: float | None = None
+    gwidth: int = 8
+    mapping: int = 0
+
+
+def bench_mcgan(settings: McganBench | None = None, device: str = "cpu"):
     """Job: the benchmark; ``Result`` is the report dict. ``batch``: images per critic/generator step (volumes ×
     8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound); ``gwidth``: the
     generator's channels at full size (×2 per coarser level); ``mapping``: see :class:`.model.McganConfig`."""
+    opts = settings or McganBench()
     from ..sim.adk import adk_models
     from .projector import projector_report
 
-    adk_models(structures)  # fail before the projector measurement when the models are missing
-    report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "box": box, "voxel_size_A": voxel_size,
-              "snr": snr, "projector": projector_report(box)}
+    adk_models(opts.structures)  # fail before the projector measurement when the models are missing
+    report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "box": opts.box,
+                              "voxel_size_A": opts.voxel_size, "snr": opts.snr, "projector": projector_report(opts.box)}
     yield Metrics({f"{k}_rel_err": v["relative_rms_error"] for k, v in report["projector"].items()
                    if isinstance(v, dict)})
-    for case in cases:
-        report[case] = yield from _case(case, structures, n_images, box, voxel_size, snr, steps, seed, device, out_dir,
-                                        points, batch, max_seconds,
-                                        {"gwidth": gwidth, "mapping": mapping})
+    for case in opts.cases:
+        report[case] = yield from _case(case, opts, device)
     yield Result(report)

@@ -3,7 +3,7 @@ without torch (the CLI takes its defaults and choices from them; checkpoints sto
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 PRIORS = ("segment", "gaussian")
 
@@ -28,9 +28,6 @@ class McganConfig:
         if self.zdim < 1 or self.gwidth < 1 or self.cwidth < 1 or self.mapping < 0:
             raise ValueError("zdim, gwidth and cwidth must be positive, mapping ≥ 0")
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     @property
     def latent_dim(self) -> int:
         """Dimension of the manifold's coordinate: 1 (α) for the segment prior, ``zdim`` for the Gaussian."""
@@ -46,7 +43,7 @@ class McganTrainConfig:
     n_critic: int = 4
     gp_weight: float = 10.0
     lr: float = 1e-4
-    betas: tuple = (0.5, 0.9)
+    betas: tuple[float, float] = (0.5, 0.9)
     max_shift: float = 0.0  # px, radius of the uniform shift disc
     learn_noise: bool = True
     seed: int = 0

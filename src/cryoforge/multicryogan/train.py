@@ -15,11 +15,10 @@ images, and, given reference end volumes, reports the FSC area / FSC=0.5 frequen
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 
+from ..configs import to_dict
 from ..conventions import random_rotations
 from ..gan import critic_update
 from ..jobs import Preview
@@ -32,7 +31,6 @@ from .model import Critic, Generator
 from .projector import form_images, project_fourier
 
 KIND = "multicryogan"
-ARCH_KEYS = ("box", "zdim", "prior", "gwidth", "cwidth", "seed", "mapping")
 PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -64,9 +62,9 @@ class McganTrainer:
         self.optimizers = {
             "generator": torch.optim.Adam([p for p in self.gen.parameters() if p.requires_grad], lr=t.lr, betas=t.betas),
             "critic": torch.optim.Adam(self.critic.parameters(), lr=t.lr, betas=t.betas)}
-        self.config = {**cfg.as_dict(), **{f"train_{k}": v for k, v in asdict(t).items()},
-                       "pixel_size": data.pixel_size, "norm": list(data.norm), "n_images": data.n,
-                       "use_ctf": data.ctf is not None, "architecture_keys": list(ARCH_KEYS)}
+        self.architecture = cfg
+        self.config = {"architecture": to_dict(cfg), "train": to_dict(t), "voxel_size": data.pixel_size,
+                       "norm": list(data.norm), "n_images": data.n, "use_ctf": data.ctf is not None}
         self.references = None if references is None else np.asarray(references, np.float32)
 
     # -- the simulator
@@ -186,11 +184,10 @@ def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: 
 
 def load_generator(path, device="cpu") -> tuple[Generator, dict]:
     """The generator of a Multi-CryoGAN checkpoint and the checkpoint's config."""
-    from ..io.checkpoint import load_checkpoint
+    from ..io.checkpoint import config_section, load_checkpoint
 
     payload = load_checkpoint(path, kind=KIND, map_location=device)
-    c = payload["config"]
-    gen = Generator(McganConfig(**{k: c[k] for k in ARCH_KEYS if k in c}))  # older checkpoints: no mapping
+    gen = Generator(config_section(payload, McganConfig))
     gen.load_state_dict({k: v.float() for k, v in payload["state_dicts"]["generator"].items()})
     return gen.to(device).eval(), payload
 
@@ -204,8 +201,8 @@ class McganManifold(Manifold):
         super().__init__(device)
         self.gen, payload = load_generator(path, self.device)
         cfg = payload["config"]
-        self.latent_dim, self.box = self.gen.cfg.latent_dim, cfg["box"]
-        self.voxel_size = float(cfg.get("pixel_size", 1.0))
+        self.latent_dim, self.box = self.gen.cfg.latent_dim, self.gen.cfg.box
+        self.voxel_size = float(cfg.get("voxel_size", 1.0))
         self.name = f"Multi-CryoGAN {getattr(path, 'name', path)}"
         if self.gen.cfg.prior == "segment":
             alphas = np.linspace(0, 1, 21, dtype=np.float32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,8 +33,16 @@ def _rate(fn, count: int, repeats: int) -> float:
     return count / best
 
 
-def bench_sim(device: str = "cpu", repeats: int = 2):
+@dataclass(frozen=True)
+class SimBench:
+    """Settings of the simulator bench: timing repeats."""
+
+    repeats: int = 2
+
+
+def bench_sim(settings: SimBench | None = None, device: str = "cpu"):
     """Job: simulator throughput; ``Result`` is the report dict."""
+    opts = settings or SimBench()
     if device != "cpu":
         torch.set_default_device(device)
     report: dict[str, Any] = {"device": device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
@@ -52,7 +61,7 @@ def bench_sim(device: str = "cpu", repeats: int = 2):
         def run(vols=vols, rots=rots, batch=batch, d=d, params=params):
             simulate_subtomograms(vols, rots, torch.zeros(batch, 3), d, -60, 60, params, g)
 
-        rate = _rate(run, batch, repeats)
+        rate = _rate(run, batch, opts.repeats)
         row = {"box": n, "voxel_size": vs, "tilts": len(tilt_angles(-60, 60, 1.0)), "reconstruction": rec,
                "batch": batch, "subtomograms_per_s": rate}
         report["subtomograms"].append(row)
@@ -61,7 +70,7 @@ def bench_sim(device: str = "cpu", repeats: int = 2):
     ribosome = model_to_density(phantom_model("ribosome", 0), 64, 5.0, resolution=10.0).numpy()
     n_part = 2000
     job = lambda: list(simulate_particles_job(Ensemble(ribosome), n_part, ParticleParams(pixel_size=5.0), seed=0))  # noqa: E731
-    rate = _rate(job, n_part, repeats)
+    rate = _rate(job, n_part, opts.repeats)
     report["particles"] = {"box": 64, "n": n_part, "states": 1, "particles_per_s": rate}
     yield Metrics({"particles64_per_s": rate})
     yield Progress(len(cases) + 1, total, "particles 64²")

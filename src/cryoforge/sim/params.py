@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ class TomoParams:
     snr: float | None = 0.1  # subtomogram SNR = c/(1-c) of two aligned noisy copies; None: noise-free
     reconstruction: str = "fourier"
     ctf_correction: str = "none"  # or "phase_flip" (sign of the CTF removed after reconstruction)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def validate(self) -> TomoParams:
         if not (self.voxel_size > 0 and math.isfinite(self.voxel_size)):
@@ -94,9 +91,6 @@ class ParticleParams:
     max_shift: float = 0.0  # pixels, uniform in the disc
     snr: float | None = 0.1  # linear; None: noise-free
     apply_ctf: bool = True
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def validate(self) -> ParticleParams:
         if not (self.pixel_size > 0 and math.isfinite(self.pixel_size)):

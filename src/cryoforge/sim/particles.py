@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
+from ..configs import to_dict
 from ..conventions import random_rotations
 from ..ctf import CTFParams, ctf_2d
 from ..fourier import fourier_shift
@@ -203,7 +204,7 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
                           "shift_x_px": shifts[:, 0], "shift_y_px": shifts[:, 1]})
     if out_dir is not None:
         yield Progress(n_particles, n_particles, "writing files")
-        info = {"params": params.as_dict(), "n_particles": n_particles, "box_size": n, "seed": seed,
+        info = {"params": to_dict(params), "n_particles": n_particles, "box_size": n, "seed": seed,
                 "noise_sigma": sigma, "ensemble": {"discrete": ensemble.discrete, "coords": ensemble.coords.tolist(),
                                                    "weights": None if ensemble.weights is None
                                                    else ensemble.weights.tolist(), "names": ensemble.names},

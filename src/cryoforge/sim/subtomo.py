@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
+from ..configs import to_dict
 from ..conventions import matrix_to_euler_zyz, random_rotations
 from ..io.atomic import atomic_dir
 from ..io.mrc import read_mrc, write_mrc
@@ -134,7 +135,7 @@ def simulate_pairs_job(maps, structures: list[str] | None = None, n_pairs: int =
         truth[f"shift_{ax}"] = shifts[:, j]
         truth[f"shift_{ax}_angst"] = shifts[:, j] * params.voxel_size
     truth["defocus_a"], truth["defocus_b"] = defocus[:, 0], defocus[:, 1]
-    info = {"params": params.as_dict(), "n_pairs": n_pairs, "box_size": int(maps.shape[-1]), "seed": seed,
+    info = {"params": to_dict(params), "n_pairs": n_pairs, "box_size": int(maps.shape[-1]), "seed": seed,
             "wedge_a": wedge_a, "wedge_b": wedge_b, "tilt_range_a": [amin, amax], "tilt_range_b": [bmin, bmax],
             "max_shift_voxels": max_shift, "structures": structures, "snr_definition": SNR_DEFINITION,
             "truth_convention": "s_b = T(R, t) s_a, R = R_b R_a^T (rel_* angles), t = shift (voxels, x y z); "

@@ -4,9 +4,10 @@ from cryoforge.jobs import drive
 
 
 def test_bench_align_report_on_a_few_pairs():
-    from cryoforge.align.bench import STRUCTURES, bench_align
+    from cryoforge.align.bench import STRUCTURES, AlignBench, bench_align
 
-    report = drive(bench_align(n_pairs=3, methods=("gumnet", "classical"), averaging=False, snrs=(100.0,)))
+    report = drive(bench_align(AlignBench(n_pairs=3, methods=("gumnet", "classical"), averaging=False,
+                                              snrs=(100.0,))))
     rows = report["alignment"]["snr100"]
     assert {"gumnet", "classical"} <= set(rows) and rows["gumnet_speedup_vs_classical"] > 1
     for name in ("gumnet", "classical"):

@@ -5,7 +5,8 @@ import torch
 
 from cryoforge.align.config import GumNetConfig, TrainConfig
 from cryoforge.align.gumnet import GumNet
-from cryoforge.align.train import ARCH_KEYS, load_gumnet, train_gumnet_job
+from cryoforge.align.train import load_gumnet, train_gumnet_job
+from cryoforge.configs import to_dict
 from cryoforge.conventions import rotation_angle_deg
 from cryoforge.io.checkpoint import CheckpointError, save_checkpoint
 from cryoforge.jobs import Cancelled, Log, Progress, drive
@@ -49,7 +50,7 @@ def test_training_resumes_and_cancel_keeps_a_checkpoint(maps, tmp_path):
 
 def test_checkpoint_for_another_box_or_kind_is_refused(tmp_path):
     cfg = GumNetConfig.preset("tiny")
-    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {**cfg.as_dict(), "architecture_keys": list(ARCH_KEYS)},
+    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {"architecture": to_dict(cfg)},
                            {"model": GumNet(cfg).state_dict()})
     with pytest.raises(CheckpointError, match="trained for 32³.*40³"):
         load_gumnet(path, box=40)
@@ -64,7 +65,7 @@ def test_exported_weights_predict_like_the_checkpoint(tmp_path):
     cfg = GumNetConfig.preset("tiny")
     net = GumNet(cfg)
     torch.nn.init.normal_(net.regress[-1].weight, std=0.01)
-    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {**cfg.as_dict(), "architecture_keys": list(ARCH_KEYS)},
+    path = save_checkpoint(tmp_path / "g.pt", "gumnet", {"architecture": to_dict(cfg)},
                            {"model": net.state_dict(), "optimizer.model": {}}, extra={"history": [{"step": 1}]})
     slim = export_weights(path, tmp_path / "slim.pt")
     assert slim.stat().st_size < path.stat().st_size

@@ -31,29 +31,29 @@ def test_pose_errors_undo_a_global_rotation_and_the_hand():
 
 
 def test_pose_table_travels_in_the_checkpoint(tmp_path):
-    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig
     from cryoforge.drgn.train import DrgnTrainer, train_drgn_job
     from cryoforge.jobs.runner import drive
 
     D = 16
     rot = random_rotations(32, seed=1)
     data = ParticleImages(projections(adk_map(D), rot), None, None, None, 1.0)  # no poses at all
-    cfg = DrgnTrainConfig(players=1, pdim=16, batch=8, seed=0)
+    cfg, train = DrgnConfig(players=1, pdim=16), DrgnTrainConfig(batch=8, seed=0)
     ps = PoseSearchConfig(pretrain_images=8, every_epochs=10, t_extent=0, n_global=576, rounds=2, keep=2)
     ckpt = tmp_path / "ps.pt"
-    drive(train_drgn_job(data, cfg, Schedule(steps=6, validate_every=0), checkpoint=ckpt, pose_search=ps))
-    resumed = DrgnTrainer(data, cfg, pose_search=ps)
+    drive(train_drgn_job(data, cfg, train, Schedule(steps=6, validate_every=0), checkpoint=ckpt, pose_search=ps))
+    resumed = DrgnTrainer(data, cfg, train, pose_search=ps)
     from cryoforge.jobs.trainer import load_training
 
     load_training(resumed, ckpt)
     assert (resumed.poses.searched >= 0).sum() > 0
-    first = DrgnTrainer(data, cfg, pose_search=ps)
+    first = DrgnTrainer(data, cfg, train, pose_search=ps)
     for step in range(1, 7):
         first.train_step(step)
     torch.testing.assert_close(resumed.poses.rot, first.poses.rot)  # same seed, same searches
     torch.testing.assert_close(resumed.poses.searched, first.poses.searched)
     with pytest.raises(ValueError, match="pose search"):
-        DrgnTrainer(data, cfg)  # no poses and no search: say what to do
+        DrgnTrainer(data, cfg, train)  # no poses and no search: say what to do
 
 
 def test_translation_errors_discount_the_reconstruction_offset():

@@ -14,7 +14,7 @@ from tests.helpers import adk_map, projections
 def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
     """Ab initio: random-pose pretraining, then branch and bound in the loop; the found poses agree with the true
     ones up to one global rotation (and hand), and the decoded map, put in the true frame, matches the truth."""
-    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig
     from cryoforge.drgn.train import DrgnTrainer
 
     torch.manual_seed(0)
@@ -22,10 +22,10 @@ def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
     vol = adk_map(D)
     rot = random_rotations(n, seed=5)
     data = ParticleImages(projections(vol, rot), rot.numpy(), None, None, 1.0)
-    cfg = DrgnTrainConfig(players=3, pdim=64, batch=16, lr=1e-3, seed=0)
+    cfg, train = DrgnConfig(players=3, pdim=64), DrgnTrainConfig(batch=16, lr=1e-3, seed=0)
     ps = PoseSearchConfig(pretrain_images=480, every_epochs=1, l_start=6, ramp_epochs=12, t_extent=0, keep=4,
                           rounds=4, n_global=2304)
-    tr = DrgnTrainer(data, cfg, reference=vol, pose_search=ps)
+    tr = DrgnTrainer(data, cfg, train, reference=vol, pose_search=ps)
     for step in range(1, 601):
         tr.train_step(step)
     metrics, _ = tr.validate(600)
@@ -35,15 +35,15 @@ def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
 
 
 def test_heterogeneous_pose_search_scores_each_image_at_its_own_latent():
-    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig
     from cryoforge.drgn.train import DrgnTrainer
 
     D = 16
     rot = random_rotations(16, seed=2)
     data = ParticleImages(projections(adk_map(D), rot), rot.numpy(), None, None, 1.0)
-    cfg = DrgnTrainConfig(zdim=2, players=1, pdim=16, qlayers=1, qdim=16, batch=8, seed=0)
+    cfg, train = DrgnConfig(zdim=2, players=1, pdim=16, qlayers=1, qdim=16), DrgnTrainConfig(batch=8, seed=0)
     ps = PoseSearchConfig(pretrain_images=8, t_extent=0, n_global=576, rounds=2, keep=2)
-    tr = DrgnTrainer(data, cfg, pose_search=ps)
+    tr = DrgnTrainer(data, cfg, train, pose_search=ps)
     mu = tr.latent(tr._targets(np.arange(3)), False)[2]
     slices = HartleySlices.from_decoder(tr.dec, mu, D, 6)
     assert slices.h.shape[0] == 3  # one lattice per latent

@@ -20,13 +20,13 @@ def _hand():
 
 @needs_hand_images
 def test_homogeneous_training_on_hand_images_improves_fsc():
-    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig
     from cryoforge.drgn.train import DrgnTrainer
 
     data = _hand()
     ref = backproject(data)  # the images' own direct reconstruction with their poses (independent of the decoder)
     torch.manual_seed(0)
-    tr = DrgnTrainer(data, DrgnTrainConfig(players=2, pdim=64, pe_dim=16, lr=1e-3), reference=ref)
+    tr = DrgnTrainer(data, DrgnConfig(players=2, pdim=64, pe_dim=16), DrgnTrainConfig(lr=1e-3), reference=ref)
     before, _ = tr.validate(0)
     for step in range(1, 151):
         tr.train_step(step)
@@ -38,13 +38,13 @@ def test_homogeneous_training_on_hand_images_improves_fsc():
 
 @needs_hand_images
 def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
-    from cryoforge.drgn.config import DrgnTrainConfig
+    from cryoforge.drgn.config import DrgnConfig, DrgnTrainConfig
     from cryoforge.drgn.train import train_drgn_job
     from cryoforge.jobs import Cancelled, drive
     from cryoforge.manifold import open_manifold
 
     data = _hand()
-    cfg = DrgnTrainConfig(zdim=2, players=1, pdim=32, qlayers=1, qdim=32, pe_dim=8, lr=1e-3)
+    cfg, train = DrgnConfig(zdim=2, players=1, pdim=32, qlayers=1, qdim=32, pe_dim=8), DrgnTrainConfig(lr=1e-3)
     ckpt = tmp_path / "vae.pt"
     cancel = __import__("threading").Event()
     seen = []
@@ -55,10 +55,10 @@ def test_vae_trains_resumes_and_opens_as_a_manifold(tmp_path):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        drive(train_drgn_job(data, cfg, Schedule(steps=40, validate_every=20, metrics_every=5),
+        drive(train_drgn_job(data, cfg, train, Schedule(steps=40, validate_every=20, metrics_every=5),
                              checkpoint=ckpt), on_event, cancel)
     assert ckpt.is_file()  # cancel kept a checkpoint
-    res = drive(train_drgn_job(data, cfg, Schedule(steps=40, validate_every=20, metrics_every=5), checkpoint=ckpt))
+    res = drive(train_drgn_job(data, cfg, train, Schedule(steps=40, validate_every=20, metrics_every=5), checkpoint=ckpt))
     losses = [h["loss"] for h in res.history if "loss" in h]
     assert res.step == 40 and losses[-1] < losses[0]
     m = open_manifold(ckpt)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import starfile
 
+from cryoforge.hyptest.config import ScoreConfig
 from cryoforge.hyptest.montecarlo import (
     HypothesisTester,
     HypTestConfig,
@@ -53,7 +54,7 @@ def test_p_text_says_below_the_resolution_of_the_null_set():
     assert p_text(0.0, 999) == "< 0.001" and p_text(0.25, 999) == "= 0.25"
 
 
-FAST_SCORE = {"coarse_box": 12, "n_rotations": 200, "candidates": 2, "neighbours": 2, "fine_box": 16}
+FAST_SCORE = ScoreConfig(coarse_box=12, n_rotations=200, candidates=2, neighbours=2, fine_box=16)
 
 
 def test_hypothesis_test_result_is_consistent(trained):

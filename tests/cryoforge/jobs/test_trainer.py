@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -16,11 +17,17 @@ from cryoforge.jobs import Cancelled, drive, run_cli
 from cryoforge.jobs.trainer import DEFAULT_SCHEDULE, Schedule, train_job
 
 
+@dataclass(frozen=True)
+class _ToyArchitecture:
+    width: int = 2
+
+
 class _SlowTrainable:
     """The smallest :class:`cryoforge.jobs.trainer.Trainable`: one linear layer, 20 ms per step."""
 
     kind = "toy"
-    config = {"architecture_keys": []}
+    architecture = _ToyArchitecture()
+    config = {"architecture": {"width": 2}}
 
     def __init__(self):
         import torch
@@ -65,7 +72,8 @@ class Toy:
             self.net.weight.copy_(torch.randn(1, 4, generator=g))
             self.net.bias.zero_()
         self.opt = torch.optim.Adam(self.net.parameters(), 1e-2)
-        self.config = {"architecture_keys": ()}
+        self.architecture = _ToyArchitecture(4)
+        self.config = {"architecture": {"width": 4}}
         self.modules, self.optimizers = {"net": self.net}, {"opt": self.opt}
         self.signal_at, self.signum = signal_at, signum
 

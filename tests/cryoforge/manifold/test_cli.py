@@ -48,7 +48,7 @@ def test_train_from_a_relion_star_with_ctf(tmp_path):
                  "--checkpoint", str(ckpt), "--steps", "3", "--dim", "16", "--layers", "1", "--batch", "4",
                  "--validate-every", "0"]) == 0  # 256² images: a validation volume would be 256³
     cfg = load_checkpoint(ckpt)["config"]
-    assert cfg["pixel_size"] == pytest.approx(2.806) and cfg["n_images"] == 5
+    assert cfg["voxel_size"] == pytest.approx(2.806) and cfg["n_images"] == 5
 
 
 def test_movie_cli_and_errors(tmp_path, capsys):

@@ -5,6 +5,7 @@ import torch
 
 from cryoforge.multicryogan.config import McganConfig
 from cryoforge.multicryogan.model import Generator
+from tests.helpers import save_format1_checkpoint
 
 
 def test_generator_segment_prior_and_shapes():
@@ -20,8 +21,9 @@ def test_generator_segment_prior_and_shapes():
 
 
 def test_mapping_network_starts_as_identity_learns_and_reloads(tmp_path):
+    from cryoforge.configs import to_dict
     from cryoforge.io.checkpoint import save_checkpoint
-    from cryoforge.multicryogan.train import ARCH_KEYS, load_generator
+    from cryoforge.multicryogan.train import load_generator
 
     cfg = McganConfig(box=16, zdim=4, gwidth=2, mapping=2)
     gen = Generator(cfg)
@@ -38,13 +40,14 @@ def test_mapping_network_starts_as_identity_learns_and_reloads(tmp_path):
 
     with torch.no_grad():
         gen.mapping[-1].weight.normal_()
-    config = {**cfg.as_dict(), "pixel_size": 4.0}
+    config = {"architecture": to_dict(cfg), "voxel_size": 4.0}
     save_checkpoint(tmp_path / "m.pt", "multicryogan", config, {"generator": gen.state_dict()})
     back, _ = load_generator(tmp_path / "m.pt")
     assert back.cfg.mapping == 2 and torch.allclose(back(coords), gen(coords))
-    # a checkpoint from before the mapping network (no "mapping" in its config) opens as the plain decoder
-    old = {k: v for k, v in config.items() if k != "mapping"}
-    assert "mapping" in ARCH_KEYS
-    save_checkpoint(tmp_path / "old.pt", "multicryogan", old, {"generator": plain.state_dict()})
-    back, _ = load_generator(tmp_path / "old.pt")
+    # a format-1 checkpoint from before the mapping network (flat config, no "mapping") opens as the plain decoder
+    old = {k: v for k, v in to_dict(cfg).items() if k != "mapping"}
+    save_format1_checkpoint(tmp_path / "old.pt", "multicryogan", {**old, "pixel_size": 4.0, "train_lr": 1e-4},
+                            list(old), {"generator": plain.state_dict()})
+    back, payload = load_generator(tmp_path / "old.pt")
     assert back.mapping is None and torch.allclose(back(coords), plain(coords))
+    assert payload["config"]["voxel_size"] == 4.0 and payload["config"]["train"] == {"lr": 1e-4}
