@@ -269,44 +269,44 @@ class HypTestWidget(JobDock):
 
     def _show_result(self, result):
         self.last_result = result
-        self._known, self._pseudo = np.asarray(result["known_scores"]), np.asarray(result["pseudo_scores"])
+        self._known, self._pseudo = np.asarray(result.known_scores), np.asarray(result.pseudo_scores)
         self.draw_histogram(result)
-        verdict = "significant" if result["cond2"] else "not significant"
+        verdict = "significant" if result.cond2 else "not significant"
         from cryoforge.hyptest.montecarlo import p_text
 
-        p_hat = p_text(result["p_hat"], result["B"])
-        lines = [f"best: {result['best_name']} (c = {result['score']:.3f}); p̂ {p_hat} "
-                 f"with B = {result['B']} → {verdict} at α = {result['alpha']:g}",
-                 f"Gaussian tail: p = {result['p_gauss']:.2e} ({result['z_sigma']:.1f} σ); "
-                 f"{result['rejected']} of {result['drawn']} GAN codes fell in the rejection region"]
-        if "truth" in result:
-            lines.append(f"truth: {result['truth_name']} — Cond.1 {'✓' if result['cond1'] else '✗'}, "
-                         f"Cond.2 {'✓' if result['cond2'] else '✗'}")
+        p_hat = p_text(result.p_hat, result.B)
+        lines = [f"best: {result.best_name} (c = {result.score:.3f}); p̂ {p_hat} "
+                 f"with B = {result.B} → {verdict} at α = {result.alpha:g}",
+                 f"Gaussian tail: p = {result.p_gauss:.2e} ({result.z_sigma:.1f} σ); "
+                 f"{result.rejected} of {result.drawn} GAN codes fell in the rejection region"]
+        if result.truth is not None:
+            lines.append(f"truth: {result.truth_name} — Cond.1 {'✓' if result.cond1 else '✗'}, "
+                         f"Cond.2 {'✓' if result.cond2 else '✗'}")
         self.summary.setText("\n".join(lines))
-        self._show_template(result["best"])
+        self._show_template(result.best)
 
     def _show_table(self, table):
         self.table_result = table
-        rows = table["rows"]
+        rows = table.rows
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            vals = (r["index"], r["best"], f"{r['score']:.3f}", f"{r['p_hat']:.4g}", f"{r['q']:.4g}",
-                    "significant" if r["significant"] else "—", r.get("truth", ""))
+            vals = (r.index, r.best, f"{r.score:.3f}", f"{r.p_hat:.4g}", f"{r.q:.4g}",
+                    "significant" if r.significant else "—", r.truth or "")
             for j, v in enumerate(vals):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))
         self.table.setVisible(True)
-        n_sig = sum(r["significant"] for r in rows)
-        self.summary.setText(f"{len(rows)} subtomograms: {n_sig} significant at q ≤ {table['alpha']:g} "
+        n_sig = sum(r.significant for r in rows)
+        self.summary.setText(f"{len(rows)} subtomograms: {n_sig} significant at q ≤ {table.alpha:g} "
                              "(Benjamini–Hochberg). Click a row for its histogram.")
         if rows:
             self._show_row(0)
 
     def _show_row(self, i):
-        if self.table_result is None or i >= len(self.table_result["results"]):
+        if self.table_result is None or i >= len(self.table_result.results):
             return
         self._p = self._data[i]
         self._first = i
-        self._show_result(self.table_result["results"][i])
+        self._show_result(self.table_result.results[i])
 
     def _show_template(self, k):
         """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
@@ -330,6 +330,6 @@ class HypTestWidget(JobDock):
         elif self._pseudo is not None and self.last_result is not None and artist in list(getattr(self, "_bars", [])):
             centre = artist.get_x() + artist.get_width() / 2
             b = int(np.argmin(np.abs(self._pseudo - centre)))
-            vol = self.tester.pseudo_volume(self.last_result["best"], b)
+            vol = self.tester.pseudo_volume(self.last_result.best, b)
             self._set_layer("hyptest: pseudo-complex", vol, self._vs, "cyan", "additive")
             report_info(f"pseudo-complex #{b}: score {self._pseudo[b]:.3f}")

@@ -145,15 +145,15 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu"):
         for i, p in enumerate(subtomos):
             t0 = time.perf_counter()
             r = tester.test(p, mask, truth=i, transfer=transfer(defocus[i], pixel))
-            rows.append({"structure": names[i], "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
-                         "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "cond1": r["cond1"], "cond2": r["cond2"],
-                         "success": r["success"], "rejected_codes": r["rejected"],
+            rows.append({"structure": names[i], "best": r.best_name, "score": r.score, "p_hat": r.p_hat,
+                         "p_gauss": r.p_gauss, "z_sigma": r.z_sigma, "cond1": r.cond1, "cond2": r.cond2,
+                         "success": r.success, "rejected_codes": r.rejected,
                          "seconds": time.perf_counter() - t0})
             done += 1
-            yield Progress(done, total, f"{label} {names[i]}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
-        return {"rows": rows, "success": sum(r["success"] for r in rows), "cases": len(rows),
-                "cond1": sum(r["cond1"] for r in rows), "cond2": sum(r["cond2"] for r in rows),
-                "success_gaussian": sum(r["cond1"] and r["p_gauss"] <= opts.alpha for r in rows)}
+            yield Progress(done, total, f"{label} {names[i]}: best {r.best_name}, p̂ = {r.p_hat:.4f}")
+        return {"rows": rows, "success": sum(row["success"] for row in rows), "cases": len(rows),
+                "cond1": sum(row["cond1"] for row in rows), "cond2": sum(row["cond2"] for row in rows),
+                "success_gaussian": sum(row["cond1"] and row["p_gauss"] <= opts.alpha for row in rows)}
 
     # known structures, acquired at `acq` and binned to the templates
     known_maps = maps if acq == vs else source_maps(template_sources(opts.templates), n_acq, acq)
@@ -175,14 +175,15 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu"):
     fp_rows = []
     for kind, p, df in cases:
         r = tester.test(p, mask, transfer=transfer(df))
-        fp_rows.append({"case": kind, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"],
-                        "p_gauss": r["p_gauss"], "rejected": not r["cond2"],
-                        "rejected_gaussian": r["p_gauss"] > opts.alpha})
+        fp_rows.append({"case": kind, "best": r.best_name, "score": r.score, "p_hat": r.p_hat,
+                        "p_gauss": r.p_gauss, "rejected": not r.cond2,
+                        "rejected_gaussian": r.p_gauss > opts.alpha})
         done += 1
-        yield Progress(done, total, f"{kind}: best {r['best_name']}, p̂ = {r['p_hat']:.4f}")
+        yield Progress(done, total, f"{kind}: best {r.best_name}, p̂ = {r.p_hat:.4f}")
     report["false_positives"] = {"rows": fp_rows, "cases": len(fp_rows),
-                                 "rejected_fraction": float(np.mean([r["rejected"] for r in fp_rows])),
-                                 "rejected_fraction_gaussian": float(np.mean([r["rejected_gaussian"] for r in fp_rows]))}
+                                 "rejected_fraction": float(np.mean([row["rejected"] for row in fp_rows])),
+                                 "rejected_fraction_gaussian": float(np.mean([row["rejected_gaussian"]
+                                                                                     for row in fp_rows]))}
     yield Metrics({"false_positives_rejected": report["false_positives"]["rejected_fraction"]})
 
     # speed: one subtomogram against 1000 templates

@@ -61,7 +61,7 @@ def _cmd_test(args) -> int:
     from ..jobs import run_cli
     from ..samples import HYPTEST_MODEL, sample_path
     from .config import HypTestConfig, ScoreConfig
-    from .montecarlo import HypothesisTester, write_table
+    from .montecarlo import HypothesisTester
     from .subtomograms import read_subtomograms
     from .templates import bin_to_templates, read_template_set
 
@@ -95,14 +95,14 @@ def _cmd_test(args) -> int:
     from .montecarlo import p_text
 
     table = run_cli(tester.dataset_job(subtomos, mask, truths, transfers), show_metrics=False)
-    for row in table["rows"]:
-        extra = f"  truth {row['truth']}" if "truth" in row else ""
-        p_hat = p_text(row["p_hat"], row["B"])
-        print(f"#{row['index']:<4d} best {row['best']:<12s} c={row['score']:.3f}  p̂ {p_hat}  "
-              f"q={row['q']:.4f}  Gaussian p={row['p_gauss']:.2e} ({row['z_sigma']:.1f}σ)  "
-              f"{'significant' if row['significant'] else 'not significant'}{extra}")
+    for row in table.rows:
+        extra = f"  truth {row.truth}" if table.truth_known else ""
+        p_hat = p_text(row.p_hat, row.B)
+        print(f"#{row.index:<4d} best {row.best:<12s} c={row.score:.3f}  p̂ {p_hat}  "
+              f"q={row.q:.4f}  Gaussian p={row.p_gauss:.2e} ({row.z_sigma:.1f}σ)  "
+              f"{'significant' if row.significant else 'not significant'}{extra}")
     if args.out:
-        print(f"wrote {write_table(table, args.out)}")
+        print(f"wrote {table.write(args.out)}")
     return 0
 
 

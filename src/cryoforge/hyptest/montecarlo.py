@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ import torch
 from ..jobs import Log, Preview, Progress, Result
 from .config import HypTestConfig
 from .null import fit_kde, rejection_sample, template_codes
+from .results import DecisionRow, DecisionTable, HypothesisResult
 from .score import TemplateScorer, radial_profile
 from .templates import check_templates
 from .wgan import generate
@@ -125,8 +125,8 @@ class HypothesisTester:
         return self.null_set(i)["volumes"][b].numpy()
 
     def test_job(self, subtomo, mask=None, truth: int | None = None, chunk: int = 128, transfer=None):
-        """Job: test one subtomogram (``transfer``: its radial |CTF|·MTF, or None); ``Result`` is a dict (see
-        :meth:`_decide`)."""
+        """Job: test one subtomogram (``transfer``: its radial |CTF|·MTF, or None); ``Result`` is a
+        :class:`~.results.HypothesisResult`."""
         scorer = self.scorer(subtomo, mask, transfer)
         total = 2 + math.ceil(self.cfg.n_pseudo / chunk)
         yield Progress(0, total, "scoring the known templates")
@@ -148,35 +148,36 @@ class HypothesisTester:
             yield Progress(2 + b0 // chunk, total, f"scored {len(so_far)}/{len(vols)} pseudo-complexes")
         yield Result(self._decide(known, np.concatenate(pseudo), best, truth, null))
 
-    def _decide(self, known, pseudo, best, truth, null) -> dict:
+    def _decide(self, known, pseudo, best, truth, null) -> HypothesisResult:
         others = np.delete(known, best)
         null_scores = np.concatenate([pseudo, others])
         c_best = float(known[best])
         p_hat = p_value(c_best, null_scores)
         z, p_gauss = gaussian_tail(c_best, null_scores)
         order = np.argsort(-known)
-        out = {"best": best, "best_name": self.names[best], "score": c_best, "p_hat": p_hat, "p_gauss": p_gauss,
-               "z_sigma": z, "B": len(null_scores), "n_pseudo": len(pseudo), "known_scores": known.tolist(),
-               "pseudo_scores": pseudo.tolist(), "known_rank": {self.names[k]: int(r + 1) for r, k in enumerate(order)},
-               "known_p": [p_value(float(s), null_scores) for s in known],
-               "rejected": null["rejected"], "drawn": null["drawn"], "bandwidth": null["bandwidth"],
-               "alpha": self.cfg.alpha, "cond2": p_hat <= self.cfg.alpha}
+        out = HypothesisResult(
+            best=best, best_name=self.names[best], score=c_best, p_hat=p_hat, p_gauss=p_gauss, z_sigma=z,
+            B=len(null_scores), n_pseudo=len(pseudo), known_scores=known.tolist(), pseudo_scores=pseudo.tolist(),
+            known_rank={self.names[k]: int(r + 1) for r, k in enumerate(order)},
+            known_p=[p_value(float(s), null_scores) for s in known], rejected=null["rejected"], drawn=null["drawn"],
+            bandwidth=null["bandwidth"], alpha=self.cfg.alpha, cond2=p_hat <= self.cfg.alpha)
         if truth is not None:
-            out.update({"truth": int(truth), "truth_name": self.names[truth] if 0 <= truth < len(self.names) else None,
-                        "cond1": best == truth})
-            out["success"] = bool(out["cond1"] and out["cond2"])
+            out.truth = int(truth)
+            out.truth_name = self.names[truth] if 0 <= truth < len(self.names) else None
+            out.cond1 = best == truth
+            out.success = bool(out.cond1 and out.cond2)
         return out
 
-    def test(self, subtomo, mask=None, truth=None, transfer=None) -> dict:
+    def test(self, subtomo, mask=None, truth=None, transfer=None) -> HypothesisResult:
         from ..jobs import drive
 
         return drive(self.test_job(subtomo, mask, truth, transfer=transfer))
 
     def dataset_job(self, subtomos, mask=None, truths=None, transfers=None):
-        """Job: test every subtomogram ``(N, n, n, n)`` (``transfers``: one radial |CTF|·MTF each, or None); the
-        Result adds BH q-values and a decision table."""
+        """Job: test every subtomogram ``(N, n, n, n)`` (``transfers``: one radial |CTF|·MTF each, or None);
+        ``Result`` is a :class:`~.results.DecisionTable` (BH q-values)."""
         subtomos = np.asarray(subtomos, np.float32)
-        results = []
+        results: list[HypothesisResult] = []
         for j, p in enumerate(subtomos):
             res = None
             for ev in self.test_job(p, mask, None if truths is None else int(truths[j]),
@@ -185,39 +186,16 @@ class HypothesisTester:
                     res = ev.value
                 elif isinstance(ev, Preview):
                     yield ev
+            assert res is not None
             results.append(res)
             yield Progress(j + 1, len(subtomos), f"tested {j + 1}/{len(subtomos)} subtomograms")
         yield Result(decision_table(results, self.cfg.alpha))
 
 
-def decision_table(results: list[dict], alpha: float) -> dict:
+def decision_table(results: list[HypothesisResult], alpha: float) -> DecisionTable:
     """Per-subtomogram rows with BH q-values; ``significant`` means q ≤ α."""
-    q = bh_qvalues([r["p_hat"] for r in results]) if results else np.zeros(0)
-    rows = []
-    for j, (r, qj) in enumerate(zip(results, q, strict=True)):
-        row = {"index": j, "best": r["best_name"], "score": r["score"], "p_hat": r["p_hat"], "q": float(qj),
-               "p_gauss": r["p_gauss"], "z_sigma": r["z_sigma"], "B": r["B"], "significant": bool(qj <= alpha)}
-        if "truth" in r:
-            row.update({"truth": r["truth_name"], "cond1": r["cond1"], "cond2": r["cond2"]})
-        rows.append(row)
-    return {"rows": rows, "results": results, "alpha": alpha}
-
-
-def write_table(table: dict, path) -> Path:
-    """The decision table as CSV (``.csv``) or a STAR data block (``.star``), atomically."""
-    import pandas as pd
-
-    from ..io.atomic import atomic_path
-
-    path = Path(path)
-    df = pd.DataFrame(table["rows"])
-    with atomic_path(path) as tmp:
-        if path.suffix == ".star":
-            import starfile
-
-            starfile.write({"hypothesis_tests": df}, tmp, overwrite=True)
-        elif path.suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            raise ValueError(f"{path.name}: write the table as .csv or .star")
-    return path
+    q = bh_qvalues([r.p_hat for r in results]) if results else np.zeros(0)
+    rows = [DecisionRow(j, r.best_name, r.score, r.p_hat, float(qj), r.p_gauss, r.z_sigma, r.B, bool(qj <= alpha),
+                        r.truth_name, r.cond1, r.cond2 if r.truth is not None else None)
+            for j, (r, qj) in enumerate(zip(results, q, strict=True))]
+    return DecisionTable(rows, results, alpha, truth_known=any(r.truth is not None for r in results))

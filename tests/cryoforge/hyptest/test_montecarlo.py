@@ -13,7 +13,6 @@ from cryoforge.hyptest.montecarlo import (
     check_resolution,
     gaussian_tail,
     p_value,
-    write_table,
 )
 from cryoforge.hyptest.score import score_templates
 from cryoforge.hyptest.templates import check_templates
@@ -65,11 +64,11 @@ def test_hypothesis_test_result_is_consistent(trained):
     events = list(tester.test_job(p, None, truth=1))
     res = events[-1].value
     assert isinstance(events[-1], Result)
-    assert res["best_name"] == "b" and res["cond1"]
-    assert res["B"] == 100 + 2 and res["n_pseudo"] == 100
-    null = np.concatenate([res["pseudo_scores"], np.delete(res["known_scores"], res["best"])])
-    assert res["p_hat"] == p_value(res["score"], null) == np.mean(null >= res["score"])
-    assert res["success"] == (res["cond1"] and res["p_hat"] <= 0.01)
+    assert res.best_name == "b" and res.cond1
+    assert res.B == 100 + 2 and res.n_pseudo == 100
+    null = np.concatenate([res.pseudo_scores, np.delete(res.known_scores, res.best)])
+    assert res.p_hat == p_value(res.score, null) == np.mean(null >= res.score)
+    assert res.success == (res.cond1 and res.p_hat <= 0.01)
     live = [e for e in events if isinstance(e, Preview) and e.name == "pseudo scores"]
     assert live and live[-1].array.shape == (2, 100)
     assert tester.pseudo_volume(1, 0).shape == (32, 32, 32)
@@ -80,14 +79,14 @@ def test_dataset_table_with_q_values(trained, tmp_path):
     cfg = HypTestConfig(n_pseudo=100, kde_rotations=30, score=FAST_SCORE)
     tester = HypothesisTester.from_checkpoint(d / "reg.pt", maps, ["a", "b", "c"], cfg)
     table = drive(tester.dataset_job(maps[[0, 2]], None, truths=[0, 2]))
-    rows = table["rows"]
-    assert len(rows) == 2 and all(r["q"] >= r["p_hat"] for r in rows)
-    csv = pd.read_csv(write_table(table, tmp_path / "t.csv"))
+    rows = table.rows
+    assert len(rows) == 2 and all(r.q >= r.p_hat for r in rows)
+    csv = pd.read_csv(table.write(tmp_path / "t.csv"))
     assert list(csv["truth"]) == ["a", "c"]
-    star = starfile.read(write_table(table, tmp_path / "t.star"))
+    star = starfile.read(table.write(tmp_path / "t.star"))
     assert len(star) == 2 and "p_hat" in star.columns
     with pytest.raises(ValueError, match=".csv or .star"):
-        write_table(table, tmp_path / "t.txt")
+        table.write(tmp_path / "t.txt")
 
 
 def test_bad_inputs(trained):

@@ -1,6 +1,8 @@
 """The Hypothesis test dock: test a shipped known-complex subtomogram (histogram, lines, verdict, fitted
 template), click a line and a bar, test a stack (table with q-values), and bad input."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ def hyp(docked):
 
 def _fast(widget):
     tester = widget._get_tester()
-    tester.cfg.score.update(FAST)
+    tester.cfg.score = replace(tester.cfg.score, **FAST)
     return tester
 
 
@@ -35,15 +37,15 @@ def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job):
     w.test_one()
     wait_job(w, 180000)
     r = w.last_result
-    assert r["truth_name"] == "3jb9" and r["B"] == 120 + 14
+    assert r.truth_name == "3jb9" and r.B == 120 + 14
     assert "p̂" in w.summary.text() and "Cond.1" in w.summary.text()
     labels = [t.get_text() for t in w.ax.texts]
-    assert any(f"1. {r['best_name']}" in t for t in labels) and any("p=0.01" in t for t in labels)
+    assert any(f"1. {r.best_name}" in t for t in labels) and any("p=0.01" in t for t in labels)
     reds = [ln for ln in w._lines if ln.get_color() == "red"]
-    assert len(reds) == 1 and w._lines[reds[0]] == r["best"]
+    assert len(reds) == 1 and w._lines[reds[0]] == r.best
     assert sum(b.get_height() for b in w._bars) == 120  # every pseudo score is in the histogram
     assert viewer.layers["hyptest: template"].data.shape == (32, 32, 32)
-    other = next(ln for ln, k in w._lines.items() if k != r["best"])
+    other = next(ln for ln, k in w._lines.items() if k != r.best)
     w._picked(_Pick(other))
     assert viewer.layers["hyptest: template"].metadata["template"] == w.tester.names[w._lines[other]]
     bar = max(w._bars, key=lambda b: b.get_height())
@@ -63,7 +65,7 @@ def test_stack_table(hyp, qtbot, wait_job):
     p = [float(w.table.item(i, 3).text()) for i in range(2)]
     assert all(qi >= pi for qi, pi in zip(q, p, strict=True))
     w._show_row(1)
-    assert w.last_result["truth_name"] == "3jb9"
+    assert w.last_result.truth_name == "3jb9"
 
 
 def test_bad_inputs(hyp, qtbot, monkeypatch, tmp_path):
