@@ -94,9 +94,9 @@ def homogeneous_stack(n=16, count=1000):
     from cryoforge.jobs.runner import drive
 
     vol, _ = gaussian_blobs(n, count=6, sigma=1.5, seed=3)
-    imgs, _, _ = drive(simulate_particles_job(Ensemble(vol.numpy()), count,
-                                              ParticleParams(snr=None, apply_ctf=False, pixel_size=4.0), seed=0))
-    return vol, ParticleStack(imgs, None, 4.0)
+    sim = drive(simulate_particles_job(Ensemble(vol.numpy()), count,
+                                       ParticleParams(snr=None, apply_ctf=False, pixel_size=4.0), seed=0))
+    return vol, ParticleStack(sim.images, None, 4.0)
 
 
 def read_quiet(path, **kw):

@@ -241,26 +241,27 @@ class SimulateWidget(JobDock):
             return  # stale: parameters changed while it ran
         self.last_preview = out
         vs = self.voxel.value()
-        self._set_layer("sim: clean map", out["map"], vs, visible=False)
+        self._set_layer("sim: clean map", out.map, vs, visible=False)
         for ax in self.axes:
             ax.clear()
             ax.set_xticks([]), ax.set_yticks([])
-        if "subtomogram" in out:
-            sub = out["subtomogram"]
+        if out.subtomogram is not None:
+            sub = out.subtomogram
             c = sub.shape[0] // 2
             self._set_layer("sim: subtomogram", sub, vs)
-            self._set_layer("sim: tilt 0°", out["tilt_noisy"], vs, visible=False)
-            panels = [(out["tilt_clean"], "tilt 0° CTF+MTF"), (sub[c], "subtomo XY (z=c)"),
-                      (sub[:, c, :], "subtomo XZ (y=c)"), (out["wedge"][:, c, :] + 0.3 * out["fourier_amplitude"]
-                                                           [:, c, :] / max(out["fourier_amplitude"].max(), 1e-9),
+            self._set_layer("sim: tilt 0°", out.tilt_noisy, vs, visible=False)
+            panels = [(out.tilt_clean, "tilt 0° CTF+MTF"), (sub[c], "subtomo XY (z=c)"),
+                      (sub[:, c, :], "subtomo XZ (y=c)"), (out.wedge[:, c, :] + 0.3 * out.fourier_amplitude
+                                                           [:, c, :] / max(out.fourier_amplitude.max(), 1e-9),
                                                            "|F| + wedge (kx–kz)")]
-            lo, hi = out["tilt_range"]
+            assert out.tilt_range is not None
+            lo, hi = out.tilt_range
             self.preview_label.setText(f"Preview: one subtomogram, tilts {lo:g}…{hi:g}°, SNR {self.snr.value():g} "
                                        f"(c/(1−c)), {vs:g} Å/voxel")
         else:
-            imgs = out["particles"]
+            imgs, clean = out.particles, out.particles_clean
             self._set_layer("sim: particles", imgs, vs, lead=1)
-            panels = [(out["particles_clean"][0], "noise-free"), (imgs[0], "particle 1"), (imgs[1], "particle 2"),
+            panels = [(clean[0], "noise-free"), (imgs[0], "particle 1"), (imgs[1], "particle 2"),
                       (imgs[2], "particle 3")]
             self.preview_label.setText(f"Preview: 16 particles, SNR {self.snr.value():g}, {vs:g} Å/pixel")
         for ax, (img, title) in zip(self.axes, panels, strict=True):
@@ -321,8 +322,10 @@ class SimulateWidget(JobDock):
 
     def _show_dataset(self, result):
         vs = self.voxel.value()
-        if isinstance(result, tuple):  # particles: (images, metadata, truth)
-            images = result[0]
+        from cryoforge.sim.particles import ParticleSimulation
+
+        if isinstance(result, ParticleSimulation):
+            images = result.images
             self.last_dataset = result
             self._set_layer("sim: particle stack", images, vs, lead=1)
             report_info(f"Simulated {len(images)} particles" + (f" → {self.out_dir.text()}" if self.out_dir.text()

@@ -34,12 +34,14 @@ def _images(ens, n, voxel, snr, max_shift, seed):
     from ..sim.particles import simulate_particles_job
     from .data import ParticleImages
 
-    images, meta, truth = drive(simulate_particles_job(ens, n, ParticleParams(pixel_size=voxel, snr=snr,
-                                                                              max_shift=max_shift), seed=seed))
-    ctf = {k: np.asarray(v) for k, v in meta.ctf.as_dict().items()}
+    sim = drive(simulate_particles_job(ens, n, ParticleParams(pixel_size=voxel, snr=snr, max_shift=max_shift),
+                                       seed=seed))
+    meta = sim.metadata
+    assert meta.ctf is not None
+    ctf = {k: np.asarray(v) for k, v in to_dict(meta.ctf).items()}
     trans = np.asarray(meta.shifts, np.float32) / voxel  # RELION origins (Å, the re-centring shift) → pixels, as STAR
-    images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    return ParticleImages(images, meta.rotations, trans, ctf, voxel), truth["conformation"].to_numpy()
+    return (ParticleImages(sim.images, meta.rotations, trans, ctf, voxel),
+            sim.truth["conformation"].to_numpy())
 
 
 def _stored(dataset):

@@ -58,7 +58,7 @@ def _cmd_movie(args) -> int:
     rec = {"command": "cryoforge movie " + " ".join(args.argv[1:]), "path_kind": args.path,
            "waypoints": [p.tolist() for p in pts]}
     res = run_cli(movie_job(m, path, args.out, args.fps, args.renderer, args.rotate, args.iso, args.colormap, rec))
-    print(f"wrote {res['movie']} ({res['frames']} frames, {res['renderer']} renderer); z path {res['z_path']}")
+    print(f"wrote {res.movie} ({res.frames} frames, {res.renderer} renderer); z path {res.z_path}")
     return 0
 
 

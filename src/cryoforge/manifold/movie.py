@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,9 +115,24 @@ def save_path(out, path_z, record: dict) -> tuple[Path, Path]:
     return ztxt, meta
 
 
+@dataclass
+class MovieResult:
+    """A movie written: its path, the latent path's text file and the JSON record beside it, frames, renderer."""
+
+    movie: str
+    z_path: str
+    record: str
+    frames: int
+    renderer: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
 def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rotate: float = 0.0,
               iso: float | None = None, colormap: str = "gray", record: dict | None = None):
-    """Job: decode ``path_z`` ``(T, d)`` and write the movie ``out``; the result is a dict (paths, frames, renderer)."""
+    """Job: decode ``path_z`` ``(T, d)`` and write the movie ``out``; ``Result`` is a :class:`MovieResult`."""
     out = Path(out)
     if out.suffix not in MOVIE_SUFFIXES:
         raise ManifoldError(f"{out.name}: a movie ends in {' or '.join(MOVIE_SUFFIXES)}")
@@ -151,4 +168,4 @@ def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rota
     rec = {"model": manifold.name, "kind": manifold.kind, "frames": int(n), "fps": fps, "renderer": kind,
            "voxel_size": manifold.voxel_size, "rotate_deg": rotate, **(record or {})}
     ztxt, meta = save_path(out, path_z, rec)
-    yield Result({"movie": str(out), "z_path": str(ztxt), "record": str(meta), "frames": int(n), "renderer": kind})
+    yield Result(MovieResult(str(out), str(ztxt), str(meta), int(n), kind))

@@ -49,9 +49,9 @@ def _case(case: str, opts: McganBench, device: str):
     seed, out_dir, points, batch, max_seconds = opts.seed, opts.out_dir, opts.points, opts.batch, opts.max_seconds
     ens = adk_ensemble(case, box, voxel, structures)
     yield Log(f"{case}: simulating {n_images} particles")
-    images, meta, _ = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr,
-                                                                                 max_shift=1.0), seed=seed))
-    data = ParticleStack(images, meta.ctf, voxel)
+    sim = drive(simulate_particles_job(ens, n_images, ParticleParams(pixel_size=voxel, snr=snr, max_shift=1.0),
+                                       seed=seed))
+    data = ParticleStack(sim.images, sim.metadata.ctf, voxel)
     tr = McganTrainer(data, McganConfig(box=data.D, gwidth=opts.gwidth, mapping=opts.mapping),
                       McganTrainConfig(batch=batch, max_shift=1.0, seed=seed), device, references=ens.maps[[0, -1]])
     ckpt = None if out_dir is None else Path(out_dir) / f"adk_{case}.pt"

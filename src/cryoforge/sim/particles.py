@@ -153,9 +153,22 @@ def finish_images(img: torch.Tensor, shifts_px, ctf: CTFParams | None, pixel_siz
     return img
 
 
+@dataclass
+class ParticleSimulation:
+    """What particle simulation returns: the images ``(N, Y, X)``, their metadata (poses, CTF, pixel size), the
+    truth per particle (conformation, state, shift in px), the noise σ added (None: noise-free) and the folder
+    written (None without ``out_dir``)."""
+
+    images: np.ndarray
+    metadata: ParticleMetadata
+    truth: pd.DataFrame
+    noise_sigma: float | None = None
+    folder: str | None = None
+
+
 def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: ParticleParams | None = None,
                            seed: int = 0, out_dir=None, stem: str = "particles", storage: str = "float32"):
-    """Job: ``n_particles`` images; yields progress, a preview, and ``Result((images, metadata, truth))``.
+    """Job: ``n_particles`` images; yields progress, a preview, and a :class:`ParticleSimulation`.
 
     With ``out_dir``: ``{stem}.mrcs``, ``{stem}.star`` (RELION 3.1), ``truth.csv`` (conformation of each
     particle), ``states.mrc`` and ``dataset.json`` are written at the end, as one folder that appears whole (see
@@ -211,7 +224,7 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
                 "snr_definition": "var(clean CTF-modulated image over the box, mean of the first 256) / sigma^2",
                 "cryoforge_version": __version__}
         write_particles(out_dir, stem, images, meta, truth, ensemble, info, storage)
-    yield Result((images, meta, truth))
+    yield Result(ParticleSimulation(images, meta, truth, sigma, None if out_dir is None else str(out_dir)))
 
 
 def write_particles(out_dir, stem, images, meta, truth, ensemble: Ensemble, info: dict,

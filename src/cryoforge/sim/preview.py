@@ -2,19 +2,19 @@
 
 :func:`preview_job` yields ``Preview`` events — the clean map, one tilt image with CTF and MTF
 (noise-free and noisy), the noisy subtomogram, its Fourier amplitude and the sampling (wedge) mask —
-or, for particles, a few noise-free and noisy particle images; then a ``Result`` dict of them all.
+or, for particles, a few noise-free and noisy particle images; then a :class:`SimulationPreview` of them all.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..conventions import random_rotations
 from ..ctf import ctf_2d
-from ..jobs import Preview, Progress, Result
+from ..jobs import Preview, Progress, Result, drive
 from .params import ParticleParams
 from .particles import Ensemble, simulate_particles_job
 from .sources import MapSpec, load_map, resample_map
@@ -59,6 +59,23 @@ def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float
     return img.numpy()
 
 
+@dataclass
+class SimulationPreview:
+    """What :func:`preview_job` returns: the clean map and, for a subtomogram, the tilt-0° image without and with
+    noise, the noisy subtomogram, its log Fourier amplitude, the sampling (wedge) mask and the tilt range (degrees);
+    for particles, 16 noisy and noise-free images."""
+
+    map: np.ndarray
+    tilt_clean: np.ndarray | None = None
+    tilt_noisy: np.ndarray | None = None
+    subtomogram: np.ndarray | None = None
+    fourier_amplitude: np.ndarray | None = None
+    wedge: np.ndarray | None = None
+    tilt_range: tuple[float, float] | None = None
+    particles: np.ndarray | None = None
+    particles_clean: np.ndarray | None = None
+
+
 def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoParams | None = None,
                 wedge: float = 30.0, particles: ParticleParams | None = None, source_voxel: float | None = None,
                 seed: int = 0):
@@ -68,17 +85,16 @@ def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoPara
     yield Progress(0, 3, "building the map")
     vol = source_volume(source, spec, source_voxel, seed)
     vs = spec.voxel_size
-    out: dict[str, Any] = {"map": vol}
+    out = SimulationPreview(vol)
     yield Preview("clean map", vol, "volume", {"voxel_size": vs})
     yield Progress(1, 3, "simulating")
     if mode == "particles":
         params = particles or ParticleParams(pixel_size=vs)
         params.pixel_size = vs
         ens = Ensemble(vol)
-        *_, last = simulate_particles_job(ens, 16, params, seed)
-        images = last.value[0]
-        clean = [e for e in simulate_particles_job(ens, 16, _noise_free(params), seed)][-1].value[0]
-        out.update(particles=images, particles_clean=clean)
+        images = drive(simulate_particles_job(ens, 16, params, seed)).images
+        clean = drive(simulate_particles_job(ens, 16, _noise_free(params), seed)).images
+        out.particles, out.particles_clean = images, clean
         yield Preview("particles (noise-free)", clean, "stack", {"voxel_size": vs})
         yield Preview("particles", images, "stack", {"voxel_size": vs})
     else:
@@ -88,19 +104,19 @@ def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoPara
         defocus = 0.5 * (tparams.defocus_min + tparams.defocus_max)
         g = torch.Generator().manual_seed(seed)
         n = vol.shape[-1]
-        out["tilt_clean"] = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=False)
+        out.tilt_clean = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=False)
         n_tilts = len(tilt_angles(lo, hi, tparams.tilt_step))
-        out["tilt_noisy"] = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=True, generator=g, n_tilts=n_tilts)
+        out.tilt_noisy = tilt_image(vol, rot, 0.0, tparams, defocus, noisy=True, generator=g, n_tilts=n_tilts)
         sub = simulate_subtomograms(vol[None], rot[None], None, torch.tensor([defocus]), lo, hi, tparams, g)[0]
-        out["subtomogram"] = sub.numpy()
+        out.subtomogram = sub.numpy()
         amp = torch.fft.fftshift(torch.fft.fftn(sub).abs()).numpy()
-        out["fourier_amplitude"] = np.log1p(amp / (amp.mean() + 1e-12))
-        out["wedge"] = centred_wedge(n, lo, hi).numpy()
-        out["tilt_range"] = (lo, hi)
-        yield Preview("tilt 0° (CTF, MTF)", out["tilt_clean"], "image", {"voxel_size": vs})
-        yield Preview("tilt 0° with noise", out["tilt_noisy"], "image", {"voxel_size": vs})
-        yield Preview("subtomogram", out["subtomogram"], "volume", {"voxel_size": vs})
-        yield Preview("wedge", out["wedge"], "volume", {"voxel_size": 1.0 / (n * vs)})
+        out.fourier_amplitude = np.log1p(amp / (amp.mean() + 1e-12))
+        out.wedge = centred_wedge(n, lo, hi).numpy()
+        out.tilt_range = (lo, hi)
+        yield Preview("tilt 0° (CTF, MTF)", out.tilt_clean, "image", {"voxel_size": vs})
+        yield Preview("tilt 0° with noise", out.tilt_noisy, "image", {"voxel_size": vs})
+        yield Preview("subtomogram", out.subtomogram, "volume", {"voxel_size": vs})
+        yield Preview("wedge", out.wedge, "volume", {"voxel_size": 1.0 / (n * vs)})
     yield Progress(3, 3, "done")
     yield Result(out)
 

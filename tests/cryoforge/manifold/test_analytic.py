@@ -41,9 +41,9 @@ def test_fallback_movie_has_n_frames_and_the_z_path(tmp_path, suffix, renderer):
     path = make_path([[-2, 0], [2, 0]], 7)
     res = drive(movie_job(m, path, tmp_path / f"walk{suffix}", fps=5, renderer=renderer))
     frames = iio.imread(tmp_path / f"walk{suffix}")
-    assert res["frames"] == 7 and frames.shape[0] == 7 and frames.shape[-1] == 3
+    assert res.frames == 7 and frames.shape[0] == 7 and frames.shape[-1] == 3
     assert not np.array_equal(frames[0], frames[-1])  # the hinge moved
-    np.testing.assert_allclose(np.loadtxt(res["z_path"]), path, atol=1e-5)
+    np.testing.assert_allclose(np.loadtxt(res.z_path), path, atol=1e-5)
     assert json.loads((tmp_path / f"walk{suffix}.json").read_text())["renderer"] == renderer
 
 

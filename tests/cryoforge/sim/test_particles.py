@@ -23,7 +23,9 @@ def test_pose_and_shift_follow_relion(blob, tmp_path):
     """Noise-free, no CTF: image = projection along z of the map rotated by R, moved by d; the STAR file
     stores R's ZYZ angles and origin −d · pixel size (Å)."""
     params = ParticleParams(pixel_size=4.0, snr=None, apply_ctf=False, max_shift=3.0)
-    images, meta, truth = drive(simulate_particles_job(Ensemble(blob, None), 8, params, seed=5, out_dir=tmp_path))
+    sim = drive(simulate_particles_job(Ensemble(blob, None), 8, params, seed=5, out_dir=tmp_path))
+    images, meta, truth = sim.images, sim.metadata, sim.truth
+    assert sim.folder == str(tmp_path) and (sim.noise_sigma is None) == (params.snr is None)
     star = read_particles_star(tmp_path / "particles.star")
     np.testing.assert_allclose(star.rotations, meta.rotations, atol=1e-4)
     d = truth[["shift_x_px", "shift_y_px"]].to_numpy()
@@ -41,9 +43,9 @@ def test_pose_and_shift_follow_relion(blob, tmp_path):
 
 def test_particle_snr_is_the_target(blob):
     params = ParticleParams(pixel_size=4.0, snr=snr_from_db(-10))
-    clean, *_ = drive(simulate_particles_job(Ensemble(blob, None), 300, ParticleParams(pixel_size=4.0, snr=None),
-                                             seed=2))
-    noisy, *_ = drive(simulate_particles_job(Ensemble(blob, None), 300, params, seed=2))
+    clean = drive(simulate_particles_job(Ensemble(blob, None), 300, ParticleParams(pixel_size=4.0, snr=None),
+                                         seed=2)).images
+    noisy = drive(simulate_particles_job(Ensemble(blob, None), 300, params, seed=2)).images
     measured = clean.var(axis=(1, 2)).mean() / (noisy - clean).var()
     assert measured == pytest.approx(0.1, rel=0.05)
 
@@ -68,7 +70,7 @@ def test_star_has_the_columns_cryodrgn_reads(blob, tmp_path, shared_dir):
 def test_discrete_mixture_proportions_and_labels(blob, tmp_path):
     other = np.ascontiguousarray(np.flip(blob, axis=2))
     ens = Ensemble(np.stack([blob, other]), None, weights=[0.25, 0.75])
-    _, _, truth = drive(simulate_particles_job(ens, 2000, ParticleParams(pixel_size=4.0), seed=1, out_dir=tmp_path))
+    truth = drive(simulate_particles_job(ens, 2000, ParticleParams(pixel_size=4.0), seed=1, out_dir=tmp_path)).truth
     assert np.mean(truth["state"] == 0) == pytest.approx(0.25, abs=0.03)
     star = read_particles_star(tmp_path / "particles.star")
     assert np.array_equal(star.table["rlnClassNumber"].to_numpy(), truth["state"].to_numpy() + 1)
@@ -78,7 +80,8 @@ def test_continuous_coordinate_tags_the_image(blob):
     other = np.roll(blob, 6, axis=2)
     ens = Ensemble(np.stack([blob, other]), None)
     params = ParticleParams(pixel_size=4.0, snr=None, apply_ctf=False)
-    images, meta, truth = drive(simulate_particles_job(ens, 40, params, seed=3))
+    sim = drive(simulate_particles_job(ens, 40, params, seed=3))
+    images, meta, truth = sim.images, sim.metadata, sim.truth
     u = truth["conformation"].to_numpy()
     assert 0 <= u.min() and u.max() <= 1 and np.all(truth["state"] == -1)
     for i in np.argsort(u)[[0, -1]]:
@@ -90,6 +93,6 @@ def test_continuous_coordinate_tags_the_image(blob):
 
 
 def test_same_seed_same_stack(blob):
-    a = drive(simulate_particles_job(Ensemble(blob, None), 5, ParticleParams(pixel_size=4.0), seed=9))[0]
-    b = drive(simulate_particles_job(Ensemble(blob, None), 5, ParticleParams(pixel_size=4.0), seed=9))[0]
+    a = drive(simulate_particles_job(Ensemble(blob, None), 5, ParticleParams(pixel_size=4.0), seed=9)).images
+    b = drive(simulate_particles_job(Ensemble(blob, None), 5, ParticleParams(pixel_size=4.0), seed=9)).images
     assert np.array_equal(a, b)

@@ -30,7 +30,7 @@ def test_preview_shows_map_subtomogram_and_wedge(simulate, qtbot):
     assert {"sim: clean map", "sim: subtomogram", "sim: tilt 0°"} <= {ly.name for ly in viewer.layers}
     sub = viewer.layers["sim: subtomogram"]
     assert sub.data.shape == (32, 32, 32) and tuple(sub.scale) == (12.0, 12.0, 12.0)
-    wedge = w.last_preview["wedge"]
+    wedge = w.last_preview.wedge
     assert wedge.mean() == pytest.approx(2 / 3, abs=0.05)  # ±60° samples 120° of 180°
     assert "tilts -60…60°" in w.preview_label.text()
 
@@ -43,7 +43,7 @@ def test_parameter_change_replaces_stale_preview(simulate, qtbot):
     assert w._preview_pending
     qtbot.waitUntil(lambda: not w._preview_pending and not w.preview_job.running, timeout=60000)
     qtbot.waitUntil(lambda: "tilts -30…30°" in w.preview_label.text(), timeout=10000)
-    assert w.last_preview["tilt_range"] == (-30.0, 30.0)
+    assert w.last_preview.tilt_range == (-30.0, 30.0)
 
 
 def test_generate_pairs_lands_layers_and_files(simulate, qtbot, tmp_path):
@@ -95,7 +95,7 @@ def test_map_layer_can_be_the_source(simulate, qtbot):
     w.update_preview()
     _wait(qtbot, w)
     qtbot.waitUntil(lambda: w.last_preview is not None, timeout=10000)
-    clean = w.last_preview["map"]
+    clean = w.last_preview.map
     assert clean.shape == (32, 32, 32) and clean.sum() == pytest.approx(vol.sum() * (6 / 12) ** 3, rel=0.1)
 
 
