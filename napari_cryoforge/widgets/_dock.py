@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from qtpy.QtWidgets import QPushButton, QWidget
 
 from .._jobs import start_job
 
 
 class JobDock(QWidget):
-    """A dock that runs one engine job at a time; subclasses list their start buttons in ``job_buttons``."""
+    """A dock that runs one engine job at a time; subclasses list their start buttons in ``job_buttons`` (attribute
+    paths such as ``"training.button"`` for a button of a group widget)."""
 
     job_buttons: tuple = ()
 
@@ -21,7 +24,7 @@ class JobDock(QWidget):
         self.cancel_btn.clicked.connect(self.cancel)
 
     def _buttons(self):
-        return [getattr(self, name) for name in self.job_buttons]
+        return [attrgetter(name)(self) for name in self.job_buttons]
 
     def _start(self, job, desc, on_result, on_event=None):
         for b in self._buttons():

@@ -20,33 +20,25 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
 )
 
-from cryoforge.jobs.trainer import Schedule
-
 from .._notify import report_error, report_info
 from ._dock import JobDock
-from .controls import canvas, default_output, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
+from .controls import canvas, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
+from .groups import TrainingGroup
 
 METHODS = ("classical", "hybrid", "gumnet")  # classical first: the shipped Gum-Net is not yet accurate (sample_data/README.md)
 
 
-class AlignWidget(JobDock):
-    """The Align & average dock: align pairs (Gum-Net, classical, hybrid), average, train Gum-Net, and QA the poses."""
+class PairGroup(QGroupBox):
+    """The pair to align: the s_a and s_b layers, the pair index, the method and Gum-Net checkpoint, the buttons
+    and five lines of result."""
 
-    job_buttons = ("align_btn", "all_btn", "avg_btn", "train_btn")
-
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer)
-        self.last_result = None
-        self.losses: list[tuple[int, float]] = []
-        root = QVBoxLayout(self)
-
-        box = QGroupBox("Pair")
-        f = QFormLayout(box)
+    def __init__(self, on_browse_checkpoint):
+        super().__init__("Pair")
+        f = QFormLayout(self)
         self.layer_a, self.layer_b = layer_combo(), layer_combo()
         f.addRow("s_a (reference)", self.layer_a)
         f.addRow("s_b (to align)", self.layer_b)
@@ -57,56 +49,72 @@ class AlignWidget(JobDock):
         self.method.setToolTip("hybrid: Gum-Net then local classical refinement; classical: global SO(3) search "
                                "with FFT translations and wedge-constrained correlation")
         f.addRow("method", self.method)
-        row, self.checkpoint = path_row("shipped Gum-Net (32³, 12 Å)", self._browse_checkpoint, "…")
+        row, self.checkpoint = path_row("shipped Gum-Net (32³, 12 Å)", on_browse_checkpoint, "…")
         f.addRow("checkpoint", row)
         buttons = QHBoxLayout()
         self.align_btn = QPushButton("Align pair")
-        self.align_btn.clicked.connect(self.align_pair)
         self.all_btn = QPushButton("Align all")
         self.all_btn.setToolTip("align every pair of the stacks; errors against the truth when known")
-        self.all_btn.clicked.connect(self.align_all)
         self.limit = ispin(50, 1, 100000, tip="how many pairs 'Align all' takes")
-        buttons.addWidget(self.align_btn)
-        buttons.addWidget(self.all_btn)
-        buttons.addWidget(QLabel("first"))
-        buttons.addWidget(self.limit)
+        for w in (self.align_btn, self.all_btn, QLabel("first"), self.limit):
+            buttons.addWidget(w)
         f.addRow(buttons)
         self.result_label = QLabel("\n" * 4)  # five lines reserved: method, angles, shift, correlation, error
         self.result_label.setWordWrap(True)
         self.result_label.setMinimumHeight(5 * self.result_label.fontMetrics().lineSpacing() + 4)
         f.addRow(self.result_label)
-        root.addWidget(box)
-        self.err_canvas, self.err_axes = canvas(1.6, 2)
-        self.err_canvas.setVisible(False)  # shown with the first histogram
-        root.addWidget(self.err_canvas)
 
-        avg = QGroupBox("Reference-free average (s_b of the dataset)")
-        g = QFormLayout(avg)
+
+class AverageGroup(QGroupBox):
+    """Reference-free averaging of the dataset's s_b: iterations, the button and the live gold-standard FSC."""
+
+    def __init__(self):
+        super().__init__("Reference-free average (s_b of the dataset)")
+        g = QFormLayout(self)
         self.iterations = ispin(4, 1, 50, tip="alignment / averaging iterations")
         g.addRow("iterations", self.iterations)
-        self.avg_btn = QPushButton("Average")
-        self.avg_btn.clicked.connect(self.average)
-        g.addRow(self.avg_btn)
+        self.button = QPushButton("Average")
+        g.addRow(self.button)
         self.fsc_canvas, (self.fsc_ax,) = canvas(1.7)
         self.fsc_canvas.setVisible(False)
         g.addRow(self.fsc_canvas)
-        root.addWidget(avg)
 
-        tr = QGroupBox("Train Gum-Net (unsupervised, simulated pairs)")
-        h = QFormLayout(tr)
-        self.steps = ispin(200, 1, 1_000_000, tip="optimisation steps (16 pairs each)")
-        h.addRow("steps", self.steps)
-        self.train_out = QLineEdit(default_output("gumnet.pt"))
-        self.train_out.setToolTip("checkpoint file; training resumes from it when it exists")
-        h.addRow("checkpoint out", self.train_out)
-        self.train_btn = QPushButton("Train")
-        self.train_btn.clicked.connect(self.train)
-        h.addRow(self.train_btn)
-        self.loss_canvas, (self.loss_ax,) = canvas(1.5)
-        self.loss_canvas.setVisible(False)
-        h.addRow(self.loss_canvas)
-        root.addWidget(tr)
+    def add_fsc(self, frequency, fsc, iteration) -> None:
+        """One iteration's gold-standard FSC (frequency in 1/Å) over the earlier ones, with the 0.143 line."""
+        ax = self.fsc_ax
+        ax.plot(frequency, fsc, label=f"it {iteration}")
+        ax.axhline(0.143, color="green", lw=0.6, ls="--")
+        ax.set_xlabel("spatial frequency (1/Å)", fontsize=7)
+        ax.set_ylabel("gold-standard FSC", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+        self.fsc_canvas.setVisible(True)
+        self.fsc_canvas.draw_idle()
 
+
+class AlignWidget(JobDock):
+    """The Align & average dock: align pairs (Gum-Net, classical, hybrid), average, train Gum-Net, and QA the poses."""
+
+    job_buttons = ("pairs.align_btn", "pairs.all_btn", "averaging.button", "training.button")
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.last_result = None
+        root = QVBoxLayout(self)
+        self.pairs = PairGroup(self._browse_checkpoint)
+        self.pairs.align_btn.clicked.connect(self.align_pair)
+        self.pairs.all_btn.clicked.connect(self.align_all)
+        root.addWidget(self.pairs)
+        self.err_canvas, self.err_axes = canvas(1.6, 2)
+        self.err_canvas.setVisible(False)  # shown with the first histogram
+        root.addWidget(self.err_canvas)
+        self.averaging = AverageGroup()
+        self.averaging.button.clicked.connect(self.average)
+        root.addWidget(self.averaging)
+        self.training = TrainingGroup("Train Gum-Net (unsupervised, simulated pairs)", "gumnet.pt", 200,
+                                      "optimisation steps (16 pairs each)", ylabel="1 − correlation")
+        self.training.button.clicked.connect(self.train)
+        root.addWidget(self.training)
         root.addWidget(self.cancel_btn)
         root.addStretch(1)
 
@@ -124,36 +132,36 @@ class AlignWidget(JobDock):
 
     def _refresh_layers(self, *_):
         names = [ly.name for ly in self.image_layers()]
-        refresh_combo(self.layer_a, names, "s_a")
-        refresh_combo(self.layer_b, names, "s_b")
-        a, b = self._layer(self.layer_a.currentText()), self._layer(self.layer_b.currentText())
+        refresh_combo(self.pairs.layer_a, names, "s_a")
+        refresh_combo(self.pairs.layer_b, names, "s_b")
+        a, b = self._layer(self.pairs.layer_a.currentText()), self._layer(self.pairs.layer_b.currentText())
         if a is not None and b is not None and b.data.shape != a.data.shape:  # prefer an s_b that fits s_a
             fits = [n for n in names if n.startswith("s_b") and self._layer(n).data.shape == a.data.shape]
             if fits:
-                self.layer_b.setCurrentText(fits[0])
-        self.pair.setMaximum(max(0, a.data.shape[0] - 1) if a is not None and a.ndim == 4 else 0)
+                self.pairs.layer_b.setCurrentText(fits[0])
+        self.pairs.pair.setMaximum(max(0, a.data.shape[0] - 1) if a is not None and a.ndim == 4 else 0)
 
     def _follow_slider(self, *_):
-        a = self._layer(self.layer_a.currentText())
+        a = self._layer(self.pairs.layer_a.currentText())
         if a is not None and a.ndim == 4:
-            self.pair.setValue(int(self.viewer.dims.current_step[0]))
+            self.pairs.pair.setValue(int(self.viewer.dims.current_step[0]))
 
     def _browse_checkpoint(self):
         path, _ = QFileDialog.getOpenFileName(self, "Gum-Net checkpoint", "", "Checkpoints (*.pt)")
         if path:
-            self.checkpoint.setText(path)
+            self.pairs.checkpoint.setText(path)
 
     def _layer(self, name):
         return self._named_layer(name)
 
     def dataset(self):
         """The pair dataset behind the chosen s_b layer, if it came from one (sample or simulate)."""
-        b = self._layer(self.layer_b.currentText())
+        b = self._layer(self.pairs.layer_b.currentText())
         d = None if b is None else b.metadata.get("cryoforge", {}).get("dataset")
         return d if d and Path(d, "dataset.json").is_file() else None
 
     def _inputs(self, single: bool):
-        a, b = self._layer(self.layer_a.currentText()), self._layer(self.layer_b.currentText())
+        a, b = self._layer(self.pairs.layer_a.currentText()), self._layer(self.pairs.layer_b.currentText())
         if a is None or b is None:
             raise ValueError("choose an s_a and an s_b image layer")
         da, db = np.asarray(a.data, np.float32), np.asarray(b.data, np.float32)
@@ -161,10 +169,10 @@ class AlignWidget(JobDock):
             raise ValueError(f"s_a and s_b must have the same shape; got {da.shape} and {db.shape}")
         if da.ndim == 4:
             if single:
-                i = self.pair.value()
+                i = self.pairs.pair.value()
                 da, db = da[i:i + 1], db[i:i + 1]
             else:
-                da, db = da[: self.limit.value()], db[: self.limit.value()]
+                da, db = da[: self.pairs.limit.value()], db[: self.pairs.limit.value()]
         else:
             da, db = da[None], db[None]
         if len(set(da.shape[1:])) != 1:
@@ -210,10 +218,10 @@ class AlignWidget(JobDock):
             return
         try:
             s_a, s_b, vs = self._inputs(single)
-            offset = self.pair.value() if single and self._layer(self.layer_a.currentText()).ndim == 4 else 0
+            offset = self.pairs.pair.value() if single and self._layer(self.pairs.layer_a.currentText()).ndim == 4 else 0
             truth, ma, mb = self._truth_and_masks(offset, len(s_a), s_a.shape[-1])
-            method = self.method.currentText()
-            ckpt = self.checkpoint.text().strip() or None
+            method = self.pairs.method.currentText()
+            ckpt = self.pairs.checkpoint.text().strip() or None
             model = None
             if method != "classical":
                 from cryoforge.align.pipeline import _load_model
@@ -247,7 +255,7 @@ class AlignWidget(JobDock):
         if e is not None:
             lines.append(f"error vs truth: {np.mean(e['rot_deg']):.2f}° (‖ΔR‖_F {np.mean(e['rot_frob']):.3f}), "
                          f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
-        self.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
+        self.pairs.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
         if not single and e is not None:
             for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)"), strict=True):
                 ax.clear()
@@ -268,8 +276,8 @@ class AlignWidget(JobDock):
             report_error("Cannot average: the s_b layer does not come from a pair dataset "
                          "(open the 'subtomograms' sample or simulate pairs with an output folder)")
             return
-        self.fsc_ax.clear()
-        job = average_dataset_job(d, AverageConfig(iterations=self.iterations.value()))
+        self.averaging.fsc_ax.clear()
+        job = average_dataset_job(d, AverageConfig(iterations=self.averaging.iterations.value()))
         self._start(job, "Reference-free averaging", self._show_average, self._on_average_event)
 
     def _on_average_event(self, event):
@@ -282,14 +290,7 @@ class AlignWidget(JobDock):
             self._set_layer("align: average", event.array, vs)
         elif event.kind == "curve":
             f, c = event.array
-            self.fsc_ax.plot(f, c, label=f"it {event.meta.get('iteration')}")
-            self.fsc_ax.axhline(0.143, color="green", lw=0.6, ls="--")
-            self.fsc_ax.set_xlabel("spatial frequency (1/Å)", fontsize=7)
-            self.fsc_ax.set_ylabel("gold-standard FSC", fontsize=7)
-            self.fsc_ax.tick_params(labelsize=6)
-            self.fsc_ax.legend(fontsize=6)
-            self.fsc_canvas.setVisible(True)
-            self.fsc_canvas.draw_idle()
+            self.averaging.add_fsc(f, c, event.meta.get("iteration"))
 
     def _show_average(self, result):
         self.last_result = result
@@ -306,28 +307,20 @@ class AlignWidget(JobDock):
             return
         try:
             maps, names = load_maps(self.dataset())
-            schedule = Schedule(steps=self.steps.value(), checkpoint_every=50, validate_every=50, metrics_every=5)
+            schedule = self.training.schedule(checkpoint_every=50, validate_every=50, metrics_every=5)
             job = train_gumnet_job(maps, GumNetConfig(box=maps.shape[-1]), TrainConfig(val_pairs=12), schedule,
-                                   checkpoint=self.train_out.text().strip() or None, structures=names)
+                                   checkpoint=self.training.checkpoint_path(), structures=names)
         except (ValueError, FileNotFoundError) as err:
             report_error(f"Cannot train: {err}")
             return
-        self.losses = []
+        self.training.reset_curves()
         self._start(job, "Training Gum-Net", self._trained, self._on_train_event)
 
     def _on_train_event(self, event):
         from cryoforge.jobs import Metrics, Preview
 
         if isinstance(event, Metrics) and "loss" in event.values:
-            self.losses.append((event.step, event.values["loss"]))
-            self.loss_ax.clear()
-            x, y = zip(*self.losses, strict=True)
-            self.loss_ax.plot(x, y, color="tab:red")
-            self.loss_ax.set_xlabel("step", fontsize=7)
-            self.loss_ax.set_ylabel("1 − correlation", fontsize=7)
-            self.loss_ax.tick_params(labelsize=6)
-            self.loss_canvas.setVisible(True)
-            self.loss_canvas.draw_idle()
+            self.training.add_point(event.step, {"loss": event.values["loss"]}, {"loss": "tab:red"})
         elif isinstance(event, Preview) and event.kind == "volume":
             self._set_layer(f"align: train {event.name}", event.array, event.meta.get("voxel_size", 1.0),
                             visible=event.name == "aligned s_b")
@@ -335,5 +328,5 @@ class AlignWidget(JobDock):
     def _trained(self, result):
         self.last_result = result
         if result.checkpoint:
-            self.checkpoint.setText(result.checkpoint)
+            self.pairs.checkpoint.setText(result.checkpoint)
         report_info(f"Gum-Net trained to step {result.step} → {result.checkpoint}")

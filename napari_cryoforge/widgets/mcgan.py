@@ -16,75 +16,62 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
 )
 
-from cryoforge.jobs.trainer import Schedule
-
 from .._notify import report_error, report_info
 from .._reader import INDEX_UNIT
 from ._dock import JobDock
-from .controls import canvas, default_output, ispin, path_row
+from .controls import ispin, path_row
+from .groups import TrainingGroup
 
 PREFIX = "mcgan: "
 
 
-class McganWidget(JobDock):
-    """The Multi-CryoGAN dock: train on a particle stack, watch the generator's volumes, open the result in the
-    explorer."""
+class ParticlesGroup(QGroupBox):
+    """The particle stack to train on: the .mrcs, its STAR file (CTF), whether the images have a CTF, the box."""
 
-    job_buttons = ("train_btn",)
-
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer)
-        self.history: list[dict] = []
-        self.last_result = None
-        root = QVBoxLayout(self)
-
-        data = QGroupBox("Particles (no poses needed)")
-        f = QFormLayout(data)
-        row, self.stack = path_row("shipped AdK particles (64², 1.5 Å)", self._browse_stack)
+    def __init__(self, on_browse_stack, on_browse_star):
+        super().__init__("Particles (no poses needed)")
+        f = QFormLayout(self)
+        row, self.stack = path_row("shipped AdK particles (64², 1.5 Å)", on_browse_stack)
         f.addRow("stack (.mrcs)", row)
-        row, self.star = path_row("with the stack: its .star", self._browse_star)
+        row, self.star = path_row("with the stack: its .star", on_browse_star)
         f.addRow("STAR (CTF)", row)
         self.no_ctf = QCheckBox("images have no CTF")
         self.no_ctf.setToolTip("train without CTF: only right for CTF-free (e.g. simulated) images")
         f.addRow(self.no_ctf)
         self.size = ispin(32, 8, 512, " px", tip="the model's box: images are downsampled to it (Fourier crop)")
         f.addRow("box", self.size)
-        root.addWidget(data)
 
-        model = QGroupBox("Model and training")
-        g = QFormLayout(model)
+
+class McganWidget(JobDock):
+    """The Multi-CryoGAN dock: train on a particle stack, watch the generator's volumes, open the result in the
+    explorer."""
+
+    job_buttons = ("training.button",)
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.last_result = None
+        root = QVBoxLayout(self)
+        self.particles = ParticlesGroup(self._browse_stack, self._browse_star)
+        root.addWidget(self.particles)
         self.prior = QComboBox()
         self.prior.addItems(["segment", "gaussian"])
         self.prior.setToolTip("segment: z = (1−α)z₀ + αz₁, α ~ U[0, 1] — a 1-D manifold (the paper); "
                               "gaussian: z ~ N(0, I)")
-        g.addRow("latent prior", self.prior)
-        self.steps = ispin(500, 1, 1_000_000, tip="generator steps (each after 4 critic steps, 32 images each)")
-        g.addRow("steps", self.steps)
         self.max_shift = ispin(1, 0, 32, " px", tip="simulated shifts, uniform in a disc of this radius")
-        g.addRow("max shift", self.max_shift)
-        self.out = QLineEdit(default_output("multicryogan.pt"))
-        self.out.setToolTip("checkpoint file; training resumes from it when it exists")
-        g.addRow("checkpoint", self.out)
-        self.train_btn = QPushButton("Train")
-        self.train_btn.clicked.connect(self.train)
-        g.addRow(self.train_btn)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        g.addRow(self.status)
-        self.canvas, (self.ax,) = canvas(1.7)
-        self.canvas.setVisible(False)
-        g.addRow(self.canvas)
+        self.training = TrainingGroup("Model and training", "multicryogan.pt", 500,
+                                      "generator steps (each after 4 critic steps, 32 images each)",
+                                      rows=(("latent prior", self.prior), ("max shift", self.max_shift)))
+        self.training.button.clicked.connect(self.train)
         self.explore_btn = QPushButton("Open in Latent explorer")
         self.explore_btn.setEnabled(False)
         self.explore_btn.clicked.connect(self.explore)
-        g.addRow(self.explore_btn)
-        root.addWidget(model)
+        self.training.form.addRow(self.explore_btn)
+        root.addWidget(self.training)
         root.addWidget(self.cancel_btn)
         root.addStretch(1)
 
@@ -92,19 +79,19 @@ class McganWidget(JobDock):
     def _browse_stack(self):
         path, _ = QFileDialog.getOpenFileName(self, "Particle stack", "", "MRC stacks (*.mrcs *.mrc)")
         if path:
-            self.stack.setText(path)
+            self.particles.stack.setText(path)
             star = Path(path).with_suffix(".star")
-            if star.is_file() and not self.star.text().strip():
-                self.star.setText(str(star))
+            if star.is_file() and not self.particles.star.text().strip():
+                self.particles.star.setText(str(star))
 
     def _browse_star(self):
         path, _ = QFileDialog.getOpenFileName(self, "STAR file", "", "STAR (*.star)")
         if path:
-            self.star.setText(path)
+            self.particles.star.setText(path)
 
     def inputs(self):
         """``(stack path, star path or None)``; the shipped AdK particles when the stack is left empty."""
-        stack, star = self.stack.text().strip(), self.star.text().strip() or None
+        stack, star = self.particles.stack.text().strip(), self.particles.star.text().strip() or None
         if not stack:
             from cryoforge.samples import sample_path
 
@@ -122,18 +109,20 @@ class McganWidget(JobDock):
             return
         try:
             stack, star = self.inputs()
-            data = load_stack(stack, star, use_ctf=not self.no_ctf.isChecked(), size=self.size.value())
+            data = load_stack(stack, star, use_ctf=not self.particles.no_ctf.isChecked(),
+                              size=self.particles.size.value())
             cfg = McganConfig(box=data.D, prior=self.prior.currentText())
-            schedule = Schedule(steps=self.steps.value(), checkpoint_every=50,
-                                validate_every=max(10, min(100, self.steps.value() // 2)), metrics_every=5)
+            steps = self.training.steps.value()
+            schedule = self.training.schedule(checkpoint_every=50, validate_every=max(10, min(100, steps // 2)),
+                                              metrics_every=5)
             job = train_mcgan_job(data, cfg, McganTrainConfig(max_shift=float(self.max_shift.value())), schedule,
-                                  checkpoint=self.out.text().strip() or None)
+                                  checkpoint=self.training.checkpoint_path())
         except (ValueError, OSError) as err:  # ManifoldError, MrcError, StarError are ValueErrors
             text = str(err).replace("(--star)", "(the STAR field)").replace("--no-ctf", "'images have no CTF'")
             report_error(f"Cannot train Multi-CryoGAN: {text}")
             return
-        self.history = []
-        self.status.setText(f"{data.n} images, {data.D}² at {data.pixel_size:.2f} Å/px, "
+        self.training.reset_curves()
+        self.training.status.setText(f"{data.n} images, {data.D}² at {data.pixel_size:.2f} Å/px, "
                             f"{'CTF from the STAR file' if data.ctf is not None else 'no CTF'}")
         self._start(job, "Training Multi-CryoGAN", self._trained, self.on_event)
 
@@ -141,8 +130,9 @@ class McganWidget(JobDock):
         from cryoforge.jobs import Log, Metrics, Preview
 
         if isinstance(event, Metrics) and "wasserstein" in event.values:
-            self.history.append({"step": event.step, **event.values})
-            self._plot()
+            self.training.add_point(event.step, {"Wasserstein estimate": event.values["wasserstein"],
+                                                 "noise σ (norm. units)": event.values["noise_sigma"]},
+                                    {"Wasserstein estimate": "tab:blue", "noise σ (norm. units)": "tab:green"})
         elif isinstance(event, Preview):
             name = PREFIX + event.name
             if event.kind == "volume":
@@ -155,19 +145,7 @@ class McganWidget(JobDock):
                 self.viewer.add_image(event.array, name=name, colormap="gray", scale=(1.0, ps, ps),
                                       units=(INDEX_UNIT, "angstrom", "angstrom"))
         elif isinstance(event, Log):
-            self.status.setText(event.message)
-
-    def _plot(self):
-        ax = self.ax
-        ax.clear()
-        steps = [h["step"] for h in self.history]
-        ax.plot(steps, [h["wasserstein"] for h in self.history], color="tab:blue", label="Wasserstein estimate")
-        ax.plot(steps, [h["noise_sigma"] for h in self.history], color="tab:green", label="noise σ (norm. units)")
-        ax.set_xlabel("step", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.legend(fontsize=6, loc="upper right")
-        self.canvas.setVisible(True)
-        self.canvas.draw_idle()
+            self.training.status.setText(event.message)
 
     def _trained(self, result):
         self.last_result = result

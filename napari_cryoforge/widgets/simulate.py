@@ -37,24 +37,16 @@ FILE_ITEM = "PDB / mmCIF file…"
 LAYER_PREFIX = "Layer: "
 
 
-class SimulateWidget(JobDock):
-    """Subtomogram pairs (s_a without wedge, s_b with wedge) or particle stacks from a phantom, layer or model."""
+class SourceGroup(QGroupBox):
+    """The structure to simulate (a phantom, an image layer or an atomic model file) and how its map is made: box,
+    voxel size, density method, extra blur."""
 
-    job_buttons = ("generate_btn",)
-
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer)
-        self.preview_job = None
-        self.last_preview = None
-        self.last_dataset = None
-        self._preview_pending = False
-        root = QVBoxLayout(self)
-
-        src = QGroupBox("Source")
-        f = QFormLayout(src)
+    def __init__(self, on_browse):
+        super().__init__("Source")
+        f = QFormLayout(self)
         self.source = layer_combo()
         f.addRow("structure", self.source)
-        row, self.path = path_row("path to .pdb / .cif (.gz)", self._browse)
+        row, self.path = path_row("path to .pdb / .cif (.gz)", on_browse)
         f.addRow("file", row)
         self.box = ispin(32, 8, 256, " vox", "box size of the simulated volumes")
         self.voxel = dspin(12.0, 0.1, 100.0, 1.0, " Å", tip="voxel size (seeds: 6–12 Å)")
@@ -65,14 +57,29 @@ class SimulateWidget(JobDock):
         for label, w in (("box", self.box), ("voxel size", self.voxel), ("density", self.method),
                          ("resolution", self.resolution)):
             f.addRow(label, w)
-        root.addWidget(src)
 
-        phys = QGroupBox("Physics")
-        f = QFormLayout(phys)
+    def map_spec(self):
+        """How the engine makes the map: :class:`cryoforge.sim.sources.MapSpec`."""
+        from cryoforge.sim.sources import MapSpec
+
+        res = self.resolution.value() or None
+        method = self.method.currentText()
+        if method == "gaussian" and res is None:
+            res = 2 * self.voxel.value()
+        return MapSpec(self.box.value(), self.voxel.value(), method, res)
+
+
+class PhysicsGroup(QGroupBox):
+    """What is simulated and how it is imaged: subtomogram pairs or particles, SNR, wedge and tilts, CTF, MTF,
+    shifts, reconstruction; turned into the engine's TomoParams / ParticleParams."""
+
+    def __init__(self):
+        super().__init__("Physics")
+        f = QFormLayout(self)
         self.mode = QComboBox()
         self.mode.addItems(["subtomogram pairs", "particle stack"])
         self.snr = dspin(0.1, 0.001, 100.0, 0.01, "", 3,
-                          "subtomograms: c/(1−c) of two aligned noisy copies; particles: var(signal)/σ² per image")
+                         "subtomograms: c/(1−c) of two aligned noisy copies; particles: var(signal)/σ² per image")
         self.wedge = dspin(30.0, 0.0, 90.0, 5.0, " °", 1, "missing wedge of s_b (30° = tilts ±60°); s_a has none")
         self.tilt_step = dspin(1.0, 0.1, 30.0, 0.5, " °", 1, "tilt increment")
         self.defocus_min = dspin(2.0, 0.0, 20.0, 0.1, " µm", 2, "underfocus, lower end")
@@ -91,15 +98,54 @@ class SimulateWidget(JobDock):
                          ("voltage", self.voltage), ("amp. contrast", self.amp_contrast), ("", self.mtf),
                          ("max shift", self.max_shift), ("reconstruction", self.reconstruction)):
             f.addRow(label, w)
-        root.addWidget(phys)
+        self.mode.currentIndexChanged.connect(self._mode_changed)
 
-        self.preview_label = QLabel("Preview")
-        root.addWidget(self.preview_label)
-        self.canvas, self.axes = canvas(1.9, 4)
-        root.addWidget(self.canvas)
+    @property
+    def particles(self) -> bool:
+        """Particle stacks (else subtomogram pairs)."""
+        return self.mode.currentIndex() == 1
 
-        gen = QGroupBox("Generate dataset")
-        f = QFormLayout(gen)
+    def spins(self):
+        """The spin boxes whose change asks for a new preview."""
+        return (self.snr, self.wedge, self.tilt_step, self.defocus_min, self.defocus_max, self.cs, self.voltage,
+                self.amp_contrast, self.max_shift)
+
+    def _mode_changed(self, *_):
+        for w in (self.wedge, self.tilt_step, self.reconstruction, self.mtf):
+            w.setEnabled(not self.particles)
+        if self.particles:  # seeds 002/003: defocus U[1, 2] µm, 0.1 amplitude contrast, 64² at 2 Å
+            self.defocus_min.setValue(1.0), self.defocus_max.setValue(2.0), self.amp_contrast.setValue(0.1)
+            self.max_shift.setValue(0.0)
+        else:
+            self.defocus_min.setValue(2.0), self.defocus_max.setValue(5.0), self.amp_contrast.setValue(0.07)
+            self.max_shift.setValue(7.0)
+
+    def tomo_params(self, voxel_size: float):
+        """The tilt-series simulation's :class:`~cryoforge.sim.params.TomoParams` at ``voxel_size`` Å."""
+        from cryoforge.sim.params import TomoParams
+
+        return TomoParams(voxel_size=voxel_size, tilt_step=self.tilt_step.value(), voltage=self.voltage.value(),
+                          cs=self.cs.value(), amplitude_contrast=self.amp_contrast.value(),
+                          defocus_min=self.defocus_min.value() * 1e4, defocus_max=self.defocus_max.value() * 1e4,
+                          mtf=self.mtf.isChecked(), snr=self.snr.value(),
+                          reconstruction=self.reconstruction.currentText()).validate()
+
+    def particle_params(self, pixel_size: float):
+        """The particle simulation's :class:`~cryoforge.sim.params.ParticleParams` at ``pixel_size`` Å."""
+        from cryoforge.sim.params import ParticleParams
+
+        return ParticleParams(pixel_size=pixel_size, voltage=self.voltage.value(), cs=self.cs.value(),
+                              amplitude_contrast=self.amp_contrast.value(),
+                              defocus_min=self.defocus_min.value() * 1e4, defocus_max=self.defocus_max.value() * 1e4,
+                              max_shift=self.max_shift.value(), snr=self.snr.value()).validate()
+
+
+class GenerateGroup(QGroupBox):
+    """How many pairs or particles, the seed, the output folder, the Generate and Cancel buttons."""
+
+    def __init__(self, cancel_btn):
+        super().__init__("Generate dataset")
+        f = QFormLayout(self)
         self.count = ispin(100, 1, 1_000_000, "", "pairs or particles")
         self.seed = ispin(0, 0, 2**31 - 1, "", "random seed (same seed, same data)")
         self.out_dir = QLineEdit()
@@ -108,103 +154,88 @@ class SimulateWidget(JobDock):
         f.addRow("seed", self.seed)
         f.addRow("save to", self.out_dir)
         row = QHBoxLayout()
-        self.generate_btn = QPushButton("Generate")
-        self.generate_btn.clicked.connect(self.generate)
-        row.addWidget(self.generate_btn)
-        row.addWidget(self.cancel_btn)
+        self.button = QPushButton("Generate")
+        row.addWidget(self.button)
+        row.addWidget(cancel_btn)
         f.addRow(row)
-        root.addWidget(gen)
+
+
+class SimulateWidget(JobDock):
+    """Subtomogram pairs (s_a without wedge, s_b with wedge) or particle stacks from a phantom, layer or model."""
+
+    job_buttons = ("generation.button",)
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.preview_job = None
+        self.last_preview = None
+        self.last_dataset = None
+        self._preview_pending = False
+        root = QVBoxLayout(self)
+        self.sources = SourceGroup(self._browse)
+        root.addWidget(self.sources)
+        self.physics = PhysicsGroup()
+        root.addWidget(self.physics)
+        self.preview_label = QLabel("Preview")
+        root.addWidget(self.preview_label)
+        self.canvas, self.axes = canvas(1.9, 4)
+        root.addWidget(self.canvas)
+        self.generation = GenerateGroup(self.cancel_btn)
+        self.generation.button.clicked.connect(self.generate)
+        root.addWidget(self.generation)
         root.addStretch(1)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(400)
         self._timer.timeout.connect(self.update_preview)
-        for w in (self.box, self.voxel, self.resolution, self.snr, self.wedge, self.tilt_step, self.defocus_min,
-                  self.defocus_max, self.cs, self.voltage, self.amp_contrast, self.max_shift, self.seed):
+        src = self.sources
+        for w in (src.box, src.voxel, src.resolution, *self.physics.spins(), self.generation.seed):
             w.valueChanged.connect(self.schedule_preview)
-        for w in (self.source, self.method, self.mode, self.reconstruction):
+        for w in (src.source, src.method, self.physics.mode, self.physics.reconstruction):
             w.currentIndexChanged.connect(self.schedule_preview)
-        self.mode.currentIndexChanged.connect(self._mode_changed)
-        self.mtf.toggled.connect(self.schedule_preview)
-        self.path.editingFinished.connect(self.schedule_preview)
+        self.physics.mtf.toggled.connect(self.schedule_preview)
+        src.path.editingFinished.connect(self.schedule_preview)
         self.viewer.layers.events.inserted.connect(self._refresh_sources)
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         self._refresh_sources()
 
     # ----------------------------------------------------------------- sources and parameters
     def _refresh_sources(self, *_):
-        current = self.source.currentText()
+        current = self.sources.source.currentText()
         items = [f"Phantom: {k}" for k in PHANTOMS]
         items += [LAYER_PREFIX + ly.name for ly in self.viewer.layers
                   if getattr(ly, "data", None) is not None and getattr(ly.data, "ndim", 0) == 3
                   and ly.__class__.__name__ == "Image" and not ly.name.startswith("sim:")]
         items.append(FILE_ITEM)
-        self.source.blockSignals(True)
-        self.source.clear()
-        self.source.addItems(items)
+        self.sources.source.blockSignals(True)
+        self.sources.source.clear()
+        self.sources.source.addItems(items)
         if current in items:
-            self.source.setCurrentText(current)
-        self.source.blockSignals(False)
+            self.sources.source.setCurrentText(current)
+        self.sources.source.blockSignals(False)
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "Atomic model", "", "Models (*.pdb *.cif *.ent *.gz)")
         if path:
-            self.path.setText(path)
-            self.source.setCurrentText(FILE_ITEM)
+            self.sources.path.setText(path)
+            self.sources.source.setCurrentText(FILE_ITEM)
             self.schedule_preview()
-
-    def _mode_changed(self, *_):
-        particles = self.mode.currentIndex() == 1
-        for w in (self.wedge, self.tilt_step, self.reconstruction, self.mtf):
-            w.setEnabled(not particles)
-        if particles:  # seeds 002/003: defocus U[1, 2] µm, 0.1 amplitude contrast, 64² at 2 Å
-            self.defocus_min.setValue(1.0), self.defocus_max.setValue(2.0), self.amp_contrast.setValue(0.1)
-            self.max_shift.setValue(0.0)
-        else:
-            self.defocus_min.setValue(2.0), self.defocus_max.setValue(5.0), self.amp_contrast.setValue(0.07)
-            self.max_shift.setValue(7.0)
 
     def source_spec(self):
         """``(source, source_voxel)`` for the engine: a source string, or a layer's array and voxel size."""
-        text = self.source.currentText()
+        text = self.sources.source.currentText()
         if text.startswith("Phantom: "):
             return "phantom:" + text.split(": ", 1)[1], None
         if text.startswith(LAYER_PREFIX):
             layer = self.viewer.layers[text[len(LAYER_PREFIX):]]
             return np.asarray(layer.data, np.float32), voxel_size_of(layer)
-        path = self.path.text().strip()
+        path = self.sources.path.text().strip()
         if not path:
             raise ValueError("choose a PDB / mmCIF file (Browse…)")
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
         return path, None
-
-    def map_spec(self):
-        from cryoforge.sim.sources import MapSpec
-
-        res = self.resolution.value() or None
-        method = self.method.currentText()
-        if method == "gaussian" and res is None:
-            res = 2 * self.voxel.value()
-        return MapSpec(self.box.value(), self.voxel.value(), method, res)
-
-    def tomo_params(self):
-        from cryoforge.sim.params import TomoParams
-
-        return TomoParams(voxel_size=self.voxel.value(), tilt_step=self.tilt_step.value(), voltage=self.voltage.value(),
-                          cs=self.cs.value(), amplitude_contrast=self.amp_contrast.value(),
-                          defocus_min=self.defocus_min.value() * 1e4, defocus_max=self.defocus_max.value() * 1e4,
-                          mtf=self.mtf.isChecked(), snr=self.snr.value(),
-                          reconstruction=self.reconstruction.currentText()).validate()
-
-    def particle_params(self):
-        from cryoforge.sim.params import ParticleParams
-
-        return ParticleParams(pixel_size=self.voxel.value(), voltage=self.voltage.value(), cs=self.cs.value(),
-                              amplitude_contrast=self.amp_contrast.value(),
-                              defocus_min=self.defocus_min.value() * 1e4, defocus_max=self.defocus_max.value() * 1e4,
-                              max_shift=self.max_shift.value(), snr=self.snr.value()).validate()
 
     # ----------------------------------------------------------------- preview
     def schedule_preview(self, *_):
@@ -218,10 +249,10 @@ class SimulateWidget(JobDock):
             return
         try:
             source, source_voxel = self.source_spec()
-            particles = self.mode.currentIndex() == 1
-            job = preview_job(source, self.map_spec(), "particles" if particles else "subtomogram",
-                              None if particles else self.tomo_params(), self.wedge.value(),
-                              self.particle_params() if particles else None, source_voxel, self.seed.value())
+            particles = self.physics.particles
+            job = preview_job(source, self.sources.map_spec(), "particles" if particles else "subtomogram",
+                              None if particles else self.physics.tomo_params(self.sources.voxel.value()), self.physics.wedge.value(),
+                              self.physics.particle_params(self.sources.voxel.value()) if particles else None, source_voxel, self.generation.seed.value())
         except ValueError as err:
             self.preview_label.setText(f"Preview: {err}")
             return
@@ -240,7 +271,7 @@ class SimulateWidget(JobDock):
         if self._preview_pending:
             return  # stale: parameters changed while it ran
         self.last_preview = out
-        vs = self.voxel.value()
+        vs = self.sources.voxel.value()
         self._set_layer("sim: clean map", out.map, vs, visible=False)
         for ax in self.axes:
             ax.clear()
@@ -256,14 +287,14 @@ class SimulateWidget(JobDock):
                                                            "|F| + wedge (kx–kz)")]
             assert out.tilt_range is not None
             lo, hi = out.tilt_range
-            self.preview_label.setText(f"Preview: one subtomogram, tilts {lo:g}…{hi:g}°, SNR {self.snr.value():g} "
+            self.preview_label.setText(f"Preview: one subtomogram, tilts {lo:g}…{hi:g}°, SNR {self.physics.snr.value():g} "
                                        f"(c/(1−c)), {vs:g} Å/voxel")
         else:
             imgs, clean = out.particles, out.particles_clean
             self._set_layer("sim: particles", imgs, vs, lead=1)
             panels = [(clean[0], "noise-free"), (imgs[0], "particle 1"), (imgs[1], "particle 2"),
                       (imgs[2], "particle 3")]
-            self.preview_label.setText(f"Preview: 16 particles, SNR {self.snr.value():g}, {vs:g} Å/pixel")
+            self.preview_label.setText(f"Preview: 16 particles, SNR {self.physics.snr.value():g}, {vs:g} Å/pixel")
         for ax, (img, title) in zip(self.axes, panels, strict=True):
             ax.imshow(img, cmap="gray", origin="lower")
             ax.set_title(title, fontsize=7)
@@ -294,45 +325,45 @@ class SimulateWidget(JobDock):
             return
         try:
             source, source_voxel = self.source_spec()
-            spec = self.map_spec()
-            out = self.out_dir.text().strip() or None
-            name = source if isinstance(source, str) else self.source.currentText()[len(LAYER_PREFIX):]
+            spec = self.sources.map_spec()
+            out = self.generation.out_dir.text().strip() or None
+            name = source if isinstance(source, str) else self.sources.source.currentText()[len(LAYER_PREFIX):]
             name = name.split(":", 1)[-1] if isinstance(name, str) else "map"
-            if self.mode.currentIndex() == 0:
-                params = self.tomo_params()
+            if not self.physics.particles:
+                params = self.physics.tomo_params(self.sources.voxel.value())
 
                 def job():
-                    vol = source_volume(source, spec, source_voxel, self.seed.value())
-                    yield from simulate_pairs_job(vol[None], [Path(name).name.split(".")[0]], self.count.value(),
-                                                  params, 0.0, self.wedge.value(), self.max_shift.value(),
-                                                  self.seed.value(), out_dir=out)
-                desc = f"Simulating {self.count.value()} subtomogram pairs"
+                    vol = source_volume(source, spec, source_voxel, self.generation.seed.value())
+                    yield from simulate_pairs_job(vol[None], [Path(name).name.split(".")[0]], self.generation.count.value(),
+                                                  params, 0.0, self.physics.wedge.value(), self.physics.max_shift.value(),
+                                                  self.generation.seed.value(), out_dir=out)
+                desc = f"Simulating {self.generation.count.value()} subtomogram pairs"
             else:
-                params = self.particle_params()
+                params = self.physics.particle_params(self.sources.voxel.value())
 
                 def job():
-                    vol = source_volume(source, spec, source_voxel, self.seed.value())
-                    yield from simulate_particles_job(Ensemble(vol), self.count.value(), params,
-                                                      self.seed.value(), out_dir=out)
-                desc = f"Simulating {self.count.value()} particles"
+                    vol = source_volume(source, spec, source_voxel, self.generation.seed.value())
+                    yield from simulate_particles_job(Ensemble(vol), self.generation.count.value(), params,
+                                                      self.generation.seed.value(), out_dir=out)
+                desc = f"Simulating {self.generation.count.value()} particles"
         except ValueError as err:
             report_error(f"Cannot simulate: {err}")
             return
         self._start(job(), desc, self._show_dataset)
 
     def _show_dataset(self, result):
-        vs = self.voxel.value()
+        vs = self.sources.voxel.value()
         from cryoforge.sim.particles import ParticleSimulation
 
         if isinstance(result, ParticleSimulation):
             images = result.images
             self.last_dataset = result
             self._set_layer("sim: particle stack", images, vs, lead=1)
-            report_info(f"Simulated {len(images)} particles" + (f" → {self.out_dir.text()}" if self.out_dir.text()
+            report_info(f"Simulated {len(images)} particles" + (f" → {self.generation.out_dir.text()}" if self.generation.out_dir.text()
                                                                  else ""))
             return
         self.last_dataset = result
         self._set_layer("sim: s_a", result.s_a, vs, lead=1)
         self._set_layer("sim: s_b", result.s_b, vs, lead=1)
-        report_info(f"Simulated {len(result)} subtomogram pairs" + (f" → {self.out_dir.text()}"
-                                                                    if self.out_dir.text() else ""))
+        report_info(f"Simulated {len(result)} subtomogram pairs" + (f" → {self.generation.out_dir.text()}"
+                                                                    if self.generation.out_dir.text() else ""))

@@ -41,14 +41,14 @@ def _open_pairs(viewer, path):
 def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
-    assert w.layer_a.currentText() == "s_a set" and w.layer_b.currentText() == "s_b set"
-    w.method.setCurrentText("classical")
-    w.pair.setValue(3)
+    assert w.pairs.layer_a.currentText() == "s_a set" and w.pairs.layer_b.currentText() == "s_b set"
+    w.pairs.method.setCurrentText("classical")
+    w.pairs.pair.setValue(3)
     w.align_pair()
     wait_job(w)
     assert {"align: s_a", "align: aligned s_b"} <= {ly.name for ly in viewer.layers}
     assert viewer.layers["align: aligned s_b"].data.shape == (32, 32, 32)
-    text = w.result_label.text()
+    text = w.pairs.result_label.text()
     assert "error vs truth" in text and "→" in text
     assert w.last_result.errors["rot_deg"][0] < 5.0
     assert w.last_result.corr_after[0] > w.last_result.corr_before[0]
@@ -58,50 +58,50 @@ def test_s_b_chooser_prefers_a_layer_that_fits_s_a(align, small_dataset):
     viewer, w = align
     viewer.add_image(np.zeros((15, 32, 32, 32), np.float32), name="s_b known complexes")  # opened first, another set
     _open_pairs(viewer, small_dataset)
-    assert w.layer_a.currentText() == "s_a set" and w.layer_b.currentText() == "s_b set"
+    assert w.pairs.layer_a.currentText() == "s_a set" and w.pairs.layer_b.currentText() == "s_b set"
 
 
 def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, small_dataset, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
-    w.method.setCurrentText("classical")
-    w.limit.setValue(4)
+    w.pairs.method.setCurrentText("classical")
+    w.pairs.limit.setValue(4)
     w.align_all()
     wait_job(w)
     assert len(w.last_result.errors["rot_deg"]) == 4
     assert w.err_axes[0].patches  # histogram bars
-    w.iterations.setValue(1)
+    w.averaging.iterations.setValue(1)
     w.average()
     wait_job(w)
     assert "align: average" in viewer.layers and viewer.layers["align: average"].data.shape == (32, 32, 32)
-    assert w.fsc_ax.lines and w.last_result.report["iterations"][0]["resolution_0.143_A"] > 0
+    assert w.averaging.fsc_ax.lines and w.last_result.report["iterations"][0]["resolution_0.143_A"] > 0
 
 
 def test_train_from_the_dock_plots_loss_and_writes_checkpoint(align, qtbot, small_dataset, tmp_path, wait_job):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
-    w.steps.setValue(5)
-    w.train_out.setText(str(tmp_path / "g.pt"))
+    w.training.steps.setValue(5)
+    w.training.checkpoint.setText(str(tmp_path / "g.pt"))
     w.train()
     wait_job(w, 300000)
-    assert (tmp_path / "g.pt").is_file() and w.checkpoint.text() == str(tmp_path / "g.pt")
-    assert len(w.losses) >= 1 and w.loss_ax.lines
+    assert (tmp_path / "g.pt").is_file() and w.pairs.checkpoint.text() == str(tmp_path / "g.pt")
+    assert len(w.training.curves["loss"]) >= 1 and w.training.ax.lines
 
 
 def test_bad_inputs_give_one_clear_error(align, qtbot, notifications, tmp_path):
     viewer, w = align
     viewer.add_image(np.zeros((32, 32, 32), np.float32), name="s_a cube")
     viewer.add_image(np.zeros((24, 24, 24), np.float32), name="s_b small")
-    w.layer_a.setCurrentText("s_a cube")
-    w.layer_b.setCurrentText("s_b small")
+    w.pairs.layer_a.setCurrentText("s_a cube")
+    w.pairs.layer_b.setCurrentText("s_b small")
     w.align_pair()
     assert w.job is None
     assert any("same shape" in m for _, m in notifications)
     viewer.add_image(np.zeros((40, 40, 40), np.float32), name="s_a 40")
     viewer.add_image(np.zeros((40, 40, 40), np.float32), name="s_b 40")
-    w.layer_a.setCurrentText("s_a 40")
-    w.layer_b.setCurrentText("s_b 40")
-    w.method.setCurrentText("gumnet")
+    w.pairs.layer_a.setCurrentText("s_a 40")
+    w.pairs.layer_b.setCurrentText("s_b 40")
+    w.pairs.method.setCurrentText("gumnet")
     w.align_pair()
     assert w.job is None
     assert any("trained for 32³" in m and "40³" in m for _, m in notifications)

@@ -38,7 +38,7 @@ def test_preview_shows_map_subtomogram_and_wedge(simulate, qtbot):
 def test_parameter_change_replaces_stale_preview(simulate, qtbot):
     _, w = simulate
     w.update_preview()
-    w.wedge.setValue(60.0)  # while the first preview runs
+    w.physics.wedge.setValue(60.0)  # while the first preview runs
     w.update_preview()
     assert w._preview_pending
     qtbot.waitUntil(lambda: not w._preview_pending and not w.preview_job.running, timeout=60000)
@@ -48,8 +48,8 @@ def test_parameter_change_replaces_stale_preview(simulate, qtbot):
 
 def test_generate_pairs_lands_layers_and_files(simulate, qtbot, tmp_path):
     viewer, w = simulate
-    w.count.setValue(6)
-    w.out_dir.setText(str(tmp_path / "pairs"))
+    w.generation.count.setValue(6)
+    w.generation.out_dir.setText(str(tmp_path / "pairs"))
     w.generate()
     _wait(qtbot, w, "job")
     assert viewer.layers["sim: s_a"].data.shape == (6, 32, 32, 32)
@@ -59,24 +59,24 @@ def test_generate_pairs_lands_layers_and_files(simulate, qtbot, tmp_path):
 
 def test_particles_mode_and_cancel_leaves_no_files(simulate, qtbot, tmp_path):
     viewer, w = simulate
-    w.mode.setCurrentIndex(1)
-    assert w.defocus_min.value() == 1.0 and w.defocus_max.value() == 2.0
-    w.voxel.setValue(8.0)
-    w.count.setValue(30_000)
-    w.out_dir.setText(str(tmp_path / "big"))
+    w.physics.mode.setCurrentIndex(1)
+    assert w.physics.defocus_min.value() == 1.0 and w.physics.defocus_max.value() == 2.0
+    w.sources.voxel.setValue(8.0)
+    w.generation.count.setValue(30_000)
+    w.generation.out_dir.setText(str(tmp_path / "big"))
     w.generate()
     qtbot.wait(300)
     assert w.job.running, w.job.error
     w.cancel()
     _wait(qtbot, w, "job")
     assert w.job.cancelled and not (tmp_path / "big" / "particles.mrcs").exists()
-    assert w.generate_btn.isEnabled()
+    assert w.generation.button.isEnabled()
 
 
 def test_missing_model_file_is_a_clear_error(simulate, notifications):
     _, w = simulate
-    w.source.setCurrentText("PDB / mmCIF file…")
-    w.path.setText("/nonexistent/model.pdb")
+    w.sources.source.setCurrentText("PDB / mmCIF file…")
+    w.sources.path.setText("/nonexistent/model.pdb")
     w.generate()
     assert w.job is None
     assert any(s == "error" and "no such file" in m for s, m in notifications)
@@ -89,7 +89,7 @@ def test_map_layer_can_be_the_source(simulate, qtbot):
     vol = np.zeros((40, 40, 40), np.float32)
     vol[15:25, 18:22, 10:30] = 1
     viewer.add_image(vol, name="my map", scale=(6.0, 6.0, 6.0))
-    w.source.setCurrentText("Layer: my map")
+    w.sources.source.setCurrentText("Layer: my map")
     source, voxel = w.source_spec()
     assert voxel == 6.0 and source.shape == (40, 40, 40)
     w.update_preview()
