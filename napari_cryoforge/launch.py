@@ -174,11 +174,11 @@ def _explore(viewer, explorer, spec: str) -> None:
         ly.visible = ly.name.startswith("explorer:")
     viewer.dims.ndisplay = 3
     viewer.camera.angles = (15, -35, 60)
-    explorer.iso.setChecked(True)
-    explorer.threshold.setValue(0.3)
-    explorer.colormap.setCurrentText("cyan")
+    explorer.display.iso.setChecked(True)
+    explorer.display.threshold.setValue(0.3)
+    explorer.display.colormap.setCurrentText("cyan")
     if len(ends) == 2:
-        explorer.frames.setValue(12)
+        explorer.paths.frames.setValue(12)
         explorer.preview_path()
 
         def focus():

@@ -41,10 +41,118 @@ MODELS = ("wgan", "mcgan", "analytic", "analytic:4")
 VOLUME, PATH = "explorer: volume", "explorer: path"
 
 
+class ModelGroup(QGroupBox):
+    """Which generative model to explore (shipped name, checkpoint, cryoDRGN run), Load, and what it is."""
+
+    def __init__(self, on_browse, on_load):
+        super().__init__("Model")
+        f = QFormLayout(self)
+        row = QHBoxLayout()
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItems(MODELS)
+        self.model.setToolTip("'wgan': the shipped 3D-WGAN (+ regressor); 'mcgan': the shipped Multi-CryoGAN (AdK, "
+                              "α ∈ [0, 1]); 'analytic[:D]': a closed-form demo; or a cryoforge checkpoint (.pt) or "
+                              "cryoDRGN run (folder or weights.N.pkl)")
+        browse = QPushButton("…")
+        browse.clicked.connect(on_browse)
+        self.load_btn = QPushButton("Load")
+        self.load_btn.clicked.connect(lambda: on_load(self.model.currentText()))
+        for w in (self.model, browse, self.load_btn):
+            row.addWidget(w)
+        f.addRow(row)
+        self.info = QLabel("no model loaded")
+        self.info.setWordWrap(True)
+        f.addRow(self.info)
+
+
+class LatentGroup(QGroupBox):
+    """The latent point: sliders along principal components or latent dimensions, and a status line."""
+
+    def __init__(self, on_axes, on_move):
+        super().__init__("Latent point")
+        g = QGridLayout(self)
+        self.axes_mode = QComboBox()
+        self.axes_mode.addItems(["principal components", "latent dimensions"])
+        self.axes_mode.currentIndexChanged.connect(lambda *_: on_axes())
+        g.addWidget(QLabel("sliders move along"), 0, 0)
+        g.addWidget(self.axes_mode, 0, 1, 1, 2)
+        self.sliders, self.slider_labels = [], []
+        for i in range(N_SLIDERS):
+            s = QSlider(Qt.Orientation.Horizontal)
+            s.setRange(-SLIDER_RANGE, SLIDER_RANGE)
+            s.valueChanged.connect(lambda *_: on_move())
+            lab = QLabel(f"PC{i + 1}")
+            self.sliders.append(s)
+            self.slider_labels.append(lab)
+            g.addWidget(lab, i + 1, 0)
+            g.addWidget(s, i + 1, 1, 1, 2)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        g.addWidget(self.status, N_SLIDERS + 1, 0, 1, 3)
+
+
+class PathGroup(QGroupBox):
+    """A path through the latent space (linear, spherical, graph; frames; waypoints) and its movie."""
+
+    def __init__(self, on_preview, on_clear, on_movie, cancel_btn):
+        super().__init__("Path and movie")
+        f = QFormLayout(self)
+        row = QHBoxLayout()
+        self.path_kind = QComboBox()
+        self.path_kind.addItems(["linear", "spherical", "graph"])
+        self.path_kind.setToolTip("graph: shortest path through the data latents' k-NN graph")
+        self.frames = ispin(20, 2, 1000, " frames")
+        row.addWidget(self.path_kind)
+        row.addWidget(self.frames)
+        f.addRow("path", row)
+        self.waypoint_label = QLabel("shift-click the scatter to add waypoints")
+        f.addRow(self.waypoint_label)
+        row = QHBoxLayout()
+        self.path_btn = QPushButton("Preview path")
+        self.path_btn.clicked.connect(on_preview)
+        clear = QPushButton("Clear waypoints")
+        clear.clicked.connect(on_clear)
+        row.addWidget(self.path_btn)
+        row.addWidget(clear)
+        f.addRow(row)
+        row = QHBoxLayout()
+        self.movie_out = QLineEdit(default_output("latent_path.mp4"))
+        self.movie_out.setToolTip("movie file (.mp4 or .gif); the z path is saved beside it")
+        self.rotate = dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
+        self.movie_btn = QPushButton("Movie")
+        self.movie_btn.clicked.connect(on_movie)
+        for w in (self.movie_out, self.rotate, self.movie_btn):
+            row.addWidget(w)
+        f.addRow("movie", row)
+        f.addRow(cancel_btn)
+
+
+class DisplayGroup(QGroupBox):
+    """How the decoded volume is drawn (isosurface, threshold, colormap) and the nearest known structure."""
+
+    def __init__(self, on_style):
+        super().__init__("Display")
+        f = QFormLayout(self)
+        row = QHBoxLayout()
+        self.iso = QCheckBox("isosurface")
+        self.iso.toggled.connect(lambda *_: on_style())
+        self.threshold = dspin(0.5, 0, 1, 0.05, "", 2, "isosurface threshold, as a fraction of the contrast range")
+        self.threshold.valueChanged.connect(lambda *_: on_style())
+        self.colormap = QComboBox()
+        self.colormap.addItems(["gray", "magma", "viridis", "turbo", "cyan"])
+        self.colormap.currentTextChanged.connect(lambda *_: on_style())
+        for w in (self.iso, self.threshold, self.colormap):
+            row.addWidget(w)
+        f.addRow(row)
+        self.nearest = QLabel("nearest known structure: –")
+        f.addRow(self.nearest)
+
+
 class LatentExplorer(JobDock):
     """The Latent explorer dock: decode latent points live, walk paths, write interpolation movies."""
 
-    job_buttons = ("path_btn", "movie_btn")
+    job_buttons = ("paths.path_btn", "paths.movie_btn")
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -61,108 +169,24 @@ class LatentExplorer(JobDock):
         self._axes = None
         self._templates = None
         root = QVBoxLayout(self)
-
-        box = QGroupBox("Model")
-        f = QFormLayout(box)
-        row = QHBoxLayout()
-        self.model = QComboBox()
-        self.model.setEditable(True)
-        self.model.addItems(MODELS)
-        self.model.setToolTip("'wgan': the shipped 3D-WGAN (+ regressor); 'mcgan': the shipped Multi-CryoGAN (AdK, α ∈ [0, 1]); 'analytic[:D]': a closed-form demo; or a "
-                              "cryoforge checkpoint (.pt) or cryoDRGN run (folder or weights.N.pkl)")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        self.load_btn = QPushButton("Load")
-        self.load_btn.clicked.connect(lambda: self.load(self.model.currentText()))
-        for w in (self.model, browse, self.load_btn):
-            row.addWidget(w)
-        f.addRow(row)
-        self.info = QLabel("no model loaded")
-        self.info.setWordWrap(True)
-        f.addRow(self.info)
-        root.addWidget(box)
-
-        box = QGroupBox("Latent point")
-        g = QGridLayout(box)
-        self.axes_mode = QComboBox()
-        self.axes_mode.addItems(["principal components", "latent dimensions"])
-        self.axes_mode.currentIndexChanged.connect(lambda *_: self._set_axes())
-        g.addWidget(QLabel("sliders move along"), 0, 0)
-        g.addWidget(self.axes_mode, 0, 1, 1, 2)
-        self.sliders, self.slider_labels = [], []
-        for i in range(N_SLIDERS):
-            s = QSlider(Qt.Orientation.Horizontal)
-            s.setRange(-SLIDER_RANGE, SLIDER_RANGE)
-            s.valueChanged.connect(lambda *_: self._from_sliders())
-            lab = QLabel(f"PC{i + 1}")
-            self.sliders.append(s)
-            self.slider_labels.append(lab)
-            g.addWidget(lab, i + 1, 0)
-            g.addWidget(s, i + 1, 1, 1, 2)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        g.addWidget(self.status, N_SLIDERS + 1, 0, 1, 3)
-        root.addWidget(box)
-
+        self.models = ModelGroup(self._browse, self.load)
+        root.addWidget(self.models)
+        self.latent = LatentGroup(self._set_axes, self._from_sliders)
+        root.addWidget(self.latent)
         self.canvas, (self.ax,) = canvas(2.6)
         self.canvas.mpl_connect("button_press_event", self._clicked)
         root.addWidget(self.canvas)
-
-        box = QGroupBox("Path and movie")
-        f = QFormLayout(box)
-        row = QHBoxLayout()
-        self.path_kind = QComboBox()
-        self.path_kind.addItems(["linear", "spherical", "graph"])
-        self.path_kind.setToolTip("graph: shortest path through the data latents' k-NN graph")
-        self.frames = ispin(20, 2, 1000, " frames")
-        row.addWidget(self.path_kind)
-        row.addWidget(self.frames)
-        f.addRow("path", row)
-        self.waypoint_label = QLabel("shift-click the scatter to add waypoints")
-        f.addRow(self.waypoint_label)
-        row = QHBoxLayout()
-        self.path_btn = QPushButton("Preview path")
-        self.path_btn.clicked.connect(self.preview_path)
-        clear = QPushButton("Clear waypoints")
-        clear.clicked.connect(self.clear_waypoints)
-        row.addWidget(self.path_btn)
-        row.addWidget(clear)
-        f.addRow(row)
-        row = QHBoxLayout()
-        self.movie_out = QLineEdit(default_output("latent_path.mp4"))
-        self.movie_out.setToolTip("movie file (.mp4 or .gif); the z path is saved beside it")
-        self.rotate = dspin(0, -360, 360, 15, "°", 0, "camera turn over the movie")
-        self.movie_btn = QPushButton("Movie")
-        self.movie_btn.clicked.connect(self.write_movie)
-        for w in (self.movie_out, self.rotate, self.movie_btn):
-            row.addWidget(w)
-        f.addRow("movie", row)
-        f.addRow(self.cancel_btn)
-        root.addWidget(box)
-
-        box = QGroupBox("Display")
-        f = QFormLayout(box)
-        row = QHBoxLayout()
-        self.iso = QCheckBox("isosurface")
-        self.iso.toggled.connect(lambda *_: self._style())
-        self.threshold = dspin(0.5, 0, 1, 0.05, "", 2, "isosurface threshold, as a fraction of the contrast range")
-        self.threshold.valueChanged.connect(lambda *_: self._style())
-        self.colormap = QComboBox()
-        self.colormap.addItems(["gray", "magma", "viridis", "turbo", "cyan"])
-        self.colormap.currentTextChanged.connect(lambda *_: self._style())
-        for w in (self.iso, self.threshold, self.colormap):
-            row.addWidget(w)
-        f.addRow(row)
-        self.nearest = QLabel("nearest known structure: –")
-        f.addRow(self.nearest)
-        root.addWidget(box)
+        self.paths = PathGroup(self.preview_path, self.clear_waypoints, self.write_movie, self.cancel_btn)
+        root.addWidget(self.paths)
+        self.display = DisplayGroup(self._style)
+        root.addWidget(self.display)
         root.addStretch(1)
 
     # ------------------------------------------------------------------ model
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "Generative model", "", "Models (*.pt *.pkl);;All files (*)")
         if path:
-            self.model.setCurrentText(path)
+            self.models.model.setCurrentText(path)
 
     def load(self, spec: str) -> bool:
         """Open ``spec`` as a manifold (main thread: loading is quick), reset the sliders and decode its origin."""
@@ -174,11 +198,11 @@ class LatentExplorer(JobDock):
             report_error(f"Latent explorer: cannot open {spec!r}: {describe(err)}")
             return False
         self.manifold = m
-        if spec.strip() and self.model.currentText() != spec:
-            self.model.setCurrentText(spec)
+        if spec.strip() and self.models.model.currentText() != spec:
+            self.models.model.setCurrentText(spec)
         self.waypoints, self.path_z = [], None
         self._templates = self._load_templates(m)
-        self.info.setText(m.describe())
+        self.models.info.setText(m.describe())
         self._set_axes()
         self._draw_scatter()
         return True
@@ -197,7 +221,7 @@ class LatentExplorer(JobDock):
         if m is None:
             return
         data = m.data_latents if m.data_latents is not None and len(m.data_latents) > 2 else m.sample(500, 0)
-        use_pcs = self.axes_mode.currentIndex() == 0
+        use_pcs = self.latent.axes_mode.currentIndex() == 0
         if use_pcs:
             from cryoforge.manifold.analysis import pca
 
@@ -208,7 +232,7 @@ class LatentExplorer(JobDock):
             k = min(N_SLIDERS, m.latent_dim)
             dirs, sig = np.eye(m.latent_dim)[:k], np.asarray(data).std(0)[:k]
         self._axes = (np.asarray(dirs, np.float32), np.asarray(sig, np.float32) + 1e-6)
-        for i, (s, lab) in enumerate(zip(self.sliders, self.slider_labels, strict=True)):
+        for i, (s, lab) in enumerate(zip(self.latent.sliders, self.latent.slider_labels, strict=True)):
             s.setEnabled(i < len(dirs))
             s.setVisible(i < len(dirs))  # a 1-D manifold (Multi-CryoGAN's α) gets one slider
             lab.setVisible(i < len(dirs))
@@ -223,7 +247,7 @@ class LatentExplorer(JobDock):
         if self.manifold is None or self._axes is None:
             return
         dirs, sig = self._axes
-        t = np.array([s.value() / SLIDER_RANGE * 3.0 for s in self.sliders[: len(dirs)]], np.float32)
+        t = np.array([s.value() / SLIDER_RANGE * 3.0 for s in self.latent.sliders[: len(dirs)]], np.float32)
         self.request(self.manifold.origin() + (t * sig) @ dirs)
 
     def request(self, z) -> None:
@@ -245,18 +269,18 @@ class LatentExplorer(JobDock):
     def _show_volume(self, result):
         z, vol = result
         self.shown_z = z
-        layer = self._set_layer(VOLUME, vol, self.manifold.voxel_size, self.colormap.currentText())
+        layer = self._set_layer(VOLUME, vol, self.manifold.voxel_size, self.display.colormap.currentText())
         layer.metadata["latent"] = z.tolist()
         self._style()
         text = f"decode {self.decode_ms[-1]:.0f} ms" if self.decode_ms else ""
         if self.live.dropped:
             text += f" · {self.live.dropped} stale request(s) skipped"
-        self.status.setText(text)
+        self.latent.status.setText(text)
         if self._templates is not None:
             from cryoforge.manifold.analysis import nearest_structure
 
             name, score, _ = nearest_structure(vol, self._templates[0], self._templates[1])
-            self.nearest.setText(f"nearest known structure: {name} (r = {score:.2f})")
+            self.display.nearest.setText(f"nearest known structure: {name} (r = {score:.2f})")
         self._draw_marker()
 
     def _style(self):
@@ -264,10 +288,10 @@ class LatentExplorer(JobDock):
             ly = self._named_layer(name)
             if ly is None:
                 continue
-            ly.colormap = self.colormap.currentText()
-            ly.rendering = "iso" if self.iso.isChecked() else "mip"
+            ly.colormap = self.display.colormap.currentText()
+            ly.rendering = "iso" if self.display.iso.isChecked() else "mip"
             lo, hi = ly.contrast_limits
-            ly.iso_threshold = lo + self.threshold.value() * (hi - lo)
+            ly.iso_threshold = lo + self.display.threshold.value() * (hi - lo)
 
     # ------------------------------------------------------------------ scatter
     def _scatter_points(self):
@@ -335,12 +359,12 @@ class LatentExplorer(JobDock):
 
     def add_waypoint(self, z):
         self.waypoints.append(np.asarray(z, np.float32))
-        self.waypoint_label.setText(f"{len(self.waypoints)} waypoint(s); shift-click to add more")
+        self.paths.waypoint_label.setText(f"{len(self.waypoints)} waypoint(s); shift-click to add more")
         self._draw_marker()
 
     def clear_waypoints(self):
         self.waypoints = []
-        self.waypoint_label.setText("shift-click the scatter to add waypoints")
+        self.paths.waypoint_label.setText("shift-click the scatter to add waypoints")
         self._draw_marker()
 
     # ------------------------------------------------------------------ path and movie
@@ -353,7 +377,7 @@ class LatentExplorer(JobDock):
             return
         try:
             self.path_z = make_path(np.stack(self.waypoints) if self.waypoints else np.zeros((0, 1)),
-                                    self.frames.value(), self.path_kind.currentText(), self.manifold.data_latents)
+                                    self.paths.frames.value(), self.paths.path_kind.currentText(), self.manifold.data_latents)
         except Exception as err:  # noqa: BLE001
             report_error(f"Latent explorer: {describe(err)}")
             return
@@ -363,7 +387,7 @@ class LatentExplorer(JobDock):
         vs = self.manifold.voxel_size
         if PATH in self.viewer.layers:
             del self.viewer.layers[PATH]
-        layer = self.viewer.add_image(volumes, name=PATH, scale=(1, vs, vs, vs), colormap=self.colormap.currentText(),
+        layer = self.viewer.add_image(volumes, name=PATH, scale=(1, vs, vs, vs), colormap=self.display.colormap.currentText(),
                                       axis_labels=("frame", "z", "y", "x"), units=("angstrom",) * 4)
         layer.metadata["latent_path"] = self.path_z.tolist()
         self._style()
@@ -379,7 +403,7 @@ class LatentExplorer(JobDock):
         if self.path_z is None or PATH not in self.viewer.layers:
             report_error("Latent explorer: preview a path first (add two waypoints, then Preview path)")
             return
-        out = Path(self.movie_out.text()).expanduser()
+        out = Path(self.paths.movie_out.text()).expanduser()
         if out.suffix not in MOVIE_SUFFIXES:
             report_error(f"Latent explorer: a movie ends in {' or '.join(MOVIE_SUFFIXES)}, not {out.suffix or '(none)'}")
             return
@@ -388,11 +412,11 @@ class LatentExplorer(JobDock):
         if self.viewer.dims.ndisplay != 3:
             self.viewer.dims.ndisplay = 3
         try:
-            n = animate_layer(self.viewer, len(self.path_z), out, rotate=self.rotate.value())
+            n = animate_layer(self.viewer, len(self.path_z), out, rotate=self.paths.rotate.value())
         except Exception as err:  # noqa: BLE001
             report_error(f"Latent explorer: movie failed: {describe(err)}")
             return
         save_path(out, self.path_z, {"model": self.manifold.name, "frames": n, "renderer": "napari",
-                                     "path_kind": self.path_kind.currentText()})
+                                     "path_kind": self.paths.path_kind.currentText()})
         self.last_movie = out
         report_info(f"Latent explorer: wrote {out} ({n} frames) and {out.name}.z.txt")

@@ -161,6 +161,6 @@ class McganWidget(JobDock):
             return
         explorer = LatentExplorer(self.viewer)
         self.viewer.window.add_dock_widget(explorer, name="Latent explorer")
-        explorer.model.setCurrentText(self.last_result.checkpoint)
+        explorer.models.model.setCurrentText(self.last_result.checkpoint)
         explorer.load(self.last_result.checkpoint)
         return explorer

@@ -29,11 +29,11 @@ def test_slider_change_shows_the_new_volume(explorer, qtbot):
     assert w.load("analytic")
     _idle(qtbot, w)
     first = viewer.layers["explorer: volume"].data.copy()
-    w.sliders[0].setValue(80)
+    w.latent.sliders[0].setValue(80)
     _idle(qtbot, w)
     shown = viewer.layers["explorer: volume"].data
     np.testing.assert_allclose(shown, w.manifold.decode_one(w.current_z), atol=1e-6)
-    assert not np.allclose(shown, first) and w.decode_ms and "decode" in w.status.text()
+    assert not np.allclose(shown, first) and w.decode_ms and "decode" in w.latent.status.text()
 
 
 def test_stale_requests_are_dropped_and_the_last_is_shown(explorer, qtbot):
@@ -62,16 +62,16 @@ def test_click_waypoints_path_layer_and_gl_movie(explorer, qtbot, tmp_path):
         w._clicked(type("E", (), {"inaxes": w.ax, "xdata": x, "ydata": y, "key": "shift"})())
     _idle(qtbot, w)
     np.testing.assert_allclose(w.shown_z, w.manifold.data_latents[5])
-    assert len(w.waypoints) == 2 and "2 waypoint" in w.waypoint_label.text()
-    w.frames.setValue(6)
-    w.path_kind.setCurrentText("graph")
+    assert len(w.waypoints) == 2 and "2 waypoint" in w.paths.waypoint_label.text()
+    w.paths.frames.setValue(6)
+    w.paths.path_kind.setCurrentText("graph")
     w.preview_path()
     qtbot.waitUntil(lambda: not w.job.running, timeout=30000)
     layer = viewer.layers["explorer: path"]
     assert layer.data.shape == (6, 32, 32, 32)
     np.testing.assert_allclose(layer.data[0], w.manifold.decode_one(w.manifold.data_latents[0]), atol=1e-5)
     out = tmp_path / "walk.gif"
-    w.movie_out.setText(str(out))
+    w.paths.movie_out.setText(str(out))
     w.write_movie()
     frames = iio.imread(out, mode="RGB")  # a GIF may store later frames as RGBA
     assert frames.shape[0] == 6 and frames[..., :3].max() > 0  # GL rendered something
@@ -86,7 +86,7 @@ def test_wgan_names_the_nearest_known_structure(explorer, qtbot):
     labels = w.manifold.data_labels
     w.request(w.manifold.data_latents[labels.index("4v1w")])
     _idle(qtbot, w)
-    assert w.nearest.text().startswith("nearest known structure: ") and "r = " in w.nearest.text()
+    assert w.display.nearest.text().startswith("nearest known structure: ") and "r = " in w.display.nearest.text()
     assert viewer.layers["explorer: volume"].scale[0] == pytest.approx(12.0)
 
 
@@ -131,9 +131,9 @@ def test_real_cryodrgn_run_in_the_explorer(explorer, qtbot):
     assert w.load(str(CRYODRGN / "het_weights.pkl"))
     _idle(qtbot, w)
     assert w.manifold.kind == "cryodrgn" and viewer.layers["explorer: volume"].data.shape == (64, 64, 64)
-    w.axes_mode.setCurrentIndex(1)  # latent dimensions (no z.pkl: random samples span the sliders)
+    w.latent.axes_mode.setCurrentIndex(1)  # latent dimensions (no z.pkl: random samples span the sliders)
     _idle(qtbot, w)
-    w.sliders[2].setValue(-60)
+    w.latent.sliders[2].setValue(-60)
     _idle(qtbot, w)
     np.testing.assert_allclose(viewer.layers["explorer: volume"].data, w.manifold.decode_one(w.current_z), atol=1e-5)
     assert w.current_z[2] != 0 and np.allclose(np.delete(w.current_z, 2), 0)
