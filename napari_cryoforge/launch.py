@@ -115,7 +115,7 @@ def _cmd_view(args) -> int:
     if args.hyptest:
         layer = next((ly.name for ly in viewer.layers if ly.name.startswith("s_b known")), None)
         if layer:
-            hyp.layer.setCurrentText(layer)
+            hyp.inputs.layer.setCurrentText(layer)
             viewer.dims.set_current_step(0, 0)
 
             def focus_hyp():

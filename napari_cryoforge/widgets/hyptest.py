@@ -35,10 +35,64 @@ TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
 LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
 
 
+class InputGroup(QGroupBox):
+    """What is tested: the subtomogram layer and index, its tilt range (missing-wedge mask), the known templates
+    and the 3D-WGAN that makes the pseudo-complexes."""
+
+    def __init__(self, on_browse_templates, on_browse_model):
+        super().__init__("Subtomogram and templates")
+        f = QFormLayout(self)
+        self.layer = layer_combo()
+        f.addRow("subtomogram", self.layer)
+        self.index = ispin(0, 0, 0, tip="index in an (N, Z, Y, X) stack; follows the viewer's slider")
+        f.addRow("index", self.index)
+        tilt = QHBoxLayout()
+        self.tilt_min = dspin(-60, -90, 0, 5, "°", 1,
+                              "lowest tilt (missing-wedge mask); a pair dataset's own wedge wins")
+        self.tilt_max = dspin(60, 0, 90, 5, "°", 1, "highest tilt")
+        tilt.addWidget(self.tilt_min)
+        tilt.addWidget(self.tilt_max)
+        f.addRow("tilt range", tilt)
+        row, self.templates = path_row("shipped 15 known complexes (32³, 12 Å)", on_browse_templates, "…")
+        f.addRow("templates", row)
+        row, self.model = path_row("shipped 3D-WGAN + regressor", on_browse_model, "…")
+        f.addRow("GAN model", row)
+
+
+class TestGroup(QGroupBox):
+    """How the test is run: null-set size, α, the rejection region's prior; test one subtomogram or the first N."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, cancel_btn):
+        super().__init__("Monte-Carlo test")
+        f = QFormLayout(self)
+        self.n_pseudo = ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
+        f.addRow("pseudo-complexes", self.n_pseudo)
+        self.alpha = dspin(0.01, 0.0001, 0.5, 0.005, "", 4, "significance threshold α")
+        f.addRow("α", self.alpha)
+        self.prior = dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
+        f.addRow("prior π", self.prior)
+        buttons = QHBoxLayout()
+        self.test_btn = QPushButton("Test subtomogram")
+        self.all_btn = QPushButton("Test all")
+        self.limit = ispin(20, 1, 100_000, tip="how many subtomograms 'Test all' takes")
+        for w in (self.test_btn, self.all_btn, QLabel("first"), self.limit):
+            buttons.addWidget(w)
+        f.addRow(buttons)
+        f.addRow(cancel_btn)
+
+    def config(self):
+        """The test's :class:`~cryoforge.hyptest.config.HypTestConfig` (scoring at its defaults)."""
+        from cryoforge.hyptest.config import HypTestConfig
+
+        return HypTestConfig(n_pseudo=self.n_pseudo.value(), alpha=self.alpha.value(), prior=self.prior.value())
+
+
 class HypTestWidget(JobDock):
     """The Hypothesis test dock: score templates against subtomograms and give Monte-Carlo p-values."""
 
-    job_buttons = ("test_btn", "all_btn")
+    job_buttons = ("testing.test_btn", "testing.all_btn")
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -49,41 +103,12 @@ class HypTestWidget(JobDock):
         self._known, self._pseudo = None, None
         root = QVBoxLayout(self)
 
-        box = QGroupBox("Subtomogram and templates")
-        f = QFormLayout(box)
-        self.layer = layer_combo()
-        f.addRow("subtomogram", self.layer)
-        self.index = ispin(0, 0, 0, tip="index in an (N, Z, Y, X) stack; follows the viewer's slider")
-        f.addRow("index", self.index)
-        tilt = QHBoxLayout()
-        self.tilt_min = dspin(-60, -90, 0, 5, "°", 1, "lowest tilt (missing-wedge mask); a pair dataset's own wedge wins")
-        self.tilt_max = dspin(60, 0, 90, 5, "°", 1, "highest tilt")
-        tilt.addWidget(self.tilt_min)
-        tilt.addWidget(self.tilt_max)
-        f.addRow("tilt range", tilt)
-        row, self.templates = path_row("shipped 15 known complexes (32³, 12 Å)", self._browse_templates, "…")
-        f.addRow("templates", row)
-        row, self.model = path_row("shipped 3D-WGAN + regressor", self._browse_model, "…")
-        f.addRow("GAN model", row)
-        self.n_pseudo = ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
-        f.addRow("pseudo-complexes", self.n_pseudo)
-        self.alpha = dspin(0.01, 0.0001, 0.5, 0.005, "", 4, "significance threshold α")
-        f.addRow("α", self.alpha)
-        self.prior = dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
-        f.addRow("prior π", self.prior)
-        buttons = QHBoxLayout()
-        self.test_btn = QPushButton("Test subtomogram")
-        self.test_btn.clicked.connect(self.test_one)
-        self.all_btn = QPushButton("Test all")
-        self.all_btn.clicked.connect(self.test_all)
-        self.limit = ispin(20, 1, 100_000, tip="how many subtomograms 'Test all' takes")
-        buttons.addWidget(self.test_btn)
-        buttons.addWidget(self.all_btn)
-        buttons.addWidget(QLabel("first"))
-        buttons.addWidget(self.limit)
-        f.addRow(buttons)
-        f.addRow(self.cancel_btn)
-        root.addWidget(box)
+        self.inputs = InputGroup(self._browse_templates, self._browse_model)
+        root.addWidget(self.inputs)
+        self.testing = TestGroup(self.cancel_btn)
+        self.testing.test_btn.clicked.connect(self.test_one)
+        self.testing.all_btn.clicked.connect(self.test_all)
+        root.addWidget(self.testing)
 
         self.summary = QLabel("\n\n")
         self.summary.setWordWrap(True)
@@ -101,7 +126,7 @@ class HypTestWidget(JobDock):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.dims.events.current_step.connect(self._follow_slider)
-        self.layer.currentTextChanged.connect(lambda *_: self._refresh_index())
+        self.inputs.layer.currentTextChanged.connect(lambda *_: self._refresh_index())
         self._refresh_layers()
 
     # ------------------------------------------------------------------ inputs
@@ -112,30 +137,30 @@ class HypTestWidget(JobDock):
                 and not ly.name.startswith("hyptest:")]
 
     def _refresh_layers(self, *_):
-        refresh_combo(self.layer, [ly.name for ly in self.image_layers()], "s_b")
+        refresh_combo(self.inputs.layer, [ly.name for ly in self.image_layers()], "s_b")
         self._refresh_index()
 
     def _refresh_index(self):
         ly = self._layer()
-        self.index.setMaximum(max(0, ly.data.shape[0] - 1) if ly is not None and ly.ndim == 4 else 0)
+        self.inputs.index.setMaximum(max(0, ly.data.shape[0] - 1) if ly is not None and ly.ndim == 4 else 0)
 
     def _follow_slider(self, *_):
         ly = self._layer()
         if ly is not None and ly.ndim == 4:
-            self.index.setValue(int(self.viewer.dims.current_step[0]))
+            self.inputs.index.setValue(int(self.viewer.dims.current_step[0]))
 
     def _browse_templates(self):
         path, _ = QFileDialog.getOpenFileName(self, "Template set (templates.mrc or an MRC stack)", "", "MRC (*.mrc *.map)")
         if path:
-            self.templates.setText(path)
+            self.inputs.templates.setText(path)
 
     def _browse_model(self):
         path, _ = QFileDialog.getOpenFileName(self, "Regressor checkpoint (holds the generator)", "", "Checkpoints (*.pt)")
         if path:
-            self.model.setText(path)
+            self.inputs.model.setText(path)
 
     def _layer(self):
-        return self._named_layer(self.layer.currentText())
+        return self._named_layer(self.inputs.layer.currentText())
 
     def _dataset(self, layer):
         d = (layer.metadata or {}).get("cryoforge", {}).get("dataset")
@@ -149,8 +174,8 @@ class HypTestWidget(JobDock):
         data = np.asarray(ly.data, np.float32)
         first = 0
         if data.ndim == 4:
-            first = self.index.value() if single else 0
-            data = data[first:first + 1] if single else data[: self.limit.value()]
+            first = self.inputs.index.value() if single else 0
+            data = data[first:first + 1] if single else data[: self.testing.limit.value()]
         else:
             data = data[None]
         if len(set(data.shape[1:])) != 1:
@@ -165,18 +190,17 @@ class HypTestWidget(JobDock):
         if mask is None or mask.shape[-1] != data.shape[-1]:
             from cryoforge.sim.tomo import centred_wedge
 
-            mask = centred_wedge(data.shape[-1], self.tilt_min.value(), self.tilt_max.value()).numpy()
+            mask = centred_wedge(data.shape[-1], self.inputs.tilt_min.value(), self.inputs.tilt_max.value()).numpy()
         return data, first, mask, truths, voxel_size_of(ly)
 
     def _get_tester(self):
-        from cryoforge.hyptest.config import HypTestConfig
         from cryoforge.hyptest.montecarlo import HypothesisTester
         from cryoforge.hyptest.templates import read_template_set
         from cryoforge.samples import HYPTEST_MODEL, sample_path
 
-        tpath = self.templates.text().strip() or None
-        mpath = self.model.text().strip() or str(sample_path(HYPTEST_MODEL))
-        cfg = HypTestConfig(n_pseudo=self.n_pseudo.value(), alpha=self.alpha.value(), prior=self.prior.value())
+        tpath = self.inputs.templates.text().strip() or None
+        mpath = self.inputs.model.text().strip() or str(sample_path(HYPTEST_MODEL))
+        cfg = self.testing.config()
         key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior)
         if self.tester is None or key != self._tester_key:
             maps, names, vs = read_template_set(tpath)

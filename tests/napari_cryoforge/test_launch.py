@@ -15,7 +15,7 @@ def test_open_viewer_docks_inspector(qtbot):
         assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
         assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}
-        assert hyptest.layer.currentText().startswith("s_b")
+        assert hyptest.inputs.layer.currentText().startswith("s_b")
         assert dock.map_a.count() == 3 and dock.map_a.currentText() != dock.map_b.currentText()
     finally:
         viewer.close()

@@ -14,7 +14,7 @@ def hyp(docked):
     from napari_cryoforge.widgets.hyptest import HypTestWidget
 
     viewer, widget = docked(HypTestWidget, "known_subtomograms")
-    widget.n_pseudo.setValue(120)
+    widget.testing.n_pseudo.setValue(120)
     return viewer, widget
 
 
@@ -31,9 +31,9 @@ class _Pick:
 
 def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job):
     viewer, w = hyp
-    assert w.layer.currentText() == "s_b known complexes, SNR 0.03"
+    assert w.inputs.layer.currentText() == "s_b known complexes, SNR 0.03"
     _fast(w)
-    w.index.setValue(1)  # 3JB9
+    w.inputs.index.setValue(1)  # 3JB9
     w.test_one()
     wait_job(w, 180000)
     r = w.last_result
@@ -56,7 +56,7 @@ def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job):
 def test_stack_table(hyp, qtbot, wait_job):
     viewer, w = hyp
     _fast(w)
-    w.limit.setValue(2)
+    w.testing.limit.setValue(2)
     w.test_all()
     wait_job(w, 180000)
     assert w.table.rowCount() == 2 and not w.table.isHidden()
@@ -73,14 +73,14 @@ def test_bad_inputs(hyp, qtbot, monkeypatch, tmp_path):
     errors = []
     monkeypatch.setattr("napari_cryoforge.widgets.hyptest.report_error", errors.append)
     viewer.add_image(np.zeros((16, 16, 16), np.float32), name="small")
-    w.layer.setCurrentText("small")
+    w.inputs.layer.setCurrentText("small")
     w.test_one()
     assert w.job is None and "16³ but the templates are 32³" in errors[-1]
-    w.layer.setCurrentText("s_b known complexes, SNR 0.03")
-    w.n_pseudo.setValue(50)
+    w.inputs.layer.setCurrentText("s_b known complexes, SNR 0.03")
+    w.testing.n_pseudo.setValue(50)
     w.test_one()
     assert "cannot reach" in errors[-1]
-    w.n_pseudo.setValue(120)
-    w.model.setText(str(tmp_path / "missing.pt"))
+    w.testing.n_pseudo.setValue(120)
+    w.inputs.model.setText(str(tmp_path / "missing.pt"))
     w.test_one()
     assert "no such checkpoint" in errors[-1]
