@@ -25,26 +25,13 @@ from .controls import canvas, layer_combo, voxel_size_of
 MAX_HIST_SAMPLES = 2_000_000
 
 
-class VolumeInspector(JobDock):
-    """Slices, histogram and FSC of image layers."""
+class FscGroup(QGroupBox):
+    """The FSC of two maps: the layers, the soft mask's radius (Å), the phase-randomisation repeats, Compute and
+    Cancel, the resolution text and the curve."""
 
-    job_buttons = ("compute_btn",)
-
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer)
-        self.last_result = None
-        root = QVBoxLayout(self)
-
-        self.info = QLabel("Select an image layer")
-        self.info.setWordWrap(True)
-        root.addWidget(self.info)
-        self.slice_canvas, self.slice_axes = canvas(1.7, 3)
-        root.addWidget(self.slice_canvas)
-        self.hist_canvas, (self.hist_ax,) = canvas(1.6)
-        root.addWidget(self.hist_canvas)
-
-        box = QGroupBox("Fourier shell correlation")
-        form = QFormLayout(box)
+    def __init__(self, cancel_btn):
+        super().__init__("Fourier shell correlation")
+        form = QFormLayout(self)
         self.map_a, self.map_b = layer_combo(), layer_combo()
         form.addRow("map A", self.map_a)
         form.addRow("map B", self.map_b)
@@ -63,17 +50,38 @@ class VolumeInspector(JobDock):
         buttons = QHBoxLayout()
         self.compute_btn = QPushButton("Compute FSC")
         buttons.addWidget(self.compute_btn)
-        buttons.addWidget(self.cancel_btn)
+        buttons.addWidget(cancel_btn)
         form.addRow(buttons)
         self.fsc_label = QLabel("")
         self.fsc_label.setWordWrap(True)
         form.addRow(self.fsc_label)
         self.fsc_canvas, (self.fsc_ax,) = canvas(2.4)
         form.addRow(self.fsc_canvas)
-        root.addWidget(box)
+
+
+class VolumeInspector(JobDock):
+    """Slices, histogram and FSC of image layers."""
+
+    job_buttons = ("fsc.compute_btn",)
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.last_result = None
+        root = QVBoxLayout(self)
+
+        self.info = QLabel("Select an image layer")
+        self.info.setWordWrap(True)
+        root.addWidget(self.info)
+        self.slice_canvas, self.slice_axes = canvas(1.7, 3)
+        root.addWidget(self.slice_canvas)
+        self.hist_canvas, (self.hist_ax,) = canvas(1.6)
+        root.addWidget(self.hist_canvas)
+
+        self.fsc = FscGroup(self.cancel_btn)
+        root.addWidget(self.fsc)
         root.addStretch(1)
 
-        self.compute_btn.clicked.connect(self.compute_fsc)
+        self.fsc.compute_btn.clicked.connect(self.compute_fsc)
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self.viewer.layers.events.inserted.connect(self._refresh_layer_lists)
         self.viewer.layers.events.removed.connect(self._refresh_layer_lists)
@@ -90,7 +98,7 @@ class VolumeInspector(JobDock):
     def _refresh_layer_lists(self, *_):
         names = [ly.name for ly in self.image_layers()
                  if ly.ndim == 3 and not ((ly.metadata or {}).get("cryoforge") or {}).get("is_stack")]
-        for combo, default in ((self.map_a, 0), (self.map_b, 1)):
+        for combo, default in ((self.fsc.map_a, 0), (self.fsc.map_b, 1)):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
@@ -174,7 +182,7 @@ class VolumeInspector(JobDock):
     def compute_fsc(self) -> None:
         from cryoforge.metrics import masked_fsc_job
 
-        a, b = self._layer(self.map_a.currentText()), self._layer(self.map_b.currentText())
+        a, b = self._layer(self.fsc.map_a.currentText()), self._layer(self.fsc.map_b.currentText())
         if a is None or b is None:
             self._fail("Pick two 3-D image layers for the FSC")
             return
@@ -190,13 +198,13 @@ class VolumeInspector(JobDock):
             self._fail(f"FSC: {problem}")
             return
         vs = voxel_size_of(a)
-        radius = None if self.mask_radius.value() == 0 else self.mask_radius.value() / vs
-        job = masked_fsc_job(da, db, vs, mask_radius=radius, n_repeats=self.repeats.value(), seed=0)
-        self.fsc_label.setText("computing…")
+        radius = None if self.fsc.mask_radius.value() == 0 else self.fsc.mask_radius.value() / vs
+        job = masked_fsc_job(da, db, vs, mask_radius=radius, n_repeats=self.fsc.repeats.value(), seed=0)
+        self.fsc.fsc_label.setText("computing…")
         self._start(job, f"FSC {a.name} vs {b.name}", self._show_fsc, self._on_fsc_event)
 
     def _fail(self, message: str) -> None:
-        self.fsc_label.setText(message)
+        self.fsc.fsc_label.setText(message)
         report_error(message)
 
     def _on_fsc_event(self, event) -> None:
@@ -206,18 +214,18 @@ class VolumeInspector(JobDock):
 
         if isinstance(event, Preview) and event.kind == "curve":
             f, c = event.array
-            draw_fsc(self.fsc_ax, {event.name: FSCCurve(f, c, event.meta["voxel_size"])})
-            self.fsc_canvas.draw_idle()
+            draw_fsc(self.fsc.fsc_ax, {event.name: FSCCurve(f, c, event.meta["voxel_size"])})
+            self.fsc.fsc_canvas.draw_idle()
 
     def _show_fsc(self, result) -> None:
         from cryoforge.metrics import GOLD_STANDARD, HALF
         from cryoforge.plots import draw_fsc
 
         self.last_result = result
-        draw_fsc(self.fsc_ax, {"unmasked": result.unmasked, "mask-corrected": result.corrected})
-        self.fsc_canvas.draw_idle()
+        draw_fsc(self.fsc.fsc_ax, {"unmasked": result.unmasked, "mask-corrected": result.corrected})
+        self.fsc.fsc_canvas.draw_idle()
         c, u = result.corrected, result.unmasked
-        self.fsc_label.setText(
+        self.fsc.fsc_label.setText(
             f"<b>{c.resolution(GOLD_STANDARD):.2f} Å</b> at FSC 0.143 (mask-corrected; unmasked "
             f"{u.resolution(GOLD_STANDARD):.2f} Å) · {c.resolution(HALF):.2f} Å at 0.5 · "
             f"phases randomised beyond {result.randomize_beyond_A:.1f} Å"
@@ -226,6 +234,6 @@ class VolumeInspector(JobDock):
     def _finished(self, handle) -> None:
         super()._finished(handle)
         if handle.cancelled:
-            self.fsc_label.setText("cancelled")
+            self.fsc.fsc_label.setText("cancelled")
         elif handle.error is not None:
-            self.fsc_label.setText(f"failed: {handle.error}")
+            self.fsc.fsc_label.setText(f"failed: {handle.error}")

@@ -16,7 +16,7 @@ def test_open_viewer_docks_inspector(qtbot):
         assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}
         assert hyptest.inputs.layer.currentText().startswith("s_b")
-        assert dock.map_a.count() == 3 and dock.map_a.currentText() != dock.map_b.currentText()
+        assert dock.fsc.map_a.count() == 3 and dock.fsc.map_a.currentText() != dock.fsc.map_b.currentText()
     finally:
         viewer.close()
 

@@ -23,28 +23,28 @@ def test_histogram_and_slices_of_active_layer(inspector):
 
 def test_fsc_panel_draws_curve_with_resolution(inspector, qtbot):
     viewer, w = inspector
-    w.map_a.setCurrentText("phantom half 1")
-    w.map_b.setCurrentText("phantom half 2")
-    w.repeats.setValue(2)
-    w.compute_btn.click()
+    w.fsc.map_a.setCurrentText("phantom half 1")
+    w.fsc.map_b.setCurrentText("phantom half 2")
+    w.fsc.repeats.setValue(2)
+    w.fsc.compute_btn.click()
     qtbot.waitUntil(lambda: w.last_result is not None, timeout=60000)
     qtbot.waitUntil(lambda: not w.job.running, timeout=10000)
-    labels = [ln.get_label() for ln in w.fsc_ax.lines]
+    labels = [ln.get_label() for ln in w.fsc.fsc_ax.lines]
     assert any(lab.startswith("unmasked") for lab in labels)
     assert any(lab.startswith("mask-corrected") for lab in labels)
-    ys = {round(ln.get_ydata()[0], 3) for ln in w.fsc_ax.lines if len(set(ln.get_ydata())) == 1}
+    ys = {round(ln.get_ydata()[0], 3) for ln in w.fsc.fsc_ax.lines if len(set(ln.get_ydata())) == 1}
     assert {0.143, 0.5} <= ys  # threshold lines drawn
     res = w.last_result.corrected.resolution(0.143)
     assert 4.0 <= res <= 30.0
-    assert f"{res:.2f} Å" in w.fsc_label.text()
+    assert f"{res:.2f} Å" in w.fsc.fsc_label.text()
     assert w.job.pbar.n == w.job.pbar.total  # progress bar ran to the end
 
 
 def test_job_from_dock_shows_progress_and_cancels_while_gui_responds(inspector, qtbot):
     viewer, w = inspector
-    w.repeats.setValue(100000)  # far too long to finish during the test
-    w.compute_btn.click()
-    assert w.cancel_btn.isEnabled() and not w.compute_btn.isEnabled()
+    w.fsc.repeats.setValue(100000)  # far too long to finish during the test
+    w.fsc.compute_btn.click()
+    assert w.cancel_btn.isEnabled() and not w.fsc.compute_btn.isEnabled()
     qtbot.waitUntil(lambda: w.job.pbar.n >= 3, timeout=60000)
     assert w.job.pbar.total == 100002
 
@@ -61,7 +61,7 @@ def test_job_from_dock_shows_progress_and_cancels_while_gui_responds(inspector, 
     qtbot.waitUntil(lambda: not w.job.running, timeout=30000)
     assert w.job.cancelled and w.last_result is None
     assert w.job.pbar.n < 100002
-    assert w.fsc_label.text() == "cancelled" and w.compute_btn.isEnabled()
+    assert w.fsc.fsc_label.text() == "cancelled" and w.fsc.compute_btn.isEnabled()
 
 
 def test_canvas_screenshot_is_not_blank(make_napari_viewer):
@@ -81,8 +81,8 @@ def test_non_cubic_map_in_fsc_panel(inspector, notifications):
     viewer, w = inspector
     viewer.add_image(np.ones((16, 16, 20), np.float32), name="box a")
     viewer.add_image(np.ones((16, 16, 20), np.float32), name="box b")
-    w.map_a.setCurrentText("box a")
-    w.map_b.setCurrentText("box b")
-    w.compute_btn.click()
+    w.fsc.map_a.setCurrentText("box a")
+    w.fsc.map_b.setCurrentText("box b")
+    w.fsc.compute_btn.click()
     assert w.job is None
-    assert "cubic" in w.fsc_label.text() and "cubic" in error_messages(notifications)[-1]
+    assert "cubic" in w.fsc.fsc_label.text() and "cubic" in error_messages(notifications)[-1]
