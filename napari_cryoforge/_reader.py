@@ -48,8 +48,8 @@ def layer_data(data, info, name: str):
     return (data, meta, "image")
 
 
-def read_mrc_layers(path, kind: str = "auto"):
-    """Read one file; on a bad file show a clear message and add nothing. ``kind`` (``volume``, ``stack``)
+def read_mrc_layers(path, layout: str = "auto"):
+    """Read one file; on a bad file show a clear message and add nothing. ``layout`` (``volume``, ``stack``)
     overrides the volume-or-stack rule of :mod:`cryoforge.io.mrc`."""
     from cryoforge.io.mrc import MrcError, read_mrc
 
@@ -60,7 +60,7 @@ def read_mrc_layers(path, kind: str = "auto"):
             warnings.simplefilter("always")
             # stacks and large maps are memory-mapped: napari reads only the planes it shows
             big = p.is_file() and p.stat().st_size > MMAP_BYTES
-            data, info = read_mrc(p, mmap=big or p.suffix.lower() in (".mrcs", ".st", ".ali"), kind=kind)
+            data, info = read_mrc(p, mmap=big or p.suffix.lower() in (".mrcs", ".st", ".ali"), layout=layout)
     except MrcError as err:
         report_error(f"Cannot open {p.name}: {err}")
         return NULL_LAYER

@@ -5,10 +5,10 @@ from __future__ import annotations
 PLUGIN = "napari-cryoforge"
 
 
-def open_viewer(files=(), sample: bool = False, show: bool = True, kind: str = "auto"):
+def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str = "auto"):
     """``(viewer, inspector, simulate, align, hyptest, explorer)``: napari with the Volume inspector, Simulate,
     Align & average, Hypothesis test and Latent explorer docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
-    pairs, known-complex subtomograms, AdK particles). ``kind`` (``volume``, ``stack``) overrides the reader's
+    pairs, known-complex subtomograms, AdK particles). ``layout`` (``volume``, ``stack``) overrides the reader's
     volume-or-stack rule (:mod:`cryoforge.io.mrc`)."""
     import napari
 
@@ -18,12 +18,12 @@ def open_viewer(files=(), sample: bool = False, show: bool = True, kind: str = "
             viewer.open_sample(PLUGIN, key)
         focus_layer(viewer, "phantom")
     for f in files:
-        if kind == "auto":
+        if layout == "auto":
             viewer.open(str(f), plugin=PLUGIN)
             continue
         from ._reader import read_mrc_layers
 
-        for layer in read_mrc_layers(str(f), kind=kind):
+        for layer in read_mrc_layers(str(f), layout=layout):
             if layer[0] is not None:
                 viewer.add_image(layer[0], **layer[1])
     _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
@@ -86,7 +86,7 @@ def _cmd_view(args) -> int:
     import napari
 
     viewer, dock, sim, align, hyp, explorer = open_viewer(
-        args.files, sample=args.sample or not (args.files or args.explore), kind=args.kind)
+        args.files, sample=args.sample or not (args.files or args.explore), layout=args.layout)
     front_dock(args, (dock, sim, align, hyp, explorer))
     if args.three_d:
         viewer.dims.ndisplay = 3
@@ -195,7 +195,7 @@ def register(subparsers) -> None:
     """Add ``cryoforge view`` to the CLI (the ``cryoforge.commands`` entry point)."""
     p = subparsers.add_parser("view", help="open napari with the cryoforge plugin docked (--sample: sample data)")
     p.add_argument("files", nargs="*", help="MRC/MRCS/MAP/REC files to open")
-    p.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",
+    p.add_argument("--as", dest="layout", choices=["auto", "volume", "stack"], default="auto",
                    help="open the files as volumes or image stacks (default auto: the rule in cryoforge.io.mrc)")
     p.add_argument("--sample", action="store_true", help="load the sample phantom and half maps (default with no files)")
     p.add_argument("--fsc", action="store_true", help="compute the FSC of the first two maps on start")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "cryoforge"
 PLUGIN = ROOT / "napari_cryoforge"
 
-PRIMITIVES = {"cryoforge", "conventions", "configs", "geometry", "so3", "fourier", "ctf", "correlation", "search", "metrics",
+PRIMITIVES = {"cryoforge", "conventions", "configs", "hints", "geometry", "so3", "fourier", "ctf", "correlation", "search", "metrics",
               "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
 FAMILIES = {"align", "hyptest", "drgn", "multicryogan"}

@@ -286,9 +286,9 @@ class AlignWidget(JobDock):
         if not isinstance(event, Preview):
             return
         vs = event.meta.get("voxel_size", 1.0)
-        if event.kind == "volume":
+        if event.view == "volume":
             self._set_layer("align: average", event.array, vs)
-        elif event.kind == "curve":
+        elif event.view == "curve":
             f, c = event.array
             self.averaging.add_fsc(f, c, event.meta.get("iteration"))
 
@@ -321,7 +321,7 @@ class AlignWidget(JobDock):
 
         if isinstance(event, Metrics) and "loss" in event.values:
             self.training.add_point(event.step, {"loss": event.values["loss"]}, {"loss": "tab:red"})
-        elif isinstance(event, Preview) and event.kind == "volume":
+        elif isinstance(event, Preview) and event.view == "volume":
             self._set_layer(f"align: train {event.name}", event.array, event.meta.get("voxel_size", 1.0),
                             visible=event.name == "aligned s_b")
 

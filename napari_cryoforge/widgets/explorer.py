@@ -99,11 +99,11 @@ class PathGroup(QGroupBox):
         super().__init__("Path and movie")
         f = QFormLayout(self)
         row = QHBoxLayout()
-        self.path_kind = QComboBox()
-        self.path_kind.addItems(["linear", "spherical", "graph"])
-        self.path_kind.setToolTip("graph: shortest path through the data latents' k-NN graph")
+        self.path_method = QComboBox()
+        self.path_method.addItems(["linear", "spherical", "graph"])
+        self.path_method.setToolTip("graph: shortest path through the data latents' k-NN graph")
         self.frames = ispin(20, 2, 1000, " frames")
-        row.addWidget(self.path_kind)
+        row.addWidget(self.path_method)
         row.addWidget(self.frames)
         f.addRow("path", row)
         self.waypoint_label = QLabel("shift-click the scatter to add waypoints")
@@ -377,7 +377,7 @@ class LatentExplorer(JobDock):
             return
         try:
             self.path_z = make_path(np.stack(self.waypoints) if self.waypoints else np.zeros((0, 1)),
-                                    self.paths.frames.value(), self.paths.path_kind.currentText(), self.manifold.data_latents)
+                                    self.paths.frames.value(), self.paths.path_method.currentText(), self.manifold.data_latents)
         except Exception as err:  # noqa: BLE001
             report_error(f"Latent explorer: {describe(err)}")
             return
@@ -417,6 +417,6 @@ class LatentExplorer(JobDock):
             report_error(f"Latent explorer: movie failed: {describe(err)}")
             return
         save_path(out, self.path_z, {"model": self.manifold.name, "frames": n, "renderer": "napari",
-                                     "path_kind": self.paths.path_kind.currentText()})
+                                     "path_method": self.paths.path_method.currentText()})
         self.last_movie = out
         report_info(f"Latent explorer: wrote {out} ({n} frames) and {out.name}.z.txt")

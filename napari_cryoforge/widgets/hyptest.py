@@ -252,7 +252,7 @@ class HypTestWidget(JobDock):
     def _on_event(self, event):
         from cryoforge.jobs import Preview
 
-        if not isinstance(event, Preview) or event.kind != "curve":
+        if not isinstance(event, Preview) or event.view != "curve":
             return
         if event.name == "known scores":
             self._known, self._pseudo = event.array[1], None

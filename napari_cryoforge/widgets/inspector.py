@@ -212,7 +212,7 @@ class VolumeInspector(JobDock):
         from cryoforge.metrics import FSCCurve
         from cryoforge.plots import draw_fsc
 
-        if isinstance(event, Preview) and event.kind == "curve":
+        if isinstance(event, Preview) and event.view == "curve":
             f, c = event.array
             draw_fsc(self.fsc.fsc_ax, {event.name: FSCCurve(f, c, event.meta["voxel_size"])})
             self.fsc.fsc_canvas.draw_idle()

@@ -135,7 +135,7 @@ class McganWidget(JobDock):
                                     {"Wasserstein estimate": "tab:blue", "noise σ (norm. units)": "tab:green"})
         elif isinstance(event, Preview):
             name = PREFIX + event.name
-            if event.kind == "volume":
+            if event.view == "volume":
                 self._set_layer(name, event.array, event.meta.get("voxel_size", 1.0), blending="additive")
             elif name in self.viewer.layers:
                 self.viewer.layers[name].data = event.array

@@ -25,14 +25,14 @@ def _cmd_info(args) -> int:
     from .io.mrc import data_stats, read_mrc
 
     for f in args.files:
-        data, info = read_mrc(f, mmap=True, kind=args.kind, permissive=args.permissive)
+        data, info = read_mrc(f, mmap=True, layout=args.layout, permissive=args.permissive)
         stats = data_stats(data)
         kind = {"stack": "image stack (N, Y, X)", "volume": "volume (Z, Y, X)",
-                "volume stack": "volume stack (N, Z, Y, X)"}[info.kind]
+                "volume stack": "volume stack (N, Z, Y, X)"}[info.layout]
         vx, vy, vz = info.voxel_size
         extent = [n * v for n, v in zip(info.shape[::-1], (vx, vy, vz), strict=False)]  # a stack has more axes
         print(f"{f}")
-        print(f"  type        {kind}, stored as {info.file_dtype}  ({info.kind_reason})")
+        print(f"  type        {kind}, stored as {info.file_dtype}  ({info.layout_reason})")
         print(f"  shape       {info.shape}")
         print(f"  voxel size  x {vx:.4g} Å, y {vy:.4g} Å, z {vz:.4g} Å"
               + ("  (missing in header; assumed)" if info.voxel_size_missing else ""))
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="shape, voxel size and statistics of MRC files")
     s.add_argument("files", nargs="+")
-    s.add_argument("--as", dest="kind", choices=["auto", "volume", "stack"], default="auto",
+    s.add_argument("--as", dest="layout", choices=["auto", "volume", "stack"], default="auto",
                    help="read as a volume or an image stack (default auto: the rule in cryoforge.io.mrc, by "
                         "extension, shape and header)")
     s.add_argument("--permissive", action="store_true",

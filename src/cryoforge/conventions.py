@@ -38,6 +38,15 @@ Rotation error
 
 Randomness
     Every random function takes an explicit ``seed``; the same seed gives the same result on CPU.
+
+Names
+    One name per quantity, spelled one way (British: *centred*). ``voxel_size`` is a volume's sampling in Å,
+    ``pixel_size`` an image's (a particle stack's, a tilt image's); keys of JSON reports add the unit
+    (``voxel_size_A``, ``pixel_size_A``, ``defocus_u_A``), since JSON carries none. ``box`` is a cubic volume's
+    edge in voxels. ``kind`` names which model a checkpoint or manifold holds ('gumnet', 'wgan3d', 'cryodrgn', …)
+    and nothing else: how an MRC file's data are laid out is its ``layout`` (volume, stack), how a job's preview is
+    shown its ``view`` (volume, image, stack, curve), how a latent path is drawn its ``method`` (linear,
+    spherical, graph).
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ VECTOR_AXES = ("x", "y", "z")
 LENGTH_UNIT = "Å"
 
 
-def box_center(n: int) -> int:
+def box_centre(n: int) -> int:
     """Index of the centre voxel of a box of ``n`` voxels along one axis."""
     return n // 2
 

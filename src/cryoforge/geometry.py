@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .conventions import as_tensor, box_center
+from .conventions import as_tensor, box_centre
 
 
 def centred_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
     """Voxel coordinates relative to the box centre, ``(*shape, ndim)`` in ``(x, y[, z])`` order."""
-    axes = [torch.arange(n, device=device, dtype=dtype) - box_center(n) for n in shape]
+    axes = [torch.arange(n, device=device, dtype=dtype) - box_centre(n) for n in shape]
     grids = torch.meshgrid(*axes, indexing="ij")  # (z, y, x) order
     return torch.stack(grids[::-1], dim=-1)
 
@@ -47,7 +47,7 @@ def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinea
     # source = Rᵀ (p − t) about the centre c (index n//2), as one affine map of align_corners=True normalised
     # coordinates u = (idx − a)/a, a = (n − 1)/2: u_src = Rᵀ u + (Rᵀ (d − t) − d)/a with d = a − c.
     a = torch.tensor([(n - 1) / 2 for n in shape[::-1]], dtype=dt, device=dev)
-    d = a - torch.tensor([box_center(n) for n in shape[::-1]], dtype=dt, device=dev)
+    d = a - torch.tensor([box_centre(n) for n in shape[::-1]], dtype=dt, device=dev)
     rt = rot.transpose(-1, -2)
     scale = a[:, None] / a[None, :]  # anisotropic boxes: u_src,i = Σ_j Rᵀ_ij a_j u_j / a_i
     lin = rt * scale.T[None] if len(set(shape)) > 1 else rt

@@ -10,7 +10,7 @@ def _cmd_templates(args) -> int:
     from .templates import build_templates, known_sources, write_template_set
 
     sources = list(args.sources) or known_sources(args.structures)
-    maps, names = build_templates(sources, MapSpec(box_size=args.box, voxel_size=args.voxel_size))
+    maps, names = build_templates(sources, MapSpec(box=args.box, voxel_size=args.voxel_size))
     out = write_template_set(args.out, maps, names, args.voxel_size, sources)
     print(f"wrote {out}/templates.mrc ({len(maps)} maps, {args.box}³ at {args.voxel_size} Å): {', '.join(names)}")
     return 0

@@ -3,9 +3,9 @@
 Data come back as ``(Z, Y, X)`` volumes or ``(N, Y, X)`` stacks (:mod:`cryoforge.conventions`),
 reordered when the header's MAPC/MAPR/MAPS say the file is stored in another axis order.
 
-Volume or image stack — the one rule (:func:`data_kind`), first match wins:
+Volume or image stack — the one rule (:func:`data_layout`), first match wins:
 
-1. the user's choice (``kind="volume"``, ``"stack"``; ``cryoforge info --as``, ``cryoforge view --as``);
+1. the user's choice (``layout="volume"``, ``"stack"``; ``cryoforge info --as``, ``cryoforge view --as``);
 2. 4-D data (MRC2014 ISPG 401) → a stack of volumes ``(N, Z, Y, X)``;
 3. 2-D data → a stack of one image;
 4. extension ``.mrcs``, ``.st``, ``.ali`` → an image stack;
@@ -37,23 +37,23 @@ class MrcError(ValueError):
     """A file could not be read or written as MRC; the message says why in plain words."""
 
 
-MRC_KINDS = ("auto", "volume", "stack")
+MRC_LAYOUTS = ("auto", "volume", "stack")
 
 
-def data_kind(suffix: str, shape: tuple[int, ...], ispg: int, cell_z: float, kind: str = "auto") -> tuple[str, str]:
+def data_layout(suffix: str, shape: tuple[int, ...], ispg: int, cell_z: float, layout: str = "auto") -> tuple[str, str]:
     """``('volume' | 'stack' | 'volume stack', reason)`` by the module's rule, for data of ``shape`` as stored."""
-    if kind not in MRC_KINDS:
-        raise MrcError(f"kind must be one of {MRC_KINDS}; got {kind!r}")
+    if layout not in MRC_LAYOUTS:
+        raise MrcError(f"layout must be one of {MRC_LAYOUTS}; got {layout!r}")
     if len(shape) == 4:
-        if kind == "volume":
+        if layout == "volume":
             raise MrcError(f"the file holds a stack of volumes {tuple(shape)}; it cannot be read as one volume")
         return "volume stack", "4-D data (ISPG 401)"
     if len(shape) == 2:
-        if kind == "volume":
+        if layout == "volume":
             raise MrcError(f"the file holds one 2-D image {tuple(shape)}; it cannot be read as a volume")
         return "stack", "a single 2-D image"
-    if kind != "auto":
-        return kind, "as asked"
+    if layout != "auto":
+        return layout, "as asked"
     if suffix.lower() in STACK_EXTENSIONS:
         return "stack", f"extension {suffix}"
     if shape[0] == shape[1] == shape[2]:
@@ -82,10 +82,10 @@ class MrcInfo:
     has_nonfinite: bool
     voxel_size_missing: bool = False
     is_volume_stack: bool = False
-    kind_reason: str = ""  # why the data was read as a volume or a stack (the module's rule)
+    layout_reason: str = ""  # why the data was read as a volume or a stack (the module's rule)
 
     @property
-    def kind(self) -> str:
+    def layout(self) -> str:
         """``'volume'``, ``'stack'`` (of images) or ``'volume stack'``."""
         return "volume stack" if self.is_volume_stack else "stack" if self.is_stack else "volume"
 
@@ -184,12 +184,12 @@ def data_stats(data, chunk_bytes: int = 64 << 20) -> dict:
     return {"n": n, "size": int(np.prod(data.shape)), "min": lo, "max": hi, "mean": mean, "std": std}
 
 
-def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = False,
+def read_mrc(path, mmap: bool = False, layout: str = "auto", permissive: bool = False,
              finite: bool = False) -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
     A stack of volumes (MRC2014 ISPG 401) comes back as ``(N, Z, Y, X)`` with ``info.is_volume_stack``.
-    Volume or image stack follows the module's rule; ``kind`` (``'volume'``, ``'stack'``) overrides it.
+    Volume or image stack follows the module's rule; ``layout`` (``'volume'``, ``'stack'``) overrides it.
     A file whose header does not describe it (:func:`header_check`: data mode, sizes against the file's length)
     is refused unless ``permissive``; one with a valid layout but a non-standard header is read with a warning.
     With ``finite`` (the inputs of jobs), NaN or infinite values are an error instead of a warning: no job turns
@@ -208,7 +208,7 @@ def read_mrc(path, mmap: bool = False, kind: str = "auto", permissive: bool = Fa
             warnings.warn(f"{path.name}: header is not MRC2014-compliant, read permissively ({notes[0]})",
                           MrcWarning, stacklevel=2)
         raw = mrc.data
-        what, reason = data_kind(path.suffix, raw.shape, int(mrc.header.ispg), float(mrc.header.cella.z), kind)
+        what, reason = data_layout(path.suffix, raw.shape, int(mrc.header.ispg), float(mrc.header.cella.z), layout)
         volume_stack, is_stack = what == "volume stack", what == "stack"
         vs = tuple(float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
         origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))

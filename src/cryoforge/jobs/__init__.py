@@ -1,6 +1,6 @@
 """Job protocol: a long job is a generator yielding typed events.
 
-``Progress(step, total, message)``, ``Metrics(values)``, ``Preview(name, array, kind)``, ``Log(message)``
+``Progress(step, total, message)``, ``Metrics(values)``, ``Preview(name, array, view)``, ``Log(message)``
 and finally ``Result(value)``. Consumers — :func:`run_cli` for the terminal, the viewer plugin's worker
 adapter for the GUI — render the events. Cancelling closes the generator at its
 next yield (``GeneratorExit`` there), so a job that writes files with

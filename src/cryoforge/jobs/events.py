@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-PREVIEW_KINDS = ("volume", "image", "stack", "curve")
+PREVIEW_VIEWS = ("volume", "image", "stack", "curve")
 
 
 @dataclass
@@ -29,17 +29,17 @@ class Metrics:
 
 @dataclass
 class Preview:
-    """An array to show now. ``kind``: 'volume' (Z,Y,X), 'image' (Y,X), 'stack' (N,Y,X),
+    """An array to show now. ``view``: 'volume' (Z,Y,X), 'image' (Y,X), 'stack' (N,Y,X),
     or 'curve' (2, n) rows x and y. ``meta`` may carry 'voxel_size' (Å), axis labels, …"""
 
     name: str
     array: np.ndarray
-    kind: str = "volume"
+    view: str = "volume"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.kind not in PREVIEW_KINDS:
-            raise ValueError(f"Preview kind must be one of {PREVIEW_KINDS}, got {self.kind!r}")
+        if self.view not in PREVIEW_VIEWS:
+            raise ValueError(f"Preview view must be one of {PREVIEW_VIEWS}, got {self.view!r}")
 
 
 @dataclass

@@ -11,7 +11,7 @@ CLI stays quick); the names below load on first use.
 from ..lazy import lazy_exports
 
 _EXPORTS = {"Manifold": "..latent", "ManifoldError": "..latent", "open_manifold": ".loaders", "make_path": ".paths",
-            "PATH_KINDS": ".paths"}
+            "PATH_METHODS": ".paths"}
 __all__ = sorted(_EXPORTS)
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -55,7 +55,7 @@ def _cmd_movie(args) -> int:
     check_allocation(args.frames * m.box ** 3 * 4 * 2, f"{args.frames} frames of {m.box}³", "make fewer frames")
     pts = [resolve_point(m, t) for t in [args.start, *(args.via or []), args.end]]
     path = make_path(np.stack(pts), args.frames, args.path, m.data_latents, args.k)
-    rec = {"command": "cryoforge movie " + " ".join(args.argv[1:]), "path_kind": args.path,
+    rec = {"command": "cryoforge movie " + " ".join(args.argv[1:]), "path_method": args.path,
            "waypoints": [p.tolist() for p in pts]}
     res = run_cli(movie_job(m, path, args.out, args.fps, args.renderer, args.rotate, args.iso, args.colormap, rec))
     print(f"wrote {res.movie} ({res.frames} frames, {res.renderer} renderer); z path {res.z_path}")
@@ -167,7 +167,7 @@ def _cmd_drgn_train(args) -> int:
     from ..io.mrc import read_mrc
     from ..jobs.trainer import Schedule, train_cli
 
-    images, info = read_mrc(args.particles, mmap=True, kind="stack", finite=True)
+    images, info = read_mrc(args.particles, mmap=True, layout="stack", finite=True)
     if images.ndim != 3:
         raise ValueError(f"{args.particles}: expected a particle stack (N, D, D), got shape {images.shape}")
     if args.poses is None and not args.pose_search:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..latent import ManifoldError
 
-PATH_KINDS = ("linear", "spherical", "graph")
+PATH_METHODS = ("linear", "spherical", "graph")
 
 
 def _check(waypoints, frames: int) -> np.ndarray:
@@ -76,16 +76,16 @@ def nearest_data_index(data, point) -> int:
     return int(np.argmin(np.linalg.norm(np.asarray(data) - np.asarray(point)[None], axis=1)))
 
 
-def make_path(waypoints, frames: int, kind: str = "linear", data=None, k: int = 10) -> np.ndarray:
+def make_path(waypoints, frames: int, method: str = "linear", data=None, k: int = 10) -> np.ndarray:
     """``(frames, latent_dim)`` latent points through ``waypoints`` (first and last included).
 
     ``linear`` and ``spherical`` interpolate between consecutive waypoints at equal arc length; ``graph``
     snaps each waypoint to its nearest data point and follows the shortest k-NN-graph path through the data.
     """
     w = _check(waypoints, frames)
-    if kind not in PATH_KINDS:
-        raise ManifoldError(f"unknown path kind {kind!r}; choose one of {', '.join(PATH_KINDS)}")
-    if kind == "graph":
+    if method not in PATH_METHODS:
+        raise ManifoldError(f"unknown path method {method!r}; choose one of {', '.join(PATH_METHODS)}")
+    if method == "graph":
         if data is None or len(data) < 3:
             raise ManifoldError("a graph path needs the data latents of the model (at least 3 points)")
         data = np.asarray(data, dtype=np.float64)
@@ -97,7 +97,7 @@ def make_path(waypoints, frames: int, kind: str = "linear", data=None, k: int = 
         if len(pts) == 1:
             pts = np.repeat(pts, 2, 0)
         return _resample(pts, int(frames), _lerp).astype(np.float32)
-    return _resample(w, int(frames), _slerp if kind == "spherical" else _lerp).astype(np.float32)
+    return _resample(w, int(frames), _slerp if method == "spherical" else _lerp).astype(np.float32)
 
 
 def parse_point(text: str, latent_dim: int) -> np.ndarray:

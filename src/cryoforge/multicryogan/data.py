@@ -95,7 +95,7 @@ def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None
     px: float | None = None  # the first stack's header
     missing = False
     for p in paths:
-        data, info = read_mrc(p, mmap=True, kind="stack", finite=True)
+        data, info = read_mrc(p, mmap=True, layout="stack", finite=True)
         if data.ndim == 2:
             data = data[None]
         if data.ndim != 3 or data.shape[1] != data.shape[2]:

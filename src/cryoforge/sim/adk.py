@@ -22,7 +22,7 @@ def adk_ensemble(case: str, box: int, voxel_size: float, structures=None):
     """``continuous``: 21 states by coordinate interpolation closed → open; ``discrete``: closed 0.25 / open 0.75."""
     from .sources import MapSpec, continuous_ensemble, discrete_ensemble
 
-    paths, spec = adk_models(structures), MapSpec(box_size=box, voxel_size=voxel_size)
+    paths, spec = adk_models(structures), MapSpec(box=box, voxel_size=voxel_size)
     if case == "continuous":
         return continuous_ensemble(paths[0], paths[1], 21, spec)
     if case == "discrete":

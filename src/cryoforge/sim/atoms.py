@@ -51,9 +51,9 @@ class AtomicModel:
         m = self.masses
         return (self.coords.astype(np.float64) * m[:, None]).sum(0) / m.sum()
 
-    def radius(self, center=None) -> float:
-        """Largest distance (Å) of an atom from ``center`` (default: the centre of mass)."""
-        c = self.center_of_mass() if center is None else np.asarray(center)
+    def radius(self, centre=None) -> float:
+        """Largest distance (Å) of an atom from ``centre`` (default: the centre of mass)."""
+        c = self.center_of_mass() if centre is None else np.asarray(centre)
         return float(np.linalg.norm(self.coords - c, axis=1).max())
 
     def with_coords(self, coords, name: str | None = None) -> AtomicModel:

@@ -35,10 +35,10 @@ METHODS = ("peng", "gaussian")
 SIGMA_PER_RESOLUTION = 1.0 / (math.pi * math.sqrt(2.0))
 
 
-def check_map_parameters(box_size: int, voxel_size: float, resolution: float | None = None, bfactor: float = 0.0):
+def check_map_parameters(box: int, voxel_size: float, resolution: float | None = None, bfactor: float = 0.0):
     """Refuse a box, voxel size, resolution or B-factor a map cannot be made with; the message says why."""
-    if not (isinstance(box_size, (int, np.integer)) and box_size >= 8):
-        raise ValueError(f"box_size must be an integer of at least 8 voxels; got {box_size!r}")
+    if not (isinstance(box, (int, np.integer)) and box >= 8):
+        raise ValueError(f"box must be an integer of at least 8 voxels; got {box!r}")
     if not (voxel_size > 0 and math.isfinite(voxel_size)):
         raise ValueError(f"voxel_size must be a positive number of Å; got {voxel_size!r}")
     if resolution is not None and not resolution > 0:
@@ -95,25 +95,25 @@ def _crop_spectrum(ft: torch.Tensor, n: int) -> torch.Tensor:
     return out[..., : n // 2 + 1]
 
 
-def models_to_density(coords, elements: list[str], box_size: int, voxel_size: float, method: str = "peng",
+def models_to_density(coords, elements: list[str], box: int, voxel_size: float, method: str = "peng",
                       resolution: float | None = None, bfactor: float = 0.0, oversample: int = 2,
-                      occupancy=None, center=None, device=None) -> torch.Tensor:
+                      occupancy=None, centre=None, device=None) -> torch.Tensor:
     """Density maps ``(B, n, n, n)`` (or ``(n, n, n)`` for one ``(N, 3)`` model) from coordinates in Å.
 
-    coords: ``(N, 3)`` or ``(B, N, 3)`` sharing ``elements``; center: ``(x, y, z)`` Å placed at the
+    coords: ``(N, 3)`` or ``(B, N, 3)`` sharing ``elements``; centre: ``(x, y, z)`` Å placed at the
     box centre (default: the mass-weighted centre of the batch average). Raises ``ValueError`` naming
-    ``box_size`` when the model does not fit in the box.
+    ``box`` when the model does not fit in the box.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    check_map_parameters(box_size, voxel_size, resolution, bfactor)
+    check_map_parameters(box, voxel_size, resolution, bfactor)
     if method == "gaussian" and resolution is None:
         raise ValueError("method 'gaussian' needs a resolution (Å)")
     if oversample < 1:
         raise ValueError(f"oversample must be ≥ 1; got {oversample!r}")
     from ..resources import check_allocation
 
-    check_allocation((box_size * oversample) ** 3 * 4 * 4, f"a {box_size}³ map sampled {oversample}× finer",
+    check_allocation((box * oversample) ** 3 * 4 * 4, f"a {box}³ map sampled {oversample}× finer",
                      "choose a smaller --box (or a coarser --voxel-size)")
     xyz = torch.as_tensor(np.asarray(coords, dtype=np.float32), device=device)
     single = xyz.ndim == 2
@@ -128,17 +128,17 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
     occ = occ.to(xyz.device)
     mass = torch.tensor([gemmi.Element(e).weight for e in elements], dtype=torch.float32, device=xyz.device) * occ
     mean_xyz = xyz.mean(0)
-    ctr = ((mean_xyz * mass[:, None]).sum(0) / mass.sum()) if center is None else \
-        torch.as_tensor(np.asarray(center, np.float32), device=xyz.device)
+    ctr = ((mean_xyz * mass[:, None]).sum(0) / mass.sum()) if centre is None else \
+        torch.as_tensor(np.asarray(centre, np.float32), device=xyz.device)
     extent = torch.linalg.norm(xyz - ctr, dim=-1).max().item()
     blur = max(voxel_size, 2 * SIGMA_PER_RESOLUTION * resolution if resolution else 0.0)
-    half = (box_size // 2 - 1) * voxel_size
+    half = (box // 2 - 1) * voxel_size
     if extent + blur > half:
         need = int(math.ceil(2 * (extent + blur) / voxel_size)) + 2
-        raise ValueError(f"box_size {box_size} is too small: the model reaches {extent:.0f} Å from its centre "
+        raise ValueError(f"box {box} is too small: the model reaches {extent:.0f} Å from its centre "
                          f"(+{blur:.0f} Å blur) but the box holds {half:.0f} Å at voxel_size {voxel_size:g} Å; "
-                         f"use box_size ≥ {need} (--box {need}) or a larger voxel_size (--voxel-size)")
-    m = box_size * oversample
+                         f"use box ≥ {need} (--box {need}) or a larger voxel_size (--voxel-size)")
+    m = box * oversample
     fine = voxel_size / oversample
     q = (xyz - ctr) / fine + m // 2
     if method == "gaussian":
@@ -152,10 +152,10 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
         channel_of = torch.tensor([index[e] for e in elements], dtype=torch.long, device=xyz.device)
         grid = _splat(q, occ, channel_of, len(names), m)
     ft = torch.fft.rfftn(torch.fft.ifftshift(grid, dim=(-3, -2, -1)), dim=(-3, -2, -1))
-    ft = _crop_spectrum(ft, box_size)
+    ft = _crop_spectrum(ft, box)
     # frequency in 1/Å on the target grid, and the fine-grid trilinear transfer to undo
-    ax = torch.fft.fftfreq(box_size, d=voxel_size, device=xyz.device)
-    axr = torch.fft.rfftfreq(box_size, d=voxel_size, device=xyz.device)
+    ax = torch.fft.fftfreq(box, d=voxel_size, device=xyz.device)
+    axr = torch.fft.rfftfreq(box, d=voxel_size, device=xyz.device)
     kz, ky, kx = torch.meshgrid(ax, ax, axr, indexing="ij")
     k2 = kx**2 + ky**2 + kz**2
     tri = (torch.sinc(kx * fine) * torch.sinc(ky * fine) * torch.sinc(kz * fine)) ** 2
@@ -170,14 +170,14 @@ def models_to_density(coords, elements: list[str], box_size: int, voxel_size: fl
     else:
         total = ft[:, 0]
     total = total * env
-    out = torch.fft.fftshift(torch.fft.irfftn(total, s=(box_size,) * 3, dim=(-3, -2, -1)), dim=(-3, -2, -1))
-    out = out * (box_size / m) ** 3 / fine**3  # per Å³, undoing the smaller inverse-FFT normalisation
+    out = torch.fft.fftshift(torch.fft.irfftn(total, s=(box,) * 3, dim=(-3, -2, -1)), dim=(-3, -2, -1))
+    out = out * (box / m) ** 3 / fine**3  # per Å³, undoing the smaller inverse-FFT normalisation
     return out[0] if single else out
 
 
-def model_to_density(model: AtomicModel, box_size: int, voxel_size: float, method: str = "peng",
+def model_to_density(model: AtomicModel, box: int, voxel_size: float, method: str = "peng",
                      resolution: float | None = None, bfactor: float = 0.0, oversample: int = 2,
                      device=None) -> torch.Tensor:
     """Density ``(n, n, n)`` of one :class:`AtomicModel` (see :func:`models_to_density`)."""
-    return models_to_density(model.coords, model.elements, box_size, voxel_size, method, resolution, bfactor,
+    return models_to_density(model.coords, model.elements, box, voxel_size, method, resolution, bfactor,
                              oversample, model.occupancy, device=device)

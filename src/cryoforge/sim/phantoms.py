@@ -34,7 +34,7 @@ PHANTOMS = ("proteasome", "ribosome", "ferritin", "multiblob", "assembly", "fila
 ATOM_VOLUME = 30.0  # Å³ per pseudo-atom
 
 
-def _ellipsoid(rng, center, radii, rotation=None) -> np.ndarray:
+def _ellipsoid(rng, centre, radii, rotation=None) -> np.ndarray:
     radii = np.asarray(radii, float)
     n = max(8, int(4 / 3 * np.pi * radii.prod() / ATOM_VOLUME))
     u = rng.normal(size=(n, 3))
@@ -42,7 +42,7 @@ def _ellipsoid(rng, center, radii, rotation=None) -> np.ndarray:
     pts = u * rng.random((n, 1)) ** (1 / 3) * radii
     if rotation is not None:
         pts = pts @ np.asarray(rotation).T
-    return pts + np.asarray(center, float)
+    return pts + np.asarray(centre, float)
 
 
 def _rot_z(a: float) -> np.ndarray:
@@ -95,13 +95,13 @@ def _ribosome(rng):
 def _ferritin(rng):
     radii = np.array([12, 12, 25]) * rng.uniform(0.95, 1.05, 3)
     # one subunit: a bundle lying tangent to the shell at a general position (off every symmetry axis)
-    center = np.array([0.25, 0.5, 0.83])
-    center = 50 * center / np.linalg.norm(center)
-    axis = np.cross(center, [1.0, 0, 0])
+    centre = np.array([0.25, 0.5, 0.83])
+    centre = 50 * centre / np.linalg.norm(centre)
+    axis = np.cross(centre, [1.0, 0, 0])
     axis /= np.linalg.norm(axis)
-    other = np.cross(center / 50, axis)
-    rot = np.stack([other, center / 50, axis], axis=1)  # local z (long axis) -> tangent
-    sub = _ellipsoid(rng, center, radii, rot)
+    other = np.cross(centre / 50, axis)
+    rot = np.stack([other, centre / 50, axis], axis=1)  # local z (long axis) -> tangent
+    sub = _ellipsoid(rng, centre, radii, rot)
     return np.concatenate([sub @ g.T for g in octahedral_group()])
 
 

@@ -36,7 +36,7 @@ def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed
     arr = np.asarray(source, np.float32)
     if arr.ndim != 3:
         raise ValueError(f"a source map must be a 3-D volume (Z, Y, X); got shape {arr.shape}")
-    return resample_map(arr, float(source_voxel or spec.voxel_size), spec.voxel_size, spec.box_size)
+    return resample_map(arr, float(source_voxel or spec.voxel_size), spec.voxel_size, spec.box)
 
 
 def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float, noisy: bool,

@@ -28,7 +28,7 @@ MAP_SUFFIXES = (".mrc", ".map", ".rec")
 class MapSpec:
     """How atoms become a map (see :func:`cryoforge.sim.density.models_to_density`)."""
 
-    box_size: int = 32
+    box: int = 32
     voxel_size: float = 12.0  # Å
     method: str = "peng"
     resolution: float | None = None  # Å; None: band limit of the grid only (peng)
@@ -66,20 +66,20 @@ def load_model(source: str, seed: int = 0) -> AtomicModel:
     raise ValueError(f"source {source!r} is not a phantom (phantom:{'|'.join(PHANTOMS)}[@seed]) or a PDB/mmCIF file")
 
 
-def resample_map(volume, from_voxel: float, to_voxel: float, box_size: int) -> np.ndarray:
-    """Band-limit, resample (trilinear) to ``to_voxel`` Å and pad/crop about the centre to ``box_size``."""
+def resample_map(volume, from_voxel: float, to_voxel: float, box: int) -> np.ndarray:
+    """Band-limit, resample (trilinear) to ``to_voxel`` Å and pad/crop about the centre to ``box``."""
     v = torch.as_tensor(np.asarray(volume, np.float32))
     if abs(from_voxel - to_voxel) > 1e-6 * to_voxel:
         if to_voxel > from_voxel:
             v = lowpass(v, 2 * to_voxel, from_voxel)
         size = [max(2, int(round(s * from_voxel / to_voxel))) for s in v.shape]
         v = F.interpolate(v[None, None], size=size, mode="trilinear", align_corners=False)[0, 0]
-    out = torch.zeros((box_size,) * 3)
+    out = torch.zeros((box,) * 3)
     src, dst = [], []
     for s in v.shape:
-        c_in, c_out = s // 2, box_size // 2
+        c_in, c_out = s // 2, box // 2
         lo = max(0, c_in - c_out)
-        hi = min(s, c_in + (box_size - c_out))
+        hi = min(s, c_in + (box - c_out))
         src.append(slice(lo, hi))
         dst.append(slice(c_out - (c_in - lo), c_out + (hi - c_in)))
     out[tuple(dst)] = v[tuple(src)]
@@ -94,9 +94,9 @@ def load_map(source: str, spec: MapSpec, seed: int = 0) -> np.ndarray:
         data, info = read_mrc(source, finite=True)
         if data.ndim != 3 or info.is_stack:
             raise ValueError(f"{Path(source).name}: a source map must be one volume (Z, Y, X)")
-        return resample_map(data, info.voxel_size[0], spec.voxel_size, spec.box_size)
+        return resample_map(data, info.voxel_size[0], spec.voxel_size, spec.box)
     model = load_model(source, seed)
-    return model_to_density(model, spec.box_size, spec.voxel_size, spec.method, spec.resolution,
+    return model_to_density(model, spec.box, spec.voxel_size, spec.method, spec.resolution,
                             spec.bfactor).numpy()
 
 
@@ -106,7 +106,7 @@ def continuous_ensemble(source_a: str, source_b: str, n_states: int, spec: MapSp
         raise ValueError(f"a continuous ensemble needs n_states ≥ 2; got {n_states!r}")
     a, b = load_model(source_a), load_model(source_b)
     xyz = interpolate_coords(a, b, np.linspace(0, 1, n_states))
-    maps = models_to_density(xyz, a.elements, spec.box_size, spec.voxel_size, spec.method, spec.resolution,
+    maps = models_to_density(xyz, a.elements, spec.box, spec.voxel_size, spec.method, spec.resolution,
                              spec.bfactor, occupancy=a.occupancy).numpy()
     return Ensemble(maps, np.linspace(0, 1, n_states), names=[source_name(source_a), source_name(source_b)])
 
@@ -116,7 +116,7 @@ def trajectory_ensemble(topology: str, dcd: str, spec: MapSpec, stride: int = 1)
     frames = trajectory_models(load_model(topology), dcd, stride)
     ref = frames[0]
     xyz = np.stack([superpose(f.coords, ref.coords, ref.masses) for f in frames])
-    maps = models_to_density(xyz, ref.elements, spec.box_size, spec.voxel_size, spec.method, spec.resolution,
+    maps = models_to_density(xyz, ref.elements, spec.box, spec.voxel_size, spec.method, spec.resolution,
                              spec.bfactor, occupancy=ref.occupancy).numpy()
     return Ensemble(maps, np.linspace(0, 1, len(frames)), names=[f.name for f in frames])
 
@@ -127,7 +127,7 @@ def discrete_ensemble(sources: list[str], weights, spec: MapSpec) -> Ensemble:
     same = all(len(m) == len(models[0]) and m.elements == models[0].elements for m in models)
     if same:
         xyz = np.stack([models[0].coords] + [superpose(m.coords, models[0].coords, models[0].masses) for m in models[1:]])
-        maps = models_to_density(xyz, models[0].elements, spec.box_size, spec.voxel_size, spec.method,
+        maps = models_to_density(xyz, models[0].elements, spec.box, spec.voxel_size, spec.method,
                                  spec.resolution, spec.bfactor, occupancy=models[0].occupancy).numpy()
     else:
         maps = np.stack([load_map(s, spec) for s in sources])

@@ -22,7 +22,7 @@ def test_gan_training_events_checkpoint_and_resume(trained):
     metrics = [e.values for e in events if isinstance(e, Metrics)]
     assert {"wasserstein", "gp", "loss_g"} <= set(metrics[0])
     assert any("val_spectrum_err" in m for m in metrics)
-    assert any(isinstance(e, Preview) and e.kind == "stack" for e in events)
+    assert any(isinstance(e, Preview) and e.view == "stack" for e in events)
     assert events[-1].value.step == 3
     gen, payload = load_generator(d / "gan.pt")
     assert gen.cfg == TINY and payload["extra"]["step"] == 3

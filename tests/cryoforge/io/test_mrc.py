@@ -167,11 +167,11 @@ def test_stack_or_volume_rule(tmp_path, capsys):
     _mrc(tmp_path / "tomo.mrc", (12, 40, 40), 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert read_mrc(tmp_path / "cube.mrc")[1].kind == "volume"
-        assert read_mrc(tmp_path / "thin.mrc")[1].kind == "stack"
-        assert read_mrc(tmp_path / "tomo.mrc")[1].kind == "volume"
-        assert read_mrc(tmp_path / "cube.mrc", kind="stack")[1].kind == "stack"
-        assert read_mrc(tmp_path / "thin.mrc", kind="volume")[1].kind == "volume"
+        assert read_mrc(tmp_path / "cube.mrc")[1].layout == "volume"
+        assert read_mrc(tmp_path / "thin.mrc")[1].layout == "stack"
+        assert read_mrc(tmp_path / "tomo.mrc")[1].layout == "volume"
+        assert read_mrc(tmp_path / "cube.mrc", layout="stack")[1].layout == "stack"
+        assert read_mrc(tmp_path / "thin.mrc", layout="volume")[1].layout == "volume"
     assert main(["info", str(tmp_path / "thin.mrc"), "--as", "volume"]) == 0
     assert "volume (Z, Y, X)" in capsys.readouterr().out
 
@@ -183,5 +183,5 @@ def test_reader_override(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = read_mrc_layers(str(tmp_path / "thin.mrc"))[0][1]
-        forced = read_mrc_layers(str(tmp_path / "thin.mrc"), kind="volume")[0][1]
+        forced = read_mrc_layers(str(tmp_path / "thin.mrc"), layout="volume")[0][1]
     assert auto["axis_labels"] == ("particle", "y", "x") and forced["axis_labels"] == ("z", "y", "x")

@@ -38,7 +38,7 @@ def test_graph_path_follows_the_data_not_the_chord():
     ([[0.0, 0.0]], 5, "linear", "at least two points"),
     ([[0.0, 0.0], [1.0, 1.0]], 0, "linear", "must be positive"),
     ([[0.0, 0.0], [1.0, 1.0]], -3, "spherical", "must be positive"),
-    ([[0.0, 0.0], [1.0, 1.0]], 5, "zigzag", "unknown path kind"),
+    ([[0.0, 0.0], [1.0, 1.0]], 5, "zigzag", "unknown path method"),
     ([[0.0, 0.0], [1.0, 1.0]], 5, "graph", "data latents"),
 ])
 def test_bad_paths(points, frames, kind, msg):

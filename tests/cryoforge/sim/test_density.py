@@ -19,7 +19,7 @@ def test_density_matches_peng_form_factors_in_real_space():
     coef = gemmi.Element("C").c4322
     b_global = 100.0
     xyz = np.random.default_rng(0).uniform(-7, 7, (30, 3)).astype(np.float32)
-    vol = models_to_density(xyz, ["C"] * 30, 32, 1.0, bfactor=b_global, center=(0, 0, 0)).numpy()
+    vol = models_to_density(xyz, ["C"] * 30, 32, 1.0, bfactor=b_global, centre=(0, 0, 0)).numpy()
     a, b = np.array(coef.a), np.array(coef.b) + b_global
     g = np.arange(32) - 16
     z, y, x = np.meshgrid(g, g, g, indexing="ij")
@@ -52,11 +52,11 @@ def test_centre_of_mass_goes_to_box_centre():
 
 def test_bad_parameters_name_themselves(tmp_path):
     m = phantom_model("ribosome", 0)
-    with pytest.raises(ValueError, match="box_size 32 is too small"):
+    with pytest.raises(ValueError, match="box 32 is too small"):
         model_to_density(m, 32, 4.0)
     with pytest.raises(ValueError, match="voxel_size"):
         model_to_density(m, 32, -1.0)
-    with pytest.raises(ValueError, match="box_size"):
+    with pytest.raises(ValueError, match="box must be an integer"):
         model_to_density(m, 4, 10.0)
     empty = tmp_path / "empty.pdb"
     empty.write_text("REMARK nothing here\nEND\n")

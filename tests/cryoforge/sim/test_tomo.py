@@ -28,7 +28,7 @@ def test_fourier_slice_identity():
 
     rng = np.random.default_rng(2)
     centres = rng.uniform(-7, 7, (6, 3)).astype(np.float32)
-    vol = models_to_density(centres, ["C"] * 6, 32, 1.0, method="gaussian", resolution=6.0, center=(0, 0, 0))
+    vol = models_to_density(centres, ["C"] * 6, 32, 1.0, method="gaussian", resolution=6.0, centre=(0, 0, 0))
     sigma = SIGMA_PER_RESOLUTION * 6.0
     rot = random_rotations(1, 4)[0]
     k = torch.fft.fftfreq(32, dtype=torch.float64)

@@ -64,7 +64,7 @@ def test_click_waypoints_path_layer_and_gl_movie(explorer, qtbot, tmp_path):
     np.testing.assert_allclose(w.shown_z, w.manifold.data_latents[5])
     assert len(w.waypoints) == 2 and "2 waypoint" in w.paths.waypoint_label.text()
     w.paths.frames.setValue(6)
-    w.paths.path_kind.setCurrentText("graph")
+    w.paths.path_method.setCurrentText("graph")
     w.preview_path()
     qtbot.waitUntil(lambda: not w.job.running, timeout=30000)
     layer = viewer.layers["explorer: path"]
