@@ -7,7 +7,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,12 @@ from .ctf import CTFParams, ctf_2d
 from .fourier import freq_radius
 from .jobs import Metrics, Progress, Result
 from .metrics import fsc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .jobs import Event
+
 
 
 def nearest_shell_fsc(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -53,7 +59,7 @@ class CoreBench:
     repeats: int = 3
 
 
-def bench_core(settings: CoreBench | None = None, device: str = "cpu"):
+def bench_core(settings: CoreBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: FSC (library vs reference) per box size, then CTF throughput."""
     opts = settings or CoreBench()
     dev = torch.device(device)

@@ -13,12 +13,17 @@ import pickle
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .bench import BENCH_JOBS
 from .cliargs import OneLineParser, check_finite, non_negative, positive
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 
 def _cmd_info(args) -> int:
@@ -241,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cryoforge``; returns the exit status (0 done, 1 internal error, 2 a usage or input error, 130
     cancelled)."""
     parser = build_parser()

@@ -11,12 +11,13 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument error is one line on stderr (``prog: error: …``) and exit status 2; ``--help`` shows usage."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -52,9 +52,15 @@ Names
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    pass
+    from .hints import ArrayLike
+
 
 ARRAY_AXES = ("z", "y", "x")
 STACK_AXES = ("n", "y", "x")
@@ -67,7 +73,7 @@ def box_centre(n: int) -> int:
     return n // 2
 
 
-def as_tensor(x, dtype=None) -> torch.Tensor:
+def as_tensor(x: ArrayLike, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` as a tensor (no copy when possible): float64 arrays stay float64, other inputs become float32 unless ``dtype`` is given."""
     if isinstance(x, torch.Tensor):
         return x if dtype is None else x.to(dtype)
@@ -91,12 +97,12 @@ def _ry(a: torch.Tensor) -> torch.Tensor:
     return torch.stack([c, z, s, z, o, z, -s, z, c], -1).reshape(*a.shape, 3, 3)
 
 
-def rotation_about_axis(axis, angle_deg) -> torch.Tensor:
+def rotation_about_axis(axis: ArrayLike, angle_deg: ArrayLike) -> torch.Tensor:
     """Active rotation by ``angle_deg`` (right hand) about the ``(x, y, z)`` ``axis``."""
-    axis = as_tensor(axis)
-    axis = axis / torch.linalg.norm(axis, dim=-1, keepdim=True)
-    a = torch.deg2rad(as_tensor(angle_deg, axis.dtype))
-    x, y, z = axis.unbind(-1)
+    u = as_tensor(axis)
+    u = u / torch.linalg.norm(u, dim=-1, keepdim=True)
+    a = torch.deg2rad(as_tensor(angle_deg, u.dtype))
+    x, y, z = u.unbind(-1)
     c, s, t = torch.cos(a), torch.sin(a), 1 - torch.cos(a)
     rows = [
         t * x * x + c, t * x * y - s * z, t * x * z + s * y,
@@ -106,14 +112,13 @@ def rotation_about_axis(axis, angle_deg) -> torch.Tensor:
     return torch.stack(torch.broadcast_tensors(*rows), -1).reshape(*torch.broadcast_shapes(x.shape, a.shape), 3, 3)
 
 
-def euler_zyz_to_matrix(rot, tilt, psi) -> torch.Tensor:
+def euler_zyz_to_matrix(rot: ArrayLike, tilt: ArrayLike, psi: ArrayLike) -> torch.Tensor:
     """RELION ``(rot, tilt, psi)`` in degrees → rotation matrices ``(..., 3, 3)`` (module doc)."""
-    rot, tilt, psi = (torch.deg2rad(as_tensor(v)) for v in (rot, tilt, psi))
-    rot, tilt, psi = torch.broadcast_tensors(rot, tilt, psi)
-    return (_rz(rot) @ _ry(tilt) @ _rz(psi)).transpose(-1, -2)
+    r, t, p = torch.broadcast_tensors(*(torch.deg2rad(as_tensor(v)) for v in (rot, tilt, psi)))
+    return (_rz(r) @ _ry(t) @ _rz(p)).transpose(-1, -2)
 
 
-def matrix_to_euler_zyz(matrix) -> torch.Tensor:
+def matrix_to_euler_zyz(matrix: ArrayLike) -> torch.Tensor:
     """Rotation matrices ``(..., 3, 3)`` → RELION ``(rot, tilt, psi)`` in degrees, ``(..., 3)``.
 
     ``tilt`` is in ``[0, 180]``; at the gimbal lock (tilt 0 or 180) ``rot`` is set to 0.
@@ -133,7 +138,7 @@ def matrix_to_euler_zyz(matrix) -> torch.Tensor:
     return torch.rad2deg(torch.stack([rot, tilt, psi], -1))
 
 
-def random_rotations(n: int, seed: int, dtype=torch.float32) -> torch.Tensor:
+def random_rotations(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``n`` rotation matrices drawn uniformly from SO(3) (Haar measure), reproducibly from ``seed``."""
     g = torch.Generator().manual_seed(int(seed))
     q = torch.randn(n, 4, generator=g, dtype=torch.float64)
@@ -141,7 +146,7 @@ def random_rotations(n: int, seed: int, dtype=torch.float32) -> torch.Tensor:
     return quaternion_to_matrix(q).to(dtype)
 
 
-def quaternion_to_matrix(q) -> torch.Tensor:
+def quaternion_to_matrix(q: ArrayLike) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` as ``(w, x, y, z)`` → active rotation matrices ``(..., 3, 3)``."""
     q = as_tensor(q)
     w, x, y, z = q.unbind(-1)
@@ -153,7 +158,7 @@ def quaternion_to_matrix(q) -> torch.Tensor:
     return torch.stack(m, -1).reshape(*q.shape[:-1], 3, 3)
 
 
-def rotation_angle_deg(r1, r2) -> torch.Tensor:
+def rotation_angle_deg(r1: ArrayLike, r2: ArrayLike) -> torch.Tensor:
     """Geodesic distance between rotations in degrees: the angle of ``r1^T r2``."""
     r1, r2 = as_tensor(r1), as_tensor(r2)
     trace = torch.einsum("...ij,...ij->...", r1, r2)  # tr(r1^T r2)
@@ -161,18 +166,18 @@ def rotation_angle_deg(r1, r2) -> torch.Tensor:
     return torch.rad2deg(torch.acos(cos))
 
 
-def rotation_frobenius(r1, r2) -> torch.Tensor:
+def rotation_frobenius(r1: ArrayLike, r2: ArrayLike) -> torch.Tensor:
     """Frobenius norm ``||r1 - r2||_F`` (the Gum-Net paper's rotation error)."""
     r1, r2 = as_tensor(r1), as_tensor(r2)
     return torch.linalg.norm((r1 - r2).flatten(-2), dim=-1)
 
 
-def frobenius_from_angle(angle_deg) -> float:
+def frobenius_from_angle(angle_deg: float) -> float:
     """``||R1 - R2||_F`` for two rotations ``angle_deg`` apart."""
     return 2 * math.sqrt(2) * math.sin(math.radians(angle_deg) / 2)
 
 
-def is_rotation(matrix, atol: float = 1e-5) -> bool:
+def is_rotation(matrix: ArrayLike, atol: float = 1e-5) -> bool:
     """True when every matrix in ``matrix`` is orthonormal with determinant +1."""
     m = as_tensor(matrix, torch.float64)
     eye = torch.eye(3, dtype=m.dtype).expand_as(m)

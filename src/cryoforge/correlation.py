@@ -86,7 +86,8 @@ class Scorer:
         self.weight = w if w.ndim == 4 else w[None]  # (P|1, n, n, h)
         self.max_shift = n / 2 - 1 if self.max_shift is None else float(self.max_shift)
 
-    def score(self, moving: torch.Tensor, moving_mask: torch.Tensor | None, rotations: torch.Tensor):
+    def score(self, moving: torch.Tensor, moving_mask: torch.Tensor | None,
+              rotations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores ``(P, G)`` and shifts ``(P, G, 3)`` of ``moving`` rotated by ``rotations``, against every target.
 
         ``moving`` ``(P, n, n, n)`` with rotations ``(P, G, 3, 3)`` (one row per target), or ``(1, n, n, n)``

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,12 @@ from torch_ctf import calculate_ctf_2d
 from torch_ctf.ctf_utils import calculate_total_phase_shift
 
 from .fourier import freq_radius
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .hints import Device
+
 
 # a scalar, or one value per image (numpy array or torch tensor)
 Values = float | np.ndarray | torch.Tensor
@@ -61,7 +68,8 @@ def _t(x, device) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float32, device=device)
 
 
-def canonical_astigmatism(du, dv, angle) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def canonical_astigmatism(du: torch.Tensor, dv: torch.Tensor,
+                          angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U, V, angle)`` with ``U ≥ V``: rows with U < V become ``(V, U, angle + 90°)``, the same CTF."""
     swap = du < dv
     return torch.where(swap, dv, du), torch.where(swap, du, dv), torch.where(swap, angle + 90.0, angle)
@@ -76,7 +84,8 @@ def _envelope_k2(shape, pixel_size, rfft: bool, fftshift: bool, device) -> torch
     return (k / px.reshape(*px.shape, 1, 1)) ** 2
 
 
-def ctf_2d(params: CTFParams, shape, pixel_size, rfft: bool = True, fftshift: bool = False, device=None):
+def ctf_2d(params: CTFParams, shape: Sequence[int], pixel_size: float | np.ndarray, rfft: bool = True,
+           fftshift: bool = False, device: Device | None = None) -> torch.Tensor:
     """CTF on the 2-D FFT grid of ``shape = (Y, X)``: ``(Y, X//2+1)`` when ``rfft``; batched as ``(N, …)``.
 
     ``pixel_size`` is in Å: one number, or one per row of a batch (particles of several optics groups).
@@ -108,7 +117,7 @@ def ctf_2d(params: CTFParams, shape, pixel_size, rfft: bool = True, fftshift: bo
     return ctf
 
 
-def apply_ctf(images, params: CTFParams, pixel_size: float):
+def apply_ctf(images: torch.Tensor, params: CTFParams, pixel_size: float) -> torch.Tensor:
     """Multiply ``(…, Y, X)`` images by their CTF in Fourier space (phase flips and envelope included)."""
     imgs = torch.as_tensor(images)
     ctf = ctf_2d(params, imgs.shape[-2:], pixel_size, rfft=True, device=imgs.device).to(imgs.dtype)
@@ -116,7 +125,7 @@ def apply_ctf(images, params: CTFParams, pixel_size: float):
     return torch.fft.irfftn(ft, s=imgs.shape[-2:], dim=(-2, -1))
 
 
-def ctf_of_k2(params: CTFParams, k2, device=None):
+def ctf_of_k2(params: CTFParams, k2: torch.Tensor, device: Device | None = None) -> torch.Tensor:
     """Isotropic CTF (``defocus_u`` only, envelope included and capped at 1) at squared frequencies ``k2`` (1/Å²).
 
     For 3-D filters such as a tomogram's transfer (:mod:`cryoforge.sim.tomo`): with a batch of

@@ -7,14 +7,22 @@ size is given, then in 1/Å. Conventions: :mod:`cryoforge.conventions`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from .conventions import as_tensor
 from .geometry import radius_grid
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def freq_grid(shape, voxel_size: float = 1.0, rfft: bool = False, device=None, dtype=torch.float32):
+    from .hints import Device, Tensorish
+
+
+
+def freq_grid(shape: Sequence[int], voxel_size: float = 1.0, rfft: bool = False, device: Device | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Spatial-frequency vectors ``(*fft_shape, ndim)`` in ``(x, y[, z])`` order, 1/Å when ``voxel_size`` is set."""
     axes = []
     for i, n in enumerate(shape):
@@ -25,12 +33,13 @@ def freq_grid(shape, voxel_size: float = 1.0, rfft: bool = False, device=None, d
     return torch.stack(grids[::-1], dim=-1)
 
 
-def freq_radius(shape, voxel_size: float = 1.0, rfft: bool = False, device=None, dtype=torch.float32):
+def freq_radius(shape: Sequence[int], voxel_size: float = 1.0, rfft: bool = False, device: Device | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``|k|`` on the FFT grid of ``shape``."""
     return torch.linalg.norm(freq_grid(shape, voxel_size, rfft, device, dtype), dim=-1)
 
 
-def fourier_shift(volumes, shifts):
+def fourier_shift(volumes: Tensorish, shifts: Tensorish) -> torch.Tensor:
     """Shift ``(…, Z, Y, X)`` (or ``(…, Y, X)``) arrays by ``shifts`` voxels ``(…, ndim)`` in ``(x, y[, z])``.
 
     Exact for integer shifts (a circular roll) and band-limited interpolation otherwise.
@@ -64,7 +73,8 @@ def _apply_radial_filter(x, weight_fn, voxel_size: float, ndim: int | None = Non
     return torch.fft.irfftn(ft, s=v.shape[-ndim:], dim=dims)
 
 
-def lowpass(x, resolution: float, voxel_size: float = 1.0, edge_width: float = 0.0, ndim: int | None = None):
+def lowpass(x: Tensorish, resolution: float, voxel_size: float = 1.0, edge_width: float = 0.0,
+            ndim: int | None = None) -> torch.Tensor:
     """Low-pass filter to ``resolution`` Å with a raised-cosine edge ``edge_width`` (1/Å) wide.
 
     ``edge_width=0`` gives a hard cutoff. Works on ``(…, Z, Y, X)`` volumes or ``(…, Y, X)`` images
@@ -81,18 +91,18 @@ def lowpass(x, resolution: float, voxel_size: float = 1.0, edge_width: float = 0
     return _apply_radial_filter(x, weight, voxel_size, ndim)
 
 
-def gaussian_filter(x, sigma: float, voxel_size: float = 1.0, ndim: int | None = None):
+def gaussian_filter(x: Tensorish, sigma: float, voxel_size: float = 1.0, ndim: int | None = None) -> torch.Tensor:
     """Gaussian blur with real-space standard deviation ``sigma`` Å (applied in Fourier space)."""
     s = float(sigma)
     return _apply_radial_filter(x, lambda k: torch.exp(-2 * (math.pi * s * k) ** 2), voxel_size, ndim)
 
 
-def bfactor(x, b: float, voxel_size: float = 1.0, ndim: int | None = None):
+def bfactor(x: Tensorish, b: float, voxel_size: float = 1.0, ndim: int | None = None) -> torch.Tensor:
     """Apply ``exp(-B |k|^2 / 4)`` (B in Å²; negative B sharpens)."""
     return _apply_radial_filter(x, lambda k: torch.exp(-float(b) * k * k / 4), voxel_size, ndim)
 
 
-def normalize(x, mask=None, eps: float = 1e-8, ndim: int | None = None):
+def normalize(x: Tensorish, mask: Tensorish | None = None, eps: float = 1e-8, ndim: int | None = None) -> torch.Tensor:
     """Zero mean, unit standard deviation, statistics taken inside ``mask`` (weights) when given.
 
     Per volume over the last three axes, or per image over the last two with ``ndim=2`` (a ``(N, Y, X)`` stack).
@@ -107,7 +117,8 @@ def normalize(x, mask=None, eps: float = 1e-8, ndim: int | None = None):
     return (v - mean) / torch.sqrt(var + eps)
 
 
-def spherical_mask(shape, radius: float, soft_edge: float = 0.0, device=None, dtype=torch.float32):
+def spherical_mask(shape: Sequence[int], radius: float, soft_edge: float = 0.0, device: Device | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Sphere of ``radius`` voxels about the box centre, with a raised-cosine edge ``soft_edge`` voxels wide."""
     r = radius_grid(shape, device, dtype)
     if soft_edge <= 0:
@@ -135,7 +146,7 @@ def to_rfft_layout(centred_mask: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifftshift(centred_mask, dim=(-3, -2, -1))[..., : n // 2 + 1]
 
 
-def half_weights(n: int, device=None) -> torch.Tensor:
+def half_weights(n: int, device: Device | None = None) -> torch.Tensor:
     """Weights ``(n//2+1,)`` that make a sum over an rfft half grid equal the sum over the full grid (2, the
     zero and Nyquist planes 1)."""
     w = torch.full((n // 2 + 1,), 2.0, device=device)
@@ -145,7 +156,7 @@ def half_weights(n: int, device=None) -> torch.Tensor:
     return w
 
 
-def band_mask(n: int, lowpass: float = 1.0, device=None) -> torch.Tensor:
+def band_mask(n: int, lowpass: float = 1.0, device: Device | None = None) -> torch.Tensor:
     """rfft-layout band: 0 at the zero frequency and beyond ``lowpass`` × Nyquist, else 1."""
     r = freq_radius((n, n, n), rfft=True, device=device) * 2  # fraction of Nyquist
     m = (r <= lowpass + 1e-6).float()

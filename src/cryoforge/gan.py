@@ -19,8 +19,9 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def critic_update(critic: nn.Module, optimizer, real: torch.Tensor, fake: torch.Tensor, gp_weight: float,
-                  generator: torch.Generator | None = None):
+def critic_update(critic: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                  gp_weight: float,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One WGAN-GP critic step on ``D(fake) − D(real) + λ·GP`` (every GAN of the project uses it);
     returns ``(mean D(real), mean D(fake), GP)``."""
     d_real, d_fake = critic(real).mean(), critic(fake).mean()

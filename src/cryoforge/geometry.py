@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from .conventions import as_tensor, box_centre
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def centred_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+    from .hints import Device, Tensorish
+
+
+
+def centred_grid(shape: Sequence[int], device: Device | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Voxel coordinates relative to the box centre, ``(*shape, ndim)`` in ``(x, y[, z])`` order."""
     axes = [torch.arange(n, device=device, dtype=dtype) - box_centre(n) for n in shape]
     grids = torch.meshgrid(*axes, indexing="ij")  # (z, y, x) order
     return torch.stack(grids[::-1], dim=-1)
 
 
-def radius_grid(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+def radius_grid(shape: Sequence[int], device: Device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Distance of each voxel from the box centre, in voxels."""
     return torch.linalg.norm(centred_grid(shape, device, dtype), dim=-1)
 
@@ -28,7 +37,8 @@ def _batched(volumes: torch.Tensor) -> tuple[torch.Tensor, bool]:
     raise ValueError(f"expected a (Z, Y, X) volume or a (B, Z, Y, X) batch, got shape {tuple(volumes.shape)}")
 
 
-def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinear", padding_mode: str = "zeros"):
+def transform_volumes(volumes: Tensorish, rotations: Tensorish | None = None, shifts: Tensorish | None = None,
+                      mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
     """Rotate then shift volumes: ``V'(p) = V(R^T (p - t))``.
 
     volumes: ``(Z, Y, X)`` or ``(B, Z, Y, X)``; rotations: ``(3, 3)`` or ``(B, 3, 3)``;
@@ -58,12 +68,12 @@ def transform_volumes(volumes, rotations=None, shifts=None, mode: str = "bilinea
     return out[0] if squeeze else out
 
 
-def rotate_volume(volume, rotation, mode: str = "bilinear"):
+def rotate_volume(volume: Tensorish, rotation: Tensorish, mode: str = "bilinear") -> torch.Tensor:
     """Rotate ``volume`` by ``rotation`` about the box centre (see :func:`transform_volumes`)."""
     return transform_volumes(volume, rotations=rotation, mode=mode)
 
 
-def require_cubic(volume, what: str = "this operation") -> None:
+def require_cubic(volume: Tensorish, what: str = "this operation") -> None:
     """Raise a clear ``ValueError`` unless ``volume`` is a cubic ``(n, n, n)`` array."""
     shape = tuple(volume.shape)
     if len(shape) != 3:

@@ -9,10 +9,16 @@ The latent explorer, the movie writer and the analysis functions only use this i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from .conventions import as_tensor
+
+if TYPE_CHECKING:
+    from .hints import Tensorish
+
 
 
 class ManifoldError(ValueError):
@@ -31,11 +37,11 @@ class Manifold:
     data_labels: list[str] | None = None  # a label per data point (structure name, image index…)
     decode_batch: int = 8  # volumes per forward pass (bounds memory: D=64 at 8 is 8 MB of output)
 
-    def __init__(self, device: str | torch.device = "cpu"):
+    def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
 
     # -- latent points
-    def check_z(self, z) -> torch.Tensor:
+    def check_z(self, z: Tensorish) -> torch.Tensor:
         """``z`` as float32 ``(B, latent_dim)``; a single point may be given as ``(latent_dim,)``."""
         t = as_tensor(z, torch.float32)
         if t.ndim == 1:
@@ -63,13 +69,13 @@ class Manifold:
 
     # -- decoding
     @torch.no_grad()
-    def decode(self, z) -> torch.Tensor:
+    def decode(self, z: Tensorish) -> torch.Tensor:
         """Volumes ``(B, D, D, D)`` float32 on the CPU for latent points ``z`` ``(B, latent_dim)``."""
         z = self.check_z(z)
         out = [self._decode(chunk.to(self.device)).float().cpu() for chunk in z.split(self.decode_batch)]
         return torch.cat(out)
 
-    def decode_one(self, z) -> np.ndarray:
+    def decode_one(self, z: Tensorish) -> np.ndarray:
         """One volume ``(D, D, D)`` as a numpy array."""
         return self.decode(z)[0].numpy()
 
@@ -82,7 +88,7 @@ class Manifold:
         return type(self)._encode is not Manifold._encode
 
     @torch.no_grad()
-    def encode(self, volumes) -> np.ndarray:
+    def encode(self, volumes: Tensorish) -> np.ndarray:
         """Latent points ``(B, latent_dim)`` of volumes ``(B, D, D, D)`` (models with an encoder only)."""
         if not self.can_encode:
             raise ManifoldError(f"{self.name}: this kind of model ({self.kind}) has no encoder")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,13 @@ from .conventions import as_tensor
 from .fourier import freq_radius, spherical_mask
 from .geometry import require_cubic
 from .jobs import Metrics, Preview, Progress, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .hints import Tensorish
+    from .jobs import Event
+
 
 GOLD_STANDARD = 0.143
 HALF = 0.5
@@ -69,7 +77,7 @@ def _check_pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
-def fsc(a, b, voxel_size: float = 1.0, mask=None) -> FSCCurve:
+def fsc(a: Tensorish, b: Tensorish, voxel_size: float = 1.0, mask: Tensorish | None = None) -> FSCCurve:
     """FSC between two cubic ``(n, n, n)`` maps, optionally after multiplying both by ``mask``."""
     a, b = _check_pair(a, b)
     if mask is not None:
@@ -87,13 +95,13 @@ def split_half_sets(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[: (n + 1) // 2]), np.sort(perm[(n + 1) // 2 :])
 
 
-def fsc_full_map(fsc_half) -> np.ndarray:
+def fsc_full_map(fsc_half: Tensorish) -> np.ndarray:
     """Expected FSC of the full map against a perfect reference from the half-map FSC: ``2F / (1 + F)``."""
     f = np.asarray(fsc_half, dtype=float)
     return 2 * f / (1 + f)
 
 
-def randomize_phases(volume, beyond_frequency: float, voxel_size: float, seed: int) -> torch.Tensor:
+def randomize_phases(volume: Tensorish, beyond_frequency: float, voxel_size: float, seed: int) -> torch.Tensor:
     """Replace the Fourier phases beyond ``beyond_frequency`` (1/Å) with uniform random ones."""
     v = as_tensor(volume, torch.float32)
     ft = torch.fft.rfftn(v)
@@ -115,8 +123,9 @@ class MaskedFSC:
     randomize_beyond_A: float
 
 
-def masked_fsc_job(a, b, voxel_size: float, mask_radius: float | None = None, soft_edge: float = 3.0,
-                   n_repeats: int = 4, seed: int = 0):
+def masked_fsc_job(a: Tensorish, b: Tensorish, voxel_size: float, mask_radius: float | None = None,
+                   soft_edge: float = 3.0,
+                   n_repeats: int = 4, seed: int = 0) -> Iterator[Event]:
     """Job: FSC corrected for mask effects by phase randomisation (Chen et al. 2013, as RELION postprocess).
 
     Phases beyond the frequency where the unmasked FSC first drops below 0.8 are randomised in each

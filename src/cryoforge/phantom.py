@@ -5,11 +5,17 @@ Used as the built-in sample and in tests; it needs no atomic model and no file.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from .fourier import lowpass
 from .geometry import centred_grid
+
+if TYPE_CHECKING:
+    from .hints import Tensorish
+
 
 
 def blob_phantom(size: int = 64, voxel_size: float = 2.0, n_blobs: int = 24, seed: int = 0,
@@ -38,7 +44,7 @@ def blob_phantom(size: int = 64, voxel_size: float = 2.0, n_blobs: int = 24, see
     return vol
 
 
-def noisy_half_maps(volume, snr: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def noisy_half_maps(volume: Tensorish, snr: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two copies of ``volume`` with independent white Gaussian noise at ``snr`` = var(signal)/var(noise)."""
     v = np.asarray(volume, dtype=np.float32)
     rng = np.random.default_rng(seed)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .metrics import GOLD_STANDARD, HALF, FSCCurve
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-def draw_fsc(ax, curves: dict[str, FSCCurve], title: str | None = None) -> None:
+    from .hints import PathLike, Tensorish
+
+
+
+def draw_fsc(ax: Axes, curves: dict[str, FSCCurve], title: str | None = None) -> None:
     """FSC curves vs spatial frequency (1/Å) with the 0.5 and 0.143 lines and resolutions in the legend."""
     ax.clear()
     for label, c in curves.items():
@@ -32,7 +40,7 @@ def draw_fsc(ax, curves: dict[str, FSCCurve], title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-def plot_fsc(curve: FSCCurve, path, title: str | None = None) -> None:
+def plot_fsc(curve: FSCCurve, path: PathLike, title: str | None = None) -> None:
     """Save one FSC curve as an image file."""
     from matplotlib.figure import Figure
 
@@ -42,7 +50,8 @@ def plot_fsc(curve: FSCCurve, path, title: str | None = None) -> None:
     fig.savefig(path)
 
 
-def draw_matrix(ax, matrix, title: str | None = None, label: str = "index", vmin: float | None = None) -> None:
+def draw_matrix(ax: Axes, matrix: Tensorish, title: str | None = None, label: str = "index",
+                vmin: float | None = None) -> None:
     """A square matrix (e.g. the FSCCC matrix) as an image with a colour bar."""
     ax.clear()
     m = np.asarray(matrix, float)
@@ -54,7 +63,7 @@ def draw_matrix(ax, matrix, title: str | None = None, label: str = "index", vmin
         ax.set_title(title, fontsize=9)
 
 
-def plot_matrix(matrix, path, title: str | None = None, label: str = "index") -> None:
+def plot_matrix(matrix: Tensorish, path: PathLike, title: str | None = None, label: str = "index") -> None:
     """Save a square matrix as an image file."""
     from matplotlib.figure import Figure
 

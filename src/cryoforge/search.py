@@ -13,6 +13,7 @@ For a pair dataset, ``moving = s_a`` and ``target = s_b``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,12 @@ import torch
 from .correlation import Scorer
 from .fourier import crop_mask, downsample
 from .so3 import local_grid, so3_grid
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .hints import Tensorish
+
 
 
 @dataclass
@@ -96,8 +103,11 @@ def _prepare(moving, target, moving_mask, target_mask):
     return mv, tg, masks[0], masks[1]
 
 
-def classical_align(moving, target, moving_mask=None, target_mask=None, cfg: SearchConfig | None = None,
-                    initial=None, device: str = "cpu", levels=None):
+def classical_align(moving: Tensorish, target: Tensorish, moving_mask: Tensorish | None = None,
+                    target_mask: Tensorish | None = None, cfg: SearchConfig | None = None,
+                    initial: Tensorish | None = None, device: str = "cpu",
+                    levels: Sequence[tuple[float, int, bool]] | None = None) -> tuple[torch.Tensor,
+                    torch.Tensor, torch.Tensor]:
     """Align ``moving`` onto ``target`` (``target ≈ T(R, t) moving``); returns ``(R (P,3,3), t (P,3), score (P,))``.
 
     ``moving`` ``(P|1, n, n, n)``, ``target`` ``(P, n, n, n)``; masks are centred Fourier masks (None:

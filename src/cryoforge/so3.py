@@ -17,7 +17,7 @@ _PSI = 1.533751168755204288118041  # super-Fibonacci constants (Alexa 2022)
 _PHI = math.sqrt(2.0)
 
 
-def so3_grid(n: int, dtype=torch.float32) -> torch.Tensor:
+def so3_grid(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``n`` rotations spread uniformly over SO(3) (super-Fibonacci spiral), ``(n, 3, 3)``; deterministic."""
     s = torch.arange(n, dtype=torch.float64) + 0.5
     t = s / n
@@ -41,7 +41,7 @@ def axis_angle_matrix(v: torch.Tensor) -> torch.Tensor:
     return quaternion_to_matrix(torch.cat([torch.cos(half), v * scale], -1))
 
 
-def local_grid(step_deg: float, radius: int = 1, dtype=torch.float32) -> torch.Tensor:
+def local_grid(step_deg: float, radius: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Perturbations on a cubic grid of rotation vectors ``{-r … r}³ · step``, ``((2r+1)³, 3, 3)``; the identity first."""
     k = torch.arange(-radius, radius + 1, dtype=torch.float64)
     v = torch.stack(torch.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3) * math.radians(step_deg)

@@ -216,7 +216,7 @@ def cases():
     add(tb, "movie", "{d}/empty_wgan3d.pt", "--from", "0", "--to", "1", "--out", "{d}/out_dir/m.gif",
         expect='its config has no')
     add(tb, "mcgan", "eval", "{d}/empty_multicryogan.pt", "--out", "{d}/out_dir/e",
-        expect="its state_dicts has no 'generator'")
+        expect="its config has no 'architecture' section")
     add(tb, "hyptest", "test", "{d}/good.mrc", "--model", "{d}/empty_wgan3d_regressor.pt", "--n-pseudo", "9",
         expect='its config has no')
     add(tb, "metadata", "{d}/truncated_poses.pkl", "--box", "16", expect='truncated_poses.pkl: not a readable pickle')

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -28,6 +28,15 @@ from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
 from .config import AverageConfig
 from .warp import rotate_fourier_masks, warp_inverse
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..hints import Device, PathLike, Tensorish
+    from ..jobs import Event
+    from ..sim.params import TomoParams
+    from ..sim.subtomo import PairDataset
+
 
 REFINE_LEVELS = ((4.0, 1, False), (1.5, 1, True), (0.6, 1, True))
 GLOBAL_LEVELS = ((8.0, 2, False), (3.0, 1, False), (1.2, 1, True), (0.5, 1, True))  # after the global grid
@@ -76,7 +85,8 @@ def weighted_average(subtomos: torch.Tensor, masks: torch.Tensor, rotations: tor
     return torch.fft.irfftn(num / den, s=(n, n, n), dim=(-3, -2, -1))
 
 
-def compose_inverse(rot, shifts, r12, t12):
+def compose_inverse(rot: torch.Tensor, shifts: torch.Tensor, r12: torch.Tensor,
+                    t12: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Poses relative to map 2 → relative to map 1 when ``map1 ≈ T(r12, t12) map2``."""
     new_r = rot @ r12.T
     return new_r, shifts - (new_r @ t12[:, None])[..., 0]
@@ -108,8 +118,9 @@ class AverageResult:
                                      default=lambda a: np.asarray(a).tolist()))
 
 
-def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = None, transfer=None,
-                device: str = "cpu"):
+def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: AverageConfig | None = None,
+                transfer: Tensorish | None = None,
+                device: str = "cpu") -> Iterator[Event]:
     """Job: reference-free averaging; ``Result`` is an :class:`AverageResult`."""
     cfg = cfg or AverageConfig()
     if cfg.iterations < 1:
@@ -162,14 +173,15 @@ def average_job(subtomos, masks, voxel_size: float, cfg: AverageConfig | None = 
                                sh.cpu().numpy(), [h.numpy() for h in halves], voxel_size, report))
 
 
-def ctf_transfer(params, defocus, n: int, device=None) -> torch.Tensor:
+def ctf_transfer(params: TomoParams, defocus: Tensorish, n: int, device: Device | None = None) -> torch.Tensor:
     """|CTF·MTF| per subtomogram on the rfft grid, ``(N, n, n, n//2+1)`` (for phase-flipped data)."""
     from ..sim.tomo import transfer_3d
 
     return transfer_3d((n, n, n), params.voxel_size, params.ctf_params(defocus), -90.0, 90.0, params.mtf, device).abs()
 
 
-def average_dataset_job(dataset, cfg: AverageConfig | None = None, side: str = "b", device: str = "cpu"):
+def average_dataset_job(dataset: PathLike | PairDataset, cfg: AverageConfig | None = None, side: str = "b",
+                        device: str = "cpu") -> Iterator[Event]:
     """:func:`average_job` on one side of a pair dataset; CTF weighting when it was phase-flipped."""
     from ..sim.params import TomoParams
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs

@@ -15,7 +15,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,12 @@ from .average import average_dataset_job, warp_fine
 from .config import AverageConfig
 from .data import simulate_pairs
 from .pipeline import align_pairs_job
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..jobs import Event
+
 
 SNRS = (100.0, 0.1, 0.03)
 STRUCTURES = ("4v5d", "3jb9", "assembly@1", "assembly@4", "assembly@5")  # sample_data/gumnet/maps.mrc
@@ -75,7 +81,7 @@ class AlignBench:
     batch: int = 16
 
 
-def bench_align(settings: AlignBench | None = None, device: str = "cpu"):
+def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: the alignment benchmark; ``Result`` is the report dict. ``search``: :class:`SearchConfig` fields of
     the classical search (e.g. ``{"global_rotations": 4000, "candidates": 8}``); ``batch``: pairs per network /
     search batch."""

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from ..cliargs import non_negative, positive
+
+if TYPE_CHECKING:
+    import argparse
+
 
 METHODS = ("gumnet", "classical", "hybrid")
 
@@ -78,7 +83,7 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge align train|run|average|export`` to the CLI."""
     p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
     s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)

@@ -7,8 +7,13 @@ dicts. Presets name architectures of the paper's shape at several widths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..sim.params import TomoParams
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 POOLINGS = ("dct", "max", "avg")
 
@@ -40,7 +45,7 @@ class GumNetConfig:
     rotation: str = "axis_angle"  # or "zyz" (the reference code's; see warp.params_to_pose)
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> GumNetConfig:
+    def preset(cls, name: str, **overrides: Any) -> GumNetConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown Gum-Net preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})

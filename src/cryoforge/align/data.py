@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,9 +17,16 @@ from ..sim.params import TomoParams
 from ..sim.subtomo import PairDataset, simulate_pairs_job
 from ..sim.tomo import tilt_range_from_wedge
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def simulate_pairs(maps, n_pairs: int, params: TomoParams, seed: int, wedge_a: float = 0.0, wedge_b: float = 30.0,
-                   max_shift: float = 7.0, structures=None) -> PairDataset:
+    from ..hints import ArrayLike, Tensorish
+
+
+
+def simulate_pairs(maps: Tensorish, n_pairs: int, params: TomoParams, seed: int, wedge_a: float = 0.0,
+                   wedge_b: float = 30.0,
+                   max_shift: float = 7.0, structures: Sequence[str] | None = None) -> PairDataset:
     """A pair dataset drawn from ``seed`` (structures in turn; see :mod:`cryoforge.sim.subtomo`)."""
     result: PairDataset | None = None
     for event in simulate_pairs_job(maps, structures, n_pairs, params, wedge_a, wedge_b, max_shift, seed,
@@ -40,8 +48,9 @@ def curriculum(step: int, ramp_steps: int, start_angle: float = 15.0, start_shif
     return start_angle + (180.0 - start_angle) * f, start_shift + (max_shift - start_shift) * f
 
 
-def training_batch(maps, batch: int, params: TomoParams, snrs, seed: int, step: int, wedge_b: float = 30.0,
-                   max_shift: float = 7.0, max_angle: float = 180.0):
+def training_batch(maps: ArrayLike, batch: int, params: TomoParams, snrs: Sequence[float], seed: int, step: int,
+                   wedge_b: float = 30.0, max_shift: float = 7.0,
+                   max_angle: float = 180.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(s_a, s_b, R, t)`` of a random batch for ``step``, reproducible from ``(seed, step)``.
 
     Structures drawn at random; ``s_a`` (no wedge) at a uniform rotation ``R_a``; ``s_b = T(R, t) s_a``
@@ -54,8 +63,8 @@ def training_batch(maps, batch: int, params: TomoParams, snrs, seed: int, step: 
     from ..sim.tomo import simulate_subtomograms
 
     rng = np.random.default_rng([seed, step])
-    maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))
-    vols = maps[torch.as_tensor(rng.integers(len(maps), size=batch))]
+    stack = torch.as_tensor(np.asarray(maps, dtype=np.float32))
+    vols = stack[torch.as_tensor(rng.integers(len(stack), size=batch))]
     r_a = random_rotations(batch, int(rng.integers(2**31)))
     if max_angle >= 180:
         rel = random_rotations(batch, int(rng.integers(2**31)))
@@ -72,7 +81,7 @@ def training_batch(maps, batch: int, params: TomoParams, snrs, seed: int, step: 
     return s_a, s_b, rel, shifts
 
 
-def load_maps(source: str | None):
+def load_maps(source: str | None) -> tuple[np.ndarray, list[str]]:
     """Training maps: a pair-dataset folder (its maps.mrc), an MRC volume or volume stack; default: the sample set."""
     path = Path(source) if source else sample_path(SUBTOMO_PAIRS)
     if path.is_dir():

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-def dct_matrix(n: int, dtype=torch.float64) -> torch.Tensor:
+def dct_matrix(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Orthonormal DCT-II matrix ``D`` (``n × n``): ``X = D @ x`` (scipy ``dct(x, norm='ortho')``)."""
     k = torch.arange(n, dtype=dtype)[:, None]
     i = torch.arange(n, dtype=dtype)[None, :]
@@ -25,7 +25,8 @@ def dct_matrix(n: int, dtype=torch.float64) -> torch.Tensor:
     return d
 
 
-def spectral_pool_matrix(n: int, size: int, keep: int | None = None, dtype=torch.float64) -> torch.Tensor:
+def spectral_pool_matrix(n: int, size: int, keep: int | None = None,
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The ``(size, n)`` matrix of DCT → keep ``size`` coefficients → zero beyond ``keep`` → IDCT(size)."""
     keep = size if keep is None else keep
     if not 0 < keep <= size <= n:
@@ -40,7 +41,7 @@ class SpectralPool3d(nn.Module):
 
     matrix: torch.Tensor
 
-    def __init__(self, n: int, size: int, keep: int | None = None):
+    def __init__(self, n: int, size: int, keep: int | None = None) -> None:
         super().__init__()
         self.n, self.size, self.keep = n, size, size if keep is None else keep
         self.register_buffer("matrix", spectral_pool_matrix(n, size, keep).to(torch.float32), persistent=False)

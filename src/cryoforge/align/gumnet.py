@@ -28,6 +28,8 @@ at the box it was trained for.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,10 @@ from torch import nn
 from .config import LOSSES, GumNetConfig, pool_sizes
 from .dct import SpectralPool3d
 from .warp import impute_wedge, masked_pearson, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
+
+if TYPE_CHECKING:
+    pass
+
 
 
 def feature_size(box: int) -> int:
@@ -63,7 +69,7 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 class FeatureExtractor(nn.Module):
     """Shared convolutions, one BatchNorm set per branch (``branch`` 0 for s_a, 1 for s_b)."""
 
-    def __init__(self, cfg: GumNetConfig):
+    def __init__(self, cfg: GumNetConfig) -> None:
         super().__init__()
         chans = [1] + [cfg.width * 2 ** i for i in range(5)]
         self.convs = nn.ModuleList(nn.Conv3d(chans[i], chans[i + 1], 3) for i in range(5))
@@ -95,7 +101,7 @@ def _head(in_ch: int, ch: int) -> nn.Sequential:
 class GumNet(nn.Module):
     """``forward(s_a, s_b) → (B, 6)`` sigmoid parameters; :meth:`align` also warps and imputes."""
 
-    def __init__(self, cfg: GumNetConfig):
+    def __init__(self, cfg: GumNetConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()
         m = feature_size(cfg.box)
@@ -127,7 +133,8 @@ class GumNet(nn.Module):
             parts.append(self.head_ba(correlate(fb, fa)))
         return torch.sigmoid(self.regress(torch.cat(parts, 1)))
 
-    def align(self, s_a, s_b, mask_b=None):
+    def align(self, s_a: torch.Tensor, s_b: torch.Tensor,
+              mask_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Estimate ``s_b = T(R, t) s_a``; returns ``(R, t, ŝ_b)`` with ``ŝ_b`` imputed when ``mask_b`` is given."""
         p = self(s_a, s_b)
         rot, shifts = params_to_pose(p, self.cfg.box, self.cfg.rotation)
@@ -145,7 +152,8 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
 
 
 
-def gumnet_loss(model: GumNet, s_a, s_b, mask_b, loss: str = "constrained") -> torch.Tensor:
+def gumnet_loss(model: GumNet, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: torch.Tensor,
+                loss: str = "constrained") -> torch.Tensor:
     """Per-sample ``1 − correlation``, averaged over the batch.
 
     ``imputed`` (the paper's): Pearson of ``s_a`` and the wedge-imputed ``ŝ_b``. ``constrained`` (default):

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,10 +20,19 @@ from ..jobs import Metrics, Preview, Progress, Result
 from ..search import SearchConfig, classical_align
 from .warp import masked_pearson, rotate_fourier_masks, warp_inverse
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..hints import PathLike, Tensorish
+    from ..jobs import Event
+    from ..sim.subtomo import PairDataset
+    from .gumnet import GumNet
+
+
 METHODS = ("gumnet", "classical", "hybrid")
 
 
-def pose_errors(rot, shifts, true_rot, true_shifts) -> dict:
+def pose_errors(rot: Tensorish, shifts: Tensorish, true_rot: Tensorish, true_shifts: Tensorish) -> dict:
     """Per-pair rotation error (degrees, Frobenius) and translation error (voxels)."""
     rot, true_rot = torch.as_tensor(rot, dtype=torch.float64), torch.as_tensor(true_rot, dtype=torch.float64)
     d = torch.as_tensor(shifts, dtype=torch.float64) - torch.as_tensor(true_shifts, dtype=torch.float64)
@@ -73,9 +82,10 @@ def _load_model(checkpoint, box, device):
     return load_gumnet(checkpoint or sample_path(GUMNET_CHECKPOINT), box=box, device=device)
 
 
-def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", checkpoint=None, model=None,
+def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = None, mask_b: Tensorish | None = None,
+                    method: str = "hybrid", checkpoint: PathLike | None = None, model: GumNet | None = None,
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
-                    device: str = "cpu", voxel_size: float = 1.0):
+                    device: str = "cpu", voxel_size: float = 1.0) -> Iterator[Event]:
     """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
     :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``)."""
     if method not in METHODS:
@@ -102,6 +112,7 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
         if method != "classical":
             from .train import gumnet_predict
 
+            assert model is not None  # loaded above for every learned method
             r, t = gumnet_predict(model, s_a[sl], s_b[sl], batch=batch, device=device)
             init = r
         if method == "gumnet":
@@ -133,8 +144,10 @@ def align_pairs_job(s_a, s_b, mask_a=None, mask_b=None, method: str = "hybrid", 
     yield Result(result)
 
 
-def align_dataset_job(dataset, method: str = "hybrid", checkpoint=None, device: str = "cpu", limit: int | None = None,
-                      search: SearchConfig | None = None):
+def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", checkpoint: PathLike | None = None,
+                      device: str = "cpu",
+                      limit: int | None = None,
+                      search: SearchConfig | None = None) -> Iterator[Event]:
     """:func:`align_pairs_job` on a pair-dataset folder or :class:`cryoforge.sim.subtomo.PairDataset`."""
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
@@ -146,7 +159,7 @@ def align_dataset_job(dataset, method: str = "hybrid", checkpoint=None, device: 
                                         device=device, voxel_size=ds.voxel_size)
 
 
-def write_alignment(result: AlignmentResult, path) -> Path:
+def write_alignment(result: AlignmentResult, path: PathLike) -> Path:
     """Estimated relative poses (RELION ZYZ degrees, shifts in voxels) and errors as a STAR file."""
     import pandas as pd
     import starfile

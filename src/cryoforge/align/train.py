@@ -10,6 +10,7 @@ translation error (voxels) against the truth, which training itself never sees.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,14 @@ from .data import curriculum, simulate_pairs, training_batch
 from .gumnet import GumNet, gumnet_loss, standardize
 from .warp import params_to_pose
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from ..hints import PathLike, Tensorish
+    from ..jobs import Event
+
+
 KIND = "gumnet"
 class GumNetTrainer:
     """A :class:`cryoforge.jobs.trainer.Trainable` for Gum-Net."""
@@ -34,7 +43,8 @@ class GumNetTrainer:
 
     kind = KIND
 
-    def __init__(self, net: GumNetConfig, train: TrainConfig, maps, structures=None, device: str = "cpu"):
+    def __init__(self, net: GumNetConfig, train: TrainConfig, maps: Tensorish, structures: Sequence[str] | None = None,
+                 device: str = "cpu") -> None:
         maps = np.asarray(maps, dtype=np.float32)
         if maps.ndim != 4 or maps.shape[-1] != net.box or len(set(maps.shape[1:])) != 1:
             raise ValueError(f"training maps must be a (K, {net.box}, {net.box}, {net.box}) stack for a box-{net.box} "
@@ -49,7 +59,7 @@ class GumNetTrainer:
         self.architecture = net
         self.config = {"architecture": to_dict(net), "train": to_dict(train), "structures": self.structures}
         self.mask_b = centred_wedge(net.box, -90 + train.wedge_b, 90 - train.wedge_b).to(self.device)
-        self._val = None
+        self._val: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
@@ -65,7 +75,7 @@ class GumNetTrainer:
         opt.step()
         return {"loss": float(loss.detach()), "max_angle_deg": max_angle}
 
-    def validation_set(self):
+    def validation_set(self) -> list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self._val is None:
             c = self.train_cfg
             sets = [simulate_pairs(self.maps, max(1, c.val_pairs // len(c.snrs)),
@@ -76,7 +86,7 @@ class GumNetTrainer:
         return self._val
 
     @torch.no_grad()
-    def validate(self, step: int):
+    def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         metrics: dict[str, float] = {}
         previews: list[Preview] = []
         for snr, s_a, s_b, rot, sh in self.validation_set():
@@ -96,15 +106,17 @@ class GumNetTrainer:
         return metrics, previews
 
 
-def train_gumnet_job(maps, net: GumNetConfig | None = None, train: TrainConfig | None = None,
-                     schedule: Schedule | None = None, checkpoint=None, structures=None, device: str = "cpu"):
+def train_gumnet_job(maps: Tensorish, net: GumNetConfig | None = None, train: TrainConfig | None = None,
+                     schedule: Schedule | None = None, checkpoint: PathLike | None = None,
+                     structures: Sequence[str] | None = None,
+                     device: str = "cpu") -> Iterator[Event]:
     """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job`."""
     trainer = GumNetTrainer(net or GumNetConfig(box=np.asarray(maps).shape[-1]), train or TrainConfig(), maps,
                             structures, device)
     return train_job(trainer, schedule, checkpoint)
 
 
-def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:
+def load_gumnet(path: PathLike, box: int | None = None, device: str = "cpu") -> GumNet:
     """A trained Gum-Net from a checkpoint (eval mode); ``box`` checks the data's size against the model's."""
     payload = load_checkpoint(path, kind=KIND, map_location=device)
     cfg = config_section(payload, GumNetConfig)
@@ -118,7 +130,8 @@ def load_gumnet(path, box: int | None = None, device: str = "cpu") -> GumNet:
 
 
 @torch.no_grad()
-def gumnet_predict(model: GumNet, s_a, s_b, batch: int = 32, device: str | None = None):
+def gumnet_predict(model: GumNet, s_a: Tensorish, s_b: Tensorish, batch: int = 32,
+                   device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched inference: ``(R (N,3,3), t (N,3))`` with ``s_b ≈ T(R, t) s_a`` (inputs standardised here)."""
     dev = next(model.parameters()).device if device is None else torch.device(device)
     s_a, s_b = torch.as_tensor(np.asarray(s_a), dtype=torch.float32), torch.as_tensor(np.asarray(s_b), dtype=torch.float32)
@@ -135,7 +148,7 @@ def gumnet_predict(model: GumNet, s_a, s_b, batch: int = 32, device: str | None 
     return torch.cat(rots), torch.cat(shifts)
 
 
-def export_weights(src, dst, half: bool = True):
+def export_weights(src: PathLike, dst: PathLike, half: bool = True) -> Path:
     """A slim copy of a Gum-Net checkpoint (:func:`cryoforge.io.checkpoint.export_checkpoint`); loads with
     :func:`load_gumnet` but cannot resume training."""
     from ..io.checkpoint import export_checkpoint

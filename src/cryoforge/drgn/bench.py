@@ -18,13 +18,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..configs import from_dict, to_dict
 from ..jobs import Log, Metrics, Progress, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from ..jobs import Event
+
 
 
 def _images(ens, n, voxel, snr, max_shift, seed):
@@ -77,7 +83,7 @@ def _resolution_px(vol, ref) -> float:
     return float(fsc(vol, torch.as_tensor(ref), 1.0).resolution(0.5))
 
 
-def known_poses(device: str, opts: DrgnBench):
+def known_poses(device: str, opts: DrgnBench) -> Generator[Event, None, dict[str, Any]]:
     """Train with known poses on a simulated AdK stack; Spearman of latent vs conformation, FSC per image and at the
     ends."""
     from scipy.stats import spearmanr
@@ -124,7 +130,7 @@ def known_poses(device: str, opts: DrgnBench):
     return row
 
 
-def pose_search_run(device: str, opts: DrgnBench):
+def pose_search_run(device: str, opts: DrgnBench) -> Generator[Event, None, dict[str, Any]]:
     """Train ab initio (pose search) on a small AdK stack (the ``ps_*`` settings); pose errors and FSC to the middle
     conformation."""
     from ..sim.adk import adk_ensemble
@@ -190,7 +196,7 @@ class DrgnBench:
     ps_search: dict[str, Any] | None = None
 
 
-def bench_drgn(settings: DrgnBench | None = None, device: str = "cpu"):
+def bench_drgn(settings: DrgnBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: the cryoDRGN benchmark (``parts``: known_poses, pose_search); ``Result`` is the report dict."""
     opts = settings or DrgnBench()
     unknown = set(opts.parts) - {"known_poses", "pose_search"}

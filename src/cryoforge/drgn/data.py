@@ -8,11 +8,19 @@ rotation ``R`` is the slice of the volume at lattice coordinates ``k @ R``; tran
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..latent import ManifoldError
 from .model import centred_hartley, lattice_coords
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..hints import ArrayLike, Tensorish
+
 
 
 def ht2_center(img: torch.Tensor) -> torch.Tensor:
@@ -41,8 +49,9 @@ class ParticleImages:
     uses its own; the decoded volumes are on the first image's grid.
     """
 
-    def __init__(self, images, rotations=None, translations=None, ctf=None, pixel_size: float | np.ndarray = 1.0,
-                 invert: bool = False, window: bool = True, norm: tuple[float, float] | None = None):
+    def __init__(self, images: Tensorish, rotations: Tensorish | None = None, translations: ArrayLike | None = None,
+                 ctf: Any = None, pixel_size: float | np.ndarray = 1.0,
+                 invert: bool = False, window: bool = True, norm: tuple[float, float] | None = None) -> None:
         shape = np.shape(images)
         if len(shape) != 3 or shape[1] != shape[2]:
             raise ManifoldError(f"particle images must be a stack (N, D, D) of square images, got {shape}")
@@ -69,7 +78,7 @@ class ParticleImages:
         idx = np.linspace(0, self.n - 1, min(self.n, 1000)).astype(int)
         return float(self.hartley(idx, normalise=False).std())
 
-    def hartley(self, idx, normalise: bool = True) -> torch.Tensor:
+    def hartley(self, idx: Tensorish, normalise: bool = True) -> torch.Tensor:
         """Symmetrised Hartley images ``(B, (D+1)²)`` of images ``idx`` (normalised by ``norm``)."""
         x = torch.as_tensor(np.stack([np.asarray(self.images[int(i)], np.float32) for i in idx]))
         if self.invert:
@@ -79,7 +88,7 @@ class ParticleImages:
         h = symmetrize(ht2_center(x)).flatten(1)
         return (h - self.norm[0]) / self.norm[1] if normalise else h
 
-    def ctf_values(self, idx) -> torch.Tensor | None:
+    def ctf_values(self, idx: Tensorish) -> torch.Tensor | None:
         """CTF ``(B, (D+1)²)`` on the centred lattice, or None without CTF parameters."""
         if self.ctf is None:
             return None
@@ -98,7 +107,7 @@ def translate_ht(h: torch.Tensor, t: torch.Tensor, coords: torch.Tensor) -> torc
     return torch.cos(phase) * h + torch.sin(phase) * h.flip(-1)
 
 
-def backproject(data: ParticleImages, idx=None, batch: int = 64) -> torch.Tensor:
+def backproject(data: ParticleImages, idx: Tensorish | None = None, batch: int = 64) -> torch.Tensor:
     """Direct Fourier reconstruction with known poses (nearest lattice voxel, averaged; ``cryodrgn backproject_voxel``
     in spirit): a ``(D, D, D)`` volume in the same frame and units as the decoders' volumes."""
     from .model import ihtn_center

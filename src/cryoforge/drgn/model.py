@@ -17,11 +17,18 @@ the way cryoDRGN's ``eval_volume`` stacks its z-slices, followed by its inverse 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .config import PE_TYPES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import Device, Tensorish
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 
@@ -33,14 +40,15 @@ class _Resid(nn.Module):
         super().__init__()
         self.linear = nn.Linear(n, n)
 
-    def forward(self, x):
+    def forward(self, x) -> torch.Tensor:
         return self.linear(x) + x
 
 
 class ResidMLP(nn.Module):
     """cryoDRGN's ``ResidLinearMLP``: in → hidden, ``nlayers`` residual hidden layers, → out."""
 
-    def __init__(self, in_dim: int, nlayers: int, hidden: int, out_dim: int, activation=nn.ReLU):
+    def __init__(self, in_dim: int, nlayers: int, hidden: int, out_dim: int,
+                 activation: type[nn.Module] = nn.ReLU) -> None:
         super().__init__()
         layers = [_Resid(hidden) if in_dim == hidden else nn.Linear(in_dim, hidden), activation()]
         for _ in range(nlayers):
@@ -48,7 +56,7 @@ class ResidMLP(nn.Module):
         layers.append(_Resid(hidden) if out_dim == hidden else nn.Linear(hidden, out_dim))
         self.main = nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: Tensorish) -> torch.Tensor:
         return self.main(x)
 
 
@@ -56,7 +64,7 @@ class CoordinateDecoder(nn.Module):
     """A cryoDRGN decoder for one ``domain`` and positional encoding ``pe_type`` (``none``: raw coordinates)."""
 
     def __init__(self, D: int, zdim: int, layers: int, dim: int, domain: str = "hartley", pe_type: str = "gaussian",
-                 pe_dim: int | None = None, activation: str = "relu", feat_sigma: float = 0.5):
+                 pe_dim: int | None = None, activation: str = "relu", feat_sigma: float = 0.5) -> None:
         super().__init__()
         if domain not in ("hartley", "fourier"):
             raise ValueError(f"unknown decoder domain {domain!r} (cryoDRGN has 'hartley' and 'fourier')")
@@ -128,7 +136,8 @@ class CoordinateDecoder(nn.Module):
 class Encoder(nn.Module):
     """cryoDRGN's image encoder: masked Hartley image → ``(μ, log σ²)`` of ``q(z|x)`` (``resid`` or ``mlp``)."""
 
-    def __init__(self, in_dim: int, layers: int, dim: int, zdim: int, mode: str = "resid", activation: str = "relu"):
+    def __init__(self, in_dim: int, layers: int, dim: int, zdim: int, mode: str = "resid",
+                 activation: str = "relu") -> None:
         super().__init__()
         act = ACTIVATIONS[activation]
         if mode == "resid":
@@ -142,12 +151,12 @@ class Encoder(nn.Module):
             raise ValueError(f"encoder mode {mode!r}: this build reads 'resid' and 'mlp'")
         self.zdim = zdim
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.main(x)
         return out[:, : self.zdim], out[:, self.zdim:]
 
 
-def lattice_coords(D: int, extent: float = 0.5, device=None) -> torch.Tensor:
+def lattice_coords(D: int, extent: float = 0.5, device: Device | None = None) -> torch.Tensor:
     """The ``(D, D, D, 3)`` lattice of ``(x, y, z)`` frequencies in ``[-extent, extent]`` (index order z, y, x)."""
     ax = (torch.arange(D, device=device) - D // 2) * (2 * extent / (D - 1))  # exactly 0 at D//2 and antisymmetric
     zz, yy, xx = torch.meshgrid(ax, ax, ax, indexing="ij")
@@ -210,12 +219,13 @@ def decode_hartley(decoder: CoordinateDecoder, z: torch.Tensor | None, extent: f
     return out.view(b, D, D, D)
 
 
-def hartley_to_volume(h: torch.Tensor, norm: tuple[float, float]) -> torch.Tensor:
+def hartley_to_volume(h: torch.Tensor, norm: Sequence[float]) -> torch.Tensor:
     """Volumes ``(B, D−1, D−1, D−1)`` from Hartley lattices ``(B, D, D, D)`` in normalised units (cryoDRGN's ``norm``)."""
     return ihtn_center(h[:, :-1, :-1, :-1] * norm[1] + norm[0])
 
 
-def decode_lowpass(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, size: int, extent: float = 0.5,
+def decode_lowpass(decoder: CoordinateDecoder, z: torch.Tensor | None, norm: Sequence[float], size: int,
+                   extent: float = 0.5,
                    rows: int = 1 << 14) -> torch.Tensor:
     """Volumes ``(B, size, size, size)``: the decoder on the central ``(size+1)³`` of its lattice, a low-pass view
     at ``(D−1)/size`` times the voxel size — a preview that costs ``(size/(D−1))³`` of a full decode."""
@@ -234,7 +244,7 @@ def decode_lowpass(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, siz
     return hartley_to_volume(out.view(b, n, n, n), norm) * (size / (D - 1)) ** 3
 
 
-def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm, extent: float = 0.5,
+def decode_volumes(decoder: CoordinateDecoder, z: torch.Tensor | None, norm: Sequence[float], extent: float = 0.5,
                    frame: torch.Tensor | None = None) -> torch.Tensor:
     """Volumes ``(B, D−1, D−1, D−1)`` for latents ``z``: the full lattice, batched (CPU-sized chunks on a CPU)."""
     cpu = next(decoder.parameters()).device.type == "cpu"

@@ -14,6 +14,7 @@ trains on the whole circle throughout).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ from torch import nn
 
 from ..conventions import random_rotations, rotation_angle_deg, rotation_frobenius
 from .config import PoseSearchConfig
+
+if TYPE_CHECKING:
+    from ..hints import Tensorish
+
 
 
 class PoseTable(nn.Module):
@@ -31,7 +36,7 @@ class PoseTable(nn.Module):
     trans: torch.Tensor
     searched: torch.Tensor
 
-    def __init__(self, n: int):
+    def __init__(self, n: int) -> None:
         super().__init__()
         self.register_buffer("rot", torch.eye(3).repeat(n, 1, 1))
         self.register_buffer("trans", torch.zeros(n, 2))
@@ -41,7 +46,7 @@ class PoseTable(nn.Module):
 class PoseSchedule:
     """Which images of a batch need a search at ``step``, and the band limit then."""
 
-    def __init__(self, cfg: PoseSearchConfig, n_images: int, batch: int, D: int):
+    def __init__(self, cfg: PoseSearchConfig, n_images: int, batch: int, D: int) -> None:
         self.cfg, self.D = cfg, D
         self.steps_per_epoch = max(1.0, n_images / batch)
         self.pretrain_steps = int(math.ceil(cfg.pretrain_images / batch))
@@ -81,7 +86,8 @@ def _frame(r_est: torch.Tensor, r_true: torch.Tensor, inlier_deg: float = 20.0, 
     return (u @ torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=torch.float64)) @ vt).float()
 
 
-def pose_errors(r_est, r_true, t_est=None, t_true=None) -> dict:
+def pose_errors(r_est: torch.Tensor, r_true: torch.Tensor, t_est: Tensorish | None = None,
+                t_true: Tensorish | None = None) -> dict:
     """Rotation errors of found poses against known ones after the best global rotation, allowing the mirror hand
     (a reconstruction's hand is arbitrary: the mirrored volume's poses are ``M R M``, ``M = diag(1, 1, −1)``);
     translation errors in pixels when both shifts are given (after the reconstruction's own offset in its box;
@@ -108,10 +114,10 @@ def pose_errors(r_est, r_true, t_est=None, t_true=None) -> dict:
         # a reconstruction may also sit shifted by s in its box: image i then shifts by (R_i s)[:2] (the slice at
         # k @ R_i of a phase ramp e^{-2πi q·s}); fit s on the images whose rotation is right, report the rest
         d = np.asarray(t_est, np.float64) - np.asarray(t_true, np.float64)
-        a = r_true.double().numpy()[:, :2, :]  # (N, 2, 3)
+        rows = r_true.double().numpy()[:, :2, :]  # (N, 2, 3)
         sel = (ang < 20).numpy() if int((ang < 20).sum()) >= 3 else np.ones(len(d), bool)
-        s = np.linalg.lstsq(a[sel].reshape(-1, 3), d[sel].reshape(-1), rcond=None)[0]
-        res = np.linalg.norm(d - a @ s, axis=1)
+        s = np.linalg.lstsq(rows[sel].reshape(-1, 3), d[sel].reshape(-1), rcond=None)[0]
+        res = np.linalg.norm(d - rows @ s, axis=1)
         out.update({"trans_median_px": float(np.median(res)), "trans_mean_px": float(res.mean()),
                     "trans_raw_median_px": float(np.median(np.linalg.norm(d, axis=1))),
                     "volume_offset_px": [float(x) for x in s]})

@@ -13,6 +13,7 @@ decoder at each image's latent, :meth:`HartleySlices.from_decoder`, decoded only
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,17 +23,24 @@ from ..so3 import axis_angle_matrix, grid_spacing_deg, so3_grid
 from .data import symmetrize, translate_ht
 from .model import htn_center
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..hints import Tensorish
+    from .model import CoordinateDecoder
+
+
 
 class HartleySlices:
     """Hartley lattices ``(V, m, m, m)`` (V = 1: shared by all images; V = B: one per image) covering coordinates
     ``[-extent, extent]`` per axis, interpolated trilinearly; 0 beyond them. Called with coordinates ``(G, P, 3)``
     it returns ``(V, G, P)``; with per-image coordinates ``(B, C, P, 3)`` it returns ``(B, C, P)``."""
 
-    def __init__(self, h: torch.Tensor, extent: float):
+    def __init__(self, h: torch.Tensor, extent: float) -> None:
         self.h, self.extent = h[:, None].float(), float(extent)  # (V, 1, m, m, m)
 
     @classmethod
-    def from_volume(cls, volume) -> HartleySlices:
+    def from_volume(cls, volume: Tensorish) -> HartleySlices:
         """An explicit volume ``(D, D, D)`` (the centred Hartley lattice, Nyquist wrapped on every axis)."""
         v = torch.as_tensor(np.asarray(volume, np.float32))
         h = symmetrize(htn_center(v))  # (D, D+1, D+1) → wrap z too
@@ -40,7 +48,8 @@ class HartleySlices:
 
     @classmethod
     @torch.no_grad()
-    def from_decoder(cls, decoder, z: torch.Tensor | None, D: int, radius_px: float) -> HartleySlices:
+    def from_decoder(cls, decoder: CoordinateDecoder, z: torch.Tensor | None, D: int,
+                     radius_px: float) -> HartleySlices:
         """The decoder's Hartley values (normalised units) for latents ``z`` ``(B, zdim)`` (or one volume for a
         homogeneous decoder), on the lattice points within ``radius_px`` + 1 Fourier pixels of the centre."""
         n = min(int(math.ceil(radius_px)) + 1, D // 2)
@@ -75,9 +84,10 @@ def _errors(y: torch.Tensor, c: torch.Tensor | None, sl: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def pose_search(model, images_ht: torch.Tensor, coords: torch.Tensor, D: int, n_global: int = 4608, keep: int = 8,
-                rounds: int = 5, k_start: float = 12, k_end: float | None = None, shifts=None, ctf=None,
-                refine_shifts: bool = True, chunk: int = 256):
+def pose_search(model: Any, images_ht: torch.Tensor, coords: torch.Tensor, D: int, n_global: int = 4608, keep: int = 8,
+                rounds: int = 5, k_start: float = 12, k_end: float | None = None, shifts: Tensorish | None = None,
+                ctf: Any = None,
+                refine_shifts: bool = True, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best rotations ``(B, 3, 3)``, shifts ``(B, 2)`` (pixels: the shift that re-centres each image) and errors
     ``(B,)`` for Hartley images ``(B, P)`` on lattice points ``coords`` ``(P, 3)`` (a point-symmetric set, see
     :func:`~.data.translate_ht`); ``ctf`` ``(B, P)`` weights the model's slices; ``shifts`` is the round-0 grid

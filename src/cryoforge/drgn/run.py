@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,8 +12,14 @@ from ..io.pickles import load_pickles, load_weights, load_z
 from ..latent import Manifold, ManifoldError
 from .model import CoordinateDecoder, decode_volumes, ihtn_center, lattice_coords
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def load_config(path) -> dict:
+    from ..hints import Device, PathLike, Tensorish
+
+
+
+def load_config(path: PathLike) -> dict:
     """A cryoDRGN ``config.yaml`` (or the older ``config.pkl``) as a dict."""
     path = Path(path)
     if not path.is_file():
@@ -37,7 +44,8 @@ def _epoch(p: Path) -> int:
     return int(m.group(1)) if m else 10 ** 9  # the final weights.pkl / z.pkl
 
 
-def find_run_files(path, config=None, z=None) -> tuple[Path, Path, Path | None]:
+def find_run_files(path: PathLike, config: PathLike | None = None,
+                   z: PathLike | None = None) -> tuple[Path, Path, Path | None]:
     """``(weights, config, z)`` for a run directory or a weights file: the newest ``weights.N.pkl``, the
     ``config.yaml``/``config.pkl`` beside it (or ``<prefix>_config.yaml``), and the ``z`` file of the same epoch."""
     path = Path(path)
@@ -63,7 +71,8 @@ def find_run_files(path, config=None, z=None) -> tuple[Path, Path, Path | None]:
     return path, Path(config), (Path(z) if z is not None else None)
 
 
-def save_run(folder, decoder: CoordinateDecoder, norm=(0.0, 1.0), epoch: int = 0, extra_state: dict | None = None,
+def save_run(folder: PathLike, decoder: CoordinateDecoder, norm: Sequence[float] = (0.0, 1.0), epoch: int = 0,
+             extra_state: dict | None = None,
              model_args: dict | None = None) -> tuple[Path, Path]:
     """Write ``decoder`` in cryoDRGN's run layout (``weights.N.pkl`` with ``decoder.*`` keys, ``config.yaml``), as
     :class:`DrgnManifold` reads it; returns ``(weights, config)``. Decoder only: cryoDRGN's own loader also wants
@@ -119,7 +128,8 @@ class DrgnManifold(Manifold):
 
     kind = "cryodrgn"
 
-    def __init__(self, path, config=None, z=None, voxel_size: float | None = None, device="cpu"):
+    def __init__(self, path: PathLike, config: PathLike | None = None, z: PathLike | None = None,
+                 voxel_size: float | None = None, device: Device = "cpu") -> None:
         super().__init__(device)
         weights, cfg_path, z_path = find_run_files(path, config, z)
         self.cfg = load_config(cfg_path)
@@ -153,7 +163,7 @@ class DrgnManifold(Manifold):
         return decode_volumes(self.decoder, z, self.norm, self.extent)
 
     @torch.no_grad()
-    def decode_slicewise(self, z) -> torch.Tensor:
+    def decode_slicewise(self, z: Tensorish) -> torch.Tensor:
         """The way ``cryodrgn eval_vol`` works: one forward pass per z-slice and per latent point (the speed baseline)."""
         z = self.check_z(z).to(self.device)
         k = lattice_coords(self.D, self.extent, self.device)

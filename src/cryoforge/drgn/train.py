@@ -14,6 +14,8 @@ Poses the images carry are then only a reference: validation reports the found p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
@@ -28,6 +30,14 @@ from .data import ParticleImages, translate_ht
 from .model import CoordinateDecoder, Encoder, decode_lowpass, decode_volumes
 from .poses import PoseSchedule, PoseTable, pose_errors
 from .posesearch import HartleySlices, pose_search
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from ..hints import Device, PathLike, Tensorish
+    from ..jobs import Event
+
 
 KIND = "cryodrgn_vae"
 PREVIEW_BOX = 128  # validation previews of larger boxes are low-passed to this size (decode cost ∝ box³)
@@ -51,7 +61,8 @@ class DrgnTrainer:
     kind = KIND
 
     def __init__(self, data: ParticleImages, cfg: DrgnConfig | None = None, train: DrgnTrainConfig | None = None,
-                 device: str = "cpu", reference=None, pose_search: PoseSearchConfig | None = None):
+                 device: str = "cpu", reference: Tensorish | None = None,
+                 pose_search: PoseSearchConfig | None = None) -> None:
         train = train or DrgnTrainConfig()
         if data.rot is None and pose_search is None:
             raise ValueError("training needs a rotation per image (a pose .pkl or STAR file), or pose search "
@@ -126,7 +137,8 @@ class DrgnTrainer:
         for mod in self.modules.values():
             mod.train()
 
-    def latent(self, y: torch.Tensor, sample: bool, step: int = 0):
+    def latent(self, y: torch.Tensor, sample: bool, step: int = 0) -> tuple[torch.Tensor | None, torch.Tensor,
+               torch.Tensor | None]:
         if not self.architecture.zdim:
             return None, torch.zeros((), device=self.device), None
         mu, logvar = self.enc(y[:, self.enc_mask.to(y.device)])
@@ -137,7 +149,8 @@ class DrgnTrainer:
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         return z, kl, mu
 
-    def loss(self, idx, sample: bool = True, step: int = 0, search: bool = True):
+    def loss(self, idx: Tensorish, sample: bool = True, step: int = 0, search: bool = True) -> tuple[torch.Tensor,
+             torch.Tensor, torch.Tensor, torch.Tensor | None]:
         rot, trans = self._poses(idx, step, search)
         y = self._targets(idx, trans)
         z, kl, mu = self.latent(y, sample, step)
@@ -181,11 +194,14 @@ class DrgnTrainer:
         out = []
         for s in range(0, self.data.n, chunk):
             idx = np.arange(s, min(s + chunk, self.data.n))
-            out.append(self.latent(self._targets(idx, self._poses(idx, 0, search=False)[1]), False)[2].cpu().numpy())
+            mu = self.latent(self._targets(idx, self._poses(idx, 0, search=False)[1]), False)[2]
+            assert mu is not None, "a heterogeneous model (zdim > 0) has latents"
+            out.append(mu.cpu().numpy())
         return np.concatenate(out)
 
     @torch.no_grad()
-    def volume(self, z=None, reference_frame: bool = False, size: int | None = None) -> torch.Tensor:
+    def volume(self, z: Tensorish | None = None, reference_frame: bool = False,
+               size: int | None = None) -> torch.Tensor:
         """The volume at ``z``; with ``reference_frame`` (pose search) in the frame and hand of the data's reference
         poses, as found by the last :meth:`pose_metrics`; with ``size`` < D, a low-pass view of ``size``³."""
         for mod in self.modules.values():
@@ -197,7 +213,7 @@ class DrgnTrainer:
         return decode_volumes(self.dec, zt, self.data.norm, frame=frame)[0].cpu()
 
     @torch.no_grad()
-    def validate(self, step: int):
+    def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         idx = np.linspace(0, self.data.n - 1, min(self.data.n, 64)).astype(int)
         _, gen, _, mu = self.loss(idx, sample=False, search=False)
         metrics = {"mse_fixed_images": float(gen)}
@@ -223,8 +239,9 @@ class DrgnTrainer:
 
 
 def train_drgn_job(data: ParticleImages, cfg: DrgnConfig | None = None, train: DrgnTrainConfig | None = None,
-                   schedule: Schedule | None = None, checkpoint=None, device: str = "cpu", reference=None,
-                   pose_search: PoseSearchConfig | None = None):
+                   schedule: Schedule | None = None, checkpoint: PathLike | None = None, device: str = "cpu",
+                   reference: Tensorish | None = None,
+                   pose_search: PoseSearchConfig | None = None) -> Iterator[Event]:
     """Job: train a cryoDRGN model with known poses, or with ``pose_search``; see
     :func:`cryoforge.jobs.trainer.train_job`."""
     trainer = DrgnTrainer(data, cfg, train, device, reference, pose_search)
@@ -236,7 +253,7 @@ class TrainedDrgnManifold(Manifold):
 
     kind = "cryodrgn"
 
-    def __init__(self, path, device="cpu", **_):
+    def __init__(self, path: PathLike, device: Device = "cpu", **_: Any) -> None:
         from ..io.checkpoint import config_section, load_checkpoint
         from ..latent import ManifoldError
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,10 +46,19 @@ from .score import radial_transfer
 from .templates import bin_to_templates
 from .wgan import generate
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+    from ..hints import Tensorish
+    from ..jobs import Event
+
+
 UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phantom:multiblob@{s}" for s in (10, 11, 12))
 
 
-def simulate(maps, snr: float | None, seed: int, max_shift: float = 2.0, voxel_size: float = 12.0):
+def simulate(maps: Tensorish, snr: float | None, seed: int, max_shift: float = 2.0,
+             voxel_size: float = 12.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Subtomograms of ``maps`` ``(N, n, n, n)`` (``voxel_size`` Å) at random poses, ±60°, phase-flipped CTF; also the
     noise alone, and each subtomogram's defocus (Å)."""
     maps = torch.as_tensor(np.asarray(maps, np.float32))
@@ -67,7 +77,8 @@ def simulate(maps, snr: float | None, seed: int, max_shift: float = 2.0, voxel_s
     return noisy.numpy(), (noisy - clean).numpy(), defocus.numpy()
 
 
-def acquire(maps, snr: float | None, seed: int, voxel_size: float, template_voxel: float, template_box: int):
+def acquire(maps: Tensorish, snr: float | None, seed: int, voxel_size: float, template_voxel: float,
+            template_box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """:func:`simulate` at ``voxel_size`` Å, then binned to the templates' grid: subtomograms, their noise, defocus,
     and the SNR measured at the templates' sampling."""
     noisy, noise, df = simulate(maps, snr, seed, voxel_size=voxel_size)
@@ -77,7 +88,7 @@ def acquire(maps, snr: float | None, seed: int, voxel_size: float, template_voxe
     return noisy, noise, df, float(signal.var(axis=(1, 2, 3)).mean() / noise.var(axis=(1, 2, 3)).mean())
 
 
-def source_maps(sources, n: int, voxel_size: float) -> np.ndarray:
+def source_maps(sources: Sequence[str], n: int, voxel_size: float) -> np.ndarray:
     """Maps of template-set ``sources`` at ``n``³ × ``voxel_size`` Å, or a clear error when a file is missing."""
     from pathlib import Path
 
@@ -111,7 +122,7 @@ class HyptestBench:
     compare_direct: bool = True
 
 
-def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu"):
+def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: the figures of the module docstring; ``Result`` is the JSON report. ``ctf_aware``: templates are scored
     through each subtomogram's |CTF|·MTF (its defocus is known from the simulation). ``acquisition_voxel``: Å the
     subtomograms are simulated at before binning to the templates (None: the templates' own)."""
@@ -127,7 +138,8 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu"):
     cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior)
     tester = HypothesisTester.from_checkpoint(opts.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
-    report = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr, "alpha": opts.alpha,
+    report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr,
+                              "alpha": opts.alpha,
               "templates": names, "n_pseudo": opts.n_pseudo, "prior": opts.prior, "score": to_dict(cfg.score),
               "ctf_aware": opts.ctf_aware,
               "template_voxel": vs, "acquisition_voxel": acq}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..cliargs import non_negative, positive
+
+if TYPE_CHECKING:
+    import argparse
+
 
 
 def _cmd_templates(args) -> int:
@@ -70,7 +76,7 @@ def _cmd_test(args) -> int:
     if args.limit:
         subtomos = subtomos[: args.limit]
     n = maps.shape[-1]
-    binned, mask = bin_to_templates(subtomos, mask, vs, template_vs, n)
+    binned, binned_mask = bin_to_templates(subtomos, mask, vs, template_vs, n)
     if binned.shape != subtomos.shape:
         print(f"binning the {subtomos.shape[-1]}³ subtomograms at {vs:g} Å to the templates' {n}³ at {template_vs:g} Å")
     subtomos = binned
@@ -94,7 +100,7 @@ def _cmd_test(args) -> int:
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
     from .montecarlo import p_text
 
-    table = run_cli(tester.dataset_job(subtomos, mask, truths, transfers), show_metrics=False)
+    table = run_cli(tester.dataset_job(subtomos, binned_mask, truths, transfers), show_metrics=False)
     for row in table.rows:
         extra = f"  truth {row.truth}" if table.truth_known else ""
         p_hat = p_text(row.p_hat, row.B)
@@ -122,7 +128,7 @@ def _common_train(t, steps: int, every: int, train) -> None:
     t.add_argument("--device", default="cpu")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge hyptest templates|train-gan|train-regressor|export|test`` to the CLI."""
     p = sub.add_parser("hyptest", help="template-matching hypothesis tests with 3D-WGAN pseudo-complexes")
     s = p.add_subparsers(dest="hyptest_command", metavar="ACTION", required=True)

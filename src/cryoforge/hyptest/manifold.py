@@ -7,11 +7,19 @@ by name: the explorer can then start at one known complex and walk to another (s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..latent import Manifold, ManifoldError
 from .train import Regressor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import Device, PathLike, Tensorish
+
 
 
 class WGANManifold(Manifold):
@@ -19,7 +27,9 @@ class WGANManifold(Manifold):
 
     kind = "wgan3d"
 
-    def __init__(self, path, templates=None, device="cpu", payload: dict | None = None):
+    def __init__(self, path: PathLike, templates: tuple[Tensorish, Sequence[str], float] | None = None,
+                 device: Device = "cpu",
+                 payload: dict | None = None) -> None:
         """``payload``: the checkpoint when the caller has read it already (it is read once)."""
         from ..io.checkpoint import load_checkpoint
         from .train import REGRESSOR_KIND, generator_from, regressor_from
@@ -39,7 +49,7 @@ class WGANManifold(Manifold):
         if templates is not None:
             self.set_templates(*templates)
 
-    def set_templates(self, maps, names, voxel_size: float | None = None) -> None:
+    def set_templates(self, maps: Tensorish, names: Sequence[str], voxel_size: float | None = None) -> None:
         """Known complexes ``(K, n, n, n)``: their regressor codes become the labelled data latents."""
         from .wgan import to_unit
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,16 @@ from .score import TemplateScorer, radial_profile
 from .templates import check_templates
 from .wgan import generate
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+    from ..hints import ArrayLike, PathLike, Tensorish
+    from ..jobs import Event
+    from .train import Regressor
+    from .wgan import Generator
+
+
 
 def check_resolution(n_null: int, alpha: float) -> None:
     """p̂ moves in steps of 1/B: refuse a null set too small to ever reach ``alpha``."""
@@ -40,7 +51,7 @@ def check_resolution(n_null: int, alpha: float) -> None:
                          f"use B ≥ {need} (raise the number of pseudo-complexes)")
 
 
-def p_value(c_best: float, null) -> float:
+def p_value(c_best: float, null: Tensorish) -> float:
     """``p̂ = (1/B) Σ 1[c_best ≤ c_b]``."""
     null = np.asarray(null, np.float64)
     if null.size == 0:
@@ -56,14 +67,14 @@ def p_text(p_hat: float, B: int) -> str:
     return f"= {p_hat:.4g}"
 
 
-def gaussian_tail(c_best: float, null) -> tuple[float, float]:
+def gaussian_tail(c_best: float, null: Tensorish) -> tuple[float, float]:
     """``(z, ½ erfc(z/√2))`` with the null's mean and standard deviation."""
     null = np.asarray(null, np.float64)
     z = (c_best - null.mean()) / max(null.std(ddof=1), 1e-12)
     return float(z), float(0.5 * math.erfc(z / math.sqrt(2)))
 
 
-def bh_qvalues(p) -> np.ndarray:
+def bh_qvalues(p: ArrayLike) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (q-values), in the input order."""
     p = np.asarray(p, np.float64)
     if p.ndim != 1 or np.any((p < 0) | (p > 1)):
@@ -80,8 +91,8 @@ def bh_qvalues(p) -> np.ndarray:
 class HypothesisTester:
     """Known templates + a trained generator/regressor → tests of subtomograms (null sets cached per ``C_I``)."""
 
-    def __init__(self, templates, names, generator, regressor, cfg: HypTestConfig | None = None,
-                 device: str = "cpu"):
+    def __init__(self, templates: ArrayLike, names: Sequence[str], generator: Generator, regressor: Regressor,
+                 cfg: HypTestConfig | None = None, device: str = "cpu") -> None:
         self.templates = torch.from_numpy(check_templates(templates))
         self.names = list(names)
         if len(self.names) != len(self.templates):
@@ -95,7 +106,8 @@ class HypothesisTester:
         self.profile = radial_profile(self.templates)  # every template, known or pseudo, is scored at this spectrum
         self._null: dict[int, dict] = {}
 
-    def scorer(self, subtomo, mask=None, transfer=None, **overrides) -> TemplateScorer:
+    def scorer(self, subtomo: Tensorish, mask: Tensorish | None = None, transfer: Tensorish | None = None,
+               **overrides: Any) -> TemplateScorer:
         """A :class:`TemplateScorer` for ``subtomo`` with this tester's score settings (``overrides`` replace some)
         and its spectral profile, so known templates and pseudo-complexes are scored alike; ``transfer``: the
         subtomogram's radial |CTF|·MTF (:func:`cryoforge.hyptest.score.radial_transfer`), or None."""
@@ -103,7 +115,9 @@ class HypothesisTester:
                               transfer)
 
     @classmethod
-    def from_checkpoint(cls, path, templates, names, cfg: HypTestConfig | None = None, device: str = "cpu"):
+    def from_checkpoint(cls, path: PathLike, templates: ArrayLike, names: Sequence[str],
+                        cfg: HypTestConfig | None = None,
+                        device: str = "cpu") -> HypothesisTester:
         from .train import load_regressor
 
         gen, reg, _ = load_regressor(path, device)
@@ -124,7 +138,8 @@ class HypothesisTester:
     def pseudo_volume(self, i: int, b: int) -> np.ndarray:
         return self.null_set(i)["volumes"][b].numpy()
 
-    def test_job(self, subtomo, mask=None, truth: int | None = None, chunk: int = 128, transfer=None):
+    def test_job(self, subtomo: Tensorish, mask: Tensorish | None = None, truth: int | None = None, chunk: int = 128,
+                 transfer: Tensorish | None = None) -> Iterator[Event]:
         """Job: test one subtomogram (``transfer``: its radial |CTF|·MTF, or None); ``Result`` is a
         :class:`~.results.HypothesisResult`."""
         scorer = self.scorer(subtomo, mask, transfer)
@@ -168,12 +183,14 @@ class HypothesisTester:
             out.success = bool(out.cond1 and out.cond2)
         return out
 
-    def test(self, subtomo, mask=None, truth=None, transfer=None) -> HypothesisResult:
+    def test(self, subtomo: Tensorish, mask: Tensorish | None = None, truth: int | None = None,
+             transfer: Tensorish | None = None) -> HypothesisResult:
         from ..jobs import drive
 
         return drive(self.test_job(subtomo, mask, truth, transfer=transfer))
 
-    def dataset_job(self, subtomos, mask=None, truths=None, transfers=None):
+    def dataset_job(self, subtomos: Tensorish, mask: Tensorish | None = None, truths: Sequence[int] | None = None,
+                    transfers: Sequence[Tensorish] | None = None) -> Iterator[Event]:
         """Job: test every subtomogram ``(N, n, n, n)`` (``transfers``: one radial |CTF|·MTF each, or None);
         ``Result`` is a :class:`~.results.DecisionTable` (BH q-values)."""
         subtomos = np.asarray(subtomos, np.float32)

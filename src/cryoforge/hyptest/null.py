@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,8 +21,16 @@ from ..conventions import random_rotations
 from ..geometry import transform_volumes
 from .wgan import to_unit
 
+if TYPE_CHECKING:
+    from typing import Any
 
-def fit_kde(codes, bandwidths=None, cv: int = 3):
+    from sklearn.neighbors import KernelDensity
+
+    from ..hints import ArrayLike, Tensorish
+
+
+
+def fit_kde(codes: Tensorish, bandwidths: ArrayLike | None = None, cv: int = 3) -> KernelDensity:
     """A Gaussian ``KernelDensity`` fitted to ``codes`` ``(N, d)`` with the bandwidth picked by ``cv``-fold CV."""
     from sklearn.model_selection import GridSearchCV
     from sklearn.neighbors import KernelDensity
@@ -32,18 +41,18 @@ def fit_kde(codes, bandwidths=None, cv: int = 3):
     if bandwidths is None:
         spread = float(np.sqrt(codes.var(0).sum() / codes.shape[1])) or 1.0
         bandwidths = spread * np.logspace(-1.5, 0.5, 21)
-    search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": list(bandwidths)}, cv=cv)
+    search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": list(np.ravel(bandwidths))}, cv=cv)
     search.fit(codes)
     return search.best_estimator_
 
 
-def log_prior(z) -> np.ndarray:
+def log_prior(z: ArrayLike) -> np.ndarray:
     """``log N(z; 0, I)`` of ``(N, d)`` codes."""
     z = np.asarray(z, np.float64)
     return -0.5 * (z ** 2).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
-def in_rejection_region(z, kde, prior: float) -> np.ndarray:
+def in_rejection_region(z: Tensorish, kde: KernelDensity, prior: float) -> np.ndarray:
     """``True`` where ``N(z) < π·E(z)``."""
     if prior <= 0:
         raise ValueError(f"the prior π must be positive; got {prior}")
@@ -59,7 +68,7 @@ class NullSample:
     rejected: int
 
 
-def rejection_sample(kde, n: int, zdim: int, prior: float, seed: int, batch: int = 4096,
+def rejection_sample(kde: KernelDensity, n: int, zdim: int, prior: float, seed: int, batch: int = 4096,
                      max_draws: int = 1_000_000) -> NullSample:
     """``n`` codes from ``N(0, I)`` outside the rejection region of ``kde`` (deterministic in ``seed``)."""
     g = torch.Generator().manual_seed(int(seed))
@@ -81,7 +90,7 @@ def rejection_sample(kde, n: int, zdim: int, prior: float, seed: int, batch: int
 
 
 @torch.no_grad()
-def template_codes(regressor, template, rotations: int, seed: int, batch: int = 64) -> np.ndarray:
+def template_codes(regressor: Any, template: Tensorish, rotations: int, seed: int, batch: int = 64) -> np.ndarray:
     """Regressor codes of ``rotations`` random rotations of ``template`` ``(n, n, n)``, ``(rotations, d)``."""
     t = torch.as_tensor(template, dtype=torch.float32)
     rots = random_rotations(rotations, seed)

@@ -32,6 +32,8 @@ as pytom-match-pick applies the CTF to its template.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..correlation import constrained_correlation
@@ -39,6 +41,10 @@ from ..fourier import band_mask, crop_mask, downsample, freq_radius, half_weight
 from ..geometry import transform_volumes
 from ..so3 import so3_grid
 from .config import ScoreConfig
+
+if TYPE_CHECKING:
+    from ..hints import Tensorish
+
 
 
 def _shells(n: int, device=None) -> torch.Tensor:
@@ -58,7 +64,7 @@ def _shell_rms(ft: torch.Tensor, shells: torch.Tensor) -> torch.Tensor:
     return (total / count.clamp_min(1e-12)).sqrt()
 
 
-def radial_profile(volumes, n: int | None = None) -> torch.Tensor:
+def radial_profile(volumes: Tensorish, n: int | None = None) -> torch.Tensor:
     """Mean radial amplitude profile ``(S,)`` of mean-free, unit-variance ``volumes`` ``(B, N, N, N)`` Fourier-cropped
     to ``n³`` (default: their own size): the target of :class:`TemplateScorer`'s spectral equalisation."""
     v = torch.as_tensor(volumes, dtype=torch.float32)
@@ -100,8 +106,9 @@ class TemplateScorer:
     flipping), applied to every template so that it looks like the signal in ``P`` (None: 1).
     """
 
-    def __init__(self, subtomo, mask=None, cfg: ScoreConfig | None = None, device: str | torch.device = "cpu",
-                 profile=None, transfer=None):
+    def __init__(self, subtomo: Tensorish, mask: Tensorish | None = None, cfg: ScoreConfig | None = None,
+                 device: str | torch.device = "cpu",
+                 profile: Tensorish | None = None, transfer: Tensorish | None = None) -> None:
         p = torch.as_tensor(subtomo, dtype=torch.float32).to(device)
         if p.ndim != 3 or len(set(p.shape)) != 1:
             raise ValueError(f"the subtomogram must be a cubic (n, n, n) volume; got shape {tuple(p.shape)}")
@@ -200,7 +207,7 @@ class TemplateScorer:
         return best.view(-1, m), sh.view(-1, m, 3) * scale
 
     @torch.no_grad()
-    def score(self, templates) -> dict:
+    def score(self, templates: Tensorish) -> dict:
         """Scores ``(K,)`` and the pose of each template in ``P``: ``P ≈ T(R, t) C`` with rotations ``(K, 3, 3)`` and
         shifts ``(K, 3)`` (voxels, x y z; :func:`cryoforge.geometry.transform_volumes` convention)."""
         t = torch.as_tensor(templates, dtype=torch.float32).to(self.device)
@@ -233,7 +240,8 @@ class TemplateScorer:
         return {"scores": torch.cat(scores).cpu(), "rotations": torch.cat(rots).cpu(), "shifts": torch.cat(shifts).cpu()}
 
 
-def score_templates(subtomo, templates, mask=None, cfg: ScoreConfig | None = None, device: str = "cpu",
-                    profile=None, transfer=None) -> dict:
+def score_templates(subtomo: Tensorish, templates: Tensorish, mask: Tensorish | None = None,
+                    cfg: ScoreConfig | None = None, device: str = "cpu",
+                    profile: Tensorish | None = None, transfer: Tensorish | None = None) -> dict:
     """One-shot :meth:`TemplateScorer.score`."""
     return TemplateScorer(subtomo, mask, cfg, device, profile, transfer).score(templates)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..hints import PathLike
 
 
-def read_subtomograms(path, tilt_range=None):
+
+def read_subtomograms(path: PathLike, tilt_range: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray,
+                      np.ndarray | None, float]:
     """Subtomograms ``(N, n, n, n)``, their centred wedge mask, and true structure indices when known.
 
     ``path``: an MRC volume or volume stack (mask from ``tilt_range``, default ±60°) or a pair-dataset folder

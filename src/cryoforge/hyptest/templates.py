@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,12 +23,18 @@ from ..conventions import random_rotations
 from ..geometry import transform_volumes
 from ..sim.sources import MapSpec, load_map, source_name
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import ArrayLike, PathLike, Tensorish
+
+
 REAL = ("4v5d.cif.gz", "3jb9.cif.gz", "4v1w.cif.gz", "3enl_addH.pdb.gz")
 PHANTOM_SOURCES = ("phantom:proteasome", "phantom:ribosome") + tuple(f"phantom:assembly@{s}" for s in (4, 5, 6, 9)) + (
     "phantom:filament@3", "phantom:ring@2", "phantom:tripod@2", "phantom:dumbbell@1", "phantom:crescent@3")
 
 
-def known_sources(structures_dir) -> list[str]:
+def known_sources(structures_dir: PathLike) -> list[str]:
     """The default 15 known complexes; ``structures_dir`` holds the PDB/mmCIF files of :data:`REAL`."""
     d = Path(structures_dir)
     missing = [f for f in REAL if not (d / f).is_file()]
@@ -36,14 +43,14 @@ def known_sources(structures_dir) -> list[str]:
     return [str(d / f) for f in REAL] + list(PHANTOM_SOURCES)
 
 
-def build_templates(sources, spec: MapSpec | None = None) -> tuple[np.ndarray, list[str]]:
+def build_templates(sources: Sequence[str], spec: MapSpec | None = None) -> tuple[np.ndarray, list[str]]:
     """Maps ``(K, n, n, n)`` and names of ``sources`` (phantoms, PDB/mmCIF or MRC)."""
     spec = spec or MapSpec()
     maps = np.stack([load_map(s, spec) for s in sources]).astype(np.float32)
     return maps, [source_name(s) for s in sources]
 
 
-def check_templates(templates) -> np.ndarray:
+def check_templates(templates: ArrayLike | Sequence[ArrayLike]) -> np.ndarray:
     """A ``(K, n, n, n)`` float32 stack of cubic maps of one size, or a clear error."""
     if isinstance(templates, (list, tuple)):
         shapes = sorted({tuple(np.shape(t)) for t in templates})
@@ -58,7 +65,7 @@ def check_templates(templates) -> np.ndarray:
     return t
 
 
-def rotated_pool(maps, per_map: int, seed: int, chunk: int = 256) -> torch.Tensor:
+def rotated_pool(maps: Tensorish, per_map: int, seed: int, chunk: int = 256) -> torch.Tensor:
     """``per_map`` uniformly random rotations of each map, ``(K·per_map, n, n, n)`` (the augmentation)."""
     maps = torch.as_tensor(check_templates(maps))
     k = len(maps)
@@ -68,7 +75,8 @@ def rotated_pool(maps, per_map: int, seed: int, chunk: int = 256) -> torch.Tenso
     return torch.cat(out)
 
 
-def bin_to_templates(subtomos, mask, voxel_size: float, template_voxel: float, template_box: int):
+def bin_to_templates(subtomos: Tensorish, mask: Tensorish | None, voxel_size: float, template_voxel: float,
+                     template_box: int) -> tuple[np.ndarray, Tensorish | None]:
     """Subtomograms ``(N, m, m, m)`` sampled at ``voxel_size`` Å, and their centred Fourier mask, Fourier-cropped
     (binned) to the templates' ``template_box``³ grid at ``template_voxel`` Å; unchanged when the sampling matches.
 
@@ -93,7 +101,7 @@ def bin_to_templates(subtomos, mask, voxel_size: float, template_voxel: float, t
     return downsample(v, template_box).numpy(), mask
 
 
-def read_template_set(path=None):
+def read_template_set(path: PathLike | None = None) -> tuple[np.ndarray, list[str], float]:
     """``(maps (K, n, n, n), names, voxel_size)`` of a template folder (templates.mrc + templates.json) or an MRC
     stack; default: the shipped set."""
     import numpy as np
@@ -112,7 +120,7 @@ def read_template_set(path=None):
     return maps, names or [f"{mrc.stem}{i}" for i in range(len(maps))], float(info.voxel_size[0])
 
 
-def template_sources(path=None) -> list[str]:
+def template_sources(path: PathLike | None = None) -> list[str]:
     """The sources a template folder was made from (its ``templates.json``; default: the shipped set)."""
     from ..samples import HYPTEST_TEMPLATES, sample_path
 
@@ -123,7 +131,8 @@ def template_sources(path=None) -> list[str]:
     return list(json.loads(meta.read_text())["sources"])
 
 
-def write_template_set(out, maps, names, voxel_size: float, sources=None) -> Path:
+def write_template_set(out: PathLike, maps: Tensorish, names: Sequence[str], voxel_size: float,
+                       sources: Sequence[str] | None = None) -> Path:
     """Write a template folder (templates.mrc + templates.json, which names the maps and their sources)."""
     from ..io.atomic import atomic_dir
     from ..io.mrc import write_mrc

@@ -13,6 +13,8 @@ Its checkpoint holds a copy of the generator, so one file serves the hypothesis 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -27,6 +29,13 @@ from .config import GANTrainConfig, RegressorTrainConfig, WGANConfig
 from .templates import check_templates, rotated_pool
 from .wgan import Critic, Generator, generate, to_unit
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from ..hints import Device, PathLike, Tensorish
+    from ..jobs import Event
+
+
 KIND = "wgan3d"
 REGRESSOR_KIND = "wgan3d_regressor"
 
@@ -34,7 +43,7 @@ REGRESSOR_KIND = "wgan3d_regressor"
 class Regressor(nn.Module):
     """The generator's mirror: four stride-2 convolutions (BN, LeakyReLU) → linear → ``z``."""
 
-    def __init__(self, cfg: WGANConfig):
+    def __init__(self, cfg: WGANConfig) -> None:
         super().__init__()
         w, s = cfg.width, cfg.box // 16
         layers, c_in = [], 1
@@ -82,7 +91,8 @@ class WGANTrainer(_PoolData):
 
     kind = KIND
 
-    def __init__(self, cfg: WGANConfig, train: GANTrainConfig, maps, names=None, device: str = "cpu"):
+    def __init__(self, cfg: WGANConfig, train: GANTrainConfig, maps: Tensorish, names: Sequence[str] | None = None,
+                 device: str = "cpu") -> None:
         if check_templates(maps).shape[-1] != cfg.box:
             raise ValueError(f"training maps are {check_templates(maps).shape[-1]}³ but the GAN is for {cfg.box}³")
         super().__init__(maps, train.rotations, train.seed, names)
@@ -116,7 +126,7 @@ class WGANTrainer(_PoolData):
         return {"wasserstein": float((d_real - d_fake).detach()), "gp": float(gp.detach()), "loss_g": float(loss_g.detach())}
 
     @torch.no_grad()
-    def validate(self, step: int):
+    def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         vols, _ = generate(self.gen, 64, seed=12345, device=self.device)
         fake = vols * 2 - 1
         real = self.pool[torch.arange(0, len(self.pool), max(1, len(self.pool) // 64))[:64]]
@@ -129,15 +139,16 @@ class WGANTrainer(_PoolData):
         return metrics, previews
 
 
-def train_wgan_job(maps, cfg: WGANConfig | None = None, train: GANTrainConfig | None = None,
-                   schedule: Schedule | None = None, checkpoint=None, names=None, device: str = "cpu"):
+def train_wgan_job(maps: Tensorish, cfg: WGANConfig | None = None, train: GANTrainConfig | None = None,
+                   schedule: Schedule | None = None, checkpoint: PathLike | None = None,
+                   names: Sequence[str] | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: train the 3D-WGAN-GP on rotated copies of ``maps``; see :func:`cryoforge.jobs.trainer.train_job`."""
     maps = check_templates(maps)
     trainer = WGANTrainer(cfg or WGANConfig(box=maps.shape[-1]), train or GANTrainConfig(), maps, names, device)
     return train_job(trainer, schedule, checkpoint)
 
 
-def generator_from(payload: dict, path="checkpoint", device: str = "cpu") -> Generator:
+def generator_from(payload: dict, path: PathLike = "checkpoint", device: Device = "cpu") -> Generator:
     """The generator (eval mode) of a GAN or regressor checkpoint already read (``payload``)."""
     if payload["kind"] not in (KIND, REGRESSOR_KIND):
         raise CheckpointError(f"{path}: a '{payload['kind']}' checkpoint, not a 3D-WGAN ('{KIND}' or '{REGRESSOR_KIND}')")
@@ -147,7 +158,7 @@ def generator_from(payload: dict, path="checkpoint", device: str = "cpu") -> Gen
     return gen.to(device).eval()
 
 
-def load_generator(path, device: str = "cpu") -> tuple[Generator, dict]:
+def load_generator(path: PathLike, device: str = "cpu") -> tuple[Generator, dict]:
     """The generator of a GAN or regressor checkpoint, in eval mode, and the checkpoint (read once)."""
     payload = load_checkpoint(path, map_location=device)
     return generator_from(payload, path, device), payload
@@ -160,7 +171,8 @@ class RegressorTrainer(_PoolData):
 
     kind = REGRESSOR_KIND
 
-    def __init__(self, gan_checkpoint, train: RegressorTrainConfig, maps, names=None, device: str = "cpu"):
+    def __init__(self, gan_checkpoint: PathLike, train: RegressorTrainConfig, maps: Tensorish,
+                 names: Sequence[str] | None = None, device: str = "cpu") -> None:
         super().__init__(maps, train.rotations, train.seed, names)
         self.gen, payload = load_generator(gan_checkpoint, device)
         for p in self.gen.parameters():
@@ -192,7 +204,7 @@ class RegressorTrainer(_PoolData):
         return {"sse": float(loss.detach())}
 
     @torch.no_grad()
-    def validate(self, step: int):
+    def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         self.reg.eval()
         real = self.pool[torch.arange(0, len(self.pool), max(1, len(self.pool) // 32))[:32]].to(self.device)
         z = _z(32, self.cfg.zdim, 999, 0, 0).to(self.device)
@@ -209,14 +221,15 @@ class RegressorTrainer(_PoolData):
         return metrics, previews
 
 
-def train_regressor_job(gan_checkpoint, maps, train: RegressorTrainConfig | None = None,
-                        schedule: Schedule | None = None, checkpoint=None, names=None, device: str = "cpu"):
+def train_regressor_job(gan_checkpoint: PathLike, maps: Tensorish, train: RegressorTrainConfig | None = None,
+                        schedule: Schedule | None = None, checkpoint: PathLike | None = None,
+                        names: Sequence[str] | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: train the regressor of the GAN in ``gan_checkpoint`` on rotated ``maps`` and generated volumes."""
     trainer = RegressorTrainer(gan_checkpoint, train or RegressorTrainConfig(), maps, names, device)
     return train_job(trainer, schedule, checkpoint)
 
 
-def regressor_from(payload: dict, path="checkpoint", device: str = "cpu") -> tuple[Generator, Regressor]:
+def regressor_from(payload: dict, path: PathLike = "checkpoint", device: Device = "cpu") -> tuple[Generator, Regressor]:
     """Generator and regressor (eval mode) of a regressor checkpoint already read (``payload``)."""
     if payload["kind"] != REGRESSOR_KIND:
         raise CheckpointError(f"{path}: a '{payload['kind']}' checkpoint, not a 3D-WGAN regressor ('{REGRESSOR_KIND}')")
@@ -226,7 +239,7 @@ def regressor_from(payload: dict, path="checkpoint", device: str = "cpu") -> tup
     return gen, reg.to(device).eval()
 
 
-def load_regressor(path, device: str = "cpu") -> tuple[Generator, Regressor, dict]:
+def load_regressor(path: PathLike, device: str = "cpu") -> tuple[Generator, Regressor, dict]:
     """Generator and regressor (eval mode) of a regressor checkpoint, and the checkpoint (read once)."""
     payload = load_checkpoint(path, kind=REGRESSOR_KIND, map_location=device)
     gen, reg = regressor_from(payload, path, device)

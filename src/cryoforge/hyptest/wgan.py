@@ -20,7 +20,7 @@ from .config import WGANConfig
 class Generator(nn.Module):
     """3D-WGAN generator: a latent code ``(B, zdim)`` → a volume ``(B, n, n, n)`` in ``[-1, 1]``."""
 
-    def __init__(self, cfg: WGANConfig):
+    def __init__(self, cfg: WGANConfig) -> None:
         super().__init__()
         self.cfg = cfg
         w, s = cfg.width, cfg.box // 16
@@ -40,7 +40,7 @@ class Generator(nn.Module):
 class MinibatchDiscrimination(nn.Module):
     """``o_b(x_i) = Σ_{j≠i} exp(-‖M_{i,b} − M_{j,b}‖₁)`` with ``M = f·T`` reshaped ``(N, B, C)``; returns ``[f, o]``."""
 
-    def __init__(self, in_features: int, kernels: int, dim: int):
+    def __init__(self, in_features: int, kernels: int, dim: int) -> None:
         super().__init__()
         self.kernels, self.dim = kernels, dim
         self.T = nn.Parameter(torch.randn(in_features, kernels * dim) * 0.05)
@@ -55,7 +55,7 @@ class MinibatchDiscrimination(nn.Module):
 class Critic(nn.Module):
     """3D-WGAN critic with minibatch discrimination: volumes ``(B, n, n, n)`` → scores ``(B,)``."""
 
-    def __init__(self, cfg: WGANConfig):
+    def __init__(self, cfg: WGANConfig) -> None:
         super().__init__()
         w, s = cfg.width, cfg.box // 16
         layers, c_in = [], 1

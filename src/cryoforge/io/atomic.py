@@ -18,6 +18,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..hints import PathLike
+
 
 
 class OutputError(ValueError):
@@ -38,7 +43,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_parts(path) -> list[Path]:
+def clean_stale_parts(path: PathLike) -> list[Path]:
     """Remove ``.NAME.PID-XXXX.part*`` files or folders beside ``path`` whose process no longer runs."""
     path = Path(path)
     removed: list[Path] = []
@@ -52,7 +57,7 @@ def clean_stale_parts(path) -> list[Path]:
     return removed
 
 
-def check_output_file(path) -> Path:
+def check_output_file(path: PathLike) -> Path:
     """Before any work: ``path`` can become a file (not a folder, its parent not a file)."""
     path = Path(path)
     if path.is_dir():
@@ -65,7 +70,7 @@ def check_output_file(path) -> Path:
     return path
 
 
-def check_output_dir(path, marker: str) -> Path:
+def check_output_dir(path: PathLike, marker: str) -> Path:
     """Before any work: ``path`` can become an output folder of :func:`atomic_dir` (absent, empty, or an earlier
     output holding ``marker``)."""
     path = Path(path)
@@ -79,7 +84,7 @@ def check_output_dir(path, marker: str) -> Path:
 
 
 @contextmanager
-def atomic_path(path, keep_suffix: bool = False) -> Iterator[Path]:
+def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, otherwise delete it.
     ``keep_suffix`` ends the temporary name with ``path``'s suffix (for writers that pick a format from it).
 
@@ -98,7 +103,7 @@ def atomic_path(path, keep_suffix: bool = False) -> Iterator[Path]:
 
 
 @contextmanager
-def exclusive_lock(path, what: str = "written") -> Iterator[None]:
+def exclusive_lock(path: PathLike, what: str = "written") -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (a file or folder, existing or not) while inside; a second
     holder gets :class:`OutputError` at once instead of mixing its output with the first's."""
     path = Path(path)
@@ -126,7 +131,7 @@ def exclusive_lock(path, what: str = "written") -> Iterator[None]:
 
 
 @contextmanager
-def atomic_dir(path, marker: str) -> Iterator[Path]:
+def atomic_dir(path: PathLike, marker: str) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole, otherwise it is removed.
 
     ``marker`` names the file a finished output holds (``dataset.json``, ``analysis.json``): an existing ``path``

@@ -14,12 +14,16 @@ Multi-CryoGAN's sampling as ``pixel_size``; such checkpoints are read into the f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from ..configs import ConfigError, from_dict
 from .atomic import atomic_path
+
+if TYPE_CHECKING:
+    from ..hints import Device, PathLike
+
 
 FORMAT = "cryoforge-checkpoint"
 FORMAT_VERSION = 2
@@ -42,7 +46,7 @@ def _cpu(obj):
     return obj
 
 
-def save_checkpoint(path, kind: str, config: dict, state_dicts: dict, metrics: dict | None = None,
+def save_checkpoint(path: PathLike, kind: str, config: dict, state_dicts: dict, metrics: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Save a checkpoint of ``kind`` (e.g. 'wgan3d', 'gumnet') atomically; tensors are stored on the CPU, so a
     checkpoint trained on a GPU opens anywhere."""
@@ -64,7 +68,7 @@ def save_checkpoint(path, kind: str, config: dict, state_dicts: dict, metrics: d
     return path
 
 
-def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
+def load_checkpoint(path: PathLike, kind: str | None = None, map_location: Device = "cpu") -> dict:
     """Load a checkpoint safely; with ``kind`` given, refuse one of another kind with a clear message."""
     path = Path(path)
     if not path.is_file():
@@ -139,7 +143,7 @@ class _Section(dict):
                               "by other code")
 
 
-def export_checkpoint(src, dst, kind: str | tuple, half: bool = True) -> Path:
+def export_checkpoint(src: PathLike, dst: PathLike, kind: str | tuple, half: bool = True) -> Path:
     """Write a slim copy of a training checkpoint: module weights only (fp16 by default), no optimizer state,
     validation history kept. Loaders cast weights back to float32; the copy cannot resume training."""
     payload = load_checkpoint(src)

@@ -23,11 +23,18 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mrcfile
 import numpy as np
 
 from .atomic import atomic_path
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import ArrayLike, PathLike
+
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
 STACK_EXTENSIONS = (".mrcs", ".st", ".ali")
@@ -167,7 +174,7 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argsort([-a for a in order]))
 
 
-def data_stats(data, chunk_bytes: int = 64 << 20) -> dict:
+def data_stats(data: np.ndarray, chunk_bytes: int = 64 << 20) -> dict:
     """``n`` (finite values), min, max, mean and std of the finite values of a (memory-mapped) array, a few
     sections at a time (never the whole array in float64)."""
     flat = data.reshape(-1, *data.shape[-2:]) if data.ndim > 2 else data[None]
@@ -184,7 +191,7 @@ def data_stats(data, chunk_bytes: int = 64 << 20) -> dict:
     return {"n": n, "size": int(np.prod(data.shape)), "min": lo, "max": hi, "mean": mean, "std": std}
 
 
-def read_mrc(path, mmap: bool = False, layout: str = "auto", permissive: bool = False,
+def read_mrc(path: PathLike, mmap: bool = False, layout: str = "auto", permissive: bool = False,
              finite: bool = False) -> tuple[np.ndarray, MrcInfo]:
     """Read an MRC-family file → ``(data, info)``; ``data`` is float32, or a read-only memmap when ``mmap``.
 
@@ -246,7 +253,8 @@ def read_mrc(path, mmap: bool = False, layout: str = "auto", permissive: bool = 
 WRITE_DTYPES = ("float32", "float16", "int8")
 
 
-def write_mrc(path, data, voxel_size=1.0, origin=(0.0, 0.0, 0.0), stack: bool | None = None,
+def write_mrc(path: PathLike, data: ArrayLike, voxel_size: float = 1.0, origin: Sequence[float] = (0.0, 0.0, 0.0),
+              stack: bool | None = None,
               dtype: str = "float32") -> Path:
     """Write ``data`` as MRC, atomically (temp file + rename).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,10 @@ from ..ctf import CTFParams, ctf_2d
 from .pickles import CTF_COLUMNS as DRGN_CTF_COLUMNS
 from .pickles import check_arrays, load_pickles
 from .star import ParticleMetadata, StarError, StarWarning, read_particles_star
+
+if TYPE_CHECKING:
+    from ..hints import PathLike
+
 
 METADATA_SUFFIXES = (".star", ".cs", ".pkl")
 
@@ -36,7 +41,7 @@ def _positive(values, what: str, source: str) -> np.ndarray:
     return v
 
 
-def read_cryosparc(path, pixel_size: float | None = None) -> ParticleMetadata:
+def read_cryosparc(path: PathLike, pixel_size: float | None = None) -> ParticleMetadata:
     """Poses (when refined), CTF and pixel size per particle from a cryoSPARC ``.cs`` file."""
     path = Path(path)
     try:
@@ -124,7 +129,7 @@ def _drgn_ctf(path: Path, arr, pixel_size: float | None, meta: ParticleMetadata)
     meta.pixel_size = float(meta.pixel_sizes[0])
 
 
-def read_drgn_pickle(path, pixel_size: float | None = None, box: int | None = None) -> ParticleMetadata:
+def read_drgn_pickle(path: PathLike, pixel_size: float | None = None, box: int | None = None) -> ParticleMetadata:
     """A cryoDRGN pose pickle (rotations, or (rotations, translations)) or CTF pickle ``(N, 9)``."""
     path = Path(path)
     obj = load_pickles(path, 1)[0]
@@ -155,7 +160,7 @@ def read_drgn_pickle(path, pixel_size: float | None = None, box: int | None = No
     return meta
 
 
-def read_particle_metadata(path, pixel_size: float | None = None, box: int | None = None,
+def read_particle_metadata(path: PathLike, pixel_size: float | None = None, box: int | None = None,
                            use_ctf_envelope: bool = False) -> ParticleMetadata:
     """Particle metadata from a ``.star``, cryoSPARC ``.cs`` or cryoDRGN ``.pkl`` file (chosen by suffix).
 
@@ -174,7 +179,7 @@ def read_particle_metadata(path, pixel_size: float | None = None, box: int | Non
     raise StarError(f"{path.name}: particle metadata is read from {', '.join(METADATA_SUFFIXES)} files")
 
 
-def with_ctf(meta: ParticleMetadata, ctf_path, pixel_size: float | None = None,
+def with_ctf(meta: ParticleMetadata, ctf_path: PathLike, pixel_size: float | None = None,
              use_ctf_envelope: bool = False) -> ParticleMetadata:
     """``meta`` with its CTF (and, unless given, pixel sizes) replaced by those of ``ctf_path``; says so in notes."""
     other = read_particle_metadata(ctf_path, pixel_size, use_ctf_envelope=use_ctf_envelope)
@@ -221,7 +226,7 @@ def ctf_nonfinite(meta: ParticleMetadata, box: int, batch: int = 512) -> int:
     return bad
 
 
-def match_stack(meta: ParticleMetadata, stack, n_images: int, header_pixel_size: float | None = None,
+def match_stack(meta: ParticleMetadata, stack: PathLike, n_images: int, header_pixel_size: float | None = None,
                 header_missing: bool = False) -> ParticleMetadata:
     """``meta``'s rows in the order of the stack's images, checked against it.
 

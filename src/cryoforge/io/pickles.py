@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..hints import PathLike
+
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -27,7 +34,7 @@ class UnsafePickleError(pickle.UnpicklingError):
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds only numpy arrays, plain containers and scalars; anything else is refused."""
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED or (module.startswith("numpy") and name.endswith("DType")):
             return super().find_class(module, name)
         raise UnsafePickleError(f"refusing to load {module}.{name}: only numpy arrays and plain containers are "
@@ -38,7 +45,7 @@ MAX_DEPTH = 32
 MAX_ELEMENTS = 1_000_000
 
 
-def check_plain(obj, what: str) -> None:
+def check_plain(obj: Any, what: str) -> None:
     """Refuse containers that would expand without bound: a list, tuple or dict met twice (shared references —
     a few KB of pickle can nest them into 2³⁰ elements), nested deeper than ``MAX_DEPTH`` or holding more than
     ``MAX_ELEMENTS`` items. cryoDRGN's files never share containers. Runs in time linear in the file."""
@@ -63,7 +70,7 @@ def check_plain(obj, what: str) -> None:
         stack.extend((i, depth + 1) for i in items)
 
 
-def check_arrays(obj, what: str, max_arrays: int = 2) -> None:
+def check_arrays(obj: Any, what: str, max_arrays: int = 2) -> None:
     """A cryoDRGN array file holds a numpy array, or a tuple / list of at most ``max_arrays`` of them."""
     parts = obj if isinstance(obj, (tuple, list)) else (obj,)
     if len(parts) > max_arrays or not all(isinstance(a, np.ndarray) for a in parts):
@@ -71,7 +78,7 @@ def check_arrays(obj, what: str, max_arrays: int = 2) -> None:
         raise UnsafePickleError(f"{what}: expected numpy arrays (as cryoDRGN writes them), found {kinds}")
 
 
-def load_pickles(path, max_items: int = 2) -> list:
+def load_pickles(path: PathLike, max_items: int = 2) -> list:
     """Up to ``max_items`` consecutive pickles from ``path``, read with :class:`SafeUnpickler` and checked with
     :func:`check_plain` (no unbounded containers)."""
     path = Path(path)
@@ -95,7 +102,7 @@ def load_pickles(path, max_items: int = 2) -> list:
     return out
 
 
-def load_z(path) -> tuple[np.ndarray, np.ndarray | None]:
+def load_z(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """``(z_mu, z_logvar)`` of a cryoDRGN ``z.N.pkl`` (``z_logvar`` is None when the file holds only ``z_mu``)."""
     items = load_pickles(path)
     for item in items:
@@ -107,7 +114,7 @@ def load_z(path) -> tuple[np.ndarray, np.ndarray | None]:
     return mu, logvar
 
 
-def load_poses(path) -> tuple[np.ndarray, np.ndarray | None]:
+def load_poses(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """``(rotations (N, 3, 3), translations (N, 2) or None)`` of a cryoDRGN pose pickle (translations as stored:
     a fraction of the box in cryoDRGN ≥ 0.8)."""
     obj = load_pickles(path, 1)[0]
@@ -125,7 +132,7 @@ def load_poses(path) -> tuple[np.ndarray, np.ndarray | None]:
 CTF_COLUMNS = ("D", "Apix", "dfu", "dfv", "dfang", "volt", "cs", "w", "phase_shift")
 
 
-def load_ctf(path) -> dict[str, np.ndarray]:
+def load_ctf(path: PathLike) -> dict[str, np.ndarray]:
     """A cryoDRGN CTF pickle ``(N, 9)`` as named columns: image size, Å/px, defocus U/V (Å), angle (°), kV, Cs (mm),
     amplitude contrast, phase shift (°)."""
     obj = load_pickles(path, 1)[0]
@@ -146,7 +153,7 @@ def refusal_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: not a plain torch.save of tensors and containers"
 
 
-def load_weights(path) -> dict:
+def load_weights(path: PathLike) -> dict:
     """A cryoDRGN ``weights.pkl`` as a dict, with ``weights_only=True`` (numpy arrays allowed, nothing else)."""
     import torch
 

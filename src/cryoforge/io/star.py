@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,10 @@ import starfile
 from ..conventions import euler_zyz_to_matrix, matrix_to_euler_zyz
 from ..ctf import CTFParams
 from .atomic import atomic_path
+
+if TYPE_CHECKING:
+    from ..hints import ArrayLike, PathLike
+
 
 # CTFParams field -> RELION column, default when the column is absent (None: required for a CTF)
 CTF_COLUMNS = {
@@ -107,7 +112,7 @@ class ParticleMetadata:
         if bad:
             raise StarError(f"{self.source or 'the metadata'}: NaN or infinite values in " + ", ".join(bad))
 
-    def take(self, rows) -> ParticleMetadata:
+    def take(self, rows: ArrayLike) -> ParticleMetadata:
         """The particles ``rows`` (indices), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
 
@@ -235,7 +240,8 @@ def _ctf(path: Path, t: pd.DataFrame, use_envelope: bool, notes: list[str]) -> C
     return CTFParams(**values)
 
 
-def read_particles_star(path, pixel_size: float | None = None, use_ctf_envelope: bool = False) -> ParticleMetadata:
+def read_particles_star(path: PathLike, pixel_size: float | None = None,
+                        use_ctf_envelope: bool = False) -> ParticleMetadata:
     """Read poses, shifts (Å), CTF and pixel size per particle from a RELION 3.0, 3.1 or 5 STAR file.
 
     Optics-group fields (pixel size, voltage, Cs, amplitude contrast, image size) are read per particle.
@@ -282,7 +288,7 @@ def read_particles_star(path, pixel_size: float | None = None, use_ctf_envelope:
     return meta
 
 
-def write_particles_star(path, meta: ParticleMetadata) -> Path:
+def write_particles_star(path: PathLike, meta: ParticleMetadata) -> Path:
     """Write RELION 3.1 STAR (optics + particles) atomically. Needs ``pixel_size`` (or ``pixel_sizes``).
 
     One optics group per distinct (voltage, Cs, amplitude contrast, pixel size).

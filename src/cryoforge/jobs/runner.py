@@ -8,8 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from .events import Event, Log, Metrics, Progress, Result
+
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
 
 
 class JobError(RuntimeError):
@@ -21,7 +26,7 @@ class Cancelled(Exception):
 
 
 def drive(job: Iterator[Event], on_event: Callable[[Event], None] | None = None,
-          cancel: threading.Event | None = None):
+          cancel: threading.Event | None = None) -> Any:
     """Run ``job`` to the end and return its Result value.
 
     ``on_event`` sees every event. When ``cancel`` is set the generator is closed at its next
@@ -77,7 +82,7 @@ class _Bar:
 
 
 @contextmanager
-def stop_signals(cancel: threading.Event, stream):
+def stop_signals(cancel: threading.Event, stream: TextIO) -> Iterator[None]:
     """While inside, Ctrl-C (SIGINT) and SIGTERM set ``cancel`` instead of interrupting: the job finishes the step
     it is in and stops at its next yield, so what it saves is consistent. A second Ctrl-C interrupts at once.
     Only the main thread can take signals; elsewhere this does nothing."""
@@ -100,7 +105,7 @@ def stop_signals(cancel: threading.Event, stream):
             signal.signal(sig, h)
 
 
-def run_cli(job: Iterator[Event], stream=None, show_metrics: bool = True):
+def run_cli(job: Iterator[Event], stream: TextIO | None = None, show_metrics: bool = True) -> Any:
     """Run ``job`` in the terminal with a progress bar; returns its Result value.
 
     Ctrl-C or SIGTERM cancels: the job ends the step it is in, stops at its next yield (a trainer then saves its

@@ -17,9 +17,16 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import Log, Metrics, Preview, Progress, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from ..hints import PathLike
+    from ..jobs import Event
+
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def _state(trainer: Trainable) -> dict:
     return states
 
 
-def save_training(trainer: Trainable, path, step: int, history: list, wall_s: float, metrics: dict) -> Path:
+def save_training(trainer: Trainable, path: PathLike, step: int, history: list, wall_s: float, metrics: dict) -> Path:
     """Checkpoint a trainer atomically: config, state dicts, step, history, wall time and metrics."""
     from ..io.checkpoint import save_checkpoint
 
@@ -90,7 +97,7 @@ def save_training(trainer: Trainable, path, step: int, history: list, wall_s: fl
                            {"step": step, "history": history, "wall_s": wall_s})
 
 
-def load_training(trainer: Trainable, path) -> dict:
+def load_training(trainer: Trainable, path: PathLike) -> dict:
     """Restore modules and optimizers from ``path``; refuses another kind or another configuration."""
     from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 
@@ -108,7 +115,8 @@ def load_training(trainer: Trainable, path) -> dict:
     return payload
 
 
-def train_job(trainer: Trainable, schedule: Schedule | None = None, checkpoint=None):
+def train_job(trainer: Trainable, schedule: Schedule | None = None,
+              checkpoint: PathLike | None = None) -> Iterator[Event]:
     """Job: run ``trainer`` as ``schedule`` says (to ``steps``, or until ``max_seconds`` of this run's training);
     ``Result`` is a :class:`TrainingResult`."""
     s = (schedule or Schedule()).over(getattr(trainer, "default_schedule", DEFAULT_SCHEDULE).over(DEFAULT_SCHEDULE))
@@ -171,7 +179,7 @@ def _train(trainer: Trainable, s: Schedule, checkpoint):
     yield Result(TrainingResult(None if checkpoint is None else str(checkpoint), step, wall(), last_val, history))
 
 
-def train_cli(job, checkpoint, argv) -> TrainingResult:
+def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str]) -> TrainingResult:
     """Run a training job in the terminal, record the command line in the checkpoint (``extra.command``: the
     provenance of shipped checkpoints) and print the final validation metrics; returns the Result value."""
     import shlex

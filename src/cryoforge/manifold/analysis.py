@@ -3,12 +3,22 @@ centres snapped to data points, traversals along principal components, and the n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..latent import ManifoldError
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def pca(latents, n_components: int = 2):
+    from sklearn.decomposition import PCA
+
+    from ..hints import ArrayLike, Tensorish
+
+
+
+def pca(latents: ArrayLike, n_components: int = 2) -> tuple[np.ndarray, PCA]:
     """``(coordinates (N, n), fitted sklearn PCA)``; a 1-D latent space is returned as is with a zero second axis."""
     from sklearn.decomposition import PCA
 
@@ -23,7 +33,7 @@ def pca(latents, n_components: int = 2):
     return coords.astype(np.float32), fit
 
 
-def kmeans_centres(latents, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_centres(latents: Tensorish, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(indices of the data points nearest the k-means centres, labels (N,))``, as cryoDRGN's ``analyze``."""
     from sklearn.cluster import KMeans
 
@@ -35,7 +45,8 @@ def kmeans_centres(latents, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return idx, km.labels_
 
 
-def pc_traversal(latents, pc: int = 0, n_points: int = 10, lim=(5.0, 95.0)) -> np.ndarray:
+def pc_traversal(latents: Tensorish, pc: int = 0, n_points: int = 10,
+                 lim: tuple[float, float] = (5.0, 95.0)) -> np.ndarray:
     """``n_points`` latent points along principal component ``pc`` (0-based) between the ``lim`` percentiles of
     the data's PC coordinates, through the data mean (``cryodrgn pc_traversal``)."""
     x = np.asarray(latents, np.float64)
@@ -47,7 +58,7 @@ def pc_traversal(latents, pc: int = 0, n_points: int = 10, lim=(5.0, 95.0)) -> n
     return (fit.mean_[None] + steps[:, None] * fit.components_[pc][None]).astype(np.float32)
 
 
-def nearest_structure(volume, maps, names) -> tuple[str, float, np.ndarray]:
+def nearest_structure(volume: Tensorish, maps: Tensorish, names: Sequence[str]) -> tuple[str, float, np.ndarray]:
     """Name and Pearson correlation of the known map most like ``volume`` (same box, no alignment), and all scores."""
     v = np.asarray(volume, np.float64).ravel()
     m = np.asarray(maps, np.float64).reshape(len(maps), -1)

@@ -9,12 +9,17 @@ path through them differs from a straight line.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..geometry import centred_grid
 from ..latent import Manifold
+
+if TYPE_CHECKING:
+    from ..hints import Device
+
 
 
 class AnalyticManifold(Manifold):
@@ -23,7 +28,7 @@ class AnalyticManifold(Manifold):
     kind = "analytic"
 
     def __init__(self, latent_dim: int = 2, box: int = 32, voxel_size: float = 4.0, n_data: int = 300, seed: int = 0,
-                 device="cpu"):
+                 device: Device = "cpu") -> None:
         super().__init__(device)
         if not (1 <= latent_dim <= 64) or not (8 <= box <= 256):
             raise ValueError(f"the analytic manifold takes 1 ≤ latent_dim ≤ 64 and 8 ≤ box ≤ 256; got latent_dim "

@@ -8,11 +8,18 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..jobs import Progress, Result
 from ..rng import seeded
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..jobs import Event
+
 
 
 def _latency_ms(m, repeats: int, seed: int = 0) -> dict:
@@ -45,7 +52,7 @@ class ExplorerBench:
     shared: str | None = None
 
 
-def bench_explorer(settings: ExplorerBench | None = None, device: str = "cpu"):
+def bench_explorer(settings: ExplorerBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: latency per kind and size; cryoDRGN batched vs slice-by-slice volumes/s (same model, 4 z)."""
     opts = settings or ExplorerBench()
     import tempfile

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..cliargs import positive
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..hints import PathLike
+    from ..latent import Manifold
+
 
 
 def _open(args):
@@ -17,13 +25,13 @@ def _open(args):
                          getattr(args, "voxel_size", None))
 
 
-def resolve_point(manifold, text: str) -> np.ndarray:
+def resolve_point(manifold: Manifold, text: str) -> np.ndarray:
     """A latent point from ``text``: a data label (e.g. ``4v5d``), ``#N`` (data point N), or numbers."""
     from ..latent import ManifoldError
     from .paths import parse_point
 
     labels = manifold.data_labels or []
-    if text in labels:
+    if text in labels and manifold.data_latents is not None:
         return np.asarray(manifold.data_latents[labels.index(text)], np.float32)
     if text.startswith("#"):
         if manifold.data_latents is None:
@@ -62,7 +70,7 @@ def _cmd_movie(args) -> int:
     return 0
 
 
-def read_zfile(path, latent_dim: int) -> np.ndarray:
+def read_zfile(path: PathLike, latent_dim: int) -> np.ndarray:
     """Latent points ``(M, latent_dim)`` from a text file, one per line; a file of another width is an error that
     names both widths (cryoDRGN reshapes it silently)."""
     from ..latent import ManifoldError
@@ -222,7 +230,7 @@ def _model_args(p, drgn: bool = False):
     p.add_argument("--device", default="cpu")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge movie|analyze|drgn`` to the CLI."""
     p = sub.add_parser("movie", help="latent interpolation movie of a generative model (MP4 or GIF)")
     _model_args(p)

@@ -5,25 +5,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..jobs import Metrics, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..hints import Tensorish
+    from ..jobs import Event
+    from ..latent import Manifold
+
 
 
 class LatestOnly:
     """``submit(request)`` runs ``start(request)`` now if idle, else keeps it as the one pending request (replacing
     and counting as dropped any older pending one). The caller reports the end of a run with ``done()``."""
 
-    def __init__(self, start: Callable[[Any], None]):
+    def __init__(self, start: Callable[[Any], None]) -> None:
         self._start = start
         self.busy = False
         self.pending = None
         self.started = 0
         self.dropped = 0
 
-    def submit(self, request) -> None:
+    def submit(self, request: Any) -> None:
         if self.busy:
             if self.pending is not None:
                 self.dropped += 1
@@ -43,7 +51,7 @@ class LatestOnly:
             self._run(request)
 
 
-def decode_job(manifold, z):
+def decode_job(manifold: Manifold, z: Tensorish) -> Iterator[Event]:
     """Job: decode one latent point; yields the decode time (ms) and the ``(z, volume)`` result."""
     z = np.asarray(z, np.float32)
     t = time.perf_counter()
@@ -52,7 +60,7 @@ def decode_job(manifold, z):
     yield Result((z, vol))
 
 
-def path_job(manifold, path_z):
+def path_job(manifold: Manifold, path_z: Tensorish) -> Iterator[Event]:
     """Job: decode every point of a latent path ``(T, d)`` in batches; result ``(T, D, D, D)`` float32."""
     from ..jobs import Progress
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..latent import Manifold, ManifoldError
 from ..samples import HYPTEST_MODEL, MCGAN_MODEL, sample_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..hints import PathLike
+
 
 # checkpoint kind → loader(path, device, **options), one per family's checkpoint kind (registered below).
 CHECKPOINT_KINDS: dict[str, Callable[..., Manifold]] = {}
@@ -39,7 +46,7 @@ CHECKPOINT_KINDS["multicryogan"] = _mcgan
 SHIPPED = {"wgan": HYPTEST_MODEL, "mcgan": MCGAN_MODEL}
 
 
-def shipped_templates():
+def shipped_templates() -> tuple[np.ndarray, list[str], float] | None:
     """The shipped known-template set ``(maps, names, voxel_size)``, or None when it is not installed."""
     try:
         from ..hyptest.templates import read_template_set
@@ -49,8 +56,9 @@ def shipped_templates():
         return None
 
 
-def open_manifold(spec, device: str = "cpu", config=None, z=None, voxel_size: float | None = None,
-                  templates=None) -> Manifold:
+def open_manifold(spec: PathLike, device: str = "cpu", config: PathLike | None = None, z: PathLike | None = None,
+                  voxel_size: float | None = None,
+                  templates: tuple[np.ndarray, list[str], float] | None = None) -> Manifold:
     """A manifold from ``spec``: ``analytic`` / ``analytic:D`` (latent dim D), ``wgan`` (the shipped 3D-WGAN),
     ``mcgan`` (the shipped Multi-CryoGAN of AdK closed → open),
     a cryoforge checkpoint (``.pt``), or a cryoDRGN run (its folder or ``weights.N.pkl``; ``config``/``z`` override)."""

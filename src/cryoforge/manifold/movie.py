@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,11 +22,19 @@ from ..jobs import Log, Progress, Result
 from ..latent import ManifoldError
 from .live import path_job
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from ..hints import PathLike, Tensorish
+    from ..jobs import Event
+    from ..latent import Manifold
+
+
 RENDERERS = ("auto", "gl", "slices", "projection")
 MOVIE_SUFFIXES = (".mp4", ".gif")
 
 
-def gl_renderer():
+def gl_renderer() -> Callable[..., int] | None:
     """The plugin's GL renderer, or None when it is not installed."""
     for ep in entry_points(group="cryoforge.renderers"):
         if ep.name == "gl":
@@ -56,7 +64,7 @@ def panels(volume: np.ndarray, mode: str) -> list[np.ndarray]:
 
 
 def render_fallback(volumes: np.ndarray, mode: str = "slices", cmap: str = "gray", scale: int = 4,
-                    titles=None):
+                    titles: Sequence[str] | None = None) -> Iterator[np.ndarray]:
     """Frames ``(H, W, 3)`` uint8, one per volume: three panels side by side (XY | XZ | YZ), fixed contrast."""
     import matplotlib
 
@@ -90,7 +98,7 @@ def _stamp(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def write_frames(frames, out, fps: int) -> int:
+def write_frames(frames: Iterable[np.ndarray], out: PathLike, fps: int) -> int:
     """Write frames to ``out`` (.mp4 through imageio-ffmpeg, .gif through Pillow), atomically; returns the count."""
     import imageio.v2 as imageio
 
@@ -106,7 +114,7 @@ def write_frames(frames, out, fps: int) -> int:
     return n
 
 
-def save_path(out, path_z, record: dict) -> tuple[Path, Path]:
+def save_path(out: PathLike, path_z: Tensorish, record: dict) -> tuple[Path, Path]:
     """The z path (``<movie>.z.txt``, one point per line) and the movie's record (``<movie>.json``)."""
     out = Path(out)
     ztxt, meta = out.with_name(out.name + ".z.txt"), out.with_name(out.name + ".json")
@@ -130,8 +138,9 @@ class MovieResult:
         return asdict(self)
 
 
-def movie_job(manifold, path_z, out, fps: int = 10, renderer: str = "auto", rotate: float = 0.0,
-              iso: float | None = None, colormap: str = "gray", record: dict | None = None):
+def movie_job(manifold: Manifold, path_z: Tensorish, out: PathLike, fps: int = 10, renderer: str = "auto",
+              rotate: float = 0.0,
+              iso: float | None = None, colormap: str = "gray", record: dict | None = None) -> Iterator[Event]:
     """Job: decode ``path_z`` ``(T, d)`` and write the movie ``out``; ``Result`` is a :class:`MovieResult`."""
     out = Path(out)
     if out.suffix not in MOVIE_SUFFIXES:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..latent import ManifoldError
+
+if TYPE_CHECKING:
+    from ..hints import Tensorish
+
 
 PATH_METHODS = ("linear", "spherical", "graph")
 
@@ -53,7 +59,7 @@ def _slerp(a, b, t):
     return u * ((1 - t) * na + t * nb)
 
 
-def graph_indices(data, start: int, end: int, k: int = 10) -> list[int]:
+def graph_indices(data: Tensorish, start: int, end: int, k: int = 10) -> list[int]:
     """Indices of the data points on the shortest path from ``start`` to ``end`` in the symmetric k-NN graph
     (edge length = Euclidean distance), as ``cryodrgn graph_traversal`` does; a clear error when disconnected."""
     from scipy.sparse.csgraph import dijkstra
@@ -71,12 +77,13 @@ def graph_indices(data, start: int, end: int, k: int = 10) -> list[int]:
     return path[::-1]
 
 
-def nearest_data_index(data, point) -> int:
+def nearest_data_index(data: Tensorish, point: Tensorish) -> int:
     """Index of the data latent point nearest to ``point`` (Euclidean)."""
     return int(np.argmin(np.linalg.norm(np.asarray(data) - np.asarray(point)[None], axis=1)))
 
 
-def make_path(waypoints, frames: int, method: str = "linear", data=None, k: int = 10) -> np.ndarray:
+def make_path(waypoints: Tensorish, frames: int, method: str = "linear", data: Tensorish | None = None,
+              k: int = 10) -> np.ndarray:
     """``(frames, latent_dim)`` latent points through ``waypoints`` (first and last included).
 
     ``linear`` and ``spherical`` interpolate between consecutive waypoints at equal arc length; ``graph``

@@ -15,12 +15,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..jobs import Log, Metrics, Progress, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..jobs import Event
+
 
 
 def _true_volumes(ens, case: str, points: int) -> np.ndarray:
@@ -114,7 +120,7 @@ class McganBench:
     mapping: int = 0
 
 
-def bench_mcgan(settings: McganBench | None = None, device: str = "cpu"):
+def bench_mcgan(settings: McganBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: the benchmark; ``Result`` is the report dict. ``batch``: images per critic/generator step (volumes ×
     8 poses); ``max_seconds``: each case's training time limit (``steps`` is then an upper bound); ``gwidth``: the
     generator's channels at full size (×2 per coarser level); ``mapping``: see :class:`.model.McganConfig`."""

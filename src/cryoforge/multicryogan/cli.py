@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cliargs import positive
+
+if TYPE_CHECKING:
+    import argparse
+
 
 
 def _references(path):
@@ -83,7 +87,7 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge mcgan train|eval`` to the CLI."""
     from .config import PRIORS, McganConfig, McganTrainConfig
 

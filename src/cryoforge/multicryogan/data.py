@@ -8,13 +8,21 @@ standard deviation (over up to 1000 images), the same numbers for every image.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..ctf import CTFParams
 from ..latent import ManifoldError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import PathLike, Tensorish
+
 
 
 def fourier_crop(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -32,8 +40,8 @@ class ParticleStack:
     """Images ``(N, D, D)`` (a memmap works), their CTFs and pixel size; ``size`` < D downsamples every batch by
     Fourier cropping (the pixel size grows by D/size), so a 64² stack trains a 32³ model."""
 
-    def __init__(self, images, ctf: CTFParams | None, pixel_size: float | np.ndarray,
-                 norm: tuple[float, float] | None = None, size: int | None = None):
+    def __init__(self, images: Tensorish, ctf: CTFParams | None, pixel_size: float | np.ndarray,
+                 norm: tuple[float, float] | None = None, size: int | None = None) -> None:
         shape = np.shape(images)
         if len(shape) != 3 or shape[1] != shape[2]:
             raise ManifoldError(f"particle images must be a stack (N, D, D) of square images; got shape {shape}")
@@ -57,16 +65,16 @@ class ParticleStack:
         x = torch.as_tensor(np.asarray(self.images[np.asarray(idx)], np.float32))
         return fourier_crop(x, self.D)
 
-    def batch(self, idx) -> torch.Tensor:
+    def batch(self, idx: Tensorish) -> torch.Tensor:
         """Normalised images ``(B, D, D)`` float32."""
         return (self._raw(idx) - self.norm[0]) / self.norm[1]
 
-    def ctf_pixel_sizes(self, idx) -> float | np.ndarray:
+    def ctf_pixel_sizes(self, idx: Tensorish) -> float | np.ndarray:
         """Pixel sizes (Å) of images ``idx`` on the (downsampled) grid: one number when they share it."""
         px = self.pixel_sizes[np.asarray(idx)]
         return float(px[0]) if np.all(px == px[0]) else px
 
-    def ctf_rows(self, idx) -> CTFParams | None:
+    def ctf_rows(self, idx: Tensorish) -> CTFParams | None:
         if self.ctf is None:
             return None
         return CTFParams(**{k: (np.asarray(v)[idx] if np.ndim(v) else v) for k, v in self.ctf.as_dict().items()})
@@ -80,14 +88,15 @@ class ParticleStack:
         return float(x[:, outside].std())
 
 
-def load_stack(stacks, star=None, use_ctf: bool = True, pixel_size: float | None = None,
+def load_stack(stacks: PathLike | Sequence[PathLike], star: PathLike | None = None, use_ctf: bool = True,
+               pixel_size: float | None = None,
                size: int | None = None) -> ParticleStack:
     """Images from ``stacks`` (one path or several, all of one square size) with CTFs from ``star`` (RELION),
     optionally downsampled to ``size``."""
     from ..io.mrc import read_mrc
     from ..io.particles import match_stack, read_particle_metadata
 
-    paths = [Path(stacks)] if isinstance(stacks, (str, Path)) else [Path(p) for p in stacks]
+    paths = [Path(stacks)] if isinstance(stacks, str | os.PathLike) else [Path(p) for p in stacks]
     if not paths:
         raise ManifoldError("no particle stack given")
     arrays: list = []

@@ -20,20 +20,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..metrics import fsc
 
+if TYPE_CHECKING:
+    from ..hints import ArrayLike, Tensorish
 
-def fsc_area(a, b) -> float:
+
+
+def fsc_area(a: Tensorish, b: Tensorish) -> float:
     """Area under ``FSC(a, b)`` on normalised frequency ``[0, 1]`` (1 = Nyquist), trapezoidal over shells."""
     c = fsc(a, b).fsc
     f = np.arange(len(c)) / (len(c) - 1)
     return float(np.sum((c[1:] + c[:-1]) / 2 * np.diff(f)))
 
 
-def fsccc_matrix(volumes) -> np.ndarray:
+def fsccc_matrix(volumes: Tensorish) -> np.ndarray:
     """``M[m, n] = fsc_area(volumes[m], volumes[n])`` for ``(K, n, n, n)`` volumes; symmetric, ones on the diagonal."""
     v = torch.as_tensor(np.asarray(volumes, np.float32))
     k = len(v)
@@ -44,7 +50,7 @@ def fsccc_matrix(volumes) -> np.ndarray:
     return m
 
 
-def matrix_agreement(reconstructed, truth) -> dict:
+def matrix_agreement(reconstructed: Tensorish, truth: Tensorish) -> dict:
     """Pearson correlation of the off-diagonal entries of two FSCCC matrices of the same size (best of the two
     directions of the reconstructed manifold)."""
     a, b = np.asarray(reconstructed, float), np.asarray(truth, float)
@@ -59,7 +65,7 @@ def matrix_agreement(reconstructed, truth) -> dict:
             "ends_similarity": float(a[0, -1]), "ends_similarity_truth": float(b[0, -1])}
 
 
-def ends_fsc(path, truth=None) -> dict:
+def ends_fsc(path: np.ndarray, truth: np.ndarray | None = None) -> dict:
     """``FSC(path[0], path[-1])`` per shell (cycles/px, Nyquist 0.5), and the same for ``truth`` when given."""
     curve = fsc(path[0], path[-1])
     out = {"frequency_cycles_per_px": curve.frequency.tolist(), "generator": curve.fsc.tolist()}
@@ -68,7 +74,7 @@ def ends_fsc(path, truth=None) -> dict:
     return out
 
 
-def discrete_proportions(to_first, to_last, tol: float = 0.2) -> dict:
+def discrete_proportions(to_first: ArrayLike, to_last: ArrayLike, tol: float = 0.2) -> dict:
     """Fractions of a uniformly sampled latent segment decoding to the first state, the last, and neither.
 
     ``to_first[j]`` / ``to_last[j]``: similarity (e.g. :func:`fsc_area`) of point ``j`` of the segment to its
@@ -90,7 +96,7 @@ def discrete_proportions(to_first, to_last, tol: float = 0.2) -> dict:
     return {"first": p_first, "last": p_last, "transition": 1.0 - p_first - p_last, "tol": tol}
 
 
-def align_to_reference(volume, reference, device: str = "cpu") -> tuple[torch.Tensor, dict]:
+def align_to_reference(volume: Tensorish, reference: Tensorish, device: str = "cpu") -> tuple[torch.Tensor, dict]:
     """``volume`` rotated, shifted and, if that fits better, mirrored onto ``reference`` (classical global search
     of :mod:`cryoforge.search`); returns the placed volume and ``{"mirrored", "score"}``."""
     from ..geometry import transform_volumes

@@ -41,7 +41,7 @@ class Generator(nn.Module):
     z1: torch.Tensor
     mask: torch.Tensor
 
-    def __init__(self, cfg: McganConfig, noise_sigma: float = 1.0):
+    def __init__(self, cfg: McganConfig, noise_sigma: float = 1.0) -> None:
         super().__init__()
         self.cfg = cfg
         levels = int(math.log2(cfg.box // 4))
@@ -100,7 +100,7 @@ class Generator(nn.Module):
 class Critic(nn.Module):
     """Images ``(B, n, n)`` → scores ``(B,)`` (a convolutional WGAN critic)."""
 
-    def __init__(self, cfg: McganConfig, image_size: int | None = None):
+    def __init__(self, cfg: McganConfig, image_size: int | None = None) -> None:
         super().__init__()
         n = image_size or cfg.box
         layers, c_in, c = [], 1, cfg.cwidth

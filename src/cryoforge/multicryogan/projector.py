@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,11 @@ import torch
 from ..conventions import random_rotations
 from ..geometry import transform_volumes
 from ..sim.particles import finish_images
+
+if TYPE_CHECKING:
+    from ..ctf import CTFParams
+    pass
+
 
 
 def project_fourier(volumes: torch.Tensor, rotations: torch.Tensor, pad: float = 2.0) -> torch.Tensor:
@@ -46,7 +51,8 @@ def project_real(volumes: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor
 
 
 
-def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, pixel_size: float | np.ndarray,
+def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf: CTFParams | None,
+                pixel_size: float | np.ndarray,
                 noise_sigma: torch.Tensor | float | None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shift (pixels, x y), CTF (:class:`cryoforge.ctf.CTFParams` batch, or None) and white Gaussian noise of
     standard deviation ``noise_sigma`` (a tensor keeps it differentiable) — the particle simulator's steps."""
@@ -57,7 +63,8 @@ def form_images(projections: torch.Tensor, shifts_px: torch.Tensor | None, ctf, 
     return img
 
 
-def gaussian_blobs(n: int, count: int = 12, sigma: float = 1.6, seed: int = 0):
+def gaussian_blobs(n: int, count: int = 12, sigma: float = 1.6, seed: int = 0) -> tuple[torch.Tensor,
+                   tuple[np.ndarray, np.ndarray]]:
     """A volume ``(n, n, n)`` of ``count`` Gaussians inside the inscribed sphere, and the blobs ``(centres xyz in
     voxels from the box centre, amplitudes)`` — its exact projections are sums of 2-D Gaussians."""
     rng = np.random.default_rng(seed)
@@ -72,7 +79,8 @@ def gaussian_blobs(n: int, count: int = 12, sigma: float = 1.6, seed: int = 0):
     return vol.float(), (c, amp)
 
 
-def analytic_projections(n: int, blobs, rotations: torch.Tensor, sigma: float = 1.6) -> torch.Tensor:
+def analytic_projections(n: int, blobs: tuple[np.ndarray, np.ndarray], rotations: torch.Tensor,
+                         sigma: float = 1.6) -> torch.Tensor:
     """Exact projections ``(P, n, n)`` of :func:`gaussian_blobs` at ``rotations`` (line integrals, unit voxels)."""
     c, amp = blobs
     ax = torch.arange(n, dtype=torch.float64) - n // 2

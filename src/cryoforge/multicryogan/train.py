@@ -15,6 +15,8 @@ images, and, given reference end volumes, reports the FSC area / FSC=0.5 frequen
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -29,6 +31,14 @@ from .config import McganConfig, McganTrainConfig
 from .data import ParticleStack
 from .model import Critic, Generator
 from .projector import form_images, project_fourier
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from ..hints import Device, PathLike, Tensorish
+    from ..jobs import Event
+
 
 KIND = "multicryogan"
 PREVIEW_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -47,7 +57,7 @@ class McganTrainer:
     kind = KIND
 
     def __init__(self, data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
-                 device: str = "cpu", references=None):
+                 device: str = "cpu", references: Tensorish | None = None) -> None:
         cfg = cfg or McganConfig(box=data.D)
         if cfg.box != data.D:
             raise ValueError(f"the generator's box ({cfg.box}) must equal the image size ({data.D})")
@@ -115,7 +125,7 @@ class McganTrainer:
                 "noise_sigma": float(self.gen.noise_sigma.detach())}
 
     @torch.no_grad()
-    def volumes(self, coords) -> torch.Tensor:
+    def volumes(self, coords: Tensorish) -> torch.Tensor:
         self.gen.eval()
         c = torch.as_tensor(np.asarray(coords, np.float32)).reshape(-1, self.cfg.latent_dim)
         return self.gen(c.to(self.device)).cpu()
@@ -126,7 +136,7 @@ class McganTrainer:
         return np.random.default_rng(0).standard_normal((5, self.cfg.zdim)).astype(np.float32)
 
     @torch.no_grad()
-    def validate(self, step: int):
+    def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         rng = _rng(self.tcfg.seed + 7, 0, 0)  # fixed batch: comparable across validations
         real = self.real(rng)
         fake = self.simulate(rng, 12345)
@@ -145,7 +155,7 @@ class McganTrainer:
         return metrics, previews
 
 
-def end_scores(ends, references, pixel_size: float | None = None) -> dict:
+def end_scores(ends: Tensorish, references: Tensorish, pixel_size: float | None = None) -> dict:
     """FSC of the generator's two ends against the true end volumes, after alignment (rotation, shift, hand); the
     manifold's direction is free, so the better of the two pairings is reported. ``fsc05_freq_*`` is the last
     frequency (cycles/px, Nyquist 0.5) before FSC first falls below 0.5; given ``pixel_size`` (Å), also in Å.
@@ -176,13 +186,14 @@ def end_scores(ends, references, pixel_size: float | None = None) -> dict:
 
 
 def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
-                    schedule: Schedule | None = None, checkpoint=None, device: str = "cpu", references=None):
+                    schedule: Schedule | None = None, checkpoint: PathLike | None = None, device: str = "cpu",
+                    references: Tensorish | None = None) -> Iterator[Event]:
     """Job: train Multi-CryoGAN; see :func:`cryoforge.jobs.trainer.train_job`."""
     trainer = McganTrainer(data, cfg, train, device, references)
     return train_job(trainer, schedule, checkpoint)
 
 
-def load_generator(path, device="cpu") -> tuple[Generator, dict]:
+def load_generator(path: PathLike, device: Device = "cpu") -> tuple[Generator, dict]:
     """The generator of a Multi-CryoGAN checkpoint and the checkpoint's config."""
     from ..io.checkpoint import config_section, load_checkpoint
 
@@ -197,7 +208,7 @@ class McganManifold(Manifold):
 
     kind = "multicryogan"
 
-    def __init__(self, path, device="cpu", **_):
+    def __init__(self, path: PathLike, device: Device = "cpu", **_: Any) -> None:
         super().__init__(device)
         self.gen, payload = load_generator(path, self.device)
         cfg = payload["config"]

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..hints import PathLike
+    from .particles import Ensemble
+
 
 ADK = ("adk_closed.pdb.gz", "adk_open.pdb.gz")
 
 
-def adk_models(structures=None) -> list[str]:
+def adk_models(structures: PathLike | None = None) -> list[str]:
     """Paths of the closed and open AdK models in ``structures`` (default ``../shared/structures``, relative to the
     working directory, as the hyptest bench's)."""
     folder = Path(structures or "../shared/structures")
@@ -18,7 +24,7 @@ def adk_models(structures=None) -> list[str]:
     return [str(p) for p in paths]
 
 
-def adk_ensemble(case: str, box: int, voxel_size: float, structures=None):
+def adk_ensemble(case: str, box: int, voxel_size: float, structures: PathLike | None = None) -> Ensemble:
     """``continuous``: 21 states by coordinate interpolation closed → open; ``discrete``: closed 0.25 / open 0.75."""
     from .sources import MapSpec, continuous_ensemble, discrete_ensemble
 

@@ -12,8 +12,13 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..hints import PathLike, Tensorish
+
 
 # Elements inferred from the first letter of a name in polymer residues and water.
 _POLYMER_ELEMENTS = {"C", "N", "O", "S", "H", "P"}
@@ -51,12 +56,12 @@ class AtomicModel:
         m = self.masses
         return (self.coords.astype(np.float64) * m[:, None]).sum(0) / m.sum()
 
-    def radius(self, centre=None) -> float:
+    def radius(self, centre: Tensorish | None = None) -> float:
         """Largest distance (Å) of an atom from ``centre`` (default: the centre of mass)."""
         c = self.center_of_mass() if centre is None else np.asarray(centre)
         return float(np.linalg.norm(self.coords - c, axis=1).max())
 
-    def with_coords(self, coords, name: str | None = None) -> AtomicModel:
+    def with_coords(self, coords: Tensorish, name: str | None = None) -> AtomicModel:
         coords = np.asarray(coords, dtype=np.float32)
         if coords.shape != self.coords.shape:
             raise ModelError(f"coordinates of shape {coords.shape} do not fit a model of {len(self)} atoms")
@@ -83,7 +88,7 @@ def infer_element(atom_name: str, residue_name: str, given: str = "") -> str:
     raise ModelError(f"cannot tell the element of atom {atom_name!r} in residue {residue_name!r}")
 
 
-def read_model(path, model_index: int = 0, skip_hydrogens: bool = False) -> AtomicModel:
+def read_model(path: PathLike, model_index: int = 0, skip_hydrogens: bool = False) -> AtomicModel:
     """Read one model of a PDB / mmCIF file (gzip allowed) with gemmi.
 
     The asymmetric unit as deposited (cryo-EM entries such as 4V1W hold the whole complex).
@@ -124,7 +129,7 @@ def read_model(path, model_index: int = 0, skip_hydrogens: bool = False) -> Atom
                        np.asarray(bfac, np.float32), name=name)
 
 
-def read_dcd(path) -> np.ndarray:
+def read_dcd(path: PathLike) -> np.ndarray:
     """Frames of a CHARMM / NAMD / X-PLOR DCD trajectory as ``(F, N, 3)`` float32 Å (fixed atoms unsupported)."""
     raw = Path(path).read_bytes()
     if len(raw) < 8:
@@ -166,7 +171,7 @@ def read_dcd(path) -> np.ndarray:
     return np.stack(frames).astype(np.float32)
 
 
-def trajectory_models(topology: AtomicModel, dcd_path, stride: int = 1) -> list[AtomicModel]:
+def trajectory_models(topology: AtomicModel, dcd_path: PathLike, stride: int = 1) -> list[AtomicModel]:
     """The frames of a DCD trajectory as models that share ``topology``'s atoms (same order and count)."""
     frames = read_dcd(dcd_path)[::stride]
     if frames.shape[1] != len(topology):
@@ -174,7 +179,7 @@ def trajectory_models(topology: AtomicModel, dcd_path, stride: int = 1) -> list[
     return [topology.with_coords(f, name=f"{topology.name}_frame{i * stride}") for i, f in enumerate(frames)]
 
 
-def interpolate_coords(a: AtomicModel, b: AtomicModel, alphas) -> np.ndarray:
+def interpolate_coords(a: AtomicModel, b: AtomicModel, alphas: Tensorish) -> np.ndarray:
     """Coordinates ``(1-α) a + α b`` for each α: ``(len(alphas), N, 3)``. ``b`` is first superposed onto
     ``a`` (Kabsch, mass-weighted) so the path is a conformational change, not a rigid-body drift."""
     if len(a) != len(b):
@@ -186,7 +191,7 @@ def interpolate_coords(a: AtomicModel, b: AtomicModel, alphas) -> np.ndarray:
     return ((1 - al) * a.coords[None] + al * xb[None]).astype(np.float32)
 
 
-def superpose(mobile: np.ndarray, target: np.ndarray, weights=None) -> np.ndarray:
+def superpose(mobile: np.ndarray, target: np.ndarray, weights: Tensorish | None = None) -> np.ndarray:
     """``mobile`` rigidly moved onto ``target`` (weighted Kabsch)."""
     w = np.ones(len(mobile)) if weights is None else np.asarray(weights, np.float64)
     w = w / w.sum()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,12 @@ from .params import ParticleParams, TomoParams
 from .particles import Ensemble, simulate_particles_job
 from .phantoms import phantom_model
 from .tomo import simulate_subtomograms, tilt_angles
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..jobs import Event
+
 
 
 def _rate(fn, count: int, repeats: int) -> float:
@@ -40,7 +46,7 @@ class SimBench:
     repeats: int = 2
 
 
-def bench_sim(settings: SimBench | None = None, device: str = "cpu"):
+def bench_sim(settings: SimBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: simulator throughput; ``Result`` is the report dict."""
     opts = settings or SimBench()
     if device != "cpu":

@@ -6,8 +6,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cliargs import non_negative, positive
+
+if TYPE_CHECKING:
+    import argparse
+
 
 DEFAULT_SUBTOMO_SOURCES = ["phantom:proteasome", "phantom:ribosome", "phantom:ferritin", "phantom:multiblob"]
 
@@ -109,7 +114,7 @@ def _common_ctf(s, defocus, cs, ac):
     s.add_argument("--seed", type=int, default=0)
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge simulate map|pairs|particles`` to the CLI."""
     sim = sub.add_parser("simulate", help="simulate maps, subtomogram pairs or particle stacks")
     ssub = sim.add_subparsers(dest="what", metavar="WHAT", required=True)

@@ -25,17 +25,22 @@ batch of conformations, the centre of mass of their average, so the frames stay 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .atoms import AtomicModel, ModelError
 
+if TYPE_CHECKING:
+    from ..hints import Device, Tensorish
+
+
 METHODS = ("peng", "gaussian")
 SIGMA_PER_RESOLUTION = 1.0 / (math.pi * math.sqrt(2.0))
 
 
-def check_map_parameters(box: int, voxel_size: float, resolution: float | None = None, bfactor: float = 0.0):
+def check_map_parameters(box: int, voxel_size: float, resolution: float | None = None, bfactor: float = 0.0) -> None:
     """Refuse a box, voxel size, resolution or B-factor a map cannot be made with; the message says why."""
     if not (isinstance(box, (int, np.integer)) and box >= 8):
         raise ValueError(f"box must be an integer of at least 8 voxels; got {box!r}")
@@ -95,9 +100,10 @@ def _crop_spectrum(ft: torch.Tensor, n: int) -> torch.Tensor:
     return out[..., : n // 2 + 1]
 
 
-def models_to_density(coords, elements: list[str], box: int, voxel_size: float, method: str = "peng",
+def models_to_density(coords: Tensorish, elements: list[str], box: int, voxel_size: float, method: str = "peng",
                       resolution: float | None = None, bfactor: float = 0.0, oversample: int = 2,
-                      occupancy=None, centre=None, device=None) -> torch.Tensor:
+                      occupancy: Tensorish | None = None, centre: Tensorish | None = None,
+                      device: Device | None = None) -> torch.Tensor:
     """Density maps ``(B, n, n, n)`` (or ``(n, n, n)`` for one ``(N, 3)`` model) from coordinates in Å.
 
     coords: ``(N, 3)`` or ``(B, N, 3)`` sharing ``elements``; centre: ``(x, y, z)`` Å placed at the
@@ -177,7 +183,7 @@ def models_to_density(coords, elements: list[str], box: int, voxel_size: float, 
 
 def model_to_density(model: AtomicModel, box: int, voxel_size: float, method: str = "peng",
                      resolution: float | None = None, bfactor: float = 0.0, oversample: int = 2,
-                     device=None) -> torch.Tensor:
+                     device: Device | None = None) -> torch.Tensor:
     """Density ``(n, n, n)`` of one :class:`AtomicModel` (see :func:`models_to_density`)."""
     return models_to_density(model.coords, model.elements, box, voxel_size, method, resolution, bfactor,
                              oversample, model.occupancy, device=device)

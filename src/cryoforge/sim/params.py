@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..ctf import CTFParams
+    from ..hints import Tensorish
 
 RECONSTRUCTIONS = ("fourier", "wbp")
 CTF_CORRECTIONS = ("none", "phase_flip")
 
 
-def check_snr(snr) -> None:
+def check_snr(snr: float | None) -> None:
     """Refuse an SNR that is not a positive finite number (None means noise-free)."""
     if snr is not None and not (snr > 0 and math.isfinite(snr)):
         raise ValueError(f"snr must be a positive number (or None for noise-free); got {snr!r}")
@@ -61,7 +62,7 @@ class TomoParams:
             raise ValueError(f"ctf_correction must be one of {CTF_CORRECTIONS}; got {self.ctf_correction!r}")
         return self
 
-    def ctf_params(self, defocus) -> CTFParams:
+    def ctf_params(self, defocus: float | Tensorish) -> CTFParams:
         """The CTF of each defocus (Å) with these optics."""
         import numpy as np
         import torch

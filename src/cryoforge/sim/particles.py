@@ -24,6 +24,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,13 @@ from ..io.star import ParticleMetadata, write_particles_star
 from ..jobs import Log, Preview, Progress, Result
 from ..resources import check_allocation
 from .params import ParticleParams
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..hints import PathLike, Tensorish
+    from ..jobs import Event
+
 
 CHUNK = 256
 PROJECT_CHUNK = 2048
@@ -83,7 +91,7 @@ class Ensemble:
     def discrete(self) -> bool:
         return self.weights is not None or len(self.maps) == 1
 
-    def sample(self, n: int, rng: np.random.Generator):
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per particle: lower state index, blend weight toward the next state, coordinate ``u``, state label."""
         k = len(self.maps)
         if self.discrete:
@@ -107,7 +115,8 @@ class Ensemble:
         return ((1 - frac[0]) * self.maps[lo[0]] + frac[0] * self.maps[lo[0] + 1]).astype(np.float32)
 
 
-def project_ensemble(ens: Ensemble, rot: np.ndarray, lo: np.ndarray, frac: np.ndarray):
+def project_ensemble(ens: Ensemble, rot: np.ndarray, lo: np.ndarray,
+                     frac: np.ndarray) -> Iterator[tuple[float, int] | torch.Tensor]:
     """Yield ``(done, total)`` while projecting; the last item is the ``(N, n, n)`` projections.
 
     One pass per state (each state's padded 3-D FFT is computed once for all its particles).
@@ -139,7 +148,8 @@ def _ctf_batch(params: ParticleParams, n: int, rng: np.random.Generator) -> CTFP
                      bfactor=params.bfactor)
 
 
-def finish_images(img: torch.Tensor, shifts_px, ctf: CTFParams | None, pixel_size) -> torch.Tensor:
+def finish_images(img: torch.Tensor, shifts_px: Tensorish | None, ctf: CTFParams | None,
+                  pixel_size: float | np.ndarray) -> torch.Tensor:
     """Shift projections ``(N, n, n)`` by ``shifts_px`` (pixels, x y; array or tensor) and apply their CTF, on the
     images' device (differentiable in the images: Multi-CryoGAN's simulator uses it). ``pixel_size`` (Å): one
     number, or one per image."""
@@ -167,7 +177,8 @@ class ParticleSimulation:
 
 
 def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: ParticleParams | None = None,
-                           seed: int = 0, out_dir=None, stem: str = "particles", storage: str = "float32"):
+                           seed: int = 0, out_dir: PathLike | None = None, stem: str = "particles",
+                           storage: str = "float32") -> Iterator[Event]:
     """Job: ``n_particles`` images; yields progress, a preview, and a :class:`ParticleSimulation`.
 
     With ``out_dir``: ``{stem}.mrcs``, ``{stem}.star`` (RELION 3.1), ``truth.csv`` (conformation of each
@@ -227,12 +238,14 @@ def simulate_particles_job(ensemble: Ensemble, n_particles: int, params: Particl
     yield Result(ParticleSimulation(images, meta, truth, sigma, None if out_dir is None else str(out_dir)))
 
 
-def write_particles(out_dir, stem, images, meta, truth, ensemble: Ensemble, info: dict,
+def write_particles(out_dir: PathLike, stem: str, images: np.ndarray, meta: ParticleMetadata, truth: pd.DataFrame,
+                    ensemble: Ensemble, info: dict,
                     storage: str = "float32") -> Path:
     """Write the stack (``storage``: float32 or float16, MRC modes 2 / 12), STAR, truth, states and JSON."""
     if storage not in ("float32", "float16"):
         raise ValueError(f"particle storage must be float32 or float16; got {storage!r}")
     ps = meta.pixel_size
+    assert ps is not None, "simulated metadata carry their pixel size"
     with atomic_dir(out_dir, "dataset.json") as out:  # complete or absent; never a mix of two runs
         write_mrc(out / f"{stem}.mrcs", images, ps, stack=True, dtype=storage)
         if ensemble.discrete:

@@ -8,6 +8,7 @@ or, for particles, a few noise-free and noisy particle images; then a :class:`Si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +29,16 @@ from .tomo import (
     tilt_range_from_wedge,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed: int = 0) -> np.ndarray:
+    from ..hints import ArrayLike, Tensorish
+    from ..jobs import Event
+
+
+
+def source_volume(source: str | ArrayLike, spec: MapSpec, source_voxel: float | None = None,
+                  seed: int = 0) -> np.ndarray:
     """The map of a source string (:mod:`cryoforge.sim.sources`) or of an array at ``source_voxel`` Å."""
     if isinstance(source, str):
         return load_map(source, spec, seed=seed)
@@ -39,8 +48,8 @@ def source_volume(source, spec: MapSpec, source_voxel: float | None = None, seed
     return resample_map(arr, float(source_voxel or spec.voxel_size), spec.voxel_size, spec.box)
 
 
-def tilt_image(volume, rotation, tilt: float, params: TomoParams, defocus: float, noisy: bool,
-               generator=None, n_tilts: int = 121) -> np.ndarray:
+def tilt_image(volume: Tensorish, rotation: Tensorish, tilt: float, params: TomoParams, defocus: float, noisy: bool,
+               generator: torch.Generator | None = None, n_tilts: int = 121) -> np.ndarray:
     """One tilt image ``(n, n)``: projection at ``tilt`` degrees, CTF and MTF, with noise at the projection SNR
     that gives the subtomogram SNR (noise σ from the same calibration as the reconstruction)."""
     n = volume.shape[-1]
@@ -76,9 +85,9 @@ class SimulationPreview:
     particles_clean: np.ndarray | None = None
 
 
-def preview_job(source, spec: MapSpec, mode: str = "subtomogram", tomo: TomoParams | None = None,
+def preview_job(source: str | ArrayLike, spec: MapSpec, mode: str = "subtomogram", tomo: TomoParams | None = None,
                 wedge: float = 30.0, particles: ParticleParams | None = None, source_voxel: float | None = None,
-                seed: int = 0):
+                seed: int = 0) -> Iterator[Event]:
     """Job: previews of one simulated subtomogram (``mode='subtomogram'``) or of 16 particles."""
     if mode not in ("subtomogram", "particles"):
         raise ValueError(f"mode must be 'subtomogram' or 'particles'; got {mode!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,10 @@ from .atoms import AtomicModel, interpolate_coords, read_model, superpose, traje
 from .density import model_to_density, models_to_density
 from .particles import Ensemble
 from .phantoms import PHANTOMS, phantom_model
+
+if TYPE_CHECKING:
+    from ..hints import ArrayLike, Tensorish
+
 
 MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 MAP_SUFFIXES = (".mrc", ".map", ".rec")
@@ -66,7 +71,7 @@ def load_model(source: str, seed: int = 0) -> AtomicModel:
     raise ValueError(f"source {source!r} is not a phantom (phantom:{'|'.join(PHANTOMS)}[@seed]) or a PDB/mmCIF file")
 
 
-def resample_map(volume, from_voxel: float, to_voxel: float, box: int) -> np.ndarray:
+def resample_map(volume: Tensorish, from_voxel: float, to_voxel: float, box: int) -> np.ndarray:
     """Band-limit, resample (trilinear) to ``to_voxel`` Å and pad/crop about the centre to ``box``."""
     v = torch.as_tensor(np.asarray(volume, np.float32))
     if abs(from_voxel - to_voxel) > 1e-6 * to_voxel:
@@ -121,7 +126,7 @@ def trajectory_ensemble(topology: str, dcd: str, spec: MapSpec, stride: int = 1)
     return Ensemble(maps, np.linspace(0, 1, len(frames)), names=[f.name for f in frames])
 
 
-def discrete_ensemble(sources: list[str], weights, spec: MapSpec) -> Ensemble:
+def discrete_ensemble(sources: list[str], weights: ArrayLike, spec: MapSpec) -> Ensemble:
     """A mixture of ``sources`` in proportions ``weights``; models of the same atoms share one centre."""
     models = [load_model(s) for s in sources]
     same = all(len(m) == len(models[0]) and m.elements == models[0].elements for m in models)
@@ -131,5 +136,6 @@ def discrete_ensemble(sources: list[str], weights, spec: MapSpec) -> Ensemble:
                                  spec.resolution, spec.bfactor, occupancy=models[0].occupancy).numpy()
     else:
         maps = np.stack([load_map(s, spec) for s in sources])
-    return Ensemble(maps, np.linspace(0, 1, len(sources)), weights=weights, names=[source_name(s) for s in sources])
+    return Ensemble(maps, np.linspace(0, 1, len(sources)), weights=np.asarray(weights, np.float64),
+                    names=[source_name(s) for s in sources])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,13 @@ from ..jobs import Log, Preview, Progress, Result
 from ..resources import check_allocation
 from .params import TomoParams
 from .tomo import centred_wedge, simulate_subtomograms, tilt_angles, tilt_range_from_wedge
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from ..hints import PathLike, Tensorish
+    from ..jobs import Event
+
 
 SNR_DEFINITION = ("subtomogram SNR = c/(1-c) for the Pearson correlation c of two aligned noisy copies "
                   "= var(signal)/var(noise) of the reconstructed subtomogram over the box (seed 001)")
@@ -84,9 +92,10 @@ def _check(maps: np.ndarray, n_pairs: int, wedge_a: float, wedge_b: float, max_s
         raise ValueError(f"max_shift must be in [0, box/2 = {maps.shape[-1] / 2:g}] voxels; got {max_shift!r}")
 
 
-def simulate_pairs_job(maps, structures: list[str] | None = None, n_pairs: int = 100, params: TomoParams | None = None,
+def simulate_pairs_job(maps: Tensorish, structures: Sequence[str] | None = None, n_pairs: int = 100,
+                       params: TomoParams | None = None,
                        wedge_a: float = 0.0, wedge_b: float = 30.0, max_shift: float = 7.0, seed: int = 0,
-                       batch: int = 32, out_dir=None, storage: str = "float32"):
+                       batch: int = 32, out_dir: PathLike | None = None, storage: str = "float32") -> Iterator[Event]:
     """Job: simulate ``n_pairs`` pairs from ``maps`` ``(K, n, n, n)``; yields progress, a preview and the dataset.
 
     With ``out_dir`` the files are written once all pairs exist, as one folder that appears whole
@@ -163,7 +172,7 @@ def _load(path: Path, rec: dict) -> np.ndarray:
     return data * np.float32(rec.get("scale", 1.0)) + np.float32(rec.get("offset", 0.0))
 
 
-def write_pairs(ds: PairDataset, out_dir, storage: str = "float32") -> Path:
+def write_pairs(ds: PairDataset, out_dir: PathLike, storage: str = "float32") -> Path:
     """Write a :class:`PairDataset` (see the module docstring). ``storage``: float32, float16, or int8
     (values scaled to ±5 σ; the scale is in ``dataset.json`` and :func:`read_pairs` undoes it)."""
     import starfile
@@ -184,7 +193,7 @@ def write_pairs(ds: PairDataset, out_dir, storage: str = "float32") -> Path:
     return Path(out_dir)
 
 
-def read_pairs(path) -> PairDataset:
+def read_pairs(path: PathLike) -> PairDataset:
     """Read a directory written by :func:`write_pairs`."""
     import starfile
 

@@ -33,6 +33,7 @@ frequency (protein bright). Defocus is the same for every tilt of a subtomogram 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +43,12 @@ from ..conventions import rotation_about_axis
 from ..ctf import CTFParams, ctf_2d, ctf_of_k2
 from ..fourier import fourier_shift, freq_grid
 from .params import TomoParams
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..hints import ArrayLike, Device, Tensorish
+
 
 
 def check_tilt_range(tilt_min: float, tilt_max: float) -> None:
@@ -78,7 +85,8 @@ def _slice_angle(k: torch.Tensor) -> torch.Tensor:
     return torch.where(ang <= -90, ang + 180, ang)
 
 
-def wedge_mask(shape, tilt_min: float = -60.0, tilt_max: float = 60.0, rfft: bool = True, device=None):
+def wedge_mask(shape: Sequence[int], tilt_min: float = -60.0, tilt_max: float = 60.0, rfft: bool = True,
+               device: Device | None = None) -> torch.Tensor:
     """1 where a ``[tilt_min, tilt_max]`` single-axis (y) series samples Fourier space, 0 in the missing wedge.
 
     On the (r)FFT grid of ``shape = (Z, Y, X)`` (torch.fft order). The ``ky`` axis (``kx = kz = 0``) is
@@ -105,8 +113,9 @@ def detector_mtf(k_frac_nyquist: torch.Tensor) -> torch.Tensor:
     return torch.sinc(k_frac_nyquist / 2)
 
 
-def transfer_3d(shape, voxel_size: float, ctf: CTFParams | None, tilt_min: float, tilt_max: float, mtf: bool = True,
-                device=None) -> torch.Tensor:
+def transfer_3d(shape: Sequence[int], voxel_size: float, ctf: CTFParams | None, tilt_min: float, tilt_max: float,
+                mtf: bool = True,
+                device: Device | None = None) -> torch.Tensor:
     """Signal transfer of a tilt series + reconstruction on the rFFT grid: CTF · MTF · wedge, ``(B, Z, Y, X//2+1)``."""
     k = freq_grid(shape, voxel_size, rfft=True, device=device)
     k2 = (k * k).sum(-1)
@@ -116,7 +125,8 @@ def transfer_3d(shape, voxel_size: float, ctf: CTFParams | None, tilt_min: float
     return t * wedge_mask(shape, tilt_min, tilt_max, rfft=True, device=device)
 
 
-def noise_amplitude_3d(shape, tilt_min: float, tilt_max: float, mtf: bool = True, device=None) -> torch.Tensor:
+def noise_amplitude_3d(shape: Sequence[int], tilt_min: float, tilt_max: float, mtf: bool = True,
+                       device: Device | None = None) -> torch.Tensor:
     """Amplitude filter for reconstructed projection noise: ``MTF · sqrt(|k_xz|) · wedge`` (rFFT grid)."""
     k = freq_grid(shape, 1.0, rfft=True, device=device)
     kxz = torch.sqrt(k[..., 0] ** 2 + k[..., 2] ** 2)
@@ -152,7 +162,7 @@ def _fourier_reconstruct(volumes, ctf, tilt_min, tilt_max, params, shifts, gener
     return _scale_noise(clean, noise, params.snr)
 
 
-def project_tilt_series(volume, rotation, tilts_deg) -> torch.Tensor:
+def project_tilt_series(volume: Tensorish, rotation: Tensorish, tilts_deg: ArrayLike) -> torch.Tensor:
     """Projections ``(T, n, n)`` of ``volume`` rotated by ``rotation`` then tilted about y by each angle."""
     from torch_fourier_slice import project_3d_to_2d
 
@@ -162,7 +172,7 @@ def project_tilt_series(volume, rotation, tilts_deg) -> torch.Tensor:
     return project_3d_to_2d(volume, full.transpose(-1, -2))
 
 
-def backproject_wbp(images: torch.Tensor, tilts_deg, chunk: int = 16) -> torch.Tensor:
+def backproject_wbp(images: torch.Tensor, tilts_deg: Tensorish, chunk: int = 16) -> torch.Tensor:
     """R-weighted real-space back-projection of ``(C, T, n, n)`` tilt images → ``(C, n, n, n)`` volumes."""
     c, t, n, _ = images.shape
     kx = torch.fft.rfftfreq(n, device=images.device)
@@ -211,7 +221,8 @@ def _wbp_reconstruct(volumes, rotations, ctf, tilt_min, tilt_max, params, shifts
     return torch.stack(out)
 
 
-def simulate_subtomograms(volumes, rotations, shifts, defocus, tilt_min: float, tilt_max: float,
+def simulate_subtomograms(volumes: Tensorish, rotations: Tensorish, shifts: Tensorish | None, defocus: Tensorish,
+                          tilt_min: float, tilt_max: float,
                           params: TomoParams, generator: torch.Generator | None = None) -> torch.Tensor:
     """Noisy subtomograms ``(B, n, n, n)`` of ``volumes`` rotated by ``rotations`` then shifted by ``shifts``.
 
