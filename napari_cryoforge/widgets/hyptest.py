@@ -338,7 +338,7 @@ class HypTestWidget(JobDock):
         tester = self.tester
         sc = tester.scorer(self._p, None, n_rotations=2000)
         fit = sc.score(tester.templates[k:k + 1])
-        placed = transform_volumes(tester.templates[k], fit["rotations"][0], fit["shifts"][0]).numpy()
+        placed = transform_volumes(tester.templates[k], fit.rotations[0], fit.shifts[0]).numpy()
         self._set_layer("hyptest: subtomogram", self._p, self._vs)
         ly = self._set_layer("hyptest: template", placed, self._vs, "red", "additive")
         ly.rendering = "iso"

@@ -229,7 +229,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
         rejected += ns.rejected
         null_vols, _ = generate(gen, len(ns.z), z=ns.z, device=device)
         scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=opts.calibration_rotations)
-        s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols]))["scores"]
+        s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols])).scores
         p_hats.append(p_value(float(s[0]), s[1:].numpy()))
         done += 1
         yield Progress(done, total, f"calibration {j + 1}/{opts.calibration_cases}")

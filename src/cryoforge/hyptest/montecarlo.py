@@ -145,7 +145,7 @@ class HypothesisTester:
         scorer = self.scorer(subtomo, mask, transfer)
         total = 2 + math.ceil(self.cfg.n_pseudo / chunk)
         yield Progress(0, total, "scoring the known templates")
-        known = scorer.score(self.templates)["scores"].numpy()
+        known = scorer.score(self.templates).scores.numpy()
         best = int(known.argmax())
         yield Preview("known scores", np.stack([np.arange(len(known)), known]).astype(np.float32), "curve",
                       {"names": self.names})
@@ -156,7 +156,7 @@ class HypothesisTester:
         pseudo = []
         vols = null["volumes"]
         for b0 in range(0, len(vols), chunk):
-            pseudo.append(scorer.score(vols[b0:b0 + chunk])["scores"].numpy())
+            pseudo.append(scorer.score(vols[b0:b0 + chunk]).scores.numpy())
             so_far = np.concatenate(pseudo)
             yield Preview("pseudo scores", np.stack([np.arange(len(so_far)), so_far]).astype(np.float32), "curve",
                           {"known": known.tolist(), "names": self.names})

@@ -32,6 +32,7 @@ as pytom-match-pick applies the CTF to its template.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -95,6 +96,16 @@ def radial_transfer(n: int, voxel_size: float, defocus: float, voltage: float = 
 
 def _rotate(vols: torch.Tensor, rots: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     return torch.cat([transform_volumes(vols.expand(len(r), *vols.shape[-3:]), r) for r in rots.split(chunk)])
+
+
+@dataclass
+class TemplateScores:
+    """Each template's score in a subtomogram ``P`` and its pose there: ``P ≈ T(R, t) C`` with ``rotations``
+    ``(K, 3, 3)`` and ``shifts`` ``(K, 3)`` (voxels, x y z; :func:`cryoforge.geometry.transform_volumes`)."""
+
+    scores: torch.Tensor
+    rotations: torch.Tensor
+    shifts: torch.Tensor
 
 
 class TemplateScorer:
@@ -207,7 +218,7 @@ class TemplateScorer:
         return best.view(-1, m), sh.view(-1, m, 3) * scale
 
     @torch.no_grad()
-    def score(self, templates: Tensorish) -> dict:
+    def score(self, templates: Tensorish) -> TemplateScores:
         """Scores ``(K,)`` and the pose of each template in ``P``: ``P ≈ T(R, t) C`` with rotations ``(K, 3, 3)`` and
         shifts ``(K, 3)`` (voxels, x y z; :func:`cryoforge.geometry.transform_volumes` convention)."""
         t = torch.as_tensor(templates, dtype=torch.float32).to(self.device)
@@ -237,11 +248,11 @@ class TemplateScorer:
             scores.append(s)
             rots.append(r)
             shifts.append(-(r @ shift[..., None])[..., 0])
-        return {"scores": torch.cat(scores).cpu(), "rotations": torch.cat(rots).cpu(), "shifts": torch.cat(shifts).cpu()}
+        return TemplateScores(torch.cat(scores).cpu(), torch.cat(rots).cpu(), torch.cat(shifts).cpu())
 
 
 def score_templates(subtomo: Tensorish, templates: Tensorish, mask: Tensorish | None = None,
                     cfg: ScoreConfig | None = None, device: str = "cpu",
-                    profile: Tensorish | None = None, transfer: Tensorish | None = None) -> dict:
+                    profile: Tensorish | None = None, transfer: Tensorish | None = None) -> TemplateScores:
     """One-shot :meth:`TemplateScorer.score`."""
     return TemplateScorer(subtomo, mask, cfg, device, profile, transfer).score(templates)

@@ -20,10 +20,10 @@ def test_scorer_finds_the_true_template_with_a_wedge_and_a_shift(blob_clusters):
         p = transform_volumes(t[i], rot, torch.tensor([1.5, -1.0, 0.5]))
         p = torch.fft.ifftn(torch.fft.fftn(p) * torch.fft.ifftshift(mask)).real  # the wedge
         r = TemplateScorer(p, mask, cfg).score(t)
-        assert int(r["scores"].argmax()) == i
-        assert r["scores"][i] > 0.85  # a 10° grid, no local refinement
-        assert rotation_angle_deg(r["rotations"][i], rot) < 20  # two grid steps: 5-blob clusters are nearly symmetric
-        assert torch.allclose(r["shifts"][i], torch.tensor([1.5, -1.0, 0.5]), atol=1.0)
+        assert int(r.scores.argmax()) == i
+        assert r.scores[i] > 0.85  # a 10° grid, no local refinement
+        assert rotation_angle_deg(r.rotations[i], rot) < 20  # two grid steps: 5-blob clusters are nearly symmetric
+        assert torch.allclose(r.shifts[i], torch.tensor([1.5, -1.0, 0.5]), atol=1.0)
 
 
 def test_spectral_equalisation_undoes_a_radial_filter_of_the_template(blob_clusters):
@@ -38,8 +38,8 @@ def test_spectral_equalisation_undoes_a_radial_filter_of_the_template(blob_clust
     mask = centred_wedge(24, -60, 60)
     p = torch.fft.ifftn(torch.fft.fftn(t[0]) * torch.fft.ifftshift(mask)).real
     cfg = ScoreConfig(coarse_box=12, n_rotations=3000)
-    plain = TemplateScorer(p, mask, cfg).score(torch.cat([t, blurred]))["scores"]
-    equal = TemplateScorer(p, mask, cfg, profile=radial_profile(t)).score(torch.cat([t, blurred]))["scores"]
+    plain = TemplateScorer(p, mask, cfg).score(torch.cat([t, blurred])).scores
+    equal = TemplateScorer(p, mask, cfg, profile=radial_profile(t)).score(torch.cat([t, blurred])).scores
     assert plain[0] - plain[1] > 0.05
     assert abs(float(equal[0] - equal[1])) < 0.015
     assert abs(float(equal[0] - plain[0])) < 1e-4  # equalised to its own profile, the template is unchanged
