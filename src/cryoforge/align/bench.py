@@ -71,10 +71,10 @@ class AlignBench:
     n_pairs: int = 500
     n_average: int = 500
     checkpoints: dict[str, str] | None = None
-    methods: tuple[str, ...] = ('gumnet', 'classical', 'hybrid')
+    methods: tuple[str, ...] = ("gumnet", "classical", "hybrid")
     averaging: bool = True
     snrs: tuple[float, ...] = SNRS
-    seed: int = 50000
+    seed: int = 50_000
     average_iterations: int = 8
     average_global_iterations: int = 3
     search: dict[str, Any] | None = None

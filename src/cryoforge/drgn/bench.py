@@ -170,12 +170,12 @@ class DrgnBench:
     """Settings of the cryoDRGN bench: ``parts`` (known_poses, pose_search), the known-pose run's data and model, and
     the pose-search run's (``ps_*``)."""
 
-    parts: tuple[str, ...] = ('known_poses', 'pose_search')
+    parts: tuple[str, ...] = ("known_poses", "pose_search")
     seed: int = 0
     snr: float = 0.1
     structures: str | None = None
     dataset: str | None = None
-    n_images: int = 10000
+    n_images: int = 10_000
     box: int = 64
     voxel_size: float = 1.5
     zdim: int = 1
@@ -183,7 +183,7 @@ class DrgnBench:
     batch: int = 16
     layers: int = 3
     dim: int = 128
-    lr: float = 0.0003
+    lr: float = 3e-4
     fsc_images: int = 100
     ps_images: int = 2000
     ps_box: int = 32
@@ -192,7 +192,7 @@ class DrgnBench:
     ps_steps: int = 4000
     ps_layers: int = 3
     ps_dim: int = 128
-    ps_lr: float = 0.001
+    ps_lr: float = 1e-3
     ps_search: dict[str, Any] | None = None
 
 

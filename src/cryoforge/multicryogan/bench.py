@@ -105,7 +105,7 @@ class McganBench:
     generator's channels at full size (×2 per coarser level); ``mapping``: see :class:`.config.McganConfig`."""
 
     steps: int = 2000
-    n_images: int = 20000
+    n_images: int = 20_000
     box: int = 32
     voxel_size: float = 5.0
     snr: float = 0.1
@@ -113,7 +113,7 @@ class McganBench:
     points: int = 20
     structures: str | None = None
     out_dir: str | None = None
-    cases: tuple[str, ...] = ('continuous', 'discrete')
+    cases: tuple[str, ...] = ("continuous", "discrete")
     batch: int = 32
     max_seconds: float | None = None
     gwidth: int = 8
