@@ -53,6 +53,44 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_particles(args: argparse.Namespace) -> int:
+    from .io.tomo_particles import ParticleListError, read_particle_list, write_dynamo, write_relion5
+
+    if args.out and Path(args.out).suffix not in (".star", ".tbl"):
+        raise ParticleListError(f"{Path(args.out).name}: write a RELION 5 .star or a Dynamo .tbl")
+    shape, voxel = args.shape[::-1] if args.shape else None, args.voxel_size
+    if args.tomogram:
+        from .io.mrc import read_mrc
+
+        _, info = read_mrc(args.tomogram, mmap=True, layout="volume")
+        shape, voxel = info.shape, voxel or float(info.voxel_size[0])
+    parts = read_particle_list(args.particles, voxel, shape, args.name)
+    voxel = voxel or parts.voxel_size
+    names = sorted(set(parts.tomograms.tolist()))
+    lo, hi = parts.positions.min(0), parts.positions.max(0)
+    turned = int((abs(parts.rotations - np.eye(3)).reshape(len(parts), -1).max(1) > 1e-6).sum())
+    print(f"{args.particles}: {len(parts)} particles in {len(names)} tomogram(s) ({', '.join(names[:5])}"
+          f"{', …' if len(names) > 5 else ''})")
+    print(f"  position    x {lo[0]:.0f} … {hi[0]:.0f} Å, y {lo[1]:.0f} … {hi[1]:.0f} Å, z {lo[2]:.0f} … {hi[2]:.0f} Å from the tomogram centre"
+          )
+    print(f"  rotations   {turned} of {len(parts)} not the identity")
+    if len(parts.table.columns):
+        print(f"  kept        {', '.join(map(str, parts.table.columns[:8]))}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".star":
+            if voxel is None:
+                raise ParticleListError("a RELION 5 STAR records the voxel size: give --voxel-size Å or --tomogram")
+            write_relion5(out, parts, voxel)
+        else:
+            if voxel is None or shape is None:
+                raise ParticleListError("a Dynamo table is in tomogram voxels: give --tomogram TOMO.mrc (or "
+                                        "--voxel-size and --shape)")
+            write_dynamo(out, parts, voxel, shape)
+        print(f"wrote {out}")
+    return 0
+
+
 def _cmd_metadata(args) -> int:
     from .io.atomic import atomic_path
     from .io.particles import read_particle_metadata, with_ctf
@@ -194,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="write per-particle values (pixel_size_A, defocus_u_A, …, rotation, shift_px, "
                                   "shift_A) to this JSON file")
     s.set_defaults(func=_cmd_metadata)
+
+    s = sub.add_parser("particles", help="read a tomogram particle list (RELION 5 / 3 / 4 STAR, Dynamo .tbl, x y z "
+                                         "text), say what it holds, and write it as RELION 5 STAR or Dynamo .tbl")
+    s.add_argument("particles", help="particle list: .star, .tbl, .txt/.coords/.xyz")
+    s.add_argument("--tomogram", help="the tomogram (MRC): its shape and voxel size place voxel coordinates")
+    s.add_argument("--voxel-size", type=positive("Å"), help="Å per tomogram voxel (default: the file's, else the "
+                                                            "tomogram's)")
+    s.add_argument("--shape", type=positive("voxels", int), nargs=3, metavar=("X", "Y", "Z"),
+                   help="tomogram size in voxels, without --tomogram")
+    s.add_argument("--name", help="tomogram name for a list that has none (default: the file's stem)")
+    s.add_argument("--out", help="write the particles: .star (RELION 5) or .tbl (Dynamo)")
+    s.set_defaults(func=_cmd_particles)
 
     s = sub.add_parser("fsc", help="Fourier shell correlation of two maps, resolution at 0.143 and 0.5")
     s.add_argument("a")

@@ -32,6 +32,12 @@ CTF sign
     cryoforge does not (``drgn train --invert`` off), so both reconstruct density of the same sign from the
     same real images. The defocus angle is RELION's, from the x axis to the direction of ``DefocusU``.
 
+Tomograms and particle lists
+    A particle in a tomogram is at a position in Å from the tomogram's centre (RELION 5's centred coordinates; the
+    centre is the point ``size / 2`` of 0-based voxel coordinates) with a rotation as above. How RELION 5, RELION
+    3/4, Dynamo and plain ``x y z`` files say it (ZYZ and ZXZ angles, origins, voxel coordinates) is stated in
+    :mod:`cryoforge.io.tomo_particles`.
+
 Rotation error
     Reported in degrees (geodesic angle of ``R1^T R2``) and as the Frobenius norm
     ``||R1 - R2||_F`` used by the Gum-Net paper; ``||R1 - R2||_F = 2 sqrt(2) sin(θ/2)``.

@@ -99,3 +99,24 @@ def test_cli_defaults_are_the_configs_defaults():
         args = parser.parse_args(argv)
         for dest, name in fields.items():
             assert getattr(args, dest) == getattr(cfg, name), (argv[:2], dest)
+
+
+def test_particles_command_reads_converts_and_places_by_the_tomogram(tmp_path, capsys):
+    from cryoforge.cli import main
+    from cryoforge.io import write_mrc
+    from cryoforge.io.tomo_particles import read_particle_list
+
+    write_mrc(tmp_path / "tomo.mrc", np.zeros((16, 40, 30), np.float32), 8.0)  # (Z, Y, X) at 8 Å
+    (tmp_path / "picks.txt").write_text("15 20 8\n0 0 0\n")
+    assert main(["particles", str(tmp_path / "picks.txt"), "--tomogram", str(tmp_path / "tomo.mrc"),
+                 "--out", str(tmp_path / "picks.star")]) == 0
+    assert "2 particles in 1 tomogram(s) (picks)" in capsys.readouterr().out
+    star = read_particle_list(tmp_path / "picks.star")
+    np.testing.assert_allclose(star.positions, [[0, 0, 0], [-120, -160, -64]])  # the centre is size / 2 voxels
+    assert star.voxel_size == 8.0
+    assert main(["particles", str(tmp_path / "picks.star"), "--shape", "30", "40", "16",
+                 "--out", str(tmp_path / "picks.tbl")]) == 0
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "picks.tbl")[:, 23:26], [[15, 20, 8], [0, 0, 0]])
+    assert main(["particles", str(tmp_path / "picks.txt"), "--out", str(tmp_path / "p.star")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the voxel size (--voxel-size Å) and the tomogram's shape" in err
