@@ -23,7 +23,7 @@ PLUGIN = ROOT / "napari_cryoforge"
 PRIMITIVES = {"cryoforge", "conventions", "configs", "hints", "geometry", "so3", "fourier", "ctf", "correlation", "search", "metrics",
               "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
-FAMILIES = {"align", "hyptest", "drgn", "multicryogan"}
+FAMILIES = {"align", "hyptest", "drgn", "multicryogan", "tomograms"}
 TOP = {"manifold", "bench", "bench_core", "cli"}
 LAYER = {**{u: 0 for u in PRIMITIVES}, **{u: 1 for u in DATA}, **{u: 2 for u in FAMILIES}, **{u: 3 for u in TOP}}
 

@@ -281,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .manifold.cli import register as register_manifold
     from .multicryogan.cli import register as register_mcgan
     from .sim.cli import register as register_simulate
+    from .tomograms.cli import register as register_tomograms
 
     register_simulate(sub)
+    register_tomograms(sub)
     register_align(sub)
     register_hyptest(sub)
     register_manifold(sub)
