@@ -9,7 +9,8 @@ of the box that lay outside; none is dropped. ``bin`` > 1 crops ``bin × box`` v
 
 Measured on 2 CPU threads, 1 000 boxes of 32³ at random positions of a 512×512×128 tomogram (the snippet is in
 docs/benchmarks.md): this crop (pad once, slice, one batched separable phase ramp) 1 660–2 300 subtomograms/s,
-teamtomo's ``torch-subpixel-crop`` 0.6 830–880/s; both give the same boxes to 1e-4 (``tests/cryoforge/tomograms/test_extract.py``).
+teamtomo's ``torch-subpixel-crop`` 0.6 830–880/s; both give the same boxes to 1e-4
+(``tests/cryoforge/tomograms/test_extract.py``).
 """
 
 from __future__ import annotations
