@@ -9,6 +9,10 @@ from ..cliargs import non_negative, positive
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
+
+    from ..io.tomo_particles import TomoParticles
+    from .average import AverageResult
 
 
 METHODS = ("gumnet", "classical", "hybrid")
@@ -53,25 +57,67 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_average(args) -> int:
-    from ..io.atomic import atomic_dir, check_output_dir
-    from ..io.mrc import write_mrc
-    from ..jobs import run_cli
-    from .average import average_dataset_job
-    from .config import AverageConfig
+def _write_average(out: Path, res: AverageResult, particles: TomoParticles | None = None) -> None:
+    """``average.mrc``, the half maps, the FSC (``fsc.json`` and ``fsc.png``), the refined particles (RELION 5
+    ``particles.star``) when the set came with a list, and ``average.json`` last (the folder's marker)."""
+    import numpy as np
 
-    out = check_output_dir(args.out, "average.json")  # before the work, not after it
-    cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
-                        lowpass=args.lowpass)
-    res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
+    from ..io.atomic import atomic_dir
+    from ..io.mrc import write_mrc
+    from ..io.tomo_particles import write_relion5
+    from ..metrics import FSCCurve
+    from ..plots import plot_fsc
+    from .particle_sets import refined_particles
+
     vs = res.voxel_size
+    last = res.report["iterations"][-1]
+    curve = FSCCurve(np.asarray(last["frequency_per_A"]), np.asarray(last["fsc"]), vs)
     with atomic_dir(out, "average.json") as tmp:
         write_mrc(tmp / "average.mrc", res.average, vs)
         write_mrc(tmp / "half1.mrc", res.half1, vs)
         write_mrc(tmp / "half2.mrc", res.half2, vs)
+        (tmp / "fsc.json").write_text(json.dumps(curve.as_dict(), indent=1))
+        plot_fsc(curve, tmp / "fsc.png", f"gold-standard FSC: {res.resolution:.1f} Å at 0.143")
+        if particles is not None:
+            write_relion5(tmp / "particles.star", refined_particles(particles, res), vs)
         (tmp / "average.json").write_text(json.dumps(res.report, indent=1, default=float))
-    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, average.json; gold-standard FSC 0.143 at "
-          f"{res.resolution:.1f} Å")
+
+
+def _cmd_average(args) -> int:
+    from ..io.atomic import check_output_dir
+    from ..io.tomo_particles import is_subtomogram_set, read_subtomogram_set
+    from ..jobs import run_cli
+    from .average import average_dataset_job
+    from .config import AverageConfig
+    from .particle_sets import average_set_job
+
+    out = check_output_dir(args.out, "average.json")  # before the work, not after it
+    cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
+                        lowpass=args.lowpass)
+    particles = None
+    if is_subtomogram_set(args.dataset):
+        subtomos = read_subtomogram_set(args.dataset)
+        particles = subtomos.particles
+        res = run_cli(average_set_job(subtomos, cfg, device=args.device))
+    else:
+        res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
+    _write_average(out, res, particles)
+    extra = ", particles.star (refined poses)" if particles is not None else ""
+    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png{extra}, average.json; gold-standard "
+          f"FSC 0.143 at {res.resolution:.1f} Å")
+    return 0
+
+
+def _cmd_reconstruct(args) -> int:
+    from ..io.atomic import check_output_dir
+    from ..jobs import run_cli
+    from .particle_sets import reconstruct_job
+
+    out = check_output_dir(args.out, "average.json")
+    res = run_cli(reconstruct_job(args.dataset, seed=args.seed, device=args.device))
+    _write_average(out, res)
+    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png, average.json; gold-standard FSC 0.143 "
+          f"at {res.resolution:.1f} Å (the STAR's poses, no search)")
     return 0
 
 
@@ -140,7 +186,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_cmd_export)
 
     a = s.add_parser("average", help="reference-free iterative averaging with gold-standard half sets")
-    a.add_argument("dataset", help="pair-dataset folder (its s_b subtomograms are averaged)")
+    a.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR) or a pair-dataset folder (its s_b "
+                                   "subtomograms are averaged)")
     a.add_argument("--side", choices=["a", "b"], default="b", help="which subtomograms of the pairs (default b)")
     a.add_argument("--iterations", type=int, default=avg.iterations,
                    help="alignment/averaging iterations (default %(default)s)")
@@ -151,3 +198,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")
     a.set_defaults(func=_cmd_average)
+
+    c = s.add_parser("reconstruct", help="average an extracted set with the poses of its STAR (no search), in "
+                                         "gold-standard half sets")
+    c.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR)")
+    c.add_argument("--seed", type=int, default=avg.seed, help="seed of the half-set split (default %(default)s)")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=_cmd_reconstruct)

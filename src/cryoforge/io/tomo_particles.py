@@ -325,3 +325,54 @@ def write_dynamo(path: PathLike, particles: TomoParticles, voxel_size: float, sh
     with atomic_path(path) as tmp:
         np.savetxt(tmp, tbl, fmt=fmt)
     return path
+
+
+@dataclass
+class SubtomogramSet:
+    """A folder of extracted subtomograms (``cryoforge extract``): the stack ``(N, n, n, n)``, the centred Fourier
+    sampling mask ``(n, n, n)`` (all ones when the folder has none), the voxel size (Å) and the particles (their
+    positions are the boxes' centres)."""
+
+    subtomograms: np.ndarray
+    mask: np.ndarray
+    voxel_size: float
+    particles: TomoParticles
+    folder: str
+
+
+def is_subtomogram_set(path: PathLike) -> bool:
+    """Whether ``path`` is a folder written by ``cryoforge extract`` (it holds ``subtomograms.star``)."""
+    return (Path(path) / "subtomograms.star").is_file()
+
+
+def read_subtomogram_set(folder: PathLike) -> SubtomogramSet:
+    """Read a folder written by ``cryoforge extract``: the STAR's ``rlnImageName`` (``k@stack.mrcs``) picks each
+    particle's subtomogram."""
+    from .mrc import read_mrc
+
+    folder = Path(folder)
+    if not is_subtomogram_set(folder):
+        raise ParticleListError(f"{folder}: not an extracted subtomogram set (no subtomograms.star; make one with "
+                                "cryoforge extract)")
+    particles = read_particle_list(folder / "subtomograms.star")
+    if "rlnImageName" not in particles.table:
+        raise ParticleListError(f"{folder.name}/subtomograms.star: no rlnImageName column pointing at the stack")
+    refs = [str(r).split("@", 1) for r in particles.table["rlnImageName"]]
+    stacks: dict[str, np.ndarray] = {}
+    voxel = particles.voxel_size
+    for _, name in refs:
+        if name not in stacks:
+            data, info = read_mrc(folder / name, finite=True)
+            stacks[name] = data if data.ndim == 4 else data[None]
+            voxel = voxel or float(info.voxel_size[0])
+    try:
+        subs = np.stack([stacks[name][int(k) - 1] for k, name in refs]).astype(np.float32)
+    except (IndexError, ValueError) as err:
+        raise ParticleListError(f"{folder.name}/subtomograms.star: rlnImageName points past its stack ({err})") from None
+    n = subs.shape[-1]
+    mask = np.ones((n, n, n), np.float32)
+    if (folder / "mask.mrc").is_file():
+        mask = read_mrc(folder / "mask.mrc", finite=True)[0].astype(np.float32)
+    if voxel is None:
+        raise ParticleListError(f"{folder.name}: no voxel size in the STAR or the stack's header")
+    return SubtomogramSet(subs, mask, float(voxel), particles, str(folder))
