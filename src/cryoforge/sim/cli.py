@@ -114,6 +114,33 @@ def _common_ctf(s, defocus, cs, ac):
     s.add_argument("--seed", type=int, default=0)
 
 
+def _cmd_tomogram(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..io.atomic import check_output_dir
+    from ..jobs import run_cli
+    from .sources import MapSpec, load_map, source_name
+    from .tomogram import TomogramParams, simulate_tomogram_job
+
+    out = check_output_dir(args.out, "tomogram.json")  # before the work
+    spec = MapSpec(args.box, args.voxel_size)
+    maps = np.stack([load_map(s, spec, seed=args.seed) for s in args.sources])
+    params = TomogramParams(shape=tuple(args.shape), voxel_size=args.voxel_size, n_particles=args.n_particles,
+                            tilt_range=tuple(args.tilt_range), tilt_step=args.tilt_step,
+                            snr=args.snr or None, defocus=args.defocus, thickness=args.thickness,
+                            apply_ctf=not args.no_ctf, mtf=not args.no_mtf, seed=args.seed)
+    res = run_cli(simulate_tomogram_job(maps, [source_name(s) for s in args.sources], params, out, args.name))
+    _provenance_json(out / "tomogram.json", args)
+    print(f"wrote {out}: {len(res.particles)} particles, {len(res.tilts)} tilts, {res.report['seconds']:.0f} s")
+    return 0
+
+
+def _provenance_json(path: Path, args: argparse.Namespace) -> None:
+    info = json.loads(path.read_text())
+    info["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
+    path.write_text(json.dumps(info, indent=1, default=float))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge simulate map|pairs|particles`` to the CLI."""
     sim = sub.add_parser("simulate", help="simulate maps, subtomogram pairs or particle stacks")
@@ -125,6 +152,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="output .mrc")
     s.set_defaults(func=_cmd_map)
+
+    s = ssub.add_parser("tomogram", help="a crowded tomogram: particles of the structures in a slab, a tilt series "
+                                         "with CTF, MTF and noise, its back-projection, the true particle list")
+    s.add_argument("sources", nargs="+", help="structures: phantom:KIND[@SEED], PDB/mmCIF or MRC (drawn in turn)")
+    s.add_argument("--box", type=positive("voxels", int), default=32, help="box of the structures' maps (default 32)")
+    s.add_argument("--shape", type=positive("voxels", int), nargs=3, default=[512, 512, 128], metavar=("X", "Y", "Z"),
+                   help="tomogram size in voxels (default 512 512 128)")
+    s.add_argument("--voxel-size", type=positive("Å"), default=10.0, help="Å per voxel (default 10)")
+    s.add_argument("--n-particles", type=non_negative("particles", int), default=200, help="(default 200)")
+    s.add_argument("--tilt-range", type=float, nargs=2, default=[-60.0, 60.0], metavar=("MIN", "MAX"),
+                   help="degrees (default -60 60)")
+    s.add_argument("--tilt-step", type=positive("°"), default=2.0, help="degrees (default 2)")
+    s.add_argument("--snr", type=non_negative(), default=0.1,
+                   help="particle SNR in the reconstruction, var(signal)/var(noise) in the boxes (default 0.1; 0: none)")
+    s.add_argument("--defocus", type=non_negative("µm"), default=3.0, help="underfocus at the mid-plane (default 3)")
+    s.add_argument("--thickness", type=positive("Å"), default=1000.0, help="slab thickness (default 1000)")
+    s.add_argument("--no-ctf", action="store_true", help="perfect transfer (no CTF)")
+    s.add_argument("--no-mtf", action="store_true", help="perfect detector (no sinc MTF)")
+    s.add_argument("--name", default="TS_01", help="tomogram name in the particle list (default TS_01)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=_cmd_tomogram)
 
     s = ssub.add_parser("subtomos", help="subtomogram pairs (s_a without wedge, s_b with wedge) + ground truth")
     s.add_argument("sources", nargs="*", help=f"structures (default: {' '.join(DEFAULT_SUBTOMO_SOURCES)})")
