@@ -108,8 +108,9 @@ class SimulatedTomogram:
     folder: str | None = None
 
 
-def map_radius(volume: np.ndarray, fraction: float = 0.02) -> float:
-    """Radius (voxels) around the box centre that holds the density above ``fraction`` of the maximum."""
+def map_radius(volume: np.ndarray, fraction: float = 0.05) -> float:
+    """Radius (voxels) around the box centre that holds the density above ``fraction`` of the maximum (the
+    particles' exclusion radius: at 5 % the blur tails of neighbours may touch, their cores do not)."""
     v = np.asarray(volume, np.float64)
     n = v.shape[-1]
     ax = np.arange(n) - n // 2
