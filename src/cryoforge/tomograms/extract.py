@@ -73,7 +73,7 @@ def crop_subtomograms(tomogram: Tensorish, centres_zyx: Tensorish, box: int) -> 
     """Boxes ``(N, box, box, box)`` centred (voxel ``box // 2``) on ``centres_zyx`` ``(N, 3)`` (0-based voxel
     coordinates, z y x, fractional allowed) of ``tomogram`` ``(Z, Y, X)``; outside the tomogram the boxes hold its
     mean. Returns the boxes and the fraction of each box that lay outside."""
-    vol = torch.as_tensor(np.asarray(tomogram, np.float32))
+    vol = torch.from_numpy(np.array(tomogram, np.float32))  # a copy: a memory-mapped tomogram is read-only
     if vol.ndim != 3:
         raise ValueError(f"a tomogram is a (Z, Y, X) volume; got shape {tuple(vol.shape)}")
     c = torch.as_tensor(np.ascontiguousarray(centres_zyx, np.float64)).reshape(-1, 3)
