@@ -44,8 +44,9 @@ def bench_job(name: str) -> Callable[..., Iterator[Event]]:
 
 
 def bench_settings(name: str, options: dict[str, Any] | None = None) -> Any:
-    """The settings dataclass of bench ``name`` with ``options`` (``-o KEY=VALUE``) over its defaults; an unknown
-    key or a value of the wrong type is a one-line :class:`cryoforge.configs.ConfigError` listing the settings."""
-    from .configs import from_dict
+    """The settings dataclass of bench ``name`` with ``options`` (``-o KEY=VALUE``; ``-o known.steps=150`` sets one
+    setting of a group) over its defaults; an unknown key or a value of the wrong type is a one-line
+    :class:`cryoforge.configs.ConfigError` listing the settings."""
+    from .configs import from_dict, nest
 
-    return from_dict(_bench(name)[1], options or {}, where=f"bench {name}")
+    return from_dict(_bench(name)[1], nest(options or {}), where=f"bench {name}")

@@ -2,8 +2,9 @@
 
 :func:`to_dict` turns a (nested) dataclass into dicts, lists, numbers and strings — what ``torch.save`` with
 ``weights_only`` loading and JSON both accept. :func:`from_dict` builds the dataclass again from its field
-annotations: nested dataclasses are rebuilt, tuples come back as tuples, and a value of the wrong type or a key the
-dataclass does not have is refused in one line that lists the settings it has.
+annotations: nested dataclasses are rebuilt (a partial mapping completes the field's own default), tuples come back
+as tuples, and a value of the wrong type or a key the dataclass does not have is refused in one line that lists the
+settings it has. :func:`nest` turns dotted keys (``-o known.steps=150``) into nested mappings.
 """
 
 from __future__ import annotations
@@ -64,11 +65,36 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str | None = None
         raise ConfigError(f"{name} has no setting {', '.join(map(str, unknown))}; its settings (defaults): "
                           f"{settings_text(cls)}")
     hints = typing.get_type_hints(cls)
-    values = {k: _coerce(hints[k], v, f"{name}.{k}") for k, v in data.items() if k in names}
+    defaults = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: _coerce(hints[k], _over_default(defaults[k], v), f"{name}.{k}") for k, v in data.items() if k in names}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:  # a dataclass's own checks (__post_init__)
         raise ConfigError(f"{name}: {err}") from None
+
+
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """A partial mapping for a nested dataclass field, completed by that field's own default (not the nested
+    class's defaults): ``{"steps": 150}`` changes one setting of the field's default run."""
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    if isinstance(value, Mapping) and dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return {**to_dict(default), **value}
+    return value
+
+
+def nest(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys as nested mappings: ``{"known.steps": 150}`` → ``{"known": {"steps": 150}}``."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is set both as a value and as a group")
+        node[last] = value
+    return out
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

@@ -93,9 +93,10 @@ def known_poses(device: str, opts: DrgnBench) -> Generator[Event, None, dict[str
     from .model import decode_volumes
     from .train import DrgnTrainer
 
-    dataset, n_images, box, voxel_size, snr, zdim = (opts.dataset, opts.n_images, opts.box, opts.voxel_size, opts.snr,
-                                                     opts.zdim)
-    steps, batch, layers, dim, lr, fsc_images = opts.steps, opts.batch, opts.layers, opts.dim, opts.lr, opts.fsc_images
+    run = opts.known
+    dataset, n_images, box, voxel_size, snr, zdim = (opts.dataset, run.n_images, run.box, run.voxel_size, opts.snr,
+                                                     run.zdim)
+    steps, batch, layers, dim, lr, fsc_images = run.steps, opts.batch, run.layers, run.dim, run.lr, opts.fsc_images
     seed, structures = opts.seed, opts.structures
     if dataset:
         data, truth, ens = _stored(dataset)
@@ -131,16 +132,17 @@ def known_poses(device: str, opts: DrgnBench) -> Generator[Event, None, dict[str
 
 
 def pose_search_run(device: str, opts: DrgnBench) -> Generator[Event, None, dict[str, Any]]:
-    """Train ab initio (pose search) on a small AdK stack (the ``ps_*`` settings); pose errors and FSC to the middle
+    """Train ab initio (pose search) on a small AdK stack (the ``pose_search`` run); pose errors and FSC to the middle
     conformation."""
     from ..sim.adk import adk_ensemble
     from .config import DrgnConfig, DrgnTrainConfig, PoseSearchConfig
     from .poses import pose_errors
     from .train import DrgnTrainer
 
-    n_images, box, voxel_size, snr, zdim, steps = (opts.ps_images, opts.ps_box, opts.ps_voxel_size, opts.snr,
-                                                   opts.ps_zdim, opts.ps_steps)
-    batch, layers, dim, lr, seed = opts.batch, opts.ps_layers, opts.ps_dim, opts.ps_lr, opts.seed
+    run = opts.pose_search
+    n_images, box, voxel_size, snr, zdim, steps = (run.n_images, run.box, run.voxel_size, opts.snr, run.zdim,
+                                                   run.steps)
+    batch, layers, dim, lr, seed = opts.batch, run.layers, run.dim, run.lr, opts.seed
     structures = opts.structures
     search = opts.ps_search
     ens = adk_ensemble("continuous", box, voxel_size, structures)
@@ -166,33 +168,36 @@ def pose_search_run(device: str, opts: DrgnBench) -> Generator[Event, None, dict
 
 
 @dataclass(frozen=True)
+class DrgnRun:
+    """One training run of the cryoDRGN bench: the simulated stack (images, box, Å per pixel) and the model and its
+    training (latent size, steps, decoder layers and width, learning rate)."""
+
+    n_images: int
+    box: int
+    voxel_size: float
+    zdim: int
+    steps: int
+    layers: int
+    dim: int
+    lr: float
+
+
+@dataclass(frozen=True)
 class DrgnBench:
-    """Settings of the cryoDRGN bench: ``parts`` (known_poses, pose_search), the known-pose run's data and model, and
-    the pose-search run's (``ps_*``)."""
+    """Settings of the cryoDRGN bench: ``parts`` (known_poses, pose_search), the two runs (``known`` and
+    ``pose_search``: ``-o known.steps=150``), the pose-search schedule's overrides (``ps_search``), and what both
+    share."""
 
     parts: tuple[str, ...] = ("known_poses", "pose_search")
     seed: int = 0
     snr: float = 0.1
     structures: str | None = None
     dataset: str | None = None
-    n_images: int = 10_000
-    box: int = 64
-    voxel_size: float = 1.5
-    zdim: int = 1
-    steps: int = 3000
     batch: int = 16
-    layers: int = 3
-    dim: int = 128
-    lr: float = 3e-4
     fsc_images: int = 100
-    ps_images: int = 2000
-    ps_box: int = 32
-    ps_voxel_size: float = 3.0
-    ps_zdim: int = 0
-    ps_steps: int = 4000
-    ps_layers: int = 3
-    ps_dim: int = 128
-    ps_lr: float = 1e-3
+    known: DrgnRun = DrgnRun(n_images=10_000, box=64, voxel_size=1.5, zdim=1, steps=3000, layers=3, dim=128, lr=3e-4)
+    pose_search: DrgnRun = DrgnRun(n_images=2000, box=32, voxel_size=3.0, zdim=0, steps=4000, layers=3, dim=128,
+                                   lr=1e-3)
     ps_search: dict[str, Any] | None = None
 
 
