@@ -38,7 +38,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     tilt_range = _tilt_range(args)
     data, info = read_mrc(args.tomogram, mmap=True, layout="volume", finite=True)
     vs = args.voxel_size or float(info.voxel_size[0])
-    particles = read_particle_list(args.particles, vs, data.shape, args.name or Path(args.tomogram).stem)
+    name = args.name or Path(args.tomogram).stem
+    particles = read_particle_list(args.particles, vs, data.shape, name)
+    names = sorted(set(particles.tomograms.tolist()))
+    if len(names) > 1:  # a list of several tomograms: this tomogram's particles (by --name, else the file's stem)
+        if name not in names:
+            raise ValueError(f"{Path(args.particles).name} holds particles of {len(names)} tomograms "
+                             f"({', '.join(names[:6])}{', …' if len(names) > 6 else ''}); say which is "
+                             f"{Path(args.tomogram).name} with --name")
+        particles = particles.take(particles.tomograms == name)
+        print(f"{len(particles)} of the list's particles are in {name}")
     res = run_cli(extract_job(data, vs, particles, args.box, args.bin, tilt_range,
                               None if args.defocus is None else args.defocus * 1e4, args.out))
     edge = int((res.edge_fraction > 0).sum())
@@ -62,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tilt.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="tilt range in degrees")
     s.add_argument("--defocus", type=positive("µm"),
                    help="every particle's defocus (µm) unless the list has rlnDefocusU")
-    s.add_argument("--name", help="tomogram name for a list without one (default: the tomogram file's stem)")
+    s.add_argument("--name", help="the tomogram's name in the list (rlnTomoName): picks its particles from a list of "
+                                  "several tomograms, names a list without one (default: the tomogram file's stem)")
     s.add_argument("--out", required=True, help="output folder")
     s.set_defaults(func=_cmd_extract)

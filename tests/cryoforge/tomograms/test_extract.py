@@ -94,3 +94,21 @@ def test_extract_command_writes_a_folder_other_tools_read(tmp_path, capsys):
     assert main(["extract", str(tmp_path / "TS_3.mrc"), str(tmp_path / "picks.txt"), "--box", "12",
                  "--tilt-range", "60", "-60", "--out", str(tmp_path / "ex2")]) == 2
     assert "MIN < MAX" in capsys.readouterr().err and not (tmp_path / "ex2").exists()
+
+
+def test_extract_picks_this_tomograms_particles_from_a_list_of_several(tmp_path, capsys):
+    from cryoforge.cli import main
+    from cryoforge.io import write_mrc
+    from cryoforge.io.tomo_particles import write_relion5
+
+    xyz = np.array([[40.0, 48.0, 20.0], [20.3, 30.6, 12.2], [60.0, 20.0, 20.0]])
+    write_mrc(tmp_path / "TS_3.mrc", _tomogram(xyz), VOXEL)
+    parts = TomoParticles.from_voxels(xyz, VOXEL, SHAPE, None, ["TS_3", "TS_4", "TS_3"])
+    write_relion5(tmp_path / "all.star", parts, VOXEL)
+    assert main(["extract", str(tmp_path / "TS_3.mrc"), str(tmp_path / "all.star"), "--box", "12",
+                 "--out", str(tmp_path / "ex")]) == 0
+    assert "2 of the list's particles are in TS_3" in capsys.readouterr().out
+    assert len(read_particle_list(tmp_path / "ex" / "subtomograms.star")) == 2
+    assert main(["extract", str(tmp_path / "TS_3.mrc"), str(tmp_path / "all.star"), "--name", "TS_9",
+                 "--out", str(tmp_path / "ex2")]) == 2
+    assert "holds particles of 2 tomograms (TS_3, TS_4)" in capsys.readouterr().err
