@@ -7,9 +7,12 @@ move anywhere; then local refinement around the last pose; :mod:`cryoforge.searc
 the last resolution) and re-averages with
 Fourier weighting: ``A = F⁻¹( Σ wᵢ Fᵢ / (Σ wᵢ |Tᵢ| + ε) )`` where ``wᵢ`` is the rotated missing-wedge
 mask times ``|Tᵢ|``, the subtomogram's |CTF·MTF| when its defocus is known (phase-flipped data), else 1.
-The two halves are never mixed: after each iteration the half-2 average is rigidly aligned onto the
-half-1 average (and its poses composed accordingly) only so that the gold-standard FSC compares maps in
-the same frame. Poses: ``subtomo_i ≈ T(R_i, t_i) average``.
+During the global iterations both halves align against their joint average low-passed to ``common_lowpass``
+(60 Å by default, RELION's shared low-resolution start; at most a quarter of the box), so they share one frame: on 220 simulated 4V5D particles
+from a tomogram each half, starting from its own blob, locked on in one half set only (median pose error 1.3° vs
+78°; docs/benchmarks.md). Above that resolution the halves are never mixed: after each iteration the half-2
+average is rigidly aligned onto the half-1 average (and its poses composed accordingly) only so that the
+gold-standard FSC compares maps in the same frame. Poses: ``subtomo_i ≈ T(R_i, t_i) average``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from ..configs import from_dict
 from ..fourier import downsample, to_rfft_layout, upsample
+from ..fourier import lowpass as lowpass_filter
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
@@ -147,9 +151,14 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
         lowpass = cfg.lowpass or (res_a if res_a is not None else 0.0)
         search = SearchConfig(global_rotations=cfg.global_rotations, candidates=cfg.candidates,
                               lowpass=min(1.0, 2 * voxel_size / lowpass * 1.2) if lowpass else 1.0)
+        local = it > max(1, cfg.global_iterations)
+        joint = None
+        if not local and cfg.common_lowpass > 0:  # one low-resolution reference for both halves: one frame
+            res = min(cfg.common_lowpass, n * voxel_size / 4)  # at least 4 Fourier shells in a small box
+            joint = lowpass_filter((avgs[0] + avgs[1]) / 2, res, voxel_size)
         for k, h in enumerate(halves):
-            local = it > max(1, cfg.global_iterations)
-            r, t, _ = classical_align(avgs[k][None], x[h], None, _pick(m, h), search, initial=rot[h] if local else None,
+            ref = avgs[k] if joint is None else joint
+            r, t, _ = classical_align(ref[None], x[h], None, _pick(m, h), search, initial=rot[h] if local else None,
                                       device=device, levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
             rot[h], sh[h] = r, t
             avgs[k] = weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon)

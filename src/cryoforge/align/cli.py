@@ -93,7 +93,7 @@ def _cmd_average(args) -> int:
 
     out = check_output_dir(args.out, "average.json")  # before the work, not after it
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
-                        lowpass=args.lowpass)
+                        lowpass=args.lowpass, common_lowpass=args.common_lowpass)
     particles = None
     if is_subtomogram_set(args.dataset):
         subtomos = read_subtomogram_set(args.dataset)
@@ -195,6 +195,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first iterations that search all rotations; later ones refine locally (default %(default)s)")
     a.add_argument("--lowpass", type=non_negative("Å"), default=avg.lowpass, help="alignment low-pass in Å (0: from the FSC)")
     a.add_argument("--seed", type=int, default=avg.seed, help="seed of the half-set split (default %(default)s)")
+    a.add_argument("--common-lowpass", type=non_negative("Å"), default=avg.common_lowpass,
+                   help="the global iterations align both halves to their joint average low-passed to this "
+                        "(default %(default)s Å; 0: each half on its own)")
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")
     a.set_defaults(func=_cmd_average)

@@ -102,3 +102,5 @@ class AverageConfig:
     global_rotations: int = 1000
     candidates: int = 2
     epsilon: float = 0.05  # Wiener-like regularisation, fraction of the mean weight
+    common_lowpass: float = 60.0  # Å: the global iterations align both halves to their joint average low-passed
+    # to this (RELION's shared low-resolution start; beyond it the halves stay independent); 0: each on its own
