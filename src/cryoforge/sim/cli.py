@@ -32,11 +32,12 @@ def _spec(args):
     return MapSpec(args.box, args.voxel_size, args.method, args.resolution, args.bfactor)
 
 
-def _provenance(out: Path, args):
+def _provenance(out: Path, args: argparse.Namespace, record: str = "dataset.json") -> None:
+    """Add the command line to the output's JSON record (the provenance of shipped data)."""
     cmd = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
-    info = json.loads((out / "dataset.json").read_text())
+    info = json.loads((out / record).read_text())
     info["command"] = cmd
-    (out / "dataset.json").write_text(json.dumps(info, indent=1, default=float))
+    (out / record).write_text(json.dumps(info, indent=1, default=float))
 
 
 def _cmd_map(args) -> int:
@@ -130,15 +131,9 @@ def _cmd_tomogram(args: argparse.Namespace) -> int:
                             snr=args.snr or None, defocus=args.defocus, thickness=args.thickness,
                             apply_ctf=not args.no_ctf, mtf=not args.no_mtf, seed=args.seed)
     res = run_cli(simulate_tomogram_job(maps, [source_name(s) for s in args.sources], params, out, args.name))
-    _provenance_json(out / "tomogram.json", args)
+    _provenance(out, args, "tomogram.json")
     print(f"wrote {out}: {len(res.particles)} particles, {len(res.tilts)} tilts, {res.report['seconds']:.0f} s")
     return 0
-
-
-def _provenance_json(path: Path, args: argparse.Namespace) -> None:
-    info = json.loads(path.read_text())
-    info["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
-    path.write_text(json.dumps(info, indent=1, default=float))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -37,7 +37,7 @@ import torch
 from ..configs import to_dict
 from ..conventions import random_rotations
 from ..ctf import CTFParams, ctf_2d
-from ..fourier import freq_grid
+from ..fourier import fourier_shift, freq_grid
 from ..io.tomo_particles import TomoParticles
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..resources import check_allocation
@@ -151,10 +151,7 @@ def _paste(images: torch.Tensor, patches: torch.Tensor, centres_uv: np.ndarray) 
     ``(T, 2)`` (u = x, v = y in image pixels, fractional: the rest is a Fourier shift), clipped at the edges."""
     t, b, _ = patches.shape
     whole = np.round(centres_uv).astype(int)
-    frac = torch.as_tensor(centres_uv - whole, dtype=torch.float32)
-    k = freq_grid((b, b), 1.0, rfft=True)
-    phase = -2 * math.pi * (k[None, :, :, 0] * frac[:, None, None, 0] + k[None, :, :, 1] * frac[:, None, None, 1])
-    shifted = torch.fft.irfft2(torch.fft.rfft2(patches) * torch.polar(torch.ones_like(phase), phase), s=(b, b))
+    shifted = fourier_shift(patches, torch.as_tensor(centres_uv - whole, dtype=torch.float32))
     height, width = images.shape[-2:]
     for i in range(t):
         x0, y0 = whole[i, 0] - b // 2, whole[i, 1] - b // 2
