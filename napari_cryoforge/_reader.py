@@ -68,5 +68,6 @@ def read_mrc_layers(path, layout: str = "auto"):
         report_error(f"Cannot open {p.name}: not enough memory to read it")
         return NULL_LAYER
     for w in caught:
-        report_warning(str(w.message))
+        if not issubclass(w.category, ResourceWarning):  # the interpreter's housekeeping, not news about the file
+            report_warning(str(w.message))
     return [layer_data(data, info, p.stem)]

@@ -5,10 +5,14 @@ from __future__ import annotations
 PLUGIN = "napari-cryoforge"
 
 
+DOCKS = ("Volume inspector", "Simulate", "Align & average", "Hypothesis test", "Latent explorer", "Multi-CryoGAN",
+         "Subtomogram QA")
+
+
 def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str = "auto"):
-    """``(viewer, inspector, simulate, align, hyptest, explorer)``: napari with the Volume inspector, Simulate,
-    Align & average, Hypothesis test and Latent explorer docks, ``files`` opened, optionally the sample data (phantom + half maps, subtomogram
-    pairs, known-complex subtomograms, AdK particles). ``layout`` (``volume``, ``stack``) overrides the reader's
+    """``(viewer, inspector, simulate, align, hyptest, explorer, mcgan, qa)``: napari with the plugin's docks
+    (:data:`DOCKS`, tabbed), ``files`` opened, optionally the sample data (phantom + half maps, subtomogram pairs,
+    known-complex subtomograms, AdK particles). ``layout`` (``volume``, ``stack``) overrides the reader's
     volume-or-stack rule (:mod:`cryoforge.io.mrc`)."""
     import napari
 
@@ -26,12 +30,12 @@ def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str =
         for layer in read_mrc_layers(str(f), layout=layout):
             if layer[0] is not None:
                 viewer.add_image(layer[0], **layer[1])
-    _, inspector = viewer.window.add_plugin_dock_widget(PLUGIN, "Volume inspector")
-    _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate", tabify=True)
-    _, align = viewer.window.add_plugin_dock_widget(PLUGIN, "Align & average", tabify=True)
-    _, hyptest = viewer.window.add_plugin_dock_widget(PLUGIN, "Hypothesis test", tabify=True)
-    _, explorer = viewer.window.add_plugin_dock_widget(PLUGIN, "Latent explorer", tabify=True)
-    return viewer, inspector, simulate, align, hyptest, explorer
+    docks = []
+    for k, name in enumerate(DOCKS):
+        frame, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=k > 0)
+        frame.setWindowTitle(name)  # the tab says "Simulate", not "Simulate (napari-cryoforge)"
+        docks.append(widget)
+    return (viewer, *docks)
 
 
 def focus_layer(viewer, name: str) -> None:
@@ -64,30 +68,49 @@ def centre_view(viewer, layer) -> None:
         viewer.camera.zoom = 0.8 * float(canvas.min()) / size
 
 
-FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore")  # the dock each flag brings to the front, in order
+FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore", "mcgan", "qa")  # each flag's dock, in DOCKS order
 
 
 def front_dock(args, docks) -> object | None:
     """Bring to the front the dock of the last flag given (``--fsc``: the Volume inspector, ``--simulate``,
-    ``--align``, ``--hyptest``, ``--explore``); without one, the Volume inspector. ``docks`` in ``open_viewer``'s
-    order (inspector, simulate, align, hyptest, explorer). Returns the dock raised."""
+    ``--align``, ``--hyptest``, ``--explore``, ``--mcgan``, ``--qa``); without one, the Volume inspector. ``docks``
+    in ``open_viewer``'s order (:data:`DOCKS`). Returns the dock raised."""
     chosen = docks[0]
     for flag, dock in zip(FLAG_DOCKS, docks, strict=True):
         if getattr(args, flag, None):
             chosen = dock
     from qtpy.QtCore import QTimer
 
-    chosen.parentWidget().raise_()
-    QTimer.singleShot(0, chosen.parentWidget().raise_)  # again once the loop runs: adding the samples re-tabs the docks
+    def show():
+        chosen.parentWidget().raise_()
+        whole_tab_titles(chosen)
+
+    show()
+    QTimer.singleShot(0, show)  # again once the loop runs: adding the samples re-tabs the docks
     return chosen
+
+
+def whole_tab_titles(dock) -> None:
+    """The main window's dock tab bars show whole titles ("Simulate", not "Si…"), scrolling when they do not fit."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    window = dock.window()
+    for bar in window.findChildren(QTabBar):
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
 
 
 def _cmd_view(args) -> int:
     import napari
 
-    viewer, dock, sim, align, hyp, explorer = open_viewer(
+    if args.particles and len(args.files) != 1:
+        raise ValueError("--particles needs the one tomogram they belong to: cryoforge view TOMO.mrc --particles LIST")
+    viewer, dock, sim, align, hyp, explorer, mcgan, qa = open_viewer(
         args.files, sample=args.sample or not (args.files or args.explore), layout=args.layout)
-    front_dock(args, (dock, sim, align, hyp, explorer))
+    front_dock(args, (dock, sim, align, hyp, explorer, mcgan, qa))
+    if args.particles:
+        _qa(viewer, qa, args)
     if args.three_d:
         viewer.dims.ndisplay = 3
         if "phantom" in viewer.layers:
@@ -140,8 +163,8 @@ def _cmd_view(args) -> int:
         from qtpy.QtCore import QTimer
 
         def shoot():
-            busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job, explorer.job, explorer.live_job)
-                    if j is not None and j.running]
+            busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job, explorer.job, explorer.live_job,
+                                qa.job) if j is not None and j.running]
             align_pending = args.align and align.last_result is None and align.job is not None \
                 and align.job.error is None  # a failed start or a failed job: shoot what is there
             if busy or (args.simulate and sim.last_preview is None) or align_pending \
@@ -157,6 +180,24 @@ def _cmd_view(args) -> int:
         QTimer.singleShot(1500, shoot)
     napari.run()
     return 0
+
+
+def _qa(viewer, qa, args) -> None:
+    """``--particles LIST``: show them on the tomogram in the Subtomogram QA dock; with ``--qa`` also extract,
+    average with the list's poses and score (seconds), then show the best particle."""
+    from pathlib import Path
+
+    qa.inputs.tomogram.setCurrentText(Path(args.files[0]).stem)
+    qa.inputs.particles.setText(str(args.particles))
+    qa.inputs.box.setValue(args.box)
+    if not qa.load_particles():
+        return
+    tomogram = viewer.layers[qa.inputs.tomogram.currentText()]
+    for ly in viewer.layers:
+        ly.visible = ly is tomogram or ly.name.startswith("qa: particles") or ly.name.startswith("qa: orientations")
+    centre_view(viewer, tomogram)
+    if args.qa:
+        qa.run()
 
 
 def _explore(viewer, explorer, spec: str) -> None:
@@ -205,6 +246,14 @@ def register(subparsers) -> None:
                    help="test the first known-complex subtomogram on start (Hypothesis test dock)")
     p.add_argument("--explore", metavar="MODEL", nargs="?", const="wgan",
                    help="open MODEL (default: the shipped 3D-WGAN) in the Latent explorer and preview a path")
+    p.add_argument("--mcgan", action="store_true", help="bring the Multi-CryoGAN dock to the front")
+    p.add_argument("--particles", metavar="LIST",
+                   help="the particles of the tomogram given (RELION 5/3/4 STAR, Dynamo .tbl, x y z text): shown as "
+                        "points and orientations in the Subtomogram QA dock")
+    p.add_argument("--qa", action="store_true",
+                   help="Subtomogram QA dock in front; with --particles: extract, average with the list's poses and "
+                        "score them on start")
+    p.add_argument("--box", type=int, default=32, help="box of the subtomograms for --qa, voxels (default 32)")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)

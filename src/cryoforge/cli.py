@@ -203,6 +203,14 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _open_tomogram(args: argparse.Namespace):
+    """``align … TOMO --particles LIST``: extract first (:func:`cryoforge.particle_qa.open_tomogram_cli`; imported
+    when used, so ``--help`` stays light)."""
+    from .particle_qa import open_tomogram_cli
+
+    return open_tomogram_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cryoforge`` argument parser with every family's commands and the plugins' (entry points)."""
     p = OneLineParser(prog="cryoforge", description="cryo-EM / cryo-ET machine-learning engine")
@@ -285,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_simulate(sub)
     register_tomograms(sub)
-    register_align(sub)
+    register_align(sub, _open_tomogram)
     register_hyptest(sub)
     register_manifold(sub)
     register_mcgan(sub)

@@ -9,9 +9,13 @@ def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.widgets.inspector import VolumeInspector
     from napari_cryoforge.widgets.simulate import SimulateWidget
 
-    viewer, dock, simulate, align, hyptest, explorer = open_viewer(sample=True, show=False)
+    viewer, dock, simulate, align, hyptest, explorer, mcgan, qa = open_viewer(sample=True, show=False)
     try:
+        from napari_cryoforge.widgets.mcgan import McganWidget
+        from napari_cryoforge.widgets.qa import QaWidget
+
         assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
+        assert isinstance(mcgan, McganWidget) and isinstance(qa, QaWidget)
         assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
         assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}

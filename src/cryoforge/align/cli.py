@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..cliargs import non_negative, positive
+from ..cliargs import add_tomogram_options, non_negative, positive
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from ..io.tomo_particles import TomoParticles
+    from ..io.tomo_particles import SubtomogramSet
+    from ..jobs import Event
     from .average import AverageResult
+
+    OpenTomogram = Callable[[argparse.Namespace], Iterator[Event]]
 
 
 METHODS = ("gumnet", "classical", "hybrid")
@@ -38,7 +42,62 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _particle_set(args) -> SubtomogramSet | None:
+    """The subtomogram set the command names: a tomogram with ``--particles`` (extracted by the job the top of the
+    CLI gave ``register``), an extracted folder, or None (a pair dataset)."""
+    from ..io.tomo_particles import is_subtomogram_set, read_subtomogram_set
+    from ..jobs import run_cli
+
+    if getattr(args, "particles", None):
+        if args.open_tomogram is None:
+            raise ValueError("extracting from a tomogram needs the full cryoforge command line")
+        return run_cli(args.open_tomogram(args))
+    if is_subtomogram_set(args.dataset):
+        return read_subtomogram_set(args.dataset)
+    return None
+
+
 def _cmd_run(args) -> int:
+    from ..io.atomic import check_output_dir
+    from ..jobs import run_cli
+
+    if args.reference or args.particles or _is_set_folder(args.dataset):
+        if not args.out:
+            raise ValueError("aligning a particle set writes a folder: give --out DIR")
+        out = check_output_dir(args.out, "average.json")
+        s = _particle_set(args)
+        if s is None:
+            raise ValueError(f"{args.dataset}: --reference aligns an extracted set (cryoforge extract) or a "
+                             "tomogram with --particles; a pair dataset is aligned pair by pair without it")
+        if args.reference:
+            from ..io.mrc import read_mrc
+            from ..search import SearchConfig
+            from ..sim.sources import resample_map
+            from .particle_sets import reference_align_job
+
+            ref, info = read_mrc(args.reference, layout="volume", finite=True)
+            ref = resample_map(ref, float(info.voxel_size[0]), s.voxel_size, s.subtomograms.shape[-1])
+            search = SearchConfig(global_rotations=args.rotations, candidates=args.candidates)
+            res = run_cli(reference_align_job(s, ref, search, lowpass=args.lowpass, device=args.device))
+        else:
+            from .config import AverageConfig
+            from .particle_sets import average_set_job
+
+            res = run_cli(average_set_job(s, AverageConfig(), device=args.device))
+        _write_average(out, res, s)
+        print(f"wrote {out}: average.mrc, half maps, FSC, particles.star (poses, cfCorrelation); gold-standard FSC "
+              f"0.143 at {res.resolution:.1f} Å")
+        return 0
+    return _run_pairs(args)
+
+
+def _is_set_folder(path: str) -> bool:
+    from ..io.tomo_particles import is_subtomogram_set
+
+    return is_subtomogram_set(path)
+
+
+def _run_pairs(args) -> int:
     from ..io.atomic import check_output_file
     from ..jobs import run_cli
     from ..search import SearchConfig
@@ -57,9 +116,10 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _write_average(out: Path, res: AverageResult, particles: TomoParticles | None = None) -> None:
-    """``average.mrc``, the half maps, the FSC (``fsc.json`` and ``fsc.png``), the refined particles (RELION 5
-    ``particles.star``) when the set came with a list, and ``average.json`` last (the folder's marker)."""
+def _write_average(out: Path, res: AverageResult, subtomograms: SubtomogramSet | None = None) -> None:
+    """``average.mrc``, the half maps, the FSC (``fsc.json`` and ``fsc.png``), the refined particles with their
+    correlation with the average (RELION 5 ``particles.star``, ``cfCorrelation``) when the set came with a list, and
+    ``average.json`` last (the folder's marker)."""
     import numpy as np
 
     from ..io.atomic import atomic_dir
@@ -67,7 +127,7 @@ def _write_average(out: Path, res: AverageResult, particles: TomoParticles | Non
     from ..io.tomo_particles import write_relion5
     from ..metrics import FSCCurve
     from ..plots import plot_fsc
-    from .particle_sets import refined_particles
+    from .particle_sets import particle_scores, refined_particles
 
     vs = res.voxel_size
     last = res.report["iterations"][-1]
@@ -78,31 +138,33 @@ def _write_average(out: Path, res: AverageResult, particles: TomoParticles | Non
         write_mrc(tmp / "half2.mrc", res.half2, vs)
         (tmp / "fsc.json").write_text(json.dumps(curve.as_dict(), indent=1))
         plot_fsc(curve, tmp / "fsc.png", f"gold-standard FSC: {res.resolution:.1f} Å at 0.143")
-        if particles is not None:
-            write_relion5(tmp / "particles.star", refined_particles(particles, res), vs)
+        if subtomograms is not None:
+            s = subtomograms
+            res_a = res.resolution if np.isfinite(res.resolution) else None
+            scores = particle_scores(s.subtomograms, s.mask, res.average, res.rotations, res.shifts, vs, res_a)
+            write_relion5(tmp / "particles.star", refined_particles(s.particles, res, scores),
+                          s.particles.voxel_size or vs)  # the tomogram's voxel size (binned boxes have larger)
         (tmp / "average.json").write_text(json.dumps(res.report, indent=1, default=float))
 
 
 def _cmd_average(args) -> int:
     from ..io.atomic import check_output_dir
-    from ..io.tomo_particles import is_subtomogram_set, read_subtomogram_set
     from ..jobs import run_cli
     from .average import average_dataset_job
     from .config import AverageConfig
     from .particle_sets import average_set_job
 
     out = check_output_dir(args.out, "average.json")  # before the work, not after it
-    cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations, seed=args.seed,
-                        lowpass=args.lowpass, common_lowpass=args.common_lowpass)
-    particles = None
-    if is_subtomogram_set(args.dataset):
-        subtomos = read_subtomogram_set(args.dataset)
-        particles = subtomos.particles
+    cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
+                        own_global_iterations=args.own_global_iterations, seed=args.seed, lowpass=args.lowpass,
+                        common_lowpass=args.common_lowpass)
+    subtomos = _particle_set(args)
+    if subtomos is not None:
         res = run_cli(average_set_job(subtomos, cfg, device=args.device))
     else:
         res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
-    _write_average(out, res, particles)
-    extra = ", particles.star (refined poses)" if particles is not None else ""
+    _write_average(out, res, subtomos)
+    extra = ", particles.star (refined poses, cfCorrelation)" if subtomos is not None else ""
     print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png{extra}, average.json; gold-standard "
           f"FSC 0.143 at {res.resolution:.1f} Å")
     return 0
@@ -114,10 +176,14 @@ def _cmd_reconstruct(args) -> int:
     from .particle_sets import reconstruct_job
 
     out = check_output_dir(args.out, "average.json")
-    res = run_cli(reconstruct_job(args.dataset, seed=args.seed, device=args.device))
-    _write_average(out, res)
-    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png, average.json; gold-standard FSC 0.143 "
-          f"at {res.resolution:.1f} Å (the STAR's poses, no search)")
+    subtomos = _particle_set(args)
+    if subtomos is None:
+        raise ValueError(f"{args.dataset}: not an extracted set (cryoforge extract --out DIR); a tomogram needs "
+                         "--particles LIST")
+    res = run_cli(reconstruct_job(subtomos, seed=args.seed, device=args.device))
+    _write_average(out, res, subtomos)
+    print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png, particles.star, average.json; "
+          f"gold-standard FSC 0.143 at {res.resolution:.1f} Å (the STAR's poses, no search)")
     return 0
 
 
@@ -129,8 +195,19 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``cryoforge align train|run|average|export`` to the CLI."""
+def _tomogram_input(p: argparse.ArgumentParser, open_tomogram: OpenTomogram | None) -> None:
+    """``--particles LIST`` and the extraction options: the positional is then a tomogram, cut up first."""
+    g = p.add_argument_group("a tomogram and its particles (instead of an extracted set)")
+    g.add_argument("--particles", help="particle list of the tomogram given as DATASET (RELION 5/3/4 STAR, Dynamo "
+                                       ".tbl, x y z text): its subtomograms are extracted first")
+    add_tomogram_options(g)  # type: ignore[arg-type]  # an argument group takes add_argument as a parser does
+    p.set_defaults(open_tomogram=open_tomogram)
+
+
+def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None = None) -> None:
+    """Add ``cryoforge align train|run|average|reconstruct|export`` to the CLI. ``open_tomogram(args)``: the job
+    that extracts a tomogram's particles (``--particles``) into a set — the top of the CLI passes it, as this family
+    does not import the tomograms family."""
     p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
     s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)
 
@@ -166,8 +243,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_train)
 
-    r = s.add_parser("run", help="align the pairs of a dataset folder; errors against the truth when known")
-    r.add_argument("dataset", help="pair-dataset folder (cryoforge simulate subtomos)")
+    r = s.add_parser("run", help="align the pairs of a dataset folder (errors against the truth when known), or the "
+                                 "particles of an extracted set or a tomogram to a reference")
+    r.add_argument("dataset", help="pair-dataset folder (cryoforge simulate subtomos), an extracted set (cryoforge "
+                                   "extract --out DIR) or, with --particles, a tomogram")
+    r.add_argument("--reference", help="align each particle of a set to this map (MRC; resampled to the set's box "
+                                       "and voxel size); without it a set is averaged without a reference")
+    r.add_argument("--lowpass", type=non_negative("Å"), default=0.0,
+                   help="align a set to the reference low-passed to this (Å; default 0: all of it)")
     r.add_argument("--method", choices=METHODS, default="classical",
                    help="classical (default: the shipped Gum-Net has not learned rotations), gumnet or hybrid")
     r.add_argument("--checkpoint", help="Gum-Net checkpoint (default: the shipped one)")
@@ -175,8 +258,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--rotations", type=positive("rotations", int), default=4000,
                    help="global rotation grid of the classical search (default 4000, ≈ 11° apart; 1000 runs faster)")
     r.add_argument("--candidates", type=positive("candidates", int), default=8, help="grid optima refined per pair (default 8)")
-    r.add_argument("--out", help="write the estimated poses as a STAR file")
+    r.add_argument("--out", help="pairs: write the estimated poses as a STAR file; a set: the output folder")
     r.add_argument("--device", default="cpu")
+    _tomogram_input(r, open_tomogram)
     r.set_defaults(func=_cmd_run)
 
     e = s.add_parser("export", help="slim copy of a checkpoint: fp16 weights only (for shipping; cannot resume)")
@@ -186,13 +270,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_cmd_export)
 
     a = s.add_parser("average", help="reference-free iterative averaging with gold-standard half sets")
-    a.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR) or a pair-dataset folder (its s_b "
-                                   "subtomograms are averaged)")
+    a.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR), a pair-dataset folder (its s_b "
+                                   "subtomograms are averaged) or, with --particles, a tomogram")
     a.add_argument("--side", choices=["a", "b"], default="b", help="which subtomograms of the pairs (default b)")
     a.add_argument("--iterations", type=int, default=avg.iterations,
                    help="alignment/averaging iterations (default %(default)s)")
     a.add_argument("--global-iterations", type=int, default=avg.global_iterations,
-                   help="first iterations that search all rotations; later ones refine locally (default %(default)s)")
+                   help="first iterations that search all rotations against the shared low-resolution start "
+                        "(default %(default)s)")
+    a.add_argument("--own-global-iterations", type=non_negative("iterations", int), default=avg.own_global_iterations,
+                   help="then iterations that search all rotations again, each half against its own average at "
+                        "the last resolution; later ones refine locally (default %(default)s)")
     a.add_argument("--lowpass", type=non_negative("Å"), default=avg.lowpass, help="alignment low-pass in Å (0: from the FSC)")
     a.add_argument("--seed", type=int, default=avg.seed, help="seed of the half-set split (default %(default)s)")
     a.add_argument("--common-lowpass", type=non_negative("Å"), default=avg.common_lowpass,
@@ -200,12 +288,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default %(default)s Å; 0: each half on its own)")
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")
+    _tomogram_input(a, open_tomogram)
     a.set_defaults(func=_cmd_average)
 
     c = s.add_parser("reconstruct", help="average an extracted set with the poses of its STAR (no search), in "
                                          "gold-standard half sets")
-    c.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR)")
+    c.add_argument("dataset", help="an extracted set (cryoforge extract --out DIR) or, with --particles, a tomogram")
     c.add_argument("--seed", type=int, default=avg.seed, help="seed of the half-set split (default %(default)s)")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--device", default="cpu")
+    _tomogram_input(c, open_tomogram)
     c.set_defaults(func=_cmd_reconstruct)

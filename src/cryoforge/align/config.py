@@ -96,7 +96,10 @@ class AverageConfig:
     """Reference-free averaging: iterations (global searches first, then local), the global grid, the low-pass."""
 
     iterations: int = 8
-    global_iterations: int = 3  # iterations that search all of SO(3); the later ones refine locally
+    global_iterations: int = 3  # iterations that search all of SO(3) against the shared low-resolution start
+    own_global_iterations: int = 1  # then global searches against each half's own average at the last resolution
+    # (the 60 Å start cannot tell 4V5D from its 150° turn: 15 % of 220 tomogram particles stayed turned; one such
+    # search at 25 Å put all of them right, docs/benchmarks.md); the later iterations refine locally
     seed: int = 0
     lowpass: float = 0.0  # Å; 0: follow the last gold-standard resolution
     global_rotations: int = 1000

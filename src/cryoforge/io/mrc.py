@@ -119,7 +119,11 @@ def header_check(path: Path) -> str | None:
     size = path.stat().st_size
     if size < 1024:
         return f"{size} bytes, shorter than an MRC header (1024)"
-    head = path.read_bytes()[:1024] if size < 4096 else open(path, "rb").read(1024)
+    if size < 4096:
+        head = path.read_bytes()[:1024]
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
     for order in ("<", ">"):
         words = np.frombuffer(head, dtype=f"{order}i4")
         nx, ny, nz, mode, nsymbt = (int(words[i]) for i in (0, 1, 2, 3, 23))

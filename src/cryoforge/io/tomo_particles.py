@@ -185,6 +185,33 @@ def read_particle_list(path: PathLike, voxel_size: float | None = None, shape: S
                             f"{'/'.join(TEXT_SUFFIXES)} (x y z) file")
 
 
+def particles_of(particles: TomoParticles, name: str, tomogram: str = "the tomogram") -> TomoParticles:
+    """The particles of tomogram ``name`` from a list of several (all of a list of one); ``tomogram`` names the
+    file in the message when ``name`` is not in the list."""
+    names = sorted(set(particles.tomograms.tolist()))
+    if len(names) <= 1:
+        return particles
+    if name not in names:
+        raise ParticleListError(f"{Path(particles.source).name or 'the list'} holds particles of {len(names)} "
+                                f"tomograms ({', '.join(names[:6])}{', …' if len(names) > 6 else ''}); say which is "
+                                f"{tomogram} with --name")
+    return particles.take(particles.tomograms == name)
+
+
+def read_tomogram_particles(tomogram: PathLike, particles: PathLike, voxel_size: float | None = None,
+                            name: str | None = None) -> tuple[np.ndarray, float, TomoParticles, int]:
+    """A tomogram (memory-mapped ``(Z, Y, X)``), its voxel size (``voxel_size`` or the header's), its particles
+    from ``particles`` (:func:`read_particle_list`, :func:`particles_of`; ``name`` default: the tomogram's stem)
+    and how many particles the whole list holds."""
+    from .mrc import read_mrc
+
+    data, info = read_mrc(tomogram, mmap=True, layout="volume", finite=True)
+    vs = voxel_size or float(info.voxel_size[0])
+    label = name or Path(tomogram).stem
+    whole = read_particle_list(particles, vs, data.shape, label)
+    return data, vs, particles_of(whole, label, Path(tomogram).name), len(whole)
+
+
 def _need_grid(path: Path, what: str, voxel_size: float | None, shape: Sequence[int] | None) -> tuple[float, tuple]:
     if voxel_size is None or shape is None:
         missing = " and ".join(n for n, v in (("the voxel size (--voxel-size Å)", voxel_size),

@@ -8,6 +8,6 @@ next yield (``GeneratorExit`` there), so a job that writes files with
 """
 
 from .events import Event, Log, Metrics, Preview, Progress, Result
-from .runner import Cancelled, JobError, drive, run_cli
+from .runner import Cancelled, JobError, drive, run_cli, stage
 
-__all__ = ["Event", "Log", "Metrics", "Preview", "Progress", "Result", "Cancelled", "JobError", "drive", "run_cli"]
+__all__ = ["Event", "Log", "Metrics", "Preview", "Progress", "Result", "Cancelled", "JobError", "drive", "run_cli", "stage"]

@@ -54,6 +54,18 @@ def drive(job: Iterator[Event], on_event: Callable[[Event], None] | None = None,
     return result
 
 
+def stage(job: Iterator[Event]) -> Generator[Event, None, Any]:
+    """Run ``job`` as one stage of a larger job: ``value = yield from stage(job)`` passes its events on, all but
+    its Result, whose value it returns (None when the job ended without one)."""
+    result = None
+    for event in job:
+        if isinstance(event, Result):
+            result = event.value
+        else:
+            yield event
+    return result
+
+
 class _Bar:
     """A plain-text progress bar on a stream (redrawn in place on a terminal)."""
 

@@ -68,3 +68,67 @@ def test_reference_free_average_of_an_extracted_set_writes_refined_particles(tom
     assert float(torch.median(err)) < 12
     avg, _ = read_mrc(d / "avg" / "average.mrc")
     assert np.isfinite(avg).all() and avg.shape == (BOX,) * 3
+
+
+def test_a_tomogram_and_its_list_aligned_to_a_reference_directly(tomogram_set):
+    """``align run TOMO --particles LIST --reference MAP``: extracted, aligned, averaged, scored in one command; the
+    reference fixes the frame, so the poses compare with the truth without a global rotation."""
+    from cryoforge.cli import main
+
+    d, ref, truth = tomogram_set
+    write_mrc(d / "ref_coarse.mrc", np.pad(ref, 4), VOXEL)  # a larger box: cropped to the set's on reading
+    assert main(["align", "run", str(d / "TS_9.mrc"), "--particles", str(d / "truth.star"), "--box", str(BOX),
+                 "--reference", str(d / "ref_coarse.mrc"), "--rotations", "1000", "--candidates", "4",
+                 "--out", str(d / "run")]) == 0
+    found = read_particle_list(d / "run" / "particles.star")
+    err = rotation_angle_deg(torch.from_numpy(truth.rotations), torch.from_numpy(found.rotations))
+    assert float(torch.median(err)) < 10
+    assert np.abs(found.positions - truth.positions).max() < 2 * VOXEL
+    assert (found.table["cfCorrelation"] > 0.5).all()
+    avg, _ = read_mrc(d / "run" / "average.mrc")
+    assert correlation(avg, ref) > 0.9
+
+
+def test_reconstruct_a_tomogram_with_its_lists_poses_and_score_the_particles(tomogram_set):
+    from cryoforge.cli import main
+
+    d, ref, truth = tomogram_set
+    assert main(["align", "reconstruct", str(d / "TS_9.mrc"), "--particles", str(d / "truth.star"), "--box",
+                 str(BOX), "--out", str(d / "rec2")]) == 0
+    scored = read_particle_list(d / "rec2" / "particles.star")
+    assert (scored.table["cfCorrelation"] > 0.8).all()
+    assert main(["align", "reconstruct", str(d / "TS_9.mrc"), "--out", str(d / "rec3")]) == 2  # no list
+
+
+def test_particle_scores_fall_for_wrong_poses(tomogram_set):
+    from cryoforge.align.particle_sets import particle_scores
+    from cryoforge.io.tomo_particles import read_subtomogram_set
+
+    d, ref, truth = tomogram_set
+    if not (d / "ex").is_dir():
+        from cryoforge.cli import main
+
+        assert main(["extract", str(d / "TS_9.mrc"), str(d / "truth.star"), "--box", str(BOX),
+                     "--out", str(d / "ex")]) == 0
+    s = read_subtomogram_set(d / "ex")
+    right = particle_scores(s.subtomograms, s.mask, ref, truth.rotations, np.zeros((12, 3)), VOXEL)
+    wrong = particle_scores(s.subtomograms, s.mask, ref, truth.rotations[::-1].copy(), np.zeros((12, 3)), VOXEL)
+    off = particle_scores(s.subtomograms, s.mask, ref, truth.rotations, np.full((12, 3), 3.0), VOXEL)
+    assert right.min() > 0.9 and wrong.max() < right.min() and off.max() < right.min()
+
+
+def test_qa_job_scores_and_keeps_by_threshold(tomogram_set):
+    from cryoforge.jobs import drive
+    from cryoforge.particle_qa import ParticleQA, qa_job
+
+    d, ref, truth = tomogram_set
+    vol, _ = read_mrc(d / "TS_9.mrc")
+    bad = TomoParticles(truth.positions, truth.rotations[::-1].copy(), truth.tomograms, truth.table, "", VOXEL)
+    mixed = TomoParticles(np.concatenate([truth.positions, bad.positions[:4]]),
+                          np.concatenate([truth.rotations, bad.rotations[:4]]), np.full(16, "TS_9", object))
+    qa = drive(qa_job(vol, VOXEL, mixed, BOX, tilt_range=(-60, 60)))
+    assert isinstance(qa, ParticleQA) and qa.poses == "given" and qa.scores.shape == (16,)
+    assert qa.scores[12:].max() < np.sort(qa.scores[:12])[2]  # the wrongly posed four score lowest
+    kept = qa.kept(float(qa.scores[12:].max()) + 1e-6)
+    assert 9 <= len(kept) <= 12 and "cfCorrelation" in kept.table and (qa.edge_fraction == 0).all()
+
