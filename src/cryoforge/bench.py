@@ -7,6 +7,8 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``hyptest`` measures the template-matching hypothesis tests (:mod:`cryoforge.hyptest.bench`).
 ``drgn`` trains cryoDRGN with known poses on a continuous stack (:mod:`cryoforge.drgn.bench`).
 ``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.multicryogan.bench`).
+``tomo`` simulates crowded tomograms and measures extraction, averaging and the particle-list round trips against
+the truth (:mod:`cryoforge.bench_tomo`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
@@ -25,7 +27,8 @@ BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core", "CoreBench"),
               "hyptest": ("cryoforge.hyptest.bench", "bench_hyptest", "HyptestBench"),
               "explorer": ("cryoforge.manifold.bench", "bench_explorer", "ExplorerBench"),
               "drgn": ("cryoforge.drgn.bench", "bench_drgn", "DrgnBench"),
-              "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan", "McganBench")}
+              "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan", "McganBench"),
+              "tomo": ("cryoforge.bench_tomo", "bench_tomo", "TomoBench")}
 
 
 def _bench(name: str) -> tuple[Callable[..., Iterator[Event]], type]:

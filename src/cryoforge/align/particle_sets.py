@@ -23,6 +23,7 @@ from ..io.tomo_particles import SubtomogramSet, TomoParticles, read_subtomogram_
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
+from ..so3 import nearest_rotation
 from .average import AverageResult, average_job, weighted_average
 from .config import AverageConfig
 from .warp import masked_pearson, warp_inverse
@@ -178,5 +179,5 @@ def refined_particles(particles: TomoParticles, result: AverageResult,
         table.loc[np.asarray(h), "rlnRandomSubset"] = k + 1  # RELION's half-set label
     if scores is not None:
         table["cfCorrelation"] = np.asarray(scores, np.float64)
-    return TomoParticles(particles.positions + shifts, np.asarray(result.rotations, np.float64), particles.tomograms,
+    return TomoParticles(particles.positions + shifts, nearest_rotation(result.rotations), particles.tomograms,
                          table, particles.source, particles.voxel_size)
