@@ -10,3 +10,8 @@ run cryoforge view --sample --fsc --3d --screenshot docs/screenshot.png
 run cryoforge view --sample --simulate --screenshot docs/simulate.png
 run cryoforge view --sample --align --screenshot docs/align.png
 run cryoforge view --explore --screenshot docs/explorer.png
+# the Subtomogram QA dock on a simulated crowded tomogram (ribosome phantoms, 10 Å voxels) and its true particle list
+sim="$(mktemp -d)/sim"
+cryoforge simulate tomogram phantom:ribosome --box 40 --voxel-size 10 --shape 384 384 96 --n-particles 120 \
+  --thickness 900 --snr 0.1 --out "$sim"
+run cryoforge view "$sim/tomogram.mrc" --particles "$sim/particles.star" --qa --box 40 --screenshot docs/qa.png

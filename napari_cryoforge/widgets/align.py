@@ -194,15 +194,16 @@ class AlignWidget(JobDock):
     def _truth_and_masks(self, offset: int, count: int, n: int):
         d = self.dataset()
         if d is None:
-            return None, None, None
+            return None, None, None, None
+        from cryoforge.align.pipeline import dataset_symmetry
         from cryoforge.sim.subtomo import dataset_masks
 
         ds = self._pairs(d)
         if ds.s_a.shape[-1] != n:
-            return None, None, None
+            return None, None, None, None
         ma, mb = dataset_masks(ds)
         sl = slice(offset, offset + count)
-        return (ds.rotations()[sl], ds.shifts()[sl]), ma, mb
+        return (ds.rotations()[sl], ds.shifts()[sl]), ma, mb, dataset_symmetry(ds, sl)
 
     # ------------------------------------------------------------------ jobs
     def align_pair(self):
@@ -219,7 +220,7 @@ class AlignWidget(JobDock):
         try:
             s_a, s_b, vs = self._inputs(single)
             offset = self.pairs.pair.value() if single and self._layer(self.pairs.layer_a.currentText()).ndim == 4 else 0
-            truth, ma, mb = self._truth_and_masks(offset, len(s_a), s_a.shape[-1])
+            truth, ma, mb, symmetry = self._truth_and_masks(offset, len(s_a), s_a.shape[-1])
             method = self.pairs.method.currentText()
             ckpt = self.pairs.checkpoint.text().strip() or None
             model = None
@@ -230,7 +231,8 @@ class AlignWidget(JobDock):
         except (ValueError, FileNotFoundError) as err:
             report_error(f"Cannot align: {err}")
             return
-        job = align_pairs_job(s_a, s_b, ma, mb, method, ckpt, model=model, truth=truth, voxel_size=vs)
+        job = align_pairs_job(s_a, s_b, ma, mb, method, ckpt, model=model, truth=truth, voxel_size=vs,
+                              symmetry=symmetry)
         self._vs = vs
         self._start(job, f"{method} alignment of {len(s_a)} pair(s)",
                     lambda r: self._show_alignment(r, s_a, s_b, vs, single))
@@ -246,18 +248,26 @@ class AlignWidget(JobDock):
         self._set_layer("align: s_b", s_b[0], voxel_size, "gray", visible=False)
         self._set_layer("align: aligned s_b", result.aligned_first, voxel_size, "magenta", "additive")
         ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
-        lines = [f"{result.method}: {result.n_pairs} pair(s), {result.pairs_per_s:.1f} pairs/s",
+        pps = result.pairs_per_s
+        speed = f"{pps:.1f} pairs/s" if pps >= 1 else f"{1 / max(pps, 1e-9):.1f} s per pair"
+        lines = [f"{result.method}: {result.n_pairs} pair(s), {speed}",
                  f"estimated rot/tilt/psi (ZYZ) {ang[0]:.1f}°, {ang[1]:.1f}°, {ang[2]:.1f}°",
                  f"estimated shift ({sh[0, 0]:.2f}, {sh[0, 1]:.2f}, {sh[0, 2]:.2f}) voxels (x, y, z)",
                  f"wedge-constrained correlation {float(np.mean(result.corr_before)):.3f} → "
                  f"{float(np.mean(result.corr_after)):.3f}"]
         e = result.errors
         if e is not None:
+            sym = ""
+            if "rot_deg_sym" in e and result.summary.get("pairs_turned_by_symmetry"):
+                sym = f"; modulo the structure's symmetry {np.mean(e['rot_deg_sym']):.2f}°"
             lines.append(f"error vs truth: {np.mean(e['rot_deg']):.2f}° (‖ΔR‖_F {np.mean(e['rot_frob']):.3f}), "
-                         f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)"))
+                         f"{np.mean(e['trans_vox']):.2f} voxels" + ("" if single else " (means)") + sym)
         self.pairs.result_label.setText("\n".join(lines + [""] * (5 - len(lines))))
         if not single and e is not None:
-            for ax, key, unit in zip(self.err_axes, ("rot_deg", "trans_vox"), ("rotation error (°)", "shift error (voxels)"), strict=True):
+            rot_key = "rot_deg_sym" if "rot_deg_sym" in e else "rot_deg"
+            rot_unit = "rotation error modulo symmetry (°)" if rot_key == "rot_deg_sym" else "rotation error (°)"
+            for ax, key, unit in zip(self.err_axes, (rot_key, "trans_vox"), (rot_unit, "shift error (voxels)"),
+                                     strict=True):
                 ax.clear()
                 ax.hist(e[key], bins=30, color="tab:blue")
                 ax.set_xlabel(unit, fontsize=7)

@@ -87,7 +87,7 @@ class ThresholdGroup(QGroupBox):
     def __init__(self):
         super().__init__("Correlation with the average")
         f = QFormLayout(self)
-        self.hist_canvas, (self.ax,) = canvas(1.5)
+        self.hist_canvas, (self.ax,) = canvas(1.25)
         f.addRow(self.hist_canvas)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 1000)
@@ -130,8 +130,8 @@ class ParticlePanel(QGroupBox):
         self.label = QLabel("click a particle in the viewer (or the gallery)")
         self.label.setWordWrap(True)
         v.addWidget(self.label)
-        self.canvas, self.axes = canvas(1.7, 3)
-        self.canvas.setMinimumHeight(160)
+        self.canvas, self.axes = canvas(1.9, 3)
+        self.canvas.setFixedHeight(171)  # the three planes keep their size: the gallery below takes the rest
         v.addWidget(self.canvas)
         self.images = [None, None, None]
         for ax, (title, _) in zip(self.axes, PLANES, strict=True):
@@ -139,7 +139,7 @@ class ParticlePanel(QGroupBox):
             ax.set_xticks([])
             ax.set_yticks([])
 
-    def show(self, box: np.ndarray, model: np.ndarray, text: str) -> None:
+    def show_particle(self, box: np.ndarray, model: np.ndarray, text: str) -> None:
         level = float(model.mean() + 2 * model.std())
         for k, (ax, (title, axis)) in enumerate(zip(self.axes, PLANES, strict=True)):
             img = _plane(box, axis)
@@ -190,7 +190,7 @@ class QaWidget(JobDock):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.gallery_canvas)
-        scroll.setMinimumHeight(190)
+        scroll.setMinimumHeight(150)
         g.addWidget(scroll)
         root.addWidget(gallery)
         root.addStretch(1)
@@ -400,10 +400,10 @@ class QaWidget(JobDock):
             shift = np.linalg.norm(qa.average.shifts[i]) * vs
             edge = float(qa.edge_fraction[i])
             rank = int((qa.scores > qa.scores[i]).sum()) + 1
-            self.panel.show(box, model, f"particle {i + 1} of {n}: correlation {qa.scores[i]:.3f} (rank {rank}), "
-                                        f"shift {shift:.1f} Å"
-                                        + (f", {100 * edge:.0f} % of its box outside the tomogram" if edge else "")
-                                        + f"; low-passed to {shown:.0f} Å; red: the average in its pose")
+            self.panel.show_particle(box, model, f"particle {i + 1} of {n}: correlation {qa.scores[i]:.3f} (rank {rank}), "
+                                                 f"shift {shift:.1f} Å"
+                                                 + (f", {100 * edge:.0f} % outside the tomogram" if edge else "")
+                                                 + f"; at {shown:.0f} Å; red: the average in its pose")
         self._recolour()
         self.last_click_ms = 1000 * (time.perf_counter() - t0)
 

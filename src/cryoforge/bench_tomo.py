@@ -134,8 +134,8 @@ def bench_tomo(settings: TomoBench | None = None, device: str = "cpu") -> Iterat
     for source in o.sources:
         name = source_name(source)
         truth_map = load_map(_resolve(source, o.shared), MapSpec(o.box, o.voxel_size), seed=o.seed)
-        params = TomogramParams(shape=tuple(o.shape), voxel_size=o.voxel_size, n_particles=o.n_particles,
-                                tilt_range=tuple(o.tilt_range), tilt_step=o.tilt_step, snr=o.snr, defocus=o.defocus,
+        params = TomogramParams(shape=o.shape, voxel_size=o.voxel_size, n_particles=o.n_particles,
+                                tilt_range=o.tilt_range, tilt_step=o.tilt_step, snr=o.snr, defocus=o.defocus,
                                 thickness=o.thickness, seed=o.seed)
         t = time.perf_counter()
         sim = yield from stage(simulate_tomogram_job(truth_map[None], [name], params))
@@ -145,7 +145,7 @@ def bench_tomo(settings: TomoBench | None = None, device: str = "cpu") -> Iterat
         yield Progress(done, steps, f"{name}: simulated")
         truth = sim.particles
         t = time.perf_counter()
-        ex = yield from stage(extract_job(sim.tomogram, o.voxel_size, truth, o.box, tilt_range=tuple(o.tilt_range)))
+        ex = yield from stage(extract_job(sim.tomogram, o.voxel_size, truth, o.box, tilt_range=o.tilt_range))
         case["extract_per_s"] = len(truth) / (time.perf_counter() - t)
         case["edge_particles"] = int((ex.edge_fraction > 0).sum())
         s = extracted_set(ex)
@@ -166,7 +166,7 @@ def bench_tomo(settings: TomoBench | None = None, device: str = "cpu") -> Iterat
         jitter = rng.uniform(-o.jitter, o.jitter, truth.positions.shape) * o.voxel_size
         moved = TomoParticles(truth.positions + jitter, np.broadcast_to(np.eye(3), truth.rotations.shape),
                               truth.tomograms, truth.table, "jittered", o.voxel_size)
-        ex = yield from stage(extract_job(sim.tomogram, o.voxel_size, moved, o.box, tilt_range=tuple(o.tilt_range)))
+        ex = yield from stage(extract_job(sim.tomogram, o.voxel_size, moved, o.box, tilt_range=o.tilt_range))
         t = time.perf_counter()
         res = yield from stage(average_set_job(extracted_set(ex), cfg, device=device))
         case["jittered"] = {"jitter_vox": o.jitter, "seconds": time.perf_counter() - t,

@@ -142,3 +142,37 @@ def _expanded(scorers, p):
         mv = mv.expand(p, *mv.shape[1:]) if mv.shape[0] == 1 else mv
         out[key] = (sc, mv, mm)
     return out
+
+
+
+
+def nearest_self_match(volume: Tensorish, rotations: Tensorish, size: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each rotation ``S`` ``(P, 3, 3)``, the nearest rotation ``S*`` under which the (clean, centred) map comes
+    back onto itself best — local grids of 5°, 2°, 1° around ``S``, scored at ``size``³ — and that correlation
+    ``corr(T(S*) V, V)``: ``(S* (P, 3, 3), corr (P,))``. A correlation near 1 means ``S*`` is a symmetry of the map
+    (or a near-symmetry at its sampling)."""
+    from .geometry import transform_volumes
+
+    v = torch.as_tensor(np.asarray(volume, np.float32))
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise ValueError(f"a self-match needs one cubic map (n, n, n); got shape {tuple(v.shape)}")
+    small = downsample(v[None], min(size, v.shape[-1]))[0]
+    ref = small.flatten() - small.mean()
+
+    def corr(rots: torch.Tensor) -> torch.Tensor:
+        out = []
+        for r in rots.split(128):
+            a = transform_volumes(small.expand(len(r), *small.shape), r).flatten(1)
+            a = a - a.mean(1, keepdim=True)
+            out.append((a @ ref) / (a.norm(dim=1) * ref.norm() + 1e-12))
+        return torch.cat(out)
+
+    cand = torch.as_tensor(np.asarray(rotations, np.float32)).reshape(-1, 3, 3)
+    best = corr(cand)
+    for step in (5.0, 2.0, 1.0):
+        trial = (local_grid(step, 1)[None] @ cand[:, None]).reshape(-1, 3, 3)
+        scores = corr(trial).reshape(len(cand), -1)
+        pick = scores.argmax(1)
+        cand = trial.reshape(len(cand), -1, 3, 3)[torch.arange(len(cand)), pick]
+        best = scores[torch.arange(len(cand)), pick]
+    return cand, best

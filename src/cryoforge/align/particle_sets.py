@@ -64,7 +64,7 @@ def reconstruct_job(source: PathLike | SubtomogramSet, seed: int = 0, epsilon: f
     rot = torch.as_tensor(s.particles.rotations, dtype=torch.float32).to(dev)
     sh = torch.zeros(n, 3, device=dev)
     halves = [torch.as_tensor(h) for h in split_half_sets(n, seed)]
-    yield Log(f"reconstructing {n} subtomograms with the poses of {s.folder}/subtomograms.star")
+    yield Log(f"reconstructing {n} subtomograms of {s.folder} with their list's poses")
     avgs = [weighted_average(x[h], m, rot[h], sh[h], None, epsilon) for h in halves]
     curve = fsc(avgs[0], avgs[1], s.voxel_size)
     res = curve.resolution(GOLD_STANDARD)

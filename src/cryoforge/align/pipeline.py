@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..conventions import matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
-from ..jobs import Metrics, Preview, Progress, Result
+from ..conventions import euler_zyz_to_matrix, matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
+from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..search import SearchConfig, classical_align
 from .warp import masked_pearson, rotate_fourier_masks, warp_inverse
 
@@ -38,6 +38,36 @@ def pose_errors(rot: Tensorish, shifts: Tensorish, true_rot: Tensorish, true_shi
     d = torch.as_tensor(shifts, dtype=torch.float64) - torch.as_tensor(true_shifts, dtype=torch.float64)
     return {"rot_deg": rotation_angle_deg(rot, true_rot).numpy(), "rot_frob": rotation_frobenius(rot, true_rot).numpy(),
             "trans_vox": torch.linalg.norm(d, dim=1).numpy()}
+
+
+SELF_MATCH = 0.9  # correlation of the clean map with itself turned, at which the turn counts as its symmetry
+
+
+def errors_modulo_symmetry(maps: Tensorish, structure: np.ndarray, absolute: Tensorish, rot: Tensorish,
+                           true_rot: Tensorish, rot_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation errors (degrees) modulo each structure's symmetry, and which pairs were turned by one.
+
+    With ``s_a = T(A) M`` and ``s_b = T(B) M``, an estimate ``R`` is right up to symmetry when ``S = Bᵀ R A`` maps
+    the clean map ``M`` onto itself; its error is then the angle from ``S`` to the nearest rotation that does
+    (:func:`cryoforge.search.nearest_self_match`, correlation ≥ :data:`SELF_MATCH`). ``maps`` ``(K, n, n, n)``,
+    ``structure`` ``(N,)`` each pair's map index, ``absolute`` ``(N, 3, 3)`` the ``A``; pairs off by ≤ 10° keep
+    their error."""
+    from ..search import nearest_self_match
+
+    out, turned = np.array(rot_deg, np.float64), np.zeros(len(rot_deg), bool)
+    a = torch.as_tensor(np.asarray(absolute), dtype=torch.float64)
+    r, rt = (torch.as_tensor(np.asarray(x), dtype=torch.float64) for x in (rot, true_rot))
+    for k in np.unique(structure):
+        rows = np.where((structure == k) & (out > 10))[0]
+        if not len(rows):
+            continue
+        ak = a[rows]
+        s = ak.transpose(-1, -2) @ rt[rows].transpose(-1, -2) @ r[rows] @ ak  # Bᵀ R A with B = R_true A
+        match, corr = nearest_self_match(np.asarray(maps)[k], s.float())
+        ok = (corr >= SELF_MATCH).numpy()
+        out[rows[ok]] = rotation_angle_deg(s[ok], match[ok].double()).numpy()
+        turned[rows[ok]] = True
+    return out, turned
 
 
 def summarize(errors: dict) -> dict:
@@ -85,9 +115,12 @@ def _load_model(checkpoint, box, device):
 def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = None, mask_b: Tensorish | None = None,
                     method: str = "hybrid", checkpoint: PathLike | None = None, model: GumNet | None = None,
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
-                    device: str = "cpu", voxel_size: float = 1.0) -> Iterator[Event]:
+                    device: str = "cpu", voxel_size: float = 1.0,
+                    symmetry: tuple | None = None) -> Iterator[Event]:
     """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
-    :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``)."""
+    :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``; with
+    ``symmetry = (maps, structure index per pair, absolute rotation A of s_a per pair, names)`` also
+    ``rot_deg_sym``, the errors modulo each map's symmetry, :func:`errors_modulo_symmetry`)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
@@ -139,6 +172,16 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
     result.summary = {"pairs_per_s": result.pairs_per_s}
     if truth is not None:
         result.errors = pose_errors(rot, sh, truth[0][:n_pairs], truth[1][:n_pairs])
+        if symmetry is not None:
+            maps, structure, absolute, names = symmetry
+            sym, turned = errors_modulo_symmetry(maps, np.asarray(structure)[:n_pairs], np.asarray(absolute)[:n_pairs],
+                                                 rot, truth[0][:n_pairs], result.errors["rot_deg"])
+            result.errors["rot_deg_sym"] = sym
+            result.summary["pairs_turned_by_symmetry"] = int(turned.sum())
+            which = sorted({names[int(k)] for k in np.asarray(structure)[:n_pairs][turned]})
+            yield Log(f"{int(turned.sum())} of {n_pairs} pairs were found turned by a symmetry of their structure's "
+                      f"clean map{' (' + ', '.join(which) + ')' if which else ''}: rot_deg_sym is the error modulo "
+                      "that symmetry, rot_deg the plain one")
         result.summary.update(summarize(result.errors))
         yield Metrics(result.summary)
     yield Result(result)
@@ -156,7 +199,20 @@ def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", c
     ma, mb = dataset_masks(ds)
     truth = (ds.rotations()[:k], ds.shifts()[:k]) if "rel_rot" in ds.truth else None
     yield from align_pairs_job(ds.s_a[:k], ds.s_b[:k], ma, mb, method, checkpoint, truth=truth, search=search,
-                                        device=device, voxel_size=ds.voxel_size)
+                               device=device, voxel_size=ds.voxel_size,
+                               symmetry=None if truth is None else dataset_symmetry(ds, slice(0, k)))
+
+
+def dataset_symmetry(ds: PairDataset, rows: slice) -> tuple | None:
+    """What :func:`errors_modulo_symmetry` needs for pairs ``rows`` of a pair dataset — its clean maps, each pair's
+    map index, ``s_a``'s absolute rotation and the structures' names — or None when the dataset lacks them."""
+    t = ds.truth.iloc[rows]
+    index = {name: i for i, name in enumerate(ds.structures)}
+    if not {"structure", "a_rot", "a_tilt", "a_psi"} <= set(t.columns) or not len(ds.maps) \
+            or not set(t["structure"]) <= set(index):
+        return None
+    absolute = euler_zyz_to_matrix(t["a_rot"].to_numpy(), t["a_tilt"].to_numpy(), t["a_psi"].to_numpy()).numpy()
+    return ds.maps, t["structure"].map(index).to_numpy(), absolute, ds.structures
 
 
 def write_alignment(result: AlignmentResult, path: PathLike) -> Path:

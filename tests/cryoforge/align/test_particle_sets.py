@@ -115,20 +115,3 @@ def test_particle_scores_fall_for_wrong_poses(tomogram_set):
     wrong = particle_scores(s.subtomograms, s.mask, ref, truth.rotations[::-1].copy(), np.zeros((12, 3)), VOXEL)
     off = particle_scores(s.subtomograms, s.mask, ref, truth.rotations, np.full((12, 3), 3.0), VOXEL)
     assert right.min() > 0.9 and wrong.max() < right.min() and off.max() < right.min()
-
-
-def test_qa_job_scores_and_keeps_by_threshold(tomogram_set):
-    from cryoforge.jobs import drive
-    from cryoforge.particle_qa import ParticleQA, qa_job
-
-    d, ref, truth = tomogram_set
-    vol, _ = read_mrc(d / "TS_9.mrc")
-    bad = TomoParticles(truth.positions, truth.rotations[::-1].copy(), truth.tomograms, truth.table, "", VOXEL)
-    mixed = TomoParticles(np.concatenate([truth.positions, bad.positions[:4]]),
-                          np.concatenate([truth.rotations, bad.rotations[:4]]), np.full(16, "TS_9", object))
-    qa = drive(qa_job(vol, VOXEL, mixed, BOX, tilt_range=(-60, 60)))
-    assert isinstance(qa, ParticleQA) and qa.poses == "given" and qa.scores.shape == (16,)
-    assert qa.scores[12:].max() < np.sort(qa.scores[:12])[2]  # the wrongly posed four score lowest
-    kept = qa.kept(float(qa.scores[12:].max()) + 1e-6)
-    assert 9 <= len(kept) <= 12 and "cfCorrelation" in kept.table and (qa.edge_fraction == 0).all()
-
