@@ -15,3 +15,5 @@ sim="$(mktemp -d)/sim"
 cryoforge simulate tomogram phantom:ribosome --box 40 --voxel-size 10 --shape 384 384 96 --n-particles 120 \
   --thickness 900 --snr 0.1 --out "$sim"
 run cryoforge view "$sim/tomogram.mrc" --particles "$sim/particles.star" --qa --box 40 --screenshot docs/qa.png
+run cryoforge view --sample --hyptest --screenshot docs/hyptest.png
+run cryoforge view --mcgan --screenshot docs/mcgan.png

@@ -274,14 +274,19 @@ class HypTestWidget(JobDock):
         order = np.argsort(-known)
         top = max(1.0, max(b.get_height() for b in self._bars))
         self._lines = {}
+        from cryoforge.hyptest.montecarlo import p_text
+
+        lo, hi = float(min(pseudo.min(), known.min())), float(max(pseudo.max(), known.max()))
         for rank, k in enumerate(order):  # a line per known template; labels for the top LABELLED
             p = float((null >= known[k]).mean())
             line = ax.axvline(known[k], color="red" if k == best else "tab:blue", lw=1.6 if k == best else 0.7,
                               picker=5, alpha=1.0 if rank < LABELLED else 0.5)
             self._lines[line] = k
-            if rank < LABELLED:
-                ax.text(known[k], top * (0.97 - 0.11 * rank), f" {rank + 1}. {names[k]} p̂={p:.3g}", fontsize=6,
-                        color=line.get_color(), va="top")
+            if rank < LABELLED:  # labels right of their line, or left of it in the right third (never clipped)
+                right = known[k] > lo + 0.66 * (hi - lo)
+                text = f"{rank + 1}. {names[k]} p̂ {p_text(p, len(null))}"
+                ax.text(known[k], top * (0.97 - 0.11 * rank), f"{text} " if right else f" {text}", fontsize=6,
+                        color=line.get_color(), va="top", ha="right" if right else "left")
         alpha = self.tester.cfg.alpha
         thr = float(np.quantile(null, 1 - alpha))
         ax.axvline(thr, color="green", ls="--", lw=1)
@@ -336,9 +341,13 @@ class HypTestWidget(JobDock):
         """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
         from cryoforge.geometry import transform_volumes
         tester = self.tester
-        sc = tester.scorer(self._p, None, n_rotations=2000)
-        fit = sc.score(tester.templates[k:k + 1])
-        placed = transform_volumes(tester.templates[k], fit.rotations[0], fit.shifts[0]).numpy()
+        r = self.last_result
+        if r is not None and r.known_rotations is not None:  # the test found every template's pose: no search here
+            rot, shift = np.asarray(r.known_rotations[k], np.float32), np.asarray(r.known_shifts[k], np.float32)
+        else:
+            fit = tester.scorer(self._p, None, n_rotations=2000).score(tester.templates[k:k + 1])
+            rot, shift = fit.rotations[0], fit.shifts[0]
+        placed = transform_volumes(tester.templates[k], rot, shift).numpy()
         self._set_layer("hyptest: subtomogram", self._p, self._vs)
         ly = self._set_layer("hyptest: template", placed, self._vs, "red", "additive")
         ly.rendering = "iso"

@@ -56,3 +56,56 @@ def wait_job(qtbot):
         qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
 
     return wait
+
+
+STALLS: dict[str, float] = {}  # dock → longest event-loop stall (ms) while its main job ran; printed at the end
+
+
+class StallMeter:
+    """A 10 ms timer on the Qt event loop; the longest gap between its ticks, less the interval, is how long the GUI
+    could not answer (``stall_ms``). Started and stopped around a dock's job."""
+
+    interval_ms = 10
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(self.interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.last = None
+        self.worst = 0.0
+
+    def _tick(self):
+        import time
+
+        now = time.perf_counter()
+        if self.last is not None:
+            self.worst = max(self.worst, 1000 * (now - self.last) - self.interval_ms)
+        self.last = now
+
+    def start(self):
+        self.last, self.worst = None, 0.0
+        self.timer.start()
+        return self
+
+    def stop(self, dock: str) -> float:
+        self.timer.stop()
+        STALLS[dock] = max(STALLS.get(dock, 0.0), self.worst)
+        return self.worst
+
+
+@pytest.fixture
+def stall_meter(qtbot):
+    """A :class:`StallMeter` (not started)."""
+    meter = StallMeter()
+    yield meter
+    meter.timer.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if STALLS:
+        terminalreporter.write_line("longest event-loop stall while each dock's main job ran: " + ", ".join(
+            f"{dock} {ms:.0f} ms" for dock, ms in sorted(STALLS.items())))
+
+STALL_MS = 100  # the longest the GUI may not answer while a dock's job runs (issue 29)

@@ -145,7 +145,8 @@ class HypothesisTester:
         scorer = self.scorer(subtomo, mask, transfer)
         total = 2 + math.ceil(self.cfg.n_pseudo / chunk)
         yield Progress(0, total, "scoring the known templates")
-        known = scorer.score(self.templates).scores.numpy()
+        fits = scorer.score(self.templates)
+        known = fits.scores.numpy()
         best = int(known.argmax())
         yield Preview("known scores", np.stack([np.arange(len(known)), known]).astype(np.float32), "curve",
                       {"names": self.names})
@@ -161,7 +162,9 @@ class HypothesisTester:
             yield Preview("pseudo scores", np.stack([np.arange(len(so_far)), so_far]).astype(np.float32), "curve",
                           {"known": known.tolist(), "names": self.names})
             yield Progress(2 + b0 // chunk, total, f"scored {len(so_far)}/{len(vols)} pseudo-complexes")
-        yield Result(self._decide(known, np.concatenate(pseudo), best, truth, null))
+        out = self._decide(known, np.concatenate(pseudo), best, truth, null)
+        out.known_rotations, out.known_shifts = fits.rotations.tolist(), fits.shifts.tolist()
+        yield Result(out)
 
     def _decide(self, known, pseudo, best, truth, null) -> HypothesisResult:
         others = np.delete(known, best)

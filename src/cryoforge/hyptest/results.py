@@ -38,6 +38,8 @@ class HypothesisResult:
     truth_name: str | None = None
     cond1: bool | None = None
     success: bool | None = None
+    known_rotations: list | None = None  # (K, 3, 3) each known template's pose in P: P ≈ T(R, t) C
+    known_shifts: list | None = None  # (K, 3) voxels, x y z
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the truth's fields only when the truth is known)."""

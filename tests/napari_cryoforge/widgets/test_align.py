@@ -4,6 +4,8 @@ reference-free averaging with a live FSC, training with a live loss plot, and ba
 import numpy as np
 import pytest
 
+from tests.napari_cryoforge.conftest import STALL_MS
+
 
 @pytest.fixture
 def align(docked):
@@ -38,14 +40,16 @@ def _open_pairs(viewer, path):
     return ds
 
 
-def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wait_job):
+def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wait_job, stall_meter):
     viewer, w = align
     _open_pairs(viewer, small_dataset)
     assert w.pairs.layer_a.currentText() == "s_a set" and w.pairs.layer_b.currentText() == "s_b set"
     w.pairs.method.setCurrentText("classical")
     w.pairs.pair.setValue(3)
+    stall_meter.start()
     w.align_pair()
     wait_job(w)
+    assert stall_meter.stop("Align & average (align a pair)") <= STALL_MS
     assert {"align: s_a", "align: aligned s_b"} <= {ly.name for ly in viewer.layers}
     assert viewer.layers["align: aligned s_b"].data.shape == (32, 32, 32)
     text = w.pairs.result_label.text()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import CRYODRGN, needs_het_weights
+from tests.napari_cryoforge.conftest import STALL_MS
 
 
 @pytest.fixture
@@ -24,13 +25,15 @@ def _idle(qtbot, w):
     qtbot.waitUntil(lambda: not w.live.busy and (w.live_job is None or not w.live_job.running), timeout=30000)
 
 
-def test_slider_change_shows_the_new_volume(explorer, qtbot):
+def test_slider_change_shows_the_new_volume(explorer, qtbot, stall_meter):
     viewer, w = explorer
     assert w.load("analytic")
     _idle(qtbot, w)
     first = viewer.layers["explorer: volume"].data.copy()
+    stall_meter.start()
     w.latent.sliders[0].setValue(80)
     _idle(qtbot, w)
+    assert stall_meter.stop("Latent explorer (live decode)") <= STALL_MS
     shown = viewer.layers["explorer: volume"].data
     np.testing.assert_allclose(shown, w.manifold.decode_one(w.current_z), atol=1e-6)
     assert not np.allclose(shown, first) and w.decode_ms and "decode" in w.latent.status.text()

@@ -6,6 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.napari_cryoforge.conftest import STALL_MS
+
 FAST = {"n_rotations": 500}
 
 
@@ -29,13 +31,15 @@ class _Pick:
         self.artist = artist
 
 
-def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job):
+def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job, stall_meter):
     viewer, w = hyp
     assert w.inputs.layer.currentText() == "s_b known complexes, SNR 0.03"
     _fast(w)
     w.inputs.index.setValue(1)  # 3JB9
+    stall_meter.start()
     w.test_one()
     wait_job(w, 180000)
+    assert stall_meter.stop("Hypothesis test (one subtomogram)") <= STALL_MS
     r = w.last_result
     assert r.truth_name == "3jb9" and r.B == 120 + 14
     assert "p̂" in w.summary.text() and "Cond.1" in w.summary.text()

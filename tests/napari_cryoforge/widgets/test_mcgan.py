@@ -3,6 +3,8 @@ explorer, resume from the checkpoint, and bad input as one notification."""
 
 import pytest
 
+from tests.napari_cryoforge.conftest import STALL_MS
+
 
 @pytest.fixture
 def mcgan(docked):
@@ -28,16 +30,19 @@ def small_stack(tmp_path):
     return path
 
 
-def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_stack, tmp_path, wait_job):
+def test_train_shows_progress_layers_and_opens_in_explorer(mcgan, qtbot, small_stack, tmp_path, wait_job,
+                                                           stall_meter):
     viewer, w = mcgan
     w.particles.stack.setText(str(small_stack))
     w.particles.no_ctf.setChecked(True)
     w.particles.size.setValue(16)
     w.training.steps.setValue(12)
     w.training.checkpoint.setText(str(tmp_path / "m.pt"))
+    stall_meter.start()
     w.train()
     assert "64 images, 16² at 4.00 Å/px, no CTF" in w.training.status.text()
     wait_job(w)
+    assert stall_meter.stop("Multi-CryoGAN (training)") <= STALL_MS
     assert w.last_result.step == 12 and (tmp_path / "m.pt").is_file()
     names = {ly.name for ly in viewer.layers}
     assert {"mcgan: real vs simulated images", "mcgan: G(α = 0.5)"} <= names

@@ -13,6 +13,7 @@ from cryoforge.geometry import transform_volumes
 from cryoforge.io import write_mrc
 from cryoforge.io.tomo_particles import TomoParticles, read_particle_list, write_relion5
 from tests.helpers import phantom_map
+from tests.napari_cryoforge.conftest import STALL_MS
 
 BOX, VOXEL, SHAPE = 20, 6.0, (24, 72, 96)
 
@@ -55,7 +56,7 @@ def _press(layer, world_zyx, dims_displayed=(1, 2)):
     mouse_press_callbacks(layer, Press())
 
 
-def test_qa_dock_shows_particles_scores_and_the_clicked_one(docked, tomogram, wait_job, tmp_path):
+def test_qa_dock_shows_particles_scores_and_the_clicked_one(docked, tomogram, wait_job, tmp_path, stall_meter):
     from napari_cryoforge.widgets.qa import POINTS, VECTORS, QaWidget
 
     d, xyz = tomogram
@@ -68,8 +69,10 @@ def test_qa_dock_shows_particles_scores_and_the_clicked_one(docked, tomogram, wa
     pts = viewer.layers[POINTS]
     assert len(pts.data) == 12 and viewer.layers[VECTORS].data.shape == (12, 2, 3)
     assert np.allclose(pts.data[5], np.array(xyz[5])[::-1], atol=1e-6)  # (z, y, x) voxels on the tomogram's scale
+    stall_meter.start()
     w.run()
     wait_job(w)
+    assert stall_meter.stop("Subtomogram QA (extract, average, score)") <= STALL_MS
     qa = w.qa
     assert qa is not None and qa.poses == "given" and len(qa.scores) == 12
     assert qa.scores[9:].max() < np.sort(qa.scores[:9])[0]  # the wrongly listed poses score lowest

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from tests.napari_cryoforge.conftest import STALL_MS
+
 
 @pytest.fixture
 def simulate(make_napari_viewer, qtbot):
@@ -22,11 +24,13 @@ def _wait(qtbot, widget, attr="preview_job"):
     qtbot.waitUntil(lambda: getattr(widget, attr) is not None and not getattr(widget, attr).running, timeout=60000)
 
 
-def test_preview_shows_map_subtomogram_and_wedge(simulate, qtbot):
+def test_preview_shows_map_subtomogram_and_wedge(simulate, qtbot, stall_meter):
     viewer, w = simulate
+    stall_meter.start()
     w.update_preview()
     _wait(qtbot, w)
     qtbot.waitUntil(lambda: w.last_preview is not None, timeout=10000)
+    assert stall_meter.stop("Simulate (preview)") <= STALL_MS
     assert {"sim: clean map", "sim: subtomogram", "sim: tilt 0°"} <= {ly.name for ly in viewer.layers}
     sub = viewer.layers["sim: subtomogram"]
     assert sub.data.shape == (32, 32, 32) and tuple(sub.scale) == (12.0, 12.0, 12.0)
