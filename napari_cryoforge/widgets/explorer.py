@@ -221,7 +221,7 @@ class LatentExplorer(JobDock):
         if m is None:
             return
         data = m.data_latents if m.data_latents is not None and len(m.data_latents) > 2 else m.sample(500, 0)
-        use_pcs = self.latent.axes_mode.currentIndex() == 0
+        use_pcs = self.latent.axes_mode.currentIndex() == 0 and m.latent_dim > 1  # a 1-D latent is its own axis
         if use_pcs:
             from cryoforge.manifold.analysis import pca
 
@@ -236,7 +236,7 @@ class LatentExplorer(JobDock):
             s.setEnabled(i < len(dirs))
             s.setVisible(i < len(dirs))  # a 1-D manifold (Multi-CryoGAN's α) gets one slider
             lab.setVisible(i < len(dirs))
-            lab.setText(f"{'PC' if use_pcs else 'z'}{i + 1}")
+            lab.setText(_axis_name(m) if m.latent_dim == 1 else f"{'PC' if use_pcs else 'z'}{i + 1}")
             s.blockSignals(True)
             s.setValue(0)
             s.blockSignals(False)
@@ -302,6 +302,9 @@ class LatentExplorer(JobDock):
     def _project(self, z):
         from cryoforge.manifold.analysis import pca
 
+        if self.manifold is not None and self.manifold.latent_dim == 1:  # drawn along its one axis, not a PCA
+            z = np.atleast_2d(np.asarray(z, np.float32))
+            return np.column_stack([z[:, 0], np.zeros(len(z), np.float32)])
         if getattr(self, "_scatter_fit", None) is None:
             self._scatter_fit = pca(self._scatter_points(), 2)[1]
         p = self._scatter_fit.transform(np.atleast_2d(z))
@@ -319,13 +322,21 @@ class LatentExplorer(JobDock):
         ax.scatter(xy[:, 0], xy[:, 1], s=8 if len(xy) > 50 else 30, c="tab:blue", alpha=0.6)
         if m.data_labels and len(m.data_labels) <= 30:
             ends = len(m.data_labels) > 15  # many labels: only the first and last stay readable
+            mid = float(np.median(xy[:, 0]))
             for i, ((x, y), lab) in enumerate(zip(xy, m.data_labels, strict=False)):
-                if not ends or i in (0, len(m.data_labels) - 1):
-                    ax.annotate(lab, (x, y), fontsize=6, alpha=0.8)
+                if not ends or i in (0, len(m.data_labels) - 1):  # labels point inwards: none leaves the axes
+                    right = x > mid
+                    ax.annotate(lab, (x, y), xytext=(-3 if right else 3, 2), textcoords="offset points",
+                                fontsize=6, alpha=0.8, ha="right" if right else "left")
         ax.margins(0.12)
-        ax.set_title(f"{src} (PCA) · click: decode · shift-click: waypoint", fontsize=7)
-        ax.set_xlabel("PC1", fontsize=7)
-        ax.set_ylabel("PC2", fontsize=7)
+        if m.latent_dim == 1:
+            ax.set_title(f"{src} along {_axis_name(m)} · click: decode · shift-click: waypoint", fontsize=7)
+            ax.set_xlabel(_axis_name(m), fontsize=7)
+            ax.set_yticks([])
+        else:
+            ax.set_title(f"{src} (PCA) · click: decode · shift-click: waypoint", fontsize=7)
+            ax.set_xlabel("PC1", fontsize=7)
+            ax.set_ylabel("PC2", fontsize=7)
         ax.tick_params(labelsize=6)
         self._marker = None
         self.canvas.draw_idle()
@@ -420,3 +431,8 @@ class LatentExplorer(JobDock):
                                      "path_method": self.paths.path_method.currentText()})
         self.last_movie = out
         report_info(f"Latent explorer: wrote {out} ({n} frames) and {out.name}.z.txt")
+
+
+def _axis_name(m) -> str:
+    """The name of a 1-D manifold's latent axis: α for Multi-CryoGAN (its generator's segment coordinate)."""
+    return "α" if m.kind == "multicryogan" else "z"

@@ -140,3 +140,13 @@ def test_real_cryodrgn_run_in_the_explorer(explorer, qtbot):
     _idle(qtbot, w)
     np.testing.assert_allclose(viewer.layers["explorer: volume"].data, w.manifold.decode_one(w.current_z), atol=1e-5)
     assert w.current_z[2] != 0 and np.allclose(np.delete(w.current_z, 2), 0)
+
+
+def test_a_one_dimensional_latent_is_one_slider_named_alpha(explorer, qtbot):
+    """Multi-CryoGAN's latent is α ∈ [0, 1]: one slider named α, the data drawn along α (not a PCA plane)."""
+    viewer, w = explorer
+    assert w.load("mcgan")
+    _idle(qtbot, w)
+    shown = [lab.text() for lab in w.latent.slider_labels if lab.isVisibleTo(w)]
+    assert shown == ["α"] and w.ax.get_xlabel() == "α" and w.ax.get_ylabel() == ""
+    assert np.allclose(w._project(np.array([[0.25]]))[0], [0.25, 0.0])
