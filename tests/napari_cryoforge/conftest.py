@@ -109,4 +109,9 @@ def pytest_terminal_summary(terminalreporter):
             f"{dock} {ms:.0f} ms" for dock, ms in sorted(STALLS.items())))
 
 STALL_GOAL_MS = 100  # issue 29: the GUI should never stop answering longer than this while a dock's job runs
-STALL_MS = 100  # what the tests allow (set from the measured stalls below)
+# What the tests allow for now: twice the worst stall measured on the idle 2-core machine (2026-11-30, two runs:
+# explorer 49–52 ms, FSC 61–263, align 141–155, QA 161–163, hypothesis test 160–186, Multi-CryoGAN 192–193,
+# simulate 196–202). The goal is missed by all but the explorer: the stalls are the result handlers adding layers
+# (50–100 ms per new image layer) and matplotlib repainting on the GUI thread; the jobs' own computation in the
+# worker stalls the loop by ≤ 6 ms (a 2 000-rotation search measured beside the timer).
+STALL_MS = 400
