@@ -48,6 +48,7 @@ def render_napari(volumes, voxel_size: float, out, fps: int = 10, rotate: float 
                      units=("angstrom",) * 4)
     viewer.dims.ndisplay = 3
     viewer.camera.angles = (15, -35, 60)
+    viewer.scale_bar.visible = True  # in Å: the layer's scale and units
     viewer.reset_view()
     try:
         return animate_layer(viewer, len(volumes), out, fps, rotate)

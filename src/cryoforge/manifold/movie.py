@@ -63,9 +63,13 @@ def panels(volume: np.ndarray, mode: str) -> list[np.ndarray]:
     return [volume[c[0]], volume[:, c[1]], volume[:, :, c[2]]]
 
 
+PLANES = ("x–y", "x–z", "y–z")  # the panels of panels(): volume[cz] (Y, X), volume[:, cy] (Z, X), volume[..., cx] (Z, Y)
+
+
 def render_fallback(volumes: np.ndarray, mode: str = "slices", cmap: str = "gray", scale: int = 4,
-                    titles: Sequence[str] | None = None) -> Iterator[np.ndarray]:
-    """Frames ``(H, W, 3)`` uint8, one per volume: three panels side by side (XY | XZ | YZ), fixed contrast."""
+                    titles: Sequence[str] | None = None, voxel_size: float | None = None) -> Iterator[np.ndarray]:
+    """Frames ``(H, W, 3)`` uint8, one per volume: three panels side by side (XY | XZ | YZ), fixed contrast; with
+    ``titles`` each frame is labelled, its panels named (``x–y`` …) and, with ``voxel_size`` (Å), a scale bar drawn."""
     import matplotlib
 
     if mode not in ("slices", "projection"):
@@ -80,12 +84,22 @@ def render_fallback(volumes: np.ndarray, mode: str = "slices", cmap: str = "gray
         rgb = lut(np.clip((strip - lo) / max(hi - lo, 1e-12), 0, 1))[..., :3]
         frame = (np.kron(rgb, np.ones((scale, scale, 1))) * 255).astype(np.uint8)
         if titles is not None:
-            frame = _stamp(frame, titles[i])
+            panel = (vs[0].shape[1] + gap.shape[1]) * scale
+            frame = _stamp(frame, titles[i], panel, None if voxel_size is None else voxel_size / scale)
         yield frame
 
 
-def _stamp(frame: np.ndarray, text: str) -> np.ndarray:
-    """Write ``text`` in the frame's top-left corner (matplotlib's Agg, no window)."""
+def scale_bar_length(extent: float) -> float:
+    """A round length (Å) near a quarter of ``extent`` Å for a scale bar: 1, 2 or 5 × 10ⁿ."""
+    target = max(extent / 4, 1e-6)
+    p = 10 ** np.floor(np.log10(target))
+    return float(min((m * p for m in (1, 2, 5, 10)), key=lambda v: abs(v - target)))
+
+
+def _stamp(frame: np.ndarray, text: str, panel_px: int | None = None, angstrom_per_px: float | None = None) -> np.ndarray:
+    """Write ``text`` in the frame's top-left corner, each panel's plane name (:data:`PLANES`, panels ``panel_px``
+    wide) at its bottom left, and a scale bar in the first panel (``angstrom_per_px``); matplotlib's Agg, no
+    window."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -94,8 +108,25 @@ def _stamp(frame: np.ndarray, text: str) -> np.ndarray:
     canvas = FigureCanvasAgg(fig)
     fig.figimage(frame, 0, 0)
     fig.text(0.01, 0.97, text, color="yellow", fontsize=9, va="top", family="monospace")
+    if panel_px:
+        for k, name in enumerate(PLANES):
+            fig.text((k * panel_px + 4) / w, 4 / h, name, color="yellow", fontsize=8, va="bottom")
+    if panel_px and angstrom_per_px:
+        length = scale_bar_length(panel_px * angstrom_per_px)
+        px = length / angstrom_per_px
+        x1 = panel_px - 8 - 2  # right end, inside the first panel
+        fig.add_artist(matplotlib_line(((x1 - px) / w, x1 / w), (8 / h, 8 / h)))
+        label = f"{length / 10:g} nm" if length >= 10 else f"{length:g} Å"
+        fig.text((x1 - px / 2) / w, 12 / h, label, color="white", fontsize=8, ha="center", va="bottom")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def matplotlib_line(xs: tuple[float, float], ys: tuple[float, float]):
+    """A white 3-pixel line in figure coordinates (the scale bar)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D(xs, ys, color="white", linewidth=3, solid_capstyle="butt")
 
 
 def write_frames(frames: Iterable[np.ndarray], out: PathLike, fps: int) -> int:
@@ -171,7 +202,8 @@ def movie_job(manifold: Manifold, path_z: Tensorish, out: PathLike, fps: int = 1
         n = render(volumes, manifold.voxel_size, out, fps=fps, rotate=rotate, iso=iso, colormap=colormap)
     else:
         titles = [f"frame {i + 1}/{len(volumes)}" for i in range(len(volumes))]
-        frames = render_fallback(volumes, kind, colormap, scale=max(1, 256 // manifold.box), titles=titles)
+        frames = render_fallback(volumes, kind, colormap, scale=max(1, 256 // manifold.box), titles=titles,
+                                 voxel_size=manifold.voxel_size)
         n = write_frames(frames, out, fps)
     yield Progress(len(volumes), len(volumes), "movie written")
     rec = {"model": manifold.name, "kind": manifold.kind, "frames": int(n), "fps": fps, "renderer": kind,

@@ -199,6 +199,10 @@ def read_pairs(path: PathLike) -> PairDataset:
 
     d = Path(path)
     if not (d / "dataset.json").is_file():
+        if (d / "tomogram.mrc").is_file() and (d / "particles.star").is_file():
+            raise FileNotFoundError(f"{d}: a tomogram and its particles (cryoforge simulate tomogram), not subtomogram "
+                                    f"pairs; give them as `{d / 'tomogram.mrc'} --particles {d / 'particles.star'} "
+                                    "--box N`")
         held = sorted(p.name for p in d.glob("*.mrcs")) if d.is_dir() else []
         what = f"; it holds a particle stack ({held[0]}), not subtomogram pairs" if held else ""
         raise FileNotFoundError(f"{d}: not a cryoforge subtomogram-pair dataset (no dataset.json){what}; make one "

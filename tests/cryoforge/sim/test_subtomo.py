@@ -46,3 +46,12 @@ def test_bad_pair_parameters(proteasome):
         drive(simulate_pairs_job(proteasome[None].numpy(), None, 2, wedge_b=100))
     with pytest.raises(JobError, match="n_pairs"):
         drive(simulate_pairs_job(proteasome[None].numpy(), None, 0))
+
+
+def test_a_simulated_tomogram_folder_is_named_and_the_right_call_suggested(tmp_path):
+    from cryoforge.sim.subtomo import read_pairs
+
+    (tmp_path / "tomogram.mrc").write_bytes(b"")
+    (tmp_path / "particles.star").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"a tomogram and its particles .*--particles .*particles\.star"):
+        read_pairs(tmp_path)
