@@ -142,7 +142,11 @@ class DisplayGroup(QGroupBox):
         self.colormap = QComboBox()
         self.colormap.addItems(["gray", "magma", "viridis", "turbo", "cyan"])
         self.colormap.currentTextChanged.connect(lambda *_: on_style())
-        for w in (self.iso, self.threshold, self.colormap):
+        self.threshold.setPrefix("at ")
+        self.threshold.setSuffix(" of range")
+        self.iso_value = QLabel("")  # the layer's own iso threshold, the value napari's layer controls show
+        self.iso_value.setToolTip("the isosurface threshold in the volume's values, as the layer controls show it")
+        for w in (self.iso, self.threshold, self.iso_value, self.colormap):
             row.addWidget(w)
         f.addRow(row)
         self.nearest = QLabel("nearest known structure: –")
@@ -292,6 +296,8 @@ class LatentExplorer(JobDock):
             ly.rendering = "iso" if self.display.iso.isChecked() else "mip"
             lo, hi = ly.contrast_limits
             ly.iso_threshold = lo + self.display.threshold.value() * (hi - lo)
+            if name == VOLUME:
+                self.display.iso_value.setText(f"= {ly.iso_threshold:.3g}")
 
     # ------------------------------------------------------------------ scatter
     def _scatter_points(self):

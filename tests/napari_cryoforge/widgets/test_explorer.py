@@ -150,3 +150,16 @@ def test_a_one_dimensional_latent_is_one_slider_named_alpha(explorer, qtbot):
     shown = [lab.text() for lab in w.latent.slider_labels if lab.isVisibleTo(w)]
     assert shown == ["α"] and w.ax.get_xlabel() == "α" and w.ax.get_ylabel() == ""
     assert np.allclose(w._project(np.array([[0.25]]))[0], [0.25, 0.0])
+
+
+def test_the_dock_shows_the_iso_threshold_the_layer_has(explorer, qtbot):
+    """The dock's threshold is a fraction of the contrast range; beside it stands the layer's own iso value."""
+    viewer, w = explorer
+    assert w.load("analytic")
+    _idle(qtbot, w)
+    w.display.iso.setChecked(True)
+    w.display.threshold.setValue(0.3)
+    ly = viewer.layers["explorer: volume"]
+    lo, hi = ly.contrast_limits
+    assert ly.iso_threshold == pytest.approx(lo + 0.3 * (hi - lo), rel=1e-4)
+    assert w.display.iso_value.text() == f"= {ly.iso_threshold:.3g}"
