@@ -119,3 +119,21 @@ def save_format1_checkpoint(path, kind: str, config: dict, architecture_keys: li
                 "config": {**config, "architecture_keys": list(architecture_keys)}, "state_dicts": state_dicts,
                 "metrics": {}, "extra": {}}, path)
     return Path(path)
+
+
+def tomogram_of_copies(rotations, box: int = 20, shape=(24, 72, 96), noise: float = 0.05, seed: int = 0):
+    """A tomogram ``shape`` (Z, Y, X) holding one rotated copy of :func:`phantom_map` ``(box)`` per rotation on a
+    grid of 4 per row (centres 12 + 24 k voxels, z 12), plus Gaussian noise ``noise`` × its std: ``(tomogram,
+    the map, the centres (x, y, z) in voxels)``."""
+    from cryoforge.geometry import transform_volumes
+
+    ref = phantom_map(box).numpy()
+    vol = np.zeros(shape, np.float32)
+    xyz = []
+    h = box // 2
+    for k, r in enumerate(torch.as_tensor(rotations, dtype=torch.float32)):
+        x, y, z = 12 + 24 * (k % 4), 12 + 24 * (k // 4), 12
+        vol[z - h:z + h, y - h:y + h, x - h:x + h] += transform_volumes(torch.from_numpy(ref), r).numpy()
+        xyz.append((x, y, z))
+    vol += np.random.default_rng(seed).normal(0, noise * vol.std(), shape).astype(np.float32)
+    return vol, ref, np.array(xyz, float)

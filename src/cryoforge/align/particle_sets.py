@@ -29,7 +29,7 @@ from .config import AverageConfig
 from .warp import masked_pearson, warp_inverse
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
     from ..hints import PathLike, Tensorish
     from ..jobs import Event
@@ -63,19 +63,27 @@ def reconstruct_job(source: PathLike | SubtomogramSet, seed: int = 0, epsilon: f
     m = torch.as_tensor(s.mask)[None].to(dev)
     rot = torch.as_tensor(s.particles.rotations, dtype=torch.float32).to(dev)
     sh = torch.zeros(n, 3, device=dev)
-    halves = [torch.as_tensor(h) for h in split_half_sets(n, seed)]
     yield Log(f"reconstructing {n} subtomograms of {s.folder} with their list's poses")
+    yield Result((yield from _half_set_average(x, m, rot, sh, s.voxel_size, seed, epsilon, "given (no search)")))
+
+
+def _half_set_average(x: torch.Tensor, m: torch.Tensor, rot: torch.Tensor, sh: torch.Tensor, voxel_size: float,
+                      seed: int, epsilon: float, poses: str) -> Generator[Event, None, AverageResult]:
+    """Average ``x`` with the poses ``rot``, ``sh`` in two gold-standard half sets (split by ``seed``); yields the
+    resolution and the average, returns the :class:`~cryoforge.align.average.AverageResult` (``poses`` says where
+    the poses came from)."""
+    halves = [torch.as_tensor(h) for h in split_half_sets(len(x), seed)]
     avgs = [weighted_average(x[h], m, rot[h], sh[h], None, epsilon) for h in halves]
-    curve = fsc(avgs[0], avgs[1], s.voxel_size)
+    curve = fsc(avgs[0], avgs[1], voxel_size)
     res = curve.resolution(GOLD_STANDARD)
-    report = {"n": n, "box": int(x.shape[-1]), "voxel_size_A": s.voxel_size, "poses": "given (no search)",
+    report = {"n": len(x), "box": int(x.shape[-1]), "voxel_size_A": voxel_size, "poses": poses,
               "iterations": [{"iteration": 0, "resolution_0.143_A": res, "fsc": curve.fsc.tolist(),
                               "frequency_per_A": curve.frequency.tolist()}]}
     avg = ((avgs[0] + avgs[1]) / 2).cpu().numpy()
     yield Metrics({"resolution_0.143_A": res})
-    yield Preview("average", avg, "volume", {"voxel_size": s.voxel_size})
-    yield Result(AverageResult(avg, avgs[0].cpu().numpy(), avgs[1].cpu().numpy(), rot.cpu().numpy(),
-                               sh.cpu().numpy(), [h.numpy() for h in halves], s.voxel_size, report))
+    yield Preview("average", avg, "volume", {"voxel_size": voxel_size})
+    return AverageResult(avg, avgs[0].cpu().numpy(), avgs[1].cpu().numpy(), rot.cpu().numpy(), sh.cpu().numpy(),
+                         [h.numpy() for h in halves], voxel_size, report)
 
 
 def posed_average(average: Tensorish, rotations: Tensorish, shifts: Tensorish) -> torch.Tensor:
@@ -154,18 +162,8 @@ def reference_align_job(source: PathLike | SubtomogramSet, reference: Tensorish,
         r, t, _ = classical_align(ref[None], x[a:b], None, m, search, device=device)
         rot[a:b], sh[a:b] = r.cpu(), t.cpu()
         yield Progress(b, n, f"aligned {b}/{n}")
-    halves = [torch.as_tensor(h) for h in split_half_sets(n, seed)]
-    avgs = [weighted_average(x[h], m, rot[h], sh[h], None, epsilon) for h in halves]
-    curve = fsc(avgs[0], avgs[1], s.voxel_size)
-    res = curve.resolution(GOLD_STANDARD)
-    report = {"n": n, "box": int(x.shape[-1]), "voxel_size_A": s.voxel_size, "poses": "aligned to the reference",
-              "iterations": [{"iteration": 1, "resolution_0.143_A": res, "fsc": curve.fsc.tolist(),
-                              "frequency_per_A": curve.frequency.tolist()}]}
-    avg = ((avgs[0] + avgs[1]) / 2).numpy()
-    yield Metrics({"resolution_0.143_A": res})
-    yield Preview("average", avg, "volume", {"voxel_size": s.voxel_size})
-    yield Result(AverageResult(avg, avgs[0].numpy(), avgs[1].numpy(), rot.numpy(), sh.numpy(),
-                               [h.numpy() for h in halves], s.voxel_size, report))
+    yield Result((yield from _half_set_average(x, m, rot, sh, s.voxel_size, seed, epsilon,
+                                               "aligned to the reference")))
 
 
 def refined_particles(particles: TomoParticles, result: AverageResult,

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from cryoforge.conventions import random_rotations, rotation_angle_deg
-from cryoforge.geometry import transform_volumes
 from cryoforge.io import read_mrc, write_mrc
 from cryoforge.io.tomo_particles import TomoParticles, read_particle_list, write_relion5
-from tests.helpers import correlation, phantom_map
+from tests.helpers import correlation, tomogram_of_copies
 
 BOX, VOXEL, SHAPE = 20, 6.0, (24, 72, 96)  # (Z, Y, X)
 
@@ -18,18 +17,10 @@ BOX, VOXEL, SHAPE = 20, 6.0, (24, 72, 96)  # (Z, Y, X)
 def tomogram_set(tmp_path_factory):
     """12 rotated copies of an asymmetric map in a tomogram, at known positions (3 × 4 grid) and rotations."""
     d = tmp_path_factory.mktemp("tomo")
-    ref = phantom_map(BOX).numpy()
     rot = random_rotations(12, seed=5).double()
-    vol = np.zeros(SHAPE, np.float32)
-    xyz = []
-    for k in range(12):
-        x, y, z = 12 + 24 * (k % 4), 12 + 24 * (k // 4), 12
-        copy = transform_volumes(torch.from_numpy(ref), rot[k].float()).numpy()
-        vol[z - BOX // 2:z + BOX // 2, y - BOX // 2:y + BOX // 2, x - BOX // 2:x + BOX // 2] += copy
-        xyz.append((x, y, z))
-    vol += np.random.default_rng(0).normal(0, 0.05 * vol.std(), SHAPE).astype(np.float32)
+    vol, ref, xyz = tomogram_of_copies(rot, BOX, SHAPE, noise=0.05)
     write_mrc(d / "TS_9.mrc", vol, VOXEL)
-    truth = TomoParticles.from_voxels(np.array(xyz, float), VOXEL, SHAPE, rot.numpy(), "TS_9")
+    truth = TomoParticles.from_voxels(xyz, VOXEL, SHAPE, rot.numpy(), "TS_9")
     write_relion5(d / "truth.star", truth, VOXEL)
     return d, ref, truth
 

@@ -6,13 +6,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from cryoforge.conventions import random_rotations
-from cryoforge.geometry import transform_volumes
 from cryoforge.io import write_mrc
 from cryoforge.io.tomo_particles import TomoParticles, read_particle_list, write_relion5
-from tests.helpers import phantom_map
+from tests.helpers import tomogram_of_copies
 from tests.napari_cryoforge.conftest import STALL_MS
 
 BOX, VOXEL, SHAPE = 20, 6.0, (24, 72, 96)
@@ -22,22 +20,13 @@ BOX, VOXEL, SHAPE = 20, 6.0, (24, 72, 96)
 def tomogram(tmp_path_factory):
     """12 rotated copies of an asymmetric map in a noisy tomogram; the list turns the last three the wrong way."""
     d = tmp_path_factory.mktemp("qa")
-    ref = phantom_map(BOX).numpy()
     rot = random_rotations(12, seed=7).double()
-    vol = np.zeros(SHAPE, np.float32)
-    xyz = []
-    for k in range(12):
-        x, y, z = 12 + 24 * (k % 4), 12 + 24 * (k // 4), 12
-        vol[z - BOX // 2:z + BOX // 2, y - BOX // 2:y + BOX // 2, x - BOX // 2:x + BOX // 2] += \
-            transform_volumes(torch.from_numpy(ref), rot[k].float()).numpy()
-        xyz.append((x, y, z))
-    vol += np.random.default_rng(0).normal(0, 0.1 * vol.std(), SHAPE).astype(np.float32)
+    vol, _, xyz = tomogram_of_copies(rot, BOX, SHAPE, noise=0.1)
     write_mrc(d / "TS_1.mrc", vol, VOXEL)
     listed = rot.numpy().copy()
     listed[9:] = listed[9:] @ random_rotations(3, seed=8).double().numpy()  # wrong poses for the last three
-    write_relion5(d / "list.star", TomoParticles.from_voxels(np.array(xyz, float), VOXEL, SHAPE, listed, "TS_1"),
-                  VOXEL)
-    return d, xyz
+    write_relion5(d / "list.star", TomoParticles.from_voxels(xyz, VOXEL, SHAPE, listed, "TS_1"), VOXEL)
+    return d, [tuple(p) for p in xyz]
 
 
 def _press(layer, world_zyx, dims_displayed=(1, 2)):
