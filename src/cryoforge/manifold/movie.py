@@ -25,6 +25,8 @@ from .live import path_job
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
+    from matplotlib.lines import Line2D
+
     from ..hints import PathLike, Tensorish
     from ..jobs import Event
     from ..latent import Manifold
@@ -115,14 +117,14 @@ def _stamp(frame: np.ndarray, text: str, panel_px: int | None = None, angstrom_p
         length = scale_bar_length(panel_px * angstrom_per_px)
         px = length / angstrom_per_px
         x1 = panel_px - 8 - 2  # right end, inside the first panel
-        fig.add_artist(matplotlib_line(((x1 - px) / w, x1 / w), (8 / h, 8 / h)))
+        fig.add_artist(_scale_bar_line(((x1 - px) / w, x1 / w), (8 / h, 8 / h)))
         label = f"{length / 10:g} nm" if length >= 10 else f"{length:g} Å"
         fig.text((x1 - px / 2) / w, 12 / h, label, color="white", fontsize=8, ha="center", va="bottom")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def matplotlib_line(xs: tuple[float, float], ys: tuple[float, float]):
+def _scale_bar_line(xs: tuple[float, float], ys: tuple[float, float]) -> Line2D:
     """A white 3-pixel line in figure coordinates (the scale bar)."""
     from matplotlib.lines import Line2D
 
