@@ -248,6 +248,7 @@ def _explore(viewer, explorer, spec: str) -> None:
         def focus():
             for ly in viewer.layers:
                 ly.visible = ly.name == "explorer: path"
+            explorer._style()  # the dock's iso value is now the path's
             viewer.dims.set_current_step(0, 6)
             viewer.reset_view()
 

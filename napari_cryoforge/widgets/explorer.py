@@ -296,7 +296,7 @@ class LatentExplorer(JobDock):
             ly.rendering = "iso" if self.display.iso.isChecked() else "mip"
             lo, hi = ly.contrast_limits
             ly.iso_threshold = lo + self.display.threshold.value() * (hi - lo)
-            if name == VOLUME:
+            if name == VOLUME or ly.visible:  # the path's value once the path is what the canvas shows
                 self.display.iso_value.setText(f"= {ly.iso_threshold:.3g}")
 
     # ------------------------------------------------------------------ scatter
