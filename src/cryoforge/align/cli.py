@@ -59,9 +59,10 @@ def _particle_set(args) -> SubtomogramSet | None:
 
 def _cmd_run(args) -> int:
     from ..io.atomic import check_output_dir
+    from ..io.tomo_particles import is_subtomogram_set
     from ..jobs import run_cli
 
-    if args.reference or args.particles or _is_set_folder(args.dataset):
+    if args.reference or args.particles or is_subtomogram_set(args.dataset):
         if not args.out:
             raise ValueError("aligning a particle set writes a folder: give --out DIR")
         out = check_output_dir(args.out, "average.json")
@@ -89,12 +90,6 @@ def _cmd_run(args) -> int:
               f"0.143 at {res.resolution:.1f} Å")
         return 0
     return _run_pairs(args)
-
-
-def _is_set_folder(path: str) -> bool:
-    from ..io.tomo_particles import is_subtomogram_set
-
-    return is_subtomogram_set(path)
 
 
 def _run_pairs(args) -> int:
