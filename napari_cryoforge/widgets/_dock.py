@@ -11,12 +11,24 @@ from .._jobs import start_job
 
 class JobDock(QWidget):
     """A dock that runs one engine job at a time; subclasses list their start buttons in ``job_buttons`` (attribute
-    paths such as ``"training.button"`` for a button of a group widget)."""
+    paths such as ``"training.button"`` for a button of a group widget) and in ``preload`` the modules their jobs import
+    late: those are imported when the dock opens, because an import in the job's thread holds the interpreter lock for
+    up to 300 ms at a time and the GUI cannot answer meanwhile."""
 
     job_buttons: tuple = ()
+    preload: tuple[str, ...] = ()
 
     def __init__(self, napari_viewer):
+        import importlib
+
+        import pint
+
         super().__init__()
+        for module in self.preload:
+            importlib.import_module(module)
+        # napari's unit registry reads its definitions at the first layer a process makes (150–290 ms): here, when
+        # the dock opens, rather than when its first result is shown
+        _ = pint.get_application_registry().angstrom
         self.viewer = napari_viewer
         self.job = None
         self.cancel_btn = QPushButton("Cancel")

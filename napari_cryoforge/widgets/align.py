@@ -245,8 +245,11 @@ class AlignWidget(JobDock):
         self.last_result = result
         rot, sh = result.rotations, result.shifts
         self._set_layer("align: s_a", s_a[0], voxel_size, "gray")
+        yield  # one layer per event-loop turn (napari_cryoforge._jobs.in_turns)
         self._set_layer("align: s_b", s_b[0], voxel_size, "gray", visible=False)
+        yield
         self._set_layer("align: aligned s_b", result.aligned_first, voxel_size, "magenta", "additive")
+        yield
         ang = matrix_to_euler_zyz(torch.from_numpy(rot[:1]).double()).numpy()[0]
         pps = result.pairs_per_s
         speed = f"{pps:.1f} pairs/s" if pps >= 1 else f"{1 / max(pps, 1e-9):.1f} s per pair"

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from .._jobs import in_turns
 from .._notify import report_error, report_info
 from ._dock import JobDock
 from .controls import canvas, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
@@ -93,6 +94,7 @@ class HypTestWidget(JobDock):
     """The Hypothesis test dock: score templates against subtomograms and give Monte-Carlo p-values."""
 
     job_buttons = ("testing.test_btn", "testing.all_btn")
+    preload = ("sklearn.model_selection", "sklearn.neighbors")  # the null set's KDE (cryoforge.hyptest.null)
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -119,7 +121,7 @@ class HypTestWidget(JobDock):
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.setVisible(False)
-        self.table.cellClicked.connect(lambda r, _c: self._show_row(r))
+        self.table.cellClicked.connect(lambda r, _c: in_turns(self._show_row(r)))
         root.addWidget(self.table)
         root.addStretch(1)
 
@@ -312,7 +314,8 @@ class HypTestWidget(JobDock):
             lines.append(f"truth: {result.truth_name} — Cond.1 {'✓' if result.cond1 else '✗'}, "
                          f"Cond.2 {'✓' if result.cond2 else '✗'}")
         self.summary.setText("\n".join(lines))
-        self._show_template(result.best)
+        yield  # the histogram drawn; the layers in later event-loop turns (napari_cryoforge._jobs.in_turns)
+        yield from self._template_steps(result.best)
 
     def _show_table(self, table):
         self.table_result = table
@@ -328,17 +331,19 @@ class HypTestWidget(JobDock):
         self.summary.setText(f"{len(rows)} subtomograms: {n_sig} significant at q ≤ {table.alpha:g} "
                              "(Benjamini–Hochberg). Click a row for its histogram.")
         if rows:
-            self._show_row(0)
+            yield
+            yield from self._show_row(0)
 
     def _show_row(self, i):
         if self.table_result is None or i >= len(self.table_result.results):
             return
         self._p = self._data[i]
         self._first = i
-        self._show_result(self.table_result.results[i])
+        yield from self._show_result(self.table_result.results[i])
 
-    def _show_template(self, k):
-        """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram."""
+    def _template_steps(self, k):
+        """Template ``k`` fitted into the subtomogram (its rotation and shift) over the subtomogram: a layer a
+        step."""
         from cryoforge.geometry import transform_volumes
         tester = self.tester
         r = self.last_result
@@ -349,6 +354,7 @@ class HypTestWidget(JobDock):
             rot, shift = fit.rotations[0], fit.shifts[0]
         placed = transform_volumes(tester.templates[k], rot, shift).numpy()
         self._set_layer("hyptest: subtomogram", self._p, self._vs)
+        yield
         ly = self._set_layer("hyptest: template", placed, self._vs, "red", "additive")
         ly.rendering = "iso"
         ly.iso_threshold = float(placed.max() * 0.25)
@@ -358,7 +364,7 @@ class HypTestWidget(JobDock):
         artist = event.artist
         if artist in getattr(self, "_lines", {}):
             k = self._lines[artist]
-            self._show_template(k)
+            in_turns(self._template_steps(k))
             report_info(f"template {self.tester.names[k]} fitted into the subtomogram (red)")
         elif self._pseudo is not None and self.last_result is not None and artist in list(getattr(self, "_bars", [])):
             centre = artist.get_x() + artist.get_width() / 2

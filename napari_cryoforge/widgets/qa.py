@@ -285,8 +285,11 @@ class QaWidget(JobDock):
         self._set_layer("qa: average", avg.average, vs, colormap="magma", visible=False)
         self.status.setText(f"{len(qa.scores)} particles, poses: {qa.poses}; gold-standard FSC 0.143 at "
                             f"{avg.resolution:.1f} Å; correlation median {np.median(qa.scores):.3f}")
+        yield  # one heavy step per event-loop turn (napari_cryoforge._jobs.in_turns)
         self._show_particles(layer, qa.refined, qa.scores)
+        yield
         self._draw_gallery()
+        yield
         self.select(int(np.argmax(qa.scores)))
 
     # ------------------------------------------------------------------ layers

@@ -273,6 +273,7 @@ class SimulateWidget(JobDock):
         self.last_preview = out
         vs = self.sources.voxel.value()
         self._set_layer("sim: clean map", out.map, vs, visible=False)
+        yield  # one layer per event-loop turn (napari_cryoforge._jobs.in_turns)
         for ax in self.axes:
             ax.clear()
             ax.set_xticks([]), ax.set_yticks([])
@@ -280,7 +281,9 @@ class SimulateWidget(JobDock):
             sub = out.subtomogram
             c = sub.shape[0] // 2
             self._set_layer("sim: subtomogram", sub, vs)
+            yield
             self._set_layer("sim: tilt 0°", out.tilt_noisy, vs, visible=False)
+            yield
             panels = [(out.tilt_clean, "tilt 0° CTF+MTF"), (sub[c], "subtomo XY (z=c)"),
                       (sub[:, c, :], "subtomo XZ (y=c)"), (out.wedge[:, c, :] + 0.3 * out.fourier_amplitude
                                                            [:, c, :] / max(out.fourier_amplitude.max(), 1e-9),
@@ -292,6 +295,7 @@ class SimulateWidget(JobDock):
         else:
             imgs, clean = out.particles, out.particles_clean
             self._set_layer("sim: particles", imgs, vs, lead=1)
+            yield
             panels = [(clean[0], "noise-free"), (imgs[0], "particle 1"), (imgs[1], "particle 2"),
                       (imgs[2], "particle 3")]
             self.preview_label.setText(f"Preview: 16 particles, SNR {self.physics.snr.value():g}, {vs:g} Å/pixel")
@@ -364,6 +368,7 @@ class SimulateWidget(JobDock):
             return
         self.last_dataset = result
         self._set_layer("sim: s_a", result.s_a, vs, lead=1)
+        yield  # one layer per event-loop turn (napari_cryoforge._jobs.in_turns)
         self._set_layer("sim: s_b", result.s_b, vs, lead=1)
         report_info(f"Simulated {len(result)} subtomogram pairs" + (f" → {self.generation.out_dir.text()}"
                                                                     if self.generation.out_dir.text() else ""))

@@ -1,6 +1,15 @@
 """Tests of :mod:`napari_cryoforge.launch` (``cryoforge view``)."""
 
+import gc
+
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze():
+    """``open_viewer`` freezes the objects of startup for good (a session's choice); the test process thaws them."""
+    yield
+    gc.unfreeze()
 
 
 def test_open_viewer_docks_inspector(qtbot):
@@ -21,6 +30,7 @@ def test_open_viewer_docks_inspector(qtbot):
             ly.name for ly in viewer.layers}
         assert hyptest.inputs.layer.currentText().startswith("s_b")
         assert dock.fsc.map_a.count() == 3 and dock.fsc.map_a.currentText() != dock.fsc.map_b.currentText()
+        assert gc.get_freeze_count() > 100_000  # startup's objects are out of the full collections
     finally:
         viewer.close()
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from napari_cryoforge._jobs import at_once
 from tests.napari_cryoforge.conftest import STALL_MS
 
 FAST = {"n_rotations": 500}
@@ -50,8 +51,9 @@ def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job, stall_meter):
     assert sum(b.get_height() for b in w._bars) == 120  # every pseudo score is in the histogram
     assert viewer.layers["hyptest: template"].data.shape == (32, 32, 32)
     other = next(ln for ln, k in w._lines.items() if k != r.best)
-    w._picked(_Pick(other))
-    assert viewer.layers["hyptest: template"].metadata["template"] == w.tester.names[w._lines[other]]
+    w._picked(_Pick(other))  # shown in the next event-loop turns
+    qtbot.waitUntil(lambda: viewer.layers["hyptest: template"].metadata["template"] == w.tester.names[w._lines[other]],
+                    timeout=5000)
     bar = max(w._bars, key=lambda b: b.get_height())
     w._picked(_Pick(bar))
     assert viewer.layers["hyptest: pseudo-complex"].data.shape == (32, 32, 32)
@@ -68,7 +70,7 @@ def test_stack_table(hyp, qtbot, wait_job):
     q = [float(w.table.item(i, 4).text()) for i in range(2)]
     p = [float(w.table.item(i, 3).text()) for i in range(2)]
     assert all(qi >= pi for qi, pi in zip(q, p, strict=True))
-    w._show_row(1)
+    at_once(w._show_row(1))  # a table click, shown in event-loop turns; here all at once
     assert w.last_result.truth_name == "3jb9"
 
 

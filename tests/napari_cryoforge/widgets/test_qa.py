@@ -89,6 +89,7 @@ def test_qa_dock_shows_particles_scores_and_the_clicked_one(docked, tomogram, wa
 def test_qa_click_answers_within_200_ms_with_1000_particles(docked, tmp_path):
     from cryoforge.jobs import drive
     from cryoforge.particle_qa import qa_job
+    from napari_cryoforge._jobs import at_once
     from napari_cryoforge.widgets.qa import POINTS, QaWidget
 
     shape, box, vs = (40, 400, 400), 32, 10.0
@@ -100,7 +101,7 @@ def test_qa_click_answers_within_200_ms_with_1000_particles(docked, tmp_path):
     viewer, w = docked(QaWidget)
     layer = viewer.add_image(vol, name="big", scale=(vs,) * 3, units=("angstrom",) * 3)
     w.inputs.box.setValue(box)
-    w._show_result(layer, qa)
+    at_once(w._show_result(layer, qa))
     pts = viewer.layers[POINTS]
     times = []
     for i in rng.choice(1000, 8, replace=False):
