@@ -79,6 +79,7 @@ class AlignBench:
     average_global_iterations: int = 3
     search: dict[str, Any] | None = None
     batch: int = 16
+    stored_norm: bool = True  # also each Gum-Net normalised with the statistics stored in training (row NAME_stored_norm)
 
 
 def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iterator[Event]:
@@ -98,7 +99,9 @@ def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iter
               "voxel_size_A": vs, "checkpoints": {k: str(Path(v).name) for k, v in ckpts.items()},
               "search": to_dict(search_cfg := from_dict(SearchConfig, opts.search or {}, where="search")),
               "alignment": {}, "averaging": {}}
-    runs = [(m, name) for m in opts.methods for name in (models if m == "gumnet" else [None])]
+    runs = [(m, name, True) for m in opts.methods for name in (models if m == "gumnet" else [None])]
+    if opts.stored_norm and "gumnet" in opts.methods:
+        runs += [("gumnet", name, False) for name in models]
     steps = len(opts.snrs) * len(runs) + (2 if opts.averaging else 0)
     done = 0
     _warm_up(models, maps, device)
@@ -107,11 +110,11 @@ def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iter
                             structures=names)
         _, mb = dataset_masks(ds)
         truth = (ds.rotations(), ds.shifts())
-        for method, name in runs:
-            label = name if method == "gumnet" else method
+        for method, name, adapt in runs:
+            label = (name if method == "gumnet" else method) + ("" if adapt else "_stored_norm")
             model = models.get(name) if method == "gumnet" else models.get("gumnet")
             res = drive(align_pairs_job(ds.s_a, ds.s_b, None, mb, method, model=model, truth=truth, device=device,
-                                        voxel_size=vs, search=search_cfg, batch=opts.batch))
+                                        voxel_size=vs, search=search_cfg, batch=opts.batch, adapt_norm=adapt))
             row = dict(res.summary)
             row["per_structure_rot_deg_median"] = {
                 name: float(np.median(res.errors["rot_deg"][(ds.truth["structure"] == name).to_numpy()]))

@@ -102,7 +102,7 @@ def _run_pairs(args) -> int:
         check_output_file(args.out)  # before the work, not after it
     search = SearchConfig(global_rotations=args.rotations, candidates=args.candidates)
     res = run_cli(align_dataset_job(args.dataset, args.method, args.checkpoint, device=args.device,
-                                    limit=args.limit, search=search))
+                                    limit=args.limit, search=search, adapt_norm=not args.stored_norm))
     if args.out:
         print(f"wrote {write_alignment(res, args.out)}")
     summary = res.summary
@@ -250,6 +250,9 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
                    help="classical (default: the shipped Gum-Net has not learned rotations), gumnet or hybrid")
     r.add_argument("--checkpoint", help="Gum-Net checkpoint (default: the shipped one)")
     r.add_argument("--limit", type=positive("pairs", int), help="align only the first N pairs")
+    r.add_argument("--stored-norm", action="store_true",
+                   help="Gum-Net/hybrid: normalise with the statistics stored in training, not those of these pairs "
+                        "(from 8 pairs on; cryoforge.align.adapt)")
     r.add_argument("--rotations", type=positive("rotations", int), default=4000,
                    help="global rotation grid of the classical search (default 4000, ≈ 11° apart; 1000 runs faster)")
     r.add_argument("--candidates", type=positive("candidates", int), default=8, help="grid optima refined per pair (default 8)")

@@ -116,11 +116,13 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
                     method: str = "hybrid", checkpoint: PathLike | None = None, model: GumNet | None = None,
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
                     device: str = "cpu", voxel_size: float = 1.0,
-                    symmetry: tuple | None = None) -> Iterator[Event]:
+                    symmetry: tuple | None = None, adapt_norm: bool = True) -> Iterator[Event]:
     """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
     :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``; with
     ``symmetry = (maps, structure index per pair, absolute rotation A of s_a per pair, names)`` also
-    ``rot_deg_sym``, the errors modulo each map's symmetry, :func:`errors_modulo_symmetry`)."""
+    ``rot_deg_sym``, the errors modulo each map's symmetry, :func:`errors_modulo_symmetry`). ``adapt_norm``: the
+    network normalises with statistics of these pairs (:func:`cryoforge.align.adapt.recalibrated`; from 8 pairs
+    on), not the mixture stored in training."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
@@ -137,8 +139,15 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
     mask_b = full if mask_b is None else torch.as_tensor(np.asarray(mask_b, dtype=np.float32))
     if method != "classical" and model is None:
         model = _load_model(checkpoint, n, device)
+    adapted = False
+    t0 = time.perf_counter()  # the recalibration is part of the cost of aligning
+    if method != "classical" and adapt_norm:
+        from .adapt import recalibrated
+
+        assert model is not None
+        tuned = recalibrated(model, s_a, s_b, device=device)
+        adapted, model = tuned is not model, tuned
     rots, shifts = [], []
-    t0 = time.perf_counter()
     for start in range(0, n_pairs, batch):
         sl = slice(start, min(start + batch, n_pairs))
         init = None
@@ -170,6 +179,8 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
                              masked_pearson(s_a, s_b, mask_a * mask_b).numpy(),
                              masked_pearson(s_a, warped, mb_w).numpy(), warped[0].numpy())
     result.summary = {"pairs_per_s": result.pairs_per_s}
+    if method != "classical":
+        result.summary["norm_from_these_pairs"] = int(adapted)  # 0: the statistics stored in training
     if truth is not None:
         result.errors = pose_errors(rot, sh, truth[0][:n_pairs], truth[1][:n_pairs])
         if symmetry is not None:
@@ -190,7 +201,7 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
 def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", checkpoint: PathLike | None = None,
                       device: str = "cpu",
                       limit: int | None = None,
-                      search: SearchConfig | None = None) -> Iterator[Event]:
+                      search: SearchConfig | None = None, adapt_norm: bool = True) -> Iterator[Event]:
     """:func:`align_pairs_job` on a pair-dataset folder or :class:`cryoforge.sim.subtomo.PairDataset`."""
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
@@ -199,7 +210,7 @@ def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", c
     ma, mb = dataset_masks(ds)
     truth = (ds.rotations()[:k], ds.shifts()[:k]) if "rel_rot" in ds.truth else None
     yield from align_pairs_job(ds.s_a[:k], ds.s_b[:k], ma, mb, method, checkpoint, truth=truth, search=search,
-                               device=device, voxel_size=ds.voxel_size,
+                               device=device, voxel_size=ds.voxel_size, adapt_norm=adapt_norm,
                                symmetry=None if truth is None else dataset_symmetry(ds, slice(0, k)))
 
 

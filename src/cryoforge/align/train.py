@@ -89,15 +89,19 @@ class GumNetTrainer:
     def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
         metrics: dict[str, float] = {}
         previews: list[Preview] = []
+        from .adapt import recalibrated
+
         for snr, s_a, s_b, rot, sh in self.validation_set():
             a, b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
             self.model.eval()
-            r_hat, t_hat, warped = self.model.align(a, b, self.mask_b)
+            # normalised with this SNR's statistics, as inference does (cryoforge.align.adapt)
+            model = recalibrated(self.model, s_a, s_b, device=self.device, min_pairs=2)
+            r_hat, t_hat, warped = model.align(a, b, self.mask_b)
             tag = f"snr{snr:g}"
             metrics[f"{tag}_rot_deg"] = float(rotation_angle_deg(r_hat.cpu(), rot).mean())
             metrics[f"{tag}_rot_frob"] = float(rotation_frobenius(r_hat.cpu(), rot).mean())
             metrics[f"{tag}_trans_vox"] = float(torch.linalg.norm(t_hat.cpu() - sh, dim=1).mean())
-            metrics[f"{tag}_loss"] = float(gumnet_loss(self.model, a, b, self.mask_b, self.train_cfg.loss))
+            metrics[f"{tag}_loss"] = float(gumnet_loss(model, a, b, self.mask_b, self.train_cfg.loss))
             if not previews:
                 vs = {"voxel_size": self.params.voxel_size}
                 previews = [Preview("s_a", a[0].cpu().numpy(), "volume", vs),

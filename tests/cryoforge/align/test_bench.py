@@ -15,3 +15,5 @@ def test_bench_align_report_on_a_few_pairs():
         assert 0 <= rows[name]["rot_frob_mean"] <= 2 * 2 ** 0.5
     assert rows["classical"]["rot_deg_mean"] < 20  # SNR 100: the search finds the pose
     assert set(rows["classical"]["per_structure_rot_deg_median"]) == set(STRUCTURES[:3])
+    # beside each Gum-Net, the same model with the statistics stored in training (3 pairs < 8: nothing recalibrated)
+    assert rows["gumnet_stored_norm"]["norm_from_these_pairs"] == 0 == rows["gumnet"]["norm_from_these_pairs"]
