@@ -111,7 +111,7 @@ def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iter
         _, mb = dataset_masks(ds)
         truth = (ds.rotations(), ds.shifts())
         for method, name, adapt in runs:
-            label = (name if method == "gumnet" else method) + ("" if adapt else "_stored_norm")
+            label = f"{name if method == 'gumnet' else method}{'' if adapt else '_stored_norm'}"
             model = models.get(name) if method == "gumnet" else models.get("gumnet")
             res = drive(align_pairs_job(ds.s_a, ds.s_b, None, mb, method, model=model, truth=truth, device=device,
                                         voxel_size=vs, search=search_cfg, batch=opts.batch, adapt_norm=adapt))

@@ -116,13 +116,15 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
                     method: str = "hybrid", checkpoint: PathLike | None = None, model: GumNet | None = None,
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
                     device: str = "cpu", voxel_size: float = 1.0,
-                    symmetry: tuple | None = None, adapt_norm: bool = True) -> Iterator[Event]:
+                    symmetry: tuple | None = None, adapt_norm: bool = True,
+                    norm_pairs: tuple[Tensorish, Tensorish] | None = None) -> Iterator[Event]:
     """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
     :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``; with
     ``symmetry = (maps, structure index per pair, absolute rotation A of s_a per pair, names)`` also
     ``rot_deg_sym``, the errors modulo each map's symmetry, :func:`errors_modulo_symmetry`). ``adapt_norm``: the
     network normalises with statistics of these pairs (:func:`cryoforge.align.adapt.recalibrated`; from 8 pairs
-    on), not the mixture stored in training."""
+    on), not the mixture stored in training; ``norm_pairs = (s_a, s_b)``: take the statistics from these pairs instead
+    (the stack a single pair comes from)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
@@ -145,7 +147,7 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
         from .adapt import recalibrated
 
         assert model is not None
-        tuned = recalibrated(model, s_a, s_b, device=device)
+        tuned = recalibrated(model, *(norm_pairs or (s_a, s_b)), device=device)
         adapted, model = tuned is not model, tuned
     rots, shifts = [], []
     for start in range(0, n_pairs, batch):

@@ -58,6 +58,16 @@ def test_align_one_pair_shows_overlay_and_errors(align, qtbot, small_dataset, wa
     assert w.last_result.corr_after[0] > w.last_result.corr_before[0]
 
 
+def test_one_pair_of_a_stack_with_gumnet_normalises_with_the_stack(align, qtbot, small_dataset, wait_job):
+    viewer, w = align
+    _open_pairs(viewer, small_dataset)  # 8 pairs: enough for the statistics (cryoforge.align.adapt)
+    w.pairs.method.setCurrentText("gumnet")
+    w.pairs.pair.setValue(2)
+    w.align_pair()
+    wait_job(w)
+    assert w.last_result.n_pairs == 1 and w.last_result.summary["norm_from_these_pairs"] == 1
+
+
 def test_s_b_chooser_prefers_a_layer_that_fits_s_a(align, small_dataset):
     viewer, w = align
     viewer.add_image(np.zeros((15, 32, 32, 32), np.float32), name="s_b known complexes")  # opened first, another set
