@@ -124,12 +124,21 @@ class JobHandle:
         self.result = None
         self.description = description
         self._on_event, self._on_result, self._on_finish = on_event, on_result, on_finish
+        self._when_shown: list[Callable[[], None]] = []
         self.pbar = progress(total=0, desc=description)
         self.worker = create_worker(_relay, job, self._cancel, self._shown, _start_thread=False, _ignore_errors=True)
         self.worker.yielded.connect(self._handle)
         self.worker.errored.connect(self._errored)
         self.worker.finished.connect(self._finished)
         self.worker.start()
+
+    def when_shown(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the job has finished and all it yielded is shown (its worker's ``finished``
+        signal comes before that: results are shown in later event-loop turns)."""
+        if self.running:
+            self._when_shown.append(callback)
+        else:
+            callback()
 
     def cancel(self) -> None:
         """Ask the job to stop at its next yield."""
@@ -176,6 +185,8 @@ class JobHandle:
             report_info(f"{self.description}: cancelled")
         if self._on_finish is not None:
             self._on_finish(self)
+        for callback in self._when_shown:
+            callback()
 
 
 def start_job(job: Iterator, description: str, on_event: Callable | None = None,

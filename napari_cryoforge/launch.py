@@ -134,7 +134,7 @@ def _cmd_view(args) -> int:
     if args.simulate:
         sim.update_preview()
         if sim.preview_job is not None:  # then show the simulated subtomogram alone, centred
-            sim.preview_job.worker.finished.connect(lambda: focus_layer(viewer, "sim: subtomogram"))
+            sim.preview_job.when_shown(lambda: focus_layer(viewer, "sim: subtomogram"))
     if args.align:
         if "s_a (no wedge)" in viewer.layers:
             viewer.dims.set_current_step(0, 1)  # pair 1 of the sample: 4V5D (asymmetric)
@@ -147,7 +147,7 @@ def _cmd_view(args) -> int:
 
         align.align_pair()
         if align.job is not None:
-            align.job.worker.finished.connect(lambda: focus(None))
+            align.job.when_shown(lambda: focus(None))
     if args.hyptest:
         layer = next((ly.name for ly in viewer.layers if ly.name.startswith("s_b known")), None)
         if layer:
@@ -169,7 +169,7 @@ def _cmd_view(args) -> int:
 
             hyp.test_one()
             if hyp.job is not None:
-                hyp.job.worker.finished.connect(focus_hyp)
+                hyp.job.when_shown(focus_hyp)
     if args.explore:
         _explore(viewer, explorer, args.explore)
     if args.mcgan:
@@ -215,7 +215,7 @@ def _mcgan(viewer, mcgan) -> None:
             centre_view(viewer, shown[0])
 
     if mcgan.job is not None:
-        mcgan.job.worker.finished.connect(focus)
+        mcgan.job.when_shown(focus)
 
 
 def _qa(viewer, qa, args) -> None:
@@ -266,7 +266,7 @@ def _explore(viewer, explorer, spec: str) -> None:
             viewer.reset_view()
 
         if explorer.job is not None:
-            explorer.job.worker.finished.connect(focus)
+            explorer.job.when_shown(focus)
 
 
 def register(subparsers) -> None:
