@@ -12,15 +12,13 @@ DOCKS = ("Volume inspector", "Simulate", "Align & average", "Hypothesis test", "
 def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str = "auto"):
     """``(viewer, inspector, simulate, align, hyptest, explorer, mcgan, qa)``: napari with the plugin's docks
     (:data:`DOCKS`, tabbed), ``files`` opened, optionally the sample data (phantom + half maps, subtomogram pairs,
-    known-complex subtomograms, AdK particles). ``layout`` (``volume``, ``stack``) overrides the reader's
+    known-complex subtomograms, AdK true states; :func:`open_samples`). ``layout`` (``volume``, ``stack``) overrides the reader's
     volume-or-stack rule (:mod:`cryoforge.io.mrc`)."""
     import napari
 
     viewer = napari.Viewer(title="cryoforge", show=show)
     if sample:
-        for key in ("known_subtomograms", "subtomograms", "adk_particles", "phantom"):
-            viewer.open_sample(PLUGIN, key)
-        focus_layer(viewer, "phantom")
+        open_samples(viewer)
     for f in files:
         if layout == "auto":
             viewer.open(str(f), plugin=PLUGIN)
@@ -37,6 +35,24 @@ def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str =
         docks.append(widget)
     freeze_startup_objects()
     return (viewer, *docks)
+
+
+def open_samples(viewer) -> None:
+    """The plugin's sample data that share a viewer: maps and volumes (z, y, x in Å) and the stacks of volumes
+    ``(N, Z, Y, X)``, whose index axes line up with one another; the phantom shown, the rest hidden. The AdK particle
+    images ``(N, Y, X)`` are not opened here: napari lines up axes from the right, so their particle index would
+    share the volumes' z slider in Å (File ▸ Open Sample ▸ napari-cryoforge ▸ AdK particles opens them)."""
+    import numpy as np
+
+    from ._sample_data import adk_particles
+
+    for data, kwargs, _ in adk_particles():
+        if np.ndim(data) == 4:  # the true states, volumes
+            viewer.add_image(data, **kwargs)
+    for key in ("known_subtomograms", "subtomograms"):  # the pairs last: their "pair" names the index slider
+        viewer.open_sample(PLUGIN, key)
+    viewer.open_sample(PLUGIN, "phantom")
+    focus_layer(viewer, "phantom")
 
 
 def freeze_startup_objects() -> None:

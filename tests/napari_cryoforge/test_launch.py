@@ -26,8 +26,14 @@ def test_open_viewer_docks_inspector(qtbot):
         assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
         assert isinstance(mcgan, McganWidget) and isinstance(qa, QaWidget)
         assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
-        assert {"s_a (no wedge)", "AdK particles", "phantom", "s_b known complexes, SNR 0.03"} <= {
+        assert {"s_a (no wedge)", "AdK closed, open (true states)", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}
+        # no axis is both a stack's index and a length in Å (the 2-D AdK particle stack is left out)
+        for axis in range(viewer.dims.ndim):
+            units = {str(ly.units[axis - viewer.dims.ndim + ly.ndim]) for ly in viewer.layers
+                     if axis - viewer.dims.ndim + ly.ndim >= 0}
+            assert len(units) == 1, (axis, units)
+        assert [ly.name for ly in viewer.layers if ly.visible] == ["phantom"]
         assert hyptest.inputs.layer.currentText().startswith("s_b")
         assert dock.fsc.map_a.count() == 3 and dock.fsc.map_a.currentText() != dock.fsc.map_b.currentText()
         assert gc.get_freeze_count() > 100_000  # startup's objects are out of the full collections
