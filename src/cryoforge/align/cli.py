@@ -32,7 +32,8 @@ def _cmd_train(args) -> int:
     net = GumNetConfig.preset(args.preset, box=maps.shape[-1], pooling=args.pooling, correlation=args.correlation,
                               rotation=args.rotation)
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
-                        loss=args.loss, curriculum_steps=args.curriculum)
+                        loss=args.loss, curriculum_steps=args.curriculum, gate=args.gate, gate_factor=args.gate_factor,
+                        start_angle=args.start_angle, wide_angle=args.wide_angle)
     schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                         resume=not args.restart)
@@ -226,6 +227,15 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     t.add_argument("--curriculum", type=int, default=train.curriculum_steps,
                    help="steps over which pair rotations/shifts grow from 15°/1 voxel to 180°/7 voxels (0: off; "
                         "default %(default)s)")
+    t.add_argument("--gate", type=non_negative(""), default=train.gate,
+                   help="gate the curriculum on validation instead of --curriculum: widen the rotation range when the "
+                        "held-out rotation error is below GATE × the range (e.g. 0.5; default 0: the step ramp)")
+    t.add_argument("--gate-factor", type=float, default=train.gate_factor,
+                   help="gated curriculum: the range is multiplied by this when it widens (default %(default)s)")
+    t.add_argument("--start-angle", type=float, default=train.start_angle,
+                   help="gated curriculum: the first rotation range in degrees (default %(default)s)")
+    t.add_argument("--wide-angle", type=float, default=train.wide_angle,
+                   help="gated curriculum: only the highest --snr until the range reaches this (default %(default)s)")
     t.add_argument("--loss", default=train.loss, choices=LOSSES,
                    help="constrained: correlation over the sampled Fourier region; imputed: the paper's "
                         "(default %(default)s)")

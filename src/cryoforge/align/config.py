@@ -82,6 +82,15 @@ class TrainConfig:
     batch: int = 16
     lr: float = 3e-4
     curriculum_steps: int = 1500  # relative rotations/shifts ramp from 15°/1 voxel to 180°/max_shift (0: off)
+    # A curriculum gated on validation instead (gate > 0; issue 27: the correlation loss points to the right rotation
+    # only within ≈ 30–45°, and a ramp by step count leaves that basin while the error is still at chance): the
+    # rotation range starts at start_angle and is multiplied by gate_factor (up to 180°) at a validation whose mean
+    # rotation error, on held-out pairs drawn within the current range, is below gate × the range; the training SNR
+    # stays at the highest of snrs until the range reaches wide_angle, then cycles through all of them.
+    gate: float = 0.0
+    gate_factor: float = 1.5
+    start_angle: float = 15.0
+    wide_angle: float = 90.0
     loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
     snrs: list[float] = field(default_factory=lambda: [100.0, 0.1, 0.03])
     wedge_b: float = 30.0

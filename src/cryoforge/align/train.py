@@ -60,11 +60,30 @@ class GumNetTrainer:
         self.config = {"architecture": to_dict(net), "train": to_dict(train), "structures": self.structures}
         self.mask_b = centred_wedge(net.box, -90 + train.wedge_b, 90 - train.wedge_b).to(self.device)
         self._val: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self.angle = float(train.start_angle)  # the gated curriculum's rotation range (degrees; TrainConfig.gate)
+
+    def extra_state(self) -> dict:
+        """What a checkpoint keeps besides the weights: the gated curriculum's range."""
+        return {"gated_angle": self.angle}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.angle = float(state.get("gated_angle", self.angle))
+
+    def training_range(self, step: int) -> tuple[float, float, list[float]]:
+        """``(largest rotation °, largest shift voxels, SNRs)`` of the training pairs at ``step``: the step ramp, or
+        the gated curriculum's range (shifts grow with it; only the highest SNR until the range is wide)."""
+        c = self.train_cfg
+        if c.gate <= 0:
+            max_angle, max_shift = curriculum(step, c.curriculum_steps, max_shift=c.max_shift)
+            return max_angle, max_shift, list(c.snrs)
+        f = min(1.0, max(0.0, (self.angle - c.start_angle) / max(180.0 - c.start_angle, 1e-9)))
+        snrs = list(c.snrs) if self.angle >= c.wide_angle else [max(c.snrs)]
+        return self.angle, 1.0 + (c.max_shift - 1.0) * f, snrs
 
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
-        max_angle, max_shift = curriculum(step, c.curriculum_steps, max_shift=c.max_shift)
-        s_a, s_b, _, _ = training_batch(self.maps, c.batch, self.params, c.snrs, c.seed, step, c.wedge_b, max_shift,
+        max_angle, max_shift, snrs = self.training_range(step)
+        s_a, s_b, _, _ = training_batch(self.maps, c.batch, self.params, snrs, c.seed, step, c.wedge_b, max_shift,
                                         max_angle)
         s_a, s_b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
         self.model.train()
@@ -107,7 +126,35 @@ class GumNetTrainer:
                 previews = [Preview("s_a", a[0].cpu().numpy(), "volume", vs),
                             Preview("s_b", b[0].cpu().numpy(), "volume", vs),
                             Preview("aligned s_b", warped[0].cpu().numpy(), "volume", vs)]
+        if self.train_cfg.gate > 0:
+            metrics.update(self.gate(step))
         return metrics, previews
+
+    @torch.no_grad()
+    def gate(self, step: int) -> dict[str, float]:
+        """The gated curriculum's validation: the mean rotation error on held-out pairs drawn within the current
+        range at each SNR trained now (``gate_rot_deg``); the range widens by ``gate_factor`` when it is below
+        ``gate`` × the range. Returns the metrics (the range before and after)."""
+        c = self.train_cfg
+        before = self.angle
+        max_angle, max_shift, snrs = self.training_range(step)
+        errors = []
+        for i, snr in enumerate(snrs):
+            s_a, s_b, rel, _ = training_batch(self.maps, c.val_pairs, self.params, [snr], c.seed + 7_919 + i, 0,
+                                              c.wedge_b, max_shift, max_angle)  # the same pairs for a given range
+            model = self.gate_model(s_a, s_b)
+            r_hat, _ = gumnet_predict(model, s_a, s_b, batch=c.batch, device=str(self.device))
+            errors.append(float(rotation_angle_deg(r_hat, rel).mean()))
+        err = float(np.mean(errors))
+        if err < c.gate * self.angle and self.angle < 180.0:
+            self.angle = min(180.0, self.angle * c.gate_factor)
+        return {"gate_rot_deg": err, "gate_range_deg": before, "gate_next_range_deg": self.angle}
+
+    def gate_model(self, s_a: torch.Tensor, s_b: torch.Tensor) -> GumNet:
+        """The model the gate measures: normalised with these pairs' statistics, as inference does."""
+        from .adapt import recalibrated
+
+        return recalibrated(self.model, s_a, s_b, device=self.device, min_pairs=2)
 
 
 def train_gumnet_job(maps: Tensorish, net: GumNetConfig | None = None, train: TrainConfig | None = None,

@@ -83,6 +83,10 @@ class Trainable(Protocol):
     def validate(self, step: int) -> tuple[dict, list[Preview]]: ...
 
 
+# A trainable may also keep state of its own beyond modules and optimisers (a curriculum's position): ``extra_state()``
+# returns a dict of plain numbers saved with the checkpoint, ``load_extra_state(d)`` restores it on resume.
+
+
 def _state(trainer: Trainable) -> dict:
     states = {name: m.state_dict() for name, m in trainer.modules.items()}
     states.update({f"optimizer.{name}": o.state_dict() for name, o in trainer.optimizers.items()})
@@ -93,8 +97,10 @@ def save_training(trainer: Trainable, path: PathLike, step: int, history: list, 
     """Checkpoint a trainer atomically: config, state dicts, step, history, wall time and metrics."""
     from ..io.checkpoint import save_checkpoint
 
-    return save_checkpoint(path, trainer.kind, trainer.config, _state(trainer), metrics,
-                           {"step": step, "history": history, "wall_s": wall_s})
+    extra = {"step": step, "history": history, "wall_s": wall_s}
+    if hasattr(trainer, "extra_state"):
+        extra["trainer_state"] = trainer.extra_state()
+    return save_checkpoint(path, trainer.kind, trainer.config, _state(trainer), metrics, extra)
 
 
 def load_training(trainer: Trainable, path: PathLike) -> dict:
@@ -112,6 +118,8 @@ def load_training(trainer: Trainable, path: PathLike) -> dict:
         m.load_state_dict(payload["state_dicts"][name])
     for name, o in trainer.optimizers.items():
         o.load_state_dict(payload["state_dicts"][f"optimizer.{name}"])
+    if hasattr(trainer, "load_extra_state") and "trainer_state" in payload["extra"]:
+        trainer.load_extra_state(payload["extra"]["trainer_state"])
     return payload
 
 

@@ -73,3 +73,36 @@ def test_exported_weights_predict_like_the_checkpoint(tmp_path):
     r1, t1 = gumnet_predict(load_gumnet(path), x, x.flip(-1))
     r2, t2 = gumnet_predict(load_gumnet(slim), x, x.flip(-1))
     assert rotation_angle_deg(r1, r2).max() < 1.0 and (t1 - t2).abs().max() < 0.1
+
+
+def _gated_training(maps, steps, checkpoint, gate, snrs=(100.0, 0.1)):
+    net = GumNetConfig.preset("tiny")
+    train = TrainConfig(batch=2, val_pairs=3, snrs=list(snrs), gate=gate, gate_factor=2.0, start_angle=20.0,
+                        wide_angle=60.0)
+    schedule = Schedule(steps=steps, validate_every=1, metrics_every=1, checkpoint_every=1)
+    return train_gumnet_job(maps.numpy()[:2], net, train, schedule, checkpoint)
+
+
+def test_gated_curriculum_widens_only_when_validation_allows_and_resumes_there(maps, tmp_path):
+    from cryoforge.align.train import GumNetTrainer
+    from cryoforge.io.checkpoint import load_checkpoint
+
+    # a gate no error can pass (0): the range stays, and only the highest SNR is trained while it is narrow
+    held = drive(_gated_training(maps, 2, tmp_path / "held.pt", gate=1e-9))
+    vals = [h for h in held.history if "val_gate_rot_deg" in h]
+    assert [h["val_gate_range_deg"] for h in vals] == [20.0, 20.0] and held.metrics["gate_next_range_deg"] == 20.0
+    assert all(h["max_angle_deg"] == 20.0 for h in held.history if "max_angle_deg" in h)
+    # a gate every error passes (≥ 180° / 20°): the range doubles at each validation, up to 180°
+    grown = drive(_gated_training(maps, 3, tmp_path / "grown.pt", gate=10.0))
+    assert [h["val_gate_next_range_deg"] for h in grown.history if "val_gate_rot_deg" in h] == [40.0, 80.0, 160.0]
+    assert load_checkpoint(tmp_path / "grown.pt", kind="gumnet")["extra"]["trainer_state"] == {"gated_angle": 160.0}
+    resumed = drive(_gated_training(maps, 4, tmp_path / "grown.pt", gate=10.0))  # resumes at 160°, not at 20°
+    assert [h for h in resumed.history if "val_gate_rot_deg" in h][-1]["val_gate_range_deg"] == 160.0
+    assert resumed.metrics["gate_next_range_deg"] == 180.0
+    # SNRs: the highest only below wide_angle, all of them from there on
+    t = GumNetTrainer(GumNetConfig.preset("tiny"), TrainConfig(snrs=[100.0, 0.1], gate=0.5, wide_angle=60.0,
+                                                               start_angle=20.0), maps.numpy()[:2])
+    assert t.training_range(1) == (20.0, 1.0, [100.0])
+    t.angle = 90.0
+    angle, shift, snrs = t.training_range(1)
+    assert angle == 90.0 and snrs == [100.0, 0.1] and 1.0 < shift < 7.0
