@@ -229,7 +229,8 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
                         "default %(default)s)")
     t.add_argument("--gate", type=non_negative(""), default=train.gate,
                    help="gate the curriculum on validation instead of --curriculum: widen the rotation range when the "
-                        "held-out rotation error is below GATE × the range (e.g. 0.5; default 0: the step ramp)")
+                        "held-out rotation error is below GATE × the range (guessing no rotation scores 0.5; e.g. 0.25; "
+                        "default 0: the step ramp)")
     t.add_argument("--gate-factor", type=float, default=train.gate_factor,
                    help="gated curriculum: the range is multiplied by this when it widens (default %(default)s)")
     t.add_argument("--start-angle", type=float, default=train.start_angle,

@@ -86,7 +86,8 @@ class TrainConfig:
     # only within ≈ 30–45°, and a ramp by step count leaves that basin while the error is still at chance): the
     # rotation range starts at start_angle and is multiplied by gate_factor (up to 180°) at a validation whose mean
     # rotation error, on held-out pairs drawn within the current range, is below gate × the range; the training SNR
-    # stays at the highest of snrs until the range reaches wide_angle, then cycles through all of them.
+    # stays at the highest of snrs until the range reaches wide_angle, then cycles through all of them. Angles within a
+    # range are uniform, so guessing no rotation scores gate 0.5: a useful gate is well below it (0.25).
     gate: float = 0.0
     gate_factor: float = 1.5
     start_angle: float = 15.0
