@@ -186,8 +186,9 @@ def _cmd_view(args) -> int:
             hyp.test_one()
             if hyp.job is not None:
                 hyp.job.when_shown(focus_hyp)
+    explore_focus = None
     if args.explore:
-        _explore(viewer, explorer, args.explore)
+        explore_focus = _explore(viewer, explorer, args.explore)
     if args.mcgan:
         _mcgan(viewer, mcgan)
     if args.screenshot:
@@ -203,6 +204,8 @@ def _cmd_view(args) -> int:
                     or (args.explore and explorer.path_z is not None and "explorer: path" not in viewer.layers):
                 QTimer.singleShot(200, shoot)
                 return
+            if explore_focus is not None:  # again: the live decode may have added and selected its volume since
+                explore_focus()
             viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
             print(args.screenshot)
             viewer.close()
@@ -252,10 +255,11 @@ def _qa(viewer, qa, args) -> None:
         qa.run()
 
 
-def _explore(viewer, explorer, spec: str) -> None:
-    """Open ``spec`` in the Latent explorer; for the shipped WGAN walk proteasome → ribosome (seed 000's figure)."""
+def _explore(viewer, explorer, spec: str):
+    """Open ``spec`` in the Latent explorer; for the shipped WGAN walk proteasome → ribosome (seed 000's figure).
+    Returns what shows the path (alone, selected: the layer controls are the path's), or None."""
     if not explorer.load(spec):
-        return
+        return None
     m = explorer.manifold
     labels = m.data_labels or []
     ends = [labels.index(n) for n in ("proteasome", "ribosome") if n in labels]
@@ -277,12 +281,16 @@ def _explore(viewer, explorer, spec: str) -> None:
         def focus():
             for ly in viewer.layers:
                 ly.visible = ly.name == "explorer: path"
+            if "explorer: path" in viewer.layers:  # selected: the layer controls show the path's iso value
+                viewer.layers.selection.active = viewer.layers["explorer: path"]
             explorer._style()  # the dock's iso value is now the path's
             viewer.dims.set_current_step(0, 6)
             viewer.reset_view()
 
         if explorer.job is not None:
             explorer.job.when_shown(focus)
+        return focus
+    return None
 
 
 def register(subparsers) -> None:
