@@ -281,8 +281,10 @@ def _explore(viewer, explorer, spec: str):
         def focus():
             for ly in viewer.layers:
                 ly.visible = ly.name == "explorer: path"
-            if "explorer: path" in viewer.layers:  # selected: the layer controls show the path's iso value
-                viewer.layers.selection.active = viewer.layers["explorer: path"]
+            if "explorer: path" in viewer.layers:  # on top and selected: the layer controls show its iso value
+                path = viewer.layers["explorer: path"]
+                viewer.layers.move(viewer.layers.index(path), len(viewer.layers))
+                viewer.layers.selection.active = path
             explorer._style()  # the dock's iso value is now the path's
             viewer.dims.set_current_step(0, 6)
             viewer.reset_view()
