@@ -17,6 +17,7 @@ first plot took 115–135 ms instead of 50.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 
@@ -29,9 +30,10 @@ def _relay(job: Iterator, cancel: threading.Event, shown: threading.Semaphore):
     try:
         for event in job:
             yield event
-            if not isinstance(event, Progress):
-                while not shown.acquire(timeout=0.05) and not cancel.is_set():
-                    pass  # the GUI is showing it
+            if not isinstance(event, Progress):  # wait while the GUI shows it; at most 2 s (a closed viewer shows
+                deadline = time.monotonic() + 2.0  # nothing, and its job must still end)
+                while not shown.acquire(timeout=0.05) and not cancel.is_set() and time.monotonic() < deadline:
+                    pass
             if cancel.is_set():
                 break
     finally:
