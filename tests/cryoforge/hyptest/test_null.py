@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.hyptest.null import fit_kde, in_rejection_region, log_prior, rejection_sample
+from cryoforge.hyptest.null import cv_log_likelihood, fit_kde, in_rejection_region, log_prior, rejection_sample
 
 
 def test_kde_bandwidth_is_chosen_by_cross_validation():
@@ -22,6 +22,22 @@ def test_kde_bandwidth_is_chosen_by_cross_validation():
 
     assert kde.bandwidth == grid[int(np.argmax([cv_loglik(b) for b in grid]))]
     assert fit_kde(codes * 10).bandwidth > 3 * fit_kde(codes).bandwidth  # the default grid scales with the data
+
+
+def test_held_out_likelihood_is_grid_search_cvs_own():
+    """Every fold's score, and the pick, as scikit-learn's GridSearchCV reads the same codes (100-D like the
+    regressor's, N not a multiple of the folds)."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KernelDensity
+
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(101, 100)) * rng.uniform(0.05, 1.0, size=100)
+    grid = list(np.logspace(-1.5, 0.5, 9))
+    search = GridSearchCV(KernelDensity(), {"bandwidth": grid}, cv=3).fit(codes)
+    ours = cv_log_likelihood(codes, grid, 3)
+    theirs = np.stack([search.cv_results_[f"split{k}_test_score"] for k in range(3)], 1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+    assert fit_kde(codes, grid).bandwidth == search.best_params_["bandwidth"]
 
 
 def test_rejection_sampling_never_returns_codes_inside_the_region():
