@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import sys
 from importlib.metadata import entry_points
@@ -320,6 +321,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from .jobs import distributed
+
+    args.world = distributed.World.from_env()
+    if args.world.size > 1:
+        if not getattr(args, "distributed", False):
+            print(f"cryoforge {args.command}: error: this command runs as one process; under torchrun "
+                  "(WORLD_SIZE > 1) run `align train` or `align run` on a pair dataset", file=sys.stderr)
+            return 2
+        distributed.start(args.world, getattr(args, "device", "cpu"))
+        if not args.world.main:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 prints the results
     import warnings
 
     from .io.checkpoint import CheckpointError
@@ -354,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = default_show
+        distributed.stop(args.world)
 
 
 def _one_line(err: BaseException) -> str:

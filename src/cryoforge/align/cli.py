@@ -37,9 +37,9 @@ def _cmd_train(args) -> int:
     schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                         resume=not args.restart)
-    train_cli(train_gumnet_job(maps, net, train, schedule,
-                               checkpoint=args.checkpoint, structures=names, device=args.device),
-              args.checkpoint, args.argv)
+    train_cli(train_gumnet_job(maps, net, train, schedule, checkpoint=args.checkpoint, structures=names,
+                               device=args.world.device(args.device), world=args.world),
+              args.checkpoint, args.argv, args.world)
     return 0
 
 
@@ -64,6 +64,8 @@ def _cmd_run(args) -> int:
     from ..jobs import run_cli
 
     if args.reference or args.particles or is_subtomogram_set(args.dataset):
+        if args.world.size > 1:
+            raise ValueError("under torchrun, `align run` shards pair datasets; align a particle set as one process")
         if not args.out:
             raise ValueError("aligning a particle set writes a folder: give --out DIR")
         out = check_output_dir(args.out, "average.json")
@@ -99,11 +101,14 @@ def _run_pairs(args) -> int:
     from ..search import SearchConfig
     from .pipeline import align_dataset_job, write_alignment
 
-    if args.out:
+    if args.out and args.world.main:
         check_output_file(args.out)  # before the work, not after it
     search = SearchConfig(global_rotations=args.rotations, candidates=args.candidates)
-    res = run_cli(align_dataset_job(args.dataset, args.method, args.checkpoint, device=args.device,
-                                    limit=args.limit, search=search, adapt_norm=not args.stored_norm))
+    res = run_cli(align_dataset_job(args.dataset, args.method, args.checkpoint, device=args.world.device(args.device),
+                                    limit=args.limit, search=search, adapt_norm=not args.stored_norm,
+                                    batch=args.batch, world=args.world))
+    if res is None:  # another rank than 0: rank 0 writes and reports
+        return 0
     if args.out:
         print(f"wrote {write_alignment(res, args.out)}")
     summary = res.summary
@@ -247,7 +252,7 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
     t.add_argument("--seed", type=int, default=train.seed, help="seed of the data and the initial weights (default %(default)s)")
     t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=_cmd_train, distributed=True)
 
     r = s.add_parser("run", help="align the pairs of a dataset folder (errors against the truth when known), or the "
                                  "particles of an extracted set or a tomogram to a reference")
@@ -268,9 +273,11 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
                    help="global rotation grid of the classical search (default 4000, ≈ 11° apart; 1000 runs faster)")
     r.add_argument("--candidates", type=positive("candidates", int), default=8, help="grid optima refined per pair (default 8)")
     r.add_argument("--out", help="pairs: write the estimated poses as a STAR file; a set: the output folder")
+    r.add_argument("--batch", type=positive("pairs", int), default=16,
+                   help="pairs aligned together (default 16); under torchrun each process takes whole batches")
     r.add_argument("--device", default="cpu")
     _tomogram_input(r, open_tomogram)
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_cmd_run, distributed=True)
 
     e = s.add_parser("export", help="slim copy of a checkpoint: fp16 weights only (for shipping; cannot resume)")
     e.add_argument("checkpoint")

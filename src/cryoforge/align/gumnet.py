@@ -133,10 +133,11 @@ class GumNet(nn.Module):
             parts.append(self.head_ba(correlate(fb, fa)))
         return torch.sigmoid(self.regress(torch.cat(parts, 1)))
 
-    def align(self, s_a: torch.Tensor, s_b: torch.Tensor,
-              mask_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Estimate ``s_b = T(R, t) s_a``; returns ``(R, t, ŝ_b)`` with ``ŝ_b`` imputed when ``mask_b`` is given."""
-        p = self(s_a, s_b)
+    def align(self, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: torch.Tensor | None = None,
+              params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Estimate ``s_b = T(R, t) s_a``; returns ``(R, t, ŝ_b)`` with ``ŝ_b`` imputed when ``mask_b`` is given.
+        ``params``: the network's output for this pair, when already computed (through a parallel wrapper)."""
+        p = self(s_a, s_b) if params is None else params
         rot, shifts = params_to_pose(p, self.cfg.box, self.cfg.rotation)
         warped = warp_inverse(s_b, rot, shifts)
         if mask_b is not None:
@@ -153,7 +154,7 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
 
 
 def gumnet_loss(model: GumNet, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: torch.Tensor,
-                loss: str = "constrained") -> torch.Tensor:
+                loss: str = "constrained", forward: torch.nn.Module | None = None) -> torch.Tensor:
     """Per-sample ``1 − correlation``, averaged over the batch.
 
     ``imputed`` (the paper's): Pearson of ``s_a`` and the wedge-imputed ``ŝ_b``. ``constrained`` (default):
@@ -162,13 +163,15 @@ def gumnet_loss(model: GumNet, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: tor
     its mask so the imputed region carries most of ``s_a``'s power — correlation ≈ 0.6 for a 30° wedge
     whatever the pose. Training reached it in 200 steps (loss 0.34, translation error 28 voxels) on our
     simulated pairs; the constrained loss cannot be won that way.
+
+    ``forward``: the module the network runs through (``model`` wrapped in ``DistributedDataParallel``).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
+    p = (forward or model)(s_a, s_b)
     if loss == "imputed":
-        _, _, warped = model.align(s_a, s_b, mask_b)
+        _, _, warped = model.align(s_a, s_b, mask_b, params=p)
         return (1 - pearson(s_a, warped)).mean()
-    p = model(s_a, s_b)
     rot, shifts = params_to_pose(p, model.cfg.box, model.cfg.rotation)
     warped = warp_inverse(s_b, rot, shifts)
     return (1 - masked_pearson(s_a, warped, rotate_fourier_masks(mask_b.expand_as(s_b), rot))).mean()

@@ -17,6 +17,7 @@ import torch
 
 from ..conventions import euler_zyz_to_matrix, matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
 from ..jobs import Log, Metrics, Preview, Progress, Result
+from ..jobs.distributed import World, gather, shard
 from ..search import SearchConfig, classical_align
 from .warp import masked_pearson, rotate_fourier_masks, warp_inverse
 
@@ -117,14 +118,18 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
                     truth: tuple | None = None, search: SearchConfig | None = None, batch: int = 16,
                     device: str = "cpu", voxel_size: float = 1.0,
                     symmetry: tuple | None = None, adapt_norm: bool = True,
-                    norm_pairs: tuple[Tensorish, Tensorish] | None = None) -> Iterator[Event]:
+                    norm_pairs: tuple[Tensorish, Tensorish] | None = None,
+                    world: World | None = None) -> Iterator[Event]:
     """Job: align pairs ``s_a``, ``s_b`` ``(N, n, n, n)`` (or single volumes); ``Result`` is an
     :class:`AlignmentResult` (with ``truth = (R, t)``: per-pair ``errors`` and their ``summary``; with
     ``symmetry = (maps, structure index per pair, absolute rotation A of s_a per pair, names)`` also
     ``rot_deg_sym``, the errors modulo each map's symmetry, :func:`errors_modulo_symmetry`). ``adapt_norm``: the
     network normalises with statistics of these pairs (:func:`cryoforge.align.adapt.recalibrated`; from 8 pairs
     on), not the mixture stored in training; ``norm_pairs = (s_a, s_b)``: take the statistics from these pairs instead
-    (the stack a single pair comes from)."""
+    (the stack a single pair comes from). ``world``: one of several processes (``torchrun``): each aligns its block
+    of whole batches and rank 0 gathers them and returns the result (the others return None); the poses are those
+    of one process (:mod:`cryoforge.jobs.distributed`)."""
+    world = world or World()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
@@ -149,9 +154,10 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
         assert model is not None
         tuned = recalibrated(model, *(norm_pairs or (s_a, s_b)), device=device)
         adapted, model = tuned is not model, tuned
-    rots, shifts = [], []
-    for start in range(0, n_pairs, batch):
-        sl = slice(start, min(start + batch, n_pairs))
+    mine = shard(n_pairs, world, batch)
+    rots, shifts = [torch.zeros(0, 3, 3)], [torch.zeros(0, 3)]
+    for start in range(mine.start, mine.stop, batch):
+        sl = slice(start, min(start + batch, mine.stop))
         init = None
         if method != "classical":
             from .train import gumnet_predict
@@ -166,13 +172,20 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
             r, t, _ = classical_align(s_a[sl], s_b[sl], mask_a, mask_b, search, initial=init, device=device)
             rots.append(r.cpu())
             shifts.append(t.cpu())
-        yield Progress(sl.stop, n_pairs, f"{method} alignment")
+        done = sl.stop - mine.start
+        yield Progress(done, len(mine), f"{method} alignment" + (f" (rank {world.rank} of {world.size}: pairs "
+                                                                 f"{mine.start}–{mine.stop - 1})" if world.size > 1 else ""))
         if start == 0:
-            warped = warp_inverse(s_b[:1], rots[0][:1], shifts[0][:1])
+            warped = warp_inverse(s_b[:1], rots[1][:1], shifts[1][:1])
             vs = {"voxel_size": voxel_size}
             yield Preview("s_a", s_a[0].numpy(), "volume", vs)
             yield Preview("s_b", s_b[0].numpy(), "volume", vs)
             yield Preview("aligned s_b", warped[0].numpy(), "volume", vs)
+    blocks = gather((torch.cat(rots), torch.cat(shifts)), world)
+    if blocks is None:  # not rank 0: its block is on its way there
+        yield Result(None)
+        return
+    rots, shifts = [b[0] for b in blocks], [b[1] for b in blocks]
     elapsed = time.perf_counter() - t0
     rot, sh = torch.cat(rots), torch.cat(shifts)
     warped = torch.cat([warp_inverse(s_b[i:i + 64], rot[i:i + 64], sh[i:i + 64]) for i in range(0, n_pairs, 64)])
@@ -203,7 +216,8 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
 def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", checkpoint: PathLike | None = None,
                       device: str = "cpu",
                       limit: int | None = None,
-                      search: SearchConfig | None = None, adapt_norm: bool = True) -> Iterator[Event]:
+                      search: SearchConfig | None = None, adapt_norm: bool = True, batch: int = 16,
+                      world: World | None = None) -> Iterator[Event]:
     """:func:`align_pairs_job` on a pair-dataset folder or :class:`cryoforge.sim.subtomo.PairDataset`."""
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
@@ -213,7 +227,8 @@ def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", c
     truth = (ds.rotations()[:k], ds.shifts()[:k]) if "rel_rot" in ds.truth else None
     yield from align_pairs_job(ds.s_a[:k], ds.s_b[:k], ma, mb, method, checkpoint, truth=truth, search=search,
                                device=device, voxel_size=ds.voxel_size, adapt_norm=adapt_norm,
-                               symmetry=None if truth is None else dataset_symmetry(ds, slice(0, k)))
+                               symmetry=None if truth is None else dataset_symmetry(ds, slice(0, k)), batch=batch,
+                               world=world)
 
 
 def dataset_symmetry(ds: PairDataset, rows: slice) -> tuple | None:

@@ -19,6 +19,7 @@ from ..configs import to_dict
 from ..conventions import rotation_angle_deg, rotation_frobenius
 from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 from ..jobs import Preview
+from ..jobs.distributed import World, parallel
 from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
 from ..sim.tomo import centred_wedge
@@ -61,6 +62,16 @@ class GumNetTrainer:
         self.mask_b = centred_wedge(net.box, -90 + train.wedge_b, 90 - train.wedge_b).to(self.device)
         self._val: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self.angle = float(train.start_angle)  # the gated curriculum's rotation range (degrees; TrainConfig.gate)
+        self.world = World()
+        self.forward: torch.nn.Module = self.model
+
+    def distribute(self, world: World) -> None:
+        """Train as one of ``world``'s processes: the network in ``DistributedDataParallel``, each rank simulating
+        ``batch / size`` pairs of every step from its own seed (rank 0's are those of a single process)."""
+        if self.train_cfg.batch % world.size:
+            raise ValueError(f"the batch ({self.train_cfg.batch} pairs) must split evenly over {world.size} "
+                             "processes")
+        self.world, self.forward = world, parallel(self.model, world)
 
     def extra_state(self) -> dict:
         """What a checkpoint keeps besides the weights: the gated curriculum's range."""
@@ -83,11 +94,12 @@ class GumNetTrainer:
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
         max_angle, max_shift, snrs = self.training_range(step)
-        s_a, s_b, _, _ = training_batch(self.maps, c.batch, self.params, snrs, c.seed, step, c.wedge_b, max_shift,
-                                        max_angle)
+        w = self.world
+        s_a, s_b, _, _ = training_batch(self.maps, c.batch // w.size, self.params, snrs, c.seed + 1_000_003 * w.rank,
+                                        step, c.wedge_b, max_shift, max_angle)
         s_a, s_b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
         self.model.train()
-        loss = gumnet_loss(self.model, s_a, s_b, self.mask_b, self.train_cfg.loss)
+        loss = gumnet_loss(self.model, s_a, s_b, self.mask_b, self.train_cfg.loss, forward=self.forward)
         opt = self.optimizers["model"]
         opt.zero_grad()
         loss.backward()
@@ -160,11 +172,12 @@ class GumNetTrainer:
 def train_gumnet_job(maps: Tensorish, net: GumNetConfig | None = None, train: TrainConfig | None = None,
                      schedule: Schedule | None = None, checkpoint: PathLike | None = None,
                      structures: Sequence[str] | None = None,
-                     device: str = "cpu") -> Iterator[Event]:
-    """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job`."""
+                     device: str = "cpu", world: World | None = None) -> Iterator[Event]:
+    """Job: train Gum-Net on pairs simulated from ``maps`` ``(K, n, n, n)``; see :func:`train_job` (``world``: one
+    of several processes; ``device`` then this rank's)."""
     trainer = GumNetTrainer(net or GumNetConfig(box=np.asarray(maps).shape[-1]), train or TrainConfig(), maps,
                             structures, device)
-    return train_job(trainer, schedule, checkpoint)
+    return train_job(trainer, schedule, checkpoint, world)
 
 
 def load_gumnet(path: PathLike, box: int | None = None, device: str = "cpu") -> GumNet:

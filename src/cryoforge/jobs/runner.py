@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -121,9 +122,12 @@ def run_cli(job: Iterator[Event], stream: TextIO | None = None, show_metrics: bo
     """Run ``job`` in the terminal with a progress bar; returns its Result value.
 
     Ctrl-C or SIGTERM cancels: the job ends the step it is in, stops at its next yield (a trainer then saves its
-    checkpoint), and :class:`Cancelled` is raised (:func:`stop_signals`).
+    checkpoint), and :class:`Cancelled` is raised (:func:`stop_signals`). Under ``torchrun`` only rank 0 draws.
     """
-    stream = sys.stderr if stream is None else stream
+    if stream is None:
+        from .distributed import World
+
+        stream = sys.stderr if World.from_env().main else open(os.devnull, "w")  # noqa: SIM115 - lives with the run
     bar = _Bar(stream)
 
     def render(event: Event):

@@ -9,6 +9,12 @@ lost); with ``resume`` it continues from the checkpoint's step. Steps draw their
 (the trainable's business), so a resumed run sees the same data as an uninterrupted one. ``max_seconds`` bounds
 the training time instead (a GPU lease, a coffee break): the run validates, checkpoints and ends at the first step
 that reaches it. The job's ``Result`` is a :class:`TrainingResult`.
+
+Under ``torchrun`` (a :class:`cryoforge.jobs.distributed.World` of more than one process) the same loop runs on
+every rank: the trainable's ``distribute(world)`` wraps its networks in ``DistributedDataParallel`` and gives each
+rank its share of every step's batch; only rank 0 takes the checkpoint's lock, writes it and validates (a
+trainable's extra state — a curriculum's position — then goes from rank 0 to the others); training metrics are
+averaged over the ranks; a step count is global, so a checkpoint resumes under any number of processes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .distributed import World, any_rank, broadcast, mean_over_ranks
 from .events import Log, Metrics, Preview, Progress, Result
 
 if TYPE_CHECKING:
@@ -85,6 +92,7 @@ class Trainable(Protocol):
 
 # A trainable may also keep state of its own beyond modules and optimisers (a curriculum's position): ``extra_state()``
 # returns a dict of plain numbers saved with the checkpoint, ``load_extra_state(d)`` restores it on resume.
+# A trainable that can train over many processes has ``distribute(world)`` (called once, before the first step).
 
 
 def _state(trainer: Trainable) -> dict:
@@ -124,23 +132,30 @@ def load_training(trainer: Trainable, path: PathLike) -> dict:
 
 
 def train_job(trainer: Trainable, schedule: Schedule | None = None,
-              checkpoint: PathLike | None = None) -> Iterator[Event]:
+              checkpoint: PathLike | None = None, world: World | None = None) -> Iterator[Event]:
     """Job: run ``trainer`` as ``schedule`` says (to ``steps``, or until ``max_seconds`` of this run's training);
-    ``Result`` is a :class:`TrainingResult`."""
+    ``Result`` is a :class:`TrainingResult`. ``world``: this process's rank among several (module docstring);
+    None, one process."""
+    world = world or World()
+    if world.size > 1:
+        if not hasattr(trainer, "distribute"):  # the protocol's optional part (comment above)
+            raise ValueError(f"{trainer.kind} training does not run over several processes yet; run it without "
+                             "torchrun")
+        trainer.distribute(world)
     s = (schedule or Schedule()).over(getattr(trainer, "default_schedule", DEFAULT_SCHEDULE).over(DEFAULT_SCHEDULE))
     assert s.steps is not None and s.checkpoint_every is not None and s.metrics_every is not None
     if s.steps < 1:
         raise ValueError(f"steps must be at least 1; got {s.steps}")
-    if checkpoint is None:
-        yield from _train(trainer, s, None)
+    if checkpoint is None or not world.main:
+        yield from _train(trainer, s, checkpoint, world)
         return
     from ..io.atomic import exclusive_lock
 
     with exclusive_lock(checkpoint, "trained"):  # a second training of the same checkpoint stops at once
-        yield from _train(trainer, s, checkpoint)
+        yield from _train(trainer, s, checkpoint, world)
 
 
-def _train(trainer: Trainable, s: Schedule, checkpoint):
+def _train(trainer: Trainable, s: Schedule, checkpoint, world: World):
     steps, checkpoint_every, validate_every = int(s.steps or 0), int(s.checkpoint_every or 1), s.validate_every
     metrics_every, max_seconds, resume = int(s.metrics_every or 1), s.max_seconds, s.resume
     start, history, wall0 = 0, [], 0.0
@@ -162,34 +177,41 @@ def _train(trainer: Trainable, s: Schedule, checkpoint):
         for step in range(start + 1, steps + 1):
             for k, v in trainer.train_step(step).items():
                 running.setdefault(k, []).append(float(v))
-            last = step == steps or (max_seconds is not None and time.monotonic() - t0 >= max_seconds)
+            last = step == steps or (max_seconds is not None
+                                     and any_rank(time.monotonic() - t0 >= max_seconds, world))
             if step % metrics_every == 0 or last:
-                means = {k: sum(v) / len(v) for k, v in running.items()}
+                means = mean_over_ranks({k: sum(v) / len(v) for k, v in running.items()}, world)
                 running = {}
                 history.append({"step": step, "wall_s": round(wall(), 2), **means})
                 yield Metrics(means, step)
             if validate_every and (step % validate_every == 0 or last):
-                last_val, previews = trainer.validate(step)
+                last_val, previews = trainer.validate(step) if world.main else ({}, [])
+                if world.size > 1:
+                    last_val = broadcast(last_val, world)
+                    if hasattr(trainer, "extra_state") and hasattr(trainer, "load_extra_state"):
+                        trainer.load_extra_state(broadcast(trainer.extra_state(), world))  # what validation decided
                 history.append({"step": step, "wall_s": round(wall(), 2), **{f"val_{k}": v for k, v in last_val.items()}})
                 yield Metrics({f"val_{k}": v for k, v in last_val.items()}, step)
                 yield from previews
-            if checkpoint is not None and step % checkpoint_every == 0 and not last:
+            if checkpoint is not None and world.main and step % checkpoint_every == 0 and not last:
                 save_training(trainer, checkpoint, step, history, wall(), last_val)
             yield Progress(step - start, steps - start, f"step {step}/{steps}")
             if last:
                 break
     except GeneratorExit:
-        if checkpoint is not None and step > start:
+        if checkpoint is not None and world.main and step > start:
             save_training(trainer, checkpoint, step, history, wall(), last_val)
         raise
-    if checkpoint is not None:
+    if checkpoint is not None and world.main:
         save_training(trainer, checkpoint, step, history, wall(), last_val)
     yield Result(TrainingResult(None if checkpoint is None else str(checkpoint), step, wall(), last_val, history))
 
 
-def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str]) -> TrainingResult:
+def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str],
+              world: World | None = None) -> TrainingResult:
     """Run a training job in the terminal, record the command line in the checkpoint (``extra.command``: the
-    provenance of shipped checkpoints) and print the final validation metrics; returns the Result value."""
+    provenance of shipped checkpoints) and print the final validation metrics; returns the Result value. Under
+    ``torchrun`` only rank 0 touches the checkpoint and prints."""
     import shlex
 
     import torch
@@ -200,12 +222,16 @@ def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str]) -
     try:
         res = run_cli(job)
     except (Cancelled, KeyboardInterrupt):
-        if Path(checkpoint).is_file():
+        if Path(checkpoint).is_file() and (world is None or world.main):
             step = torch.load(checkpoint, map_location="cpu", weights_only=True)["extra"]["step"]
             print(f"cancelled: {checkpoint} holds step {step}; the same command resumes from it", file=sys.stderr)
         raise
+    if world is not None and not world.main:
+        return res
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in argv)
+    if world is not None and world.size > 1:
+        payload["extra"]["command"] = f"torchrun --nproc-per-node {world.size} -m " + payload["extra"]["command"]
     with atomic_path(checkpoint) as tmp:
         torch.save(payload, tmp)
     print(f"checkpoint {res.checkpoint} after step {res.step} ({res.wall_s:.0f} s); validation:")
