@@ -327,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.world.size > 1:
         if not getattr(args, "distributed", False):
             print(f"cryoforge {args.command}: error: this command runs as one process; under torchrun "
-                  "(WORLD_SIZE > 1) run `align train` or `align run` on a pair dataset", file=sys.stderr)
+                  "(WORLD_SIZE > 1) run `align train`, `align run` on a pair dataset, `drgn train` with known poses or "
+                  "`drgn eval --zfile`",
+                  file=sys.stderr)
             return 2
         distributed.start(args.world, getattr(args, "device", "cpu"))
         if not args.world.main:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..configs import to_dict
 from ..jobs import Preview
+from ..jobs.distributed import World, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
@@ -92,6 +93,18 @@ class DrgnTrainer:
             self.config["pose_search"] = to_dict(pose_search)
         self.reference = None if reference is None else torch.as_tensor(np.asarray(reference, np.float32))
         self.mask = data.mask
+        self.world = World()
+        self.step_loss = self.loss
+
+    def distribute(self, world: World) -> None:
+        """Train as one of ``world``'s processes: each rank takes its block of every step's batch (the batch of a
+        single process, so an epoch reads every image once in all) and the gradients are averaged (DDP)."""
+        if self.train_cfg.batch % world.size:
+            raise ValueError(f"the batch ({self.train_cfg.batch} images) must split evenly over {world.size} "
+                             "processes")
+        if self.schedule is not None:
+            raise ValueError("pose search does not run over several processes yet; run it as one process")
+        self.world, self.step_loss = world, parallel_loss(self.modules, self.loss, world)
 
     def _indices(self, step: int) -> np.ndarray:
         g = torch.Generator().manual_seed(self.train_cfg.seed * 1_000_003 + step)
@@ -168,7 +181,9 @@ class DrgnTrainer:
     def train_step(self, step: int) -> dict:
         for mod in self.modules.values():
             mod.train()
-        loss, gen, kl, _ = self.loss(self._indices(step), True, step)
+        idx = self._indices(step)
+        b = len(idx) // self.world.size
+        loss, gen, kl, _ = self.step_loss(idx[self.world.rank * b:(self.world.rank + 1) * b], True, step)
         opt = self.optimizers["model"]
         opt.zero_grad()
         loss.backward()
@@ -241,11 +256,11 @@ class DrgnTrainer:
 def train_drgn_job(data: ParticleImages, cfg: DrgnConfig | None = None, train: DrgnTrainConfig | None = None,
                    schedule: Schedule | None = None, checkpoint: PathLike | None = None, device: str = "cpu",
                    reference: Tensorish | None = None,
-                   pose_search: PoseSearchConfig | None = None) -> Iterator[Event]:
+                   pose_search: PoseSearchConfig | None = None, world: World | None = None) -> Iterator[Event]:
     """Job: train a cryoDRGN model with known poses, or with ``pose_search``; see
-    :func:`cryoforge.jobs.trainer.train_job`."""
+    :func:`cryoforge.jobs.trainer.train_job` (``world``: one of several processes)."""
     trainer = DrgnTrainer(data, cfg, train, device, reference, pose_search)
-    return train_job(trainer, schedule, checkpoint)
+    return train_job(trainer, schedule, checkpoint, world)
 
 
 class TrainedDrgnManifold(Manifold):

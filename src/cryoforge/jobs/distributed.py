@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
 
@@ -143,3 +145,22 @@ def parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
 
     dev = next(module.parameters()).device
     return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def parallel_loss(modules: dict[str, torch.nn.Module], loss: Callable[..., Any], world: World) -> Callable[..., Any]:
+    """``loss`` (a function of a batch running ``modules``) made a ``DistributedDataParallel`` step: called the same
+    way, its gradients are averaged over the ranks at ``backward``. For trainables whose networks are not called
+    through their ``forward`` alone (a decoder's own methods). ``loss`` itself in a world of one."""
+    if world.size == 1:
+        return loss
+    from torch import nn
+
+    class Together(nn.Module):  # every network of the step, with the loss as forward: what DDP wraps
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts = nn.ModuleDict(modules)
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return loss(*args, **kwargs)
+
+    return parallel(Together(), world)

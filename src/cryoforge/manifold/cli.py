@@ -102,13 +102,20 @@ def _cmd_drgn_eval(args) -> int:
     if args.voxel_size is None and getattr(m, "voxel_size_known", True) is False:
         print(f"voxel size: {m.voxel_size:g} Å written to the header (the run does not record one; pass "
               "--voxel-size)")
-    vols = m.decode(z).numpy()
     out = Path(args.out)
     if args.zfile is None and out.suffix == ".mrc":
-        print(write_mrc(out, vols[0], m.voxel_size))
-    else:  # cryodrgn eval_vol's names: the same file name holds the same latent row
-        for i, v in enumerate(vols, start=args.vol_start_index):
-            print(write_mrc(out / f"{args.prefix}{i:03d}.mrc", v, m.voxel_size))
+        if not args.world.main:
+            return 0
+        print(write_mrc(out, m.decode(z).numpy()[0], m.voxel_size))
+        return 0
+    from ..jobs.distributed import shard
+
+    rows = shard(len(z), args.world)  # under torchrun each process decodes and writes its block of rows
+    for start in range(rows.start, rows.stop, 8):
+        block = range(start, min(start + 8, rows.stop))
+        # cryodrgn eval_vol's names: the same file name holds the same latent row
+        for i, v in zip(block, m.decode(z[block.start:block.stop]).numpy(), strict=True):
+            print(write_mrc(out / f"{args.prefix}{i + args.vol_start_index:03d}.mrc", v, m.voxel_size))
     return 0
 
 
@@ -216,8 +223,9 @@ def _cmd_drgn_train(args) -> int:
                                   t_ngrid=args.t_ngrid)
     ref = backproject(data) if args.validate_backprojection else None
     job = train_drgn_job(data, cfg, train, Schedule(steps=args.steps, validate_every=args.validate_every),
-                         checkpoint=args.checkpoint, device=args.device, reference=ref, pose_search=search)
-    train_cli(job, args.checkpoint, args.argv)
+                         checkpoint=args.checkpoint, device=args.world.device(args.device), reference=ref,
+                         pose_search=search, world=args.world)
+    train_cli(job, args.checkpoint, args.argv, args.world)
     return 0
 
 
@@ -263,7 +271,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--vol-start-index", type=int, default=1,
                    help="number of the first volume, as cryodrgn eval_vol (default %(default)s): "
                         "row k of --zfile is PREFIX{k+start:03d}.mrc")
-    e.set_defaults(func=_cmd_drgn_eval)
+    e.set_defaults(func=_cmd_drgn_eval, distributed=True)
     t = dsub.add_parser("train", help="train a cryoDRGN model (homogeneous, or a VAE with --zdim) with known poses "
                                       "or with pose search (--pose-search, as cryodrgn abinit_homo/abinit_het)")
     t.add_argument("particles", help="particle stack (.mrcs)")
@@ -312,7 +320,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--validate-backprojection", action="store_true",
                    help="report the FSC against a direct backprojection of the images with their poses")
     t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_drgn_train)
+    t.set_defaults(func=_cmd_drgn_train, distributed=True)
     a = dsub.add_parser("analyze", help="PCA, k-means centre volumes and PC traversals, like cryodrgn analyze")
     _model_args(a)
     a.add_argument("-o", "--out", required=True, help="output folder")

@@ -105,6 +105,44 @@ def test_gumnet_trains_on_two_ranks_and_resumes_on_one(tmp_path):
     assert torch.load(ck, weights_only=True)["extra"]["step"] == 6
 
 
+def test_cryodrgn_on_two_ranks_takes_the_steps_of_one_process(tmp_path):
+    """The ranks split each step's batch of images and average their gradients (DDP): a homogeneous model (no
+    latent noise) trained by two ranks equals the one a single process trains, to float rounding."""
+    import pickle
+
+    import numpy as np
+
+    from cryoforge.io.mrc import write_mrc
+
+    write_mrc(tmp_path / "p.mrcs", np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), 3.0)
+    rot = torch.linalg.qr(torch.randn(16, 3, 3, generator=torch.Generator().manual_seed(1)))[0]
+    with open(tmp_path / "poses.pkl", "wb") as fh:
+        pickle.dump((rot * torch.det(rot).sign()[:, None, None]).numpy().astype(np.float32), fh)
+    args = ["drgn", "train", str(tmp_path / "p.mrcs"), "--poses", str(tmp_path / "poses.pkl"), "--no-ctf",
+            "--zdim", "0", "--dim", "8", "--layers", "1", "--batch", "8", "--validate-every", "0", "--steps", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "cryoforge", *args, "--checkpoint", str(tmp_path / "one.pt")], env=env,
+                   check=True, capture_output=True)
+    p = _torchrun([*args, "--checkpoint", str(tmp_path / "two.pt")], tmp_path, nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    one, two = (torch.load(tmp_path / f, weights_only=True)["state_dicts"]["decoder"] for f in ("one.pt", "two.pt"))
+    for k, v in one.items():  # Adam moves each weight ≈ 1e-4 a step (lr): a rank training on its half alone fails
+        torch.testing.assert_close(two[k], v, rtol=0, atol=2e-6)
+
+
+def test_drgn_eval_over_two_ranks_writes_the_files_of_one_process(tmp_path):
+    np = pytest.importorskip("numpy")
+    np.savetxt(tmp_path / "z.txt", np.random.default_rng(2).normal(size=(5, 4)))
+    args = ["drgn", "eval", "analytic:4", "--zfile", str(tmp_path / "z.txt")]
+    assert main([*args, "-o", str(tmp_path / "one")]) == 0
+    p = _torchrun([*args, "-o", str(tmp_path / "two")], tmp_path, nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    names = sorted(f.name for f in (tmp_path / "one").iterdir())
+    assert len(names) == 5 and names == sorted(f.name for f in (tmp_path / "two").iterdir())
+    for n in names:
+        assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes()
+
+
 def test_a_command_that_runs_as_one_process_refuses_torchrun(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
