@@ -24,7 +24,7 @@ PRIMITIVES = {"cryoforge", "conventions", "configs", "hints", "geometry", "so3",
               "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
 FAMILIES = {"align", "hyptest", "drgn", "multicryogan", "tomograms"}
-TOP = {"manifold", "bench", "bench_core", "bench_tomo", "cli", "__main__", "particle_qa"}
+TOP = {"manifold", "bench", "bench_core", "bench_tomo", "bench_scale", "cli", "__main__", "particle_qa"}
 LAYER = {**{u: 0 for u in PRIMITIVES}, **{u: 1 for u in DATA}, **{u: 2 for u in FAMILIES}, **{u: 3 for u in TOP}}
 
 

@@ -9,6 +9,7 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.multicryogan.bench`).
 ``tomo`` simulates crowded tomograms and measures extraction, averaging and the particle-list round trips against
 the truth (:mod:`cryoforge.bench_tomo`).
+``scale`` runs training and batch jobs on one process and on several under ``torchrun`` (:mod:`cryoforge.bench_scale`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
 
@@ -28,7 +29,8 @@ BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core", "CoreBench"),
               "explorer": ("cryoforge.manifold.bench", "bench_explorer", "ExplorerBench"),
               "drgn": ("cryoforge.drgn.bench", "bench_drgn", "DrgnBench"),
               "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan", "McganBench"),
-              "tomo": ("cryoforge.bench_tomo", "bench_tomo", "TomoBench")}
+              "tomo": ("cryoforge.bench_tomo", "bench_tomo", "TomoBench"),
+              "scale": ("cryoforge.bench_scale", "bench_scale", "ScaleBench")}
 
 
 def _bench(name: str) -> tuple[Callable[..., Iterator[Event]], type]:

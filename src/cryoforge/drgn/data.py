@@ -1,6 +1,6 @@
 """Particle images as cryoDRGN trains on them: centred Hartley transforms on the odd ``(D+1)²`` lattice.
 
-Images stay memory-mapped; each batch is windowed (soft circle, cryoDRGN's ``window_r`` 0.85), transformed,
+Images stay memory-mapped (a batch's pages released once read); each batch is windowed (soft circle, cryoDRGN's ``window_r`` 0.85), transformed,
 symmetrised (last row/column = first, the Nyquist wrap) and divided by one global scale (``norm``, the std of
 the transformed images, as cryoDRGN's ``dataset_args.norm``). Poses follow cryoDRGN's convention: a particle with
 rotation ``R`` is the slice of the volume at lattice coordinates ``k @ R``; translations are in pixels.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..io.mrc import release_pages
 from ..latent import ManifoldError
 from .model import centred_hartley, lattice_coords
 
@@ -81,6 +82,7 @@ class ParticleImages:
     def hartley(self, idx: Tensorish, normalise: bool = True) -> torch.Tensor:
         """Symmetrised Hartley images ``(B, (D+1)²)`` of images ``idx`` (normalised by ``norm``)."""
         x = torch.as_tensor(np.stack([np.asarray(self.images[int(i)], np.float32) for i in idx]))
+        release_pages(self.images)  # resident memory bounded by the batch, not by the images read so far
         if self.invert:
             x = -x
         if self.window is not None:

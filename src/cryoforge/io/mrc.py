@@ -178,9 +178,21 @@ def _axis_permutation(header) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argsort([-a for a in order]))
 
 
+def release_pages(data: object) -> None:
+    """Drop the pages of a memory-mapped array from this process's resident memory (``madvise(MADV_DONTNEED)`` on a
+    read-only file map: they stay in the OS's page cache, and a later read maps them again). What keeps the memory
+    of a job reading a stack bounded by its batch rather than by the part of the file it has read so far. Does
+    nothing for an array in memory."""
+    import mmap
+
+    mm = getattr(data, "_mmap", None)  # numpy.memmap (and its views) keep the map here
+    if isinstance(mm, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") and not mm.closed:
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 def data_stats(data: np.ndarray, chunk_bytes: int = 64 << 20) -> dict:
     """``n`` (finite values), min, max, mean and std of the finite values of a (memory-mapped) array, a few
-    sections at a time (never the whole array in float64)."""
+    sections at a time (never the whole array in float64; a memory map's pages released after each)."""
     flat = data.reshape(-1, *data.shape[-2:]) if data.ndim > 2 else data[None]
     per = max(1, chunk_bytes // max(1, flat[0].size * 8))
     n, lo, hi, s1, s2 = 0, np.inf, -np.inf, 0.0, 0.0
@@ -190,6 +202,7 @@ def data_stats(data: np.ndarray, chunk_bytes: int = 64 << 20) -> dict:
         if v.size:
             n, lo, hi = n + v.size, min(lo, float(v.min())), max(hi, float(v.max()))
             s1, s2 = s1 + float(v.sum()), s2 + float((v * v).sum())
+        release_pages(data)
     mean = s1 / n if n else float("nan")
     std = float(np.sqrt(max(s2 / n - mean * mean, 0.0))) if n else float("nan")
     return {"n": n, "size": int(np.prod(data.shape)), "min": lo, "max": hi, "mean": mean, "std": std}

@@ -94,6 +94,15 @@ class _Bar:
         self.stream.flush()
 
 
+_STOP_ASKED = threading.Event()  # a stop signal arrived while a job ran in the terminal (see stop_asked)
+
+
+def stop_asked() -> bool:
+    """Whether Ctrl-C or SIGTERM asked the job running in the terminal to stop. A job of several processes asks all
+    of them (:func:`cryoforge.jobs.distributed.any_rank`) so that they stop after the same step."""
+    return _STOP_ASKED.is_set()
+
+
 @contextmanager
 def stop_signals(cancel: threading.Event, stream: TextIO) -> Iterator[None]:
     """While inside, Ctrl-C (SIGINT) and SIGTERM set ``cancel`` instead of interrupting: the job finishes the step
@@ -107,13 +116,16 @@ def stop_signals(cancel: threading.Event, stream: TextIO) -> Iterator[None]:
         if cancel.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         cancel.set()
+        _STOP_ASKED.set()
         stream.write(f"\n  stopping after the current step ({signal.Signals(signum).name}; Ctrl-C again to stop now)\n")
         stream.flush()
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _STOP_ASKED.clear()
     try:
         yield
     finally:
+        _STOP_ASKED.clear()
         for sig, h in old.items():
             signal.signal(sig, h)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .distributed import World, any_rank, broadcast, mean_over_ranks
 from .events import Log, Metrics, Preview, Progress, Result
+from .runner import Cancelled, stop_asked
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -198,6 +199,10 @@ def _train(trainer: Trainable, s: Schedule, checkpoint, world: World):
             yield Progress(step - start, steps - start, f"step {step}/{steps}")
             if last:
                 break
+            if world.size > 1 and any_rank(stop_asked(), world):  # every rank stops after this same step
+                if checkpoint is not None and world.main:
+                    save_training(trainer, checkpoint, step, history, wall(), last_val)
+                raise Cancelled(f"stopped after step {step} on all {world.size} processes")
     except GeneratorExit:
         if checkpoint is not None and world.main and step > start:
             save_training(trainer, checkpoint, step, history, wall(), last_val)
@@ -217,7 +222,7 @@ def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str],
     import torch
 
     from ..io.atomic import atomic_path
-    from .runner import Cancelled, run_cli
+    from .runner import run_cli
 
     try:
         res = run_cli(job)

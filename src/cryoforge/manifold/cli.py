@@ -108,14 +108,22 @@ def _cmd_drgn_eval(args) -> int:
             return 0
         print(write_mrc(out, m.decode(z).numpy()[0], m.voxel_size))
         return 0
-    from ..jobs.distributed import shard
+    import time
 
-    rows = shard(len(z), args.world)  # under torchrun each process decodes and writes its block of rows
+    from ..jobs.distributed import gather, shard
+
+    rows = shard(len(z), args.world, 8)  # under torchrun each process decodes and writes its blocks of 8 rows
+    t0 = time.perf_counter()
     for start in range(rows.start, rows.stop, 8):
         block = range(start, min(start + 8, rows.stop))
         # cryodrgn eval_vol's names: the same file name holds the same latent row
         for i, v in zip(block, m.decode(z[block.start:block.stop]).numpy(), strict=True):
             print(write_mrc(out / f"{args.prefix}{i + args.vol_start_index:03d}.mrc", v, m.voxel_size))
+    seconds = gather(time.perf_counter() - t0, args.world)
+    if seconds is not None:
+        s = max(seconds)
+        print(f"decoded {len(z)} volumes in {s:.2f} s ({len(z) / max(s, 1e-9):.3g} volumes/s"
+              + (f", {args.world.size} processes)" if args.world.size > 1 else ")"))
     return 0
 
 

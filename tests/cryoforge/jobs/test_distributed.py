@@ -151,6 +151,28 @@ def test_a_command_that_runs_as_one_process_refuses_torchrun(tmp_path, monkeypat
     assert "runs as one process" in capsys.readouterr().err
 
 
+def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(tmp_path):
+    import signal
+
+    ck = tmp_path / "c.pt"
+    p = _torchrun([*TRAIN, "--steps", "100000", "--checkpoint-every", "1000", "--checkpoint", str(ck)], tmp_path,
+                  nproc=2)
+    try:
+        t0 = time.monotonic()
+        while "step" not in p.stderr.readline() and time.monotonic() - t0 < 120:
+            pass  # the first progress line: training has started
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)  # what a scheduler sends; torchrun passes it to the ranks
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "the same command resumes" in err, err[-2000:]
+    step = torch.load(ck, weights_only=True)["extra"]["step"]
+    assert f"holds step {step};" in err  # rank 0 saved the step at which both stopped
+    assert main([*TRAIN, "--steps", str(step + 1), "--checkpoint", str(ck)]) == 0
+
+
 def test_a_killed_rank_leaves_a_checkpoint_that_resumes(tmp_path):
     ck = tmp_path / "k.pt"
     p = _torchrun([*TRAIN, "--steps", "100000", "--checkpoint-every", "2", "--checkpoint", str(ck)], tmp_path, nproc=2)
