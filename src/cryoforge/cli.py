@@ -327,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.world.size > 1:
         if not getattr(args, "distributed", False):
             print(f"cryoforge {args.command}: error: this command runs as one process; under torchrun "
-                  "(WORLD_SIZE > 1) run `align train`, `align run` on a pair dataset, `drgn train` with known poses or "
-                  "`drgn eval --zfile`",
+                  "(WORLD_SIZE > 1) run `align train`, `align run` on a pair dataset, `drgn train` with known poses, "
+                  "`drgn eval --zfile` or `hyptest test`",
                   file=sys.stderr)
             return 2
         distributed.start(args.world, getattr(args, "device", "cpu"))

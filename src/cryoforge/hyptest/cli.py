@@ -97,10 +97,13 @@ def _cmd_test(args) -> int:
     score = ScoreConfig(n_rotations=args.rotations)
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
                         score=score)
-    tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
+    tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg,
+                                              args.world.device(args.device))
     from .montecarlo import p_text
 
-    table = run_cli(tester.dataset_job(subtomos, binned_mask, truths, transfers), show_metrics=False)
+    table = run_cli(tester.dataset_job(subtomos, binned_mask, truths, transfers, world=args.world), show_metrics=False)
+    if table is None:  # another rank than 0: rank 0 reports and writes
+        return 0
     for row in table.rows:
         extra = f"  truth {row.truth}" if table.truth_known else ""
         p_hat = p_text(row.p_hat, row.B)
@@ -184,4 +187,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", help="decision table (.csv or .star)")
     t.add_argument("--seed", type=int, default=test.seed, help="seed of the null sample (default %(default)s)")
     t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_test)
+    t.set_defaults(func=_cmd_test, distributed=True)

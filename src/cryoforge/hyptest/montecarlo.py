@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..jobs import Log, Preview, Progress, Result
+from ..jobs.distributed import World, gather, shard
 from .config import HypTestConfig
 from .null import fit_kde, rejection_sample, template_codes
 from .results import DecisionRow, DecisionTable, HypothesisResult
@@ -193,14 +194,19 @@ class HypothesisTester:
         return drive(self.test_job(subtomo, mask, truth, transfer=transfer))
 
     def dataset_job(self, subtomos: Tensorish, mask: Tensorish | None = None, truths: Sequence[int] | None = None,
-                    transfers: Sequence[Tensorish] | None = None) -> Iterator[Event]:
+                    transfers: Sequence[Tensorish] | None = None, world: World | None = None) -> Iterator[Event]:
         """Job: test every subtomogram ``(N, n, n, n)`` (``transfers``: one radial |CTF|·MTF each, or None);
-        ``Result`` is a :class:`~.results.DecisionTable` (BH q-values)."""
-        subtomos = np.asarray(subtomos, np.float32)
+        ``Result`` is a :class:`~.results.DecisionTable` (BH q-values). ``world``: one of several processes
+        (``torchrun``): each tests its block of subtomograms, rank 0 gathers them and returns the table of all (the
+        others return None); every test is seeded by its template, so the table is one process's."""
+        world = world or World()
+        n = len(subtomos)
+        mine = shard(n, world)
         results: list[HypothesisResult] = []
-        for j, p in enumerate(subtomos):
+        for j in mine:
             res = None
-            for ev in self.test_job(p, mask, None if truths is None else int(truths[j]),
+            for ev in self.test_job(np.asarray(subtomos[j], np.float32), mask,
+                                    None if truths is None else int(truths[j]),
                                     transfer=None if transfers is None else transfers[j]):
                 if isinstance(ev, Result):
                     res = ev.value
@@ -208,8 +214,14 @@ class HypothesisTester:
                     yield ev
             assert res is not None
             results.append(res)
-            yield Progress(j + 1, len(subtomos), f"tested {j + 1}/{len(subtomos)} subtomograms")
-        yield Result(decision_table(results, self.cfg.alpha))
+            k = j + 1 - mine.start
+            yield Progress(k, len(mine), f"tested {k}/{len(mine)} subtomograms"
+                           + (f" (rank {world.rank} of {world.size})" if world.size > 1 else ""))
+        blocks = gather(results, world)
+        if blocks is None:
+            yield Result(None)
+            return
+        yield Result(decision_table([r for b in blocks for r in b], self.cfg.alpha))
 
 
 def decision_table(results: list[HypothesisResult], alpha: float) -> DecisionTable:

@@ -144,6 +144,19 @@ def test_drgn_eval_over_two_ranks_writes_the_files_of_one_process(tmp_path):
         assert len(a) == len(b) and a[:224] == b[:224] and a[1024:] == b[1024:]
 
 
+def test_hypothesis_tests_over_two_ranks_give_one_process_table(tmp_path):
+    args = ["hyptest", "test", str(PAIRS.parent / "hyptest" / "subtomos"), "--limit", "2", "--rotations", "60",
+            "--n-pseudo", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "cryoforge", *args, "--out", str(tmp_path / "one.csv")], env=env,
+                   check=True, capture_output=True)
+    p = _torchrun([*args, "--out", str(tmp_path / "two.csv")], tmp_path, nproc=2)
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err
+    assert "(rank 0 of 2)" in err and out.count("best ") == 2  # rank 0 reports every subtomogram, once
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
 def test_a_command_that_runs_as_one_process_refuses_torchrun(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
