@@ -38,15 +38,15 @@ def recalibrated(model: GumNet, s_a: Tensorish, s_b: Tensorish, batch: int = 32,
     ``(N, n, n, n)`` (standardised as :func:`~cryoforge.align.train.gumnet_predict` does; at most ``max_pairs``,
     taken evenly through the set), or ``model`` itself when there are fewer than ``min_pairs`` pairs or no
     BatchNorm. The statistics are the average over batches of ``batch`` pairs (``momentum=None``)."""
-    s_a = torch.as_tensor(np.asarray(s_a), dtype=torch.float32)
-    s_b = torch.as_tensor(np.asarray(s_b), dtype=torch.float32)
-    if s_a.ndim == 3:
+    if len(np.shape(s_a)) == 3:
         s_a, s_b = s_a[None], s_b[None]
-    if len(s_a) < min_pairs or not batchnorm_layers(model):
+    n = len(s_a)
+    if n < min_pairs or not batchnorm_layers(model):
         return model
-    if len(s_a) > max_pairs:
-        pick = torch.linspace(0, len(s_a) - 1, max_pairs).round().long()
-        s_a, s_b = s_a[pick], s_b[pick]
+    pick = torch.linspace(0, n - 1, max_pairs).round().long() if n > max_pairs else torch.arange(n)
+    # only the picked rows are read (a stack on disk stays there)
+    s_a = torch.as_tensor(np.asarray(s_a[pick.numpy()], dtype=np.float32))
+    s_b = torch.as_tensor(np.asarray(s_b[pick.numpy()], dtype=np.float32))
     dev = next(model.parameters()).device if device is None else torch.device(device)
     adapted = copy.deepcopy(model).to(dev)
     layers = batchnorm_layers(adapted)

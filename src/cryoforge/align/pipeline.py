@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..conventions import euler_zyz_to_matrix, matrix_to_euler_zyz, rotation_angle_deg, rotation_frobenius
+from ..io.mrc import StoredStack
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..jobs.distributed import World, gather, shard
 from ..search import SearchConfig, classical_align
@@ -132,13 +133,16 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
     world = world or World()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
-    s_b = torch.as_tensor(np.asarray(s_b, dtype=np.float32))
-    if s_a.shape != s_b.shape:
+    if not isinstance(s_a, StoredStack):  # a stored stack stays on disk: each batch reads its rows
+        s_a = torch.as_tensor(np.asarray(s_a, dtype=np.float32))
+    if not isinstance(s_b, StoredStack):
+        s_b = torch.as_tensor(np.asarray(s_b, dtype=np.float32))
+    if tuple(s_a.shape) != tuple(s_b.shape):
         raise ValueError(f"s_a and s_b must have the same shape; got {tuple(s_a.shape)} and {tuple(s_b.shape)}")
-    s_a, s_b = (x[None] if x.ndim == 3 else x for x in (s_a, s_b))
+    if len(s_a.shape) == 3:
+        s_a, s_b = s_a[None], s_b[None]
     shape = tuple(s_a.shape[1:])
-    if s_a.ndim != 4 or len(set(shape)) != 1:
+    if len(s_a.shape) != 4 or len(set(shape)) != 1:
         raise ValueError(f"subtomograms must be cubic (n, n, n); got {shape} (Z, Y, X)")
     n_pairs, n = len(s_a), shape[0]
     full = torch.ones(shape)
@@ -155,44 +159,44 @@ def align_pairs_job(s_a: Tensorish, s_b: Tensorish, mask_a: Tensorish | None = N
         tuned = recalibrated(model, *(norm_pairs or (s_a, s_b)), device=device)
         adapted, model = tuned is not model, tuned
     mine = shard(n_pairs, world, batch)
-    rots, shifts = [torch.zeros(0, 3, 3)], [torch.zeros(0, 3)]
+    rots, shifts, before, after = [torch.zeros(0, 3, 3)], [torch.zeros(0, 3)], [torch.zeros(0)], [torch.zeros(0)]
+    first = None
     for start in range(mine.start, mine.stop, batch):
         sl = slice(start, min(start + batch, mine.stop))
+        a, b = (torch.as_tensor(np.asarray(x[sl], dtype=np.float32)) for x in (s_a, s_b))
         init = None
         if method != "classical":
             from .train import gumnet_predict
 
             assert model is not None  # loaded above for every learned method
-            r, t = gumnet_predict(model, s_a[sl], s_b[sl], batch=batch, device=device)
+            r, t = gumnet_predict(model, a, b, batch=batch, device=device)
             init = r
-        if method == "gumnet":
-            rots.append(r)
-            shifts.append(t)
-        else:
-            r, t, _ = classical_align(s_a[sl], s_b[sl], mask_a, mask_b, search, initial=init, device=device)
-            rots.append(r.cpu())
-            shifts.append(t.cpu())
+        if method != "gumnet":
+            r, t, _ = classical_align(a, b, mask_a, mask_b, search, initial=init, device=device)
+        r, t = r.cpu(), t.cpu()
+        warped = warp_inverse(b, r, t)
+        rots.append(r)
+        shifts.append(t)
+        before.append(masked_pearson(a, b, mask_a * mask_b))
+        after.append(masked_pearson(a, warped, rotate_fourier_masks(mask_b.expand(len(a), *shape), r) * mask_a))
         done = sl.stop - mine.start
         yield Progress(done, len(mine), f"{method} alignment" + (f" (rank {world.rank} of {world.size}: pairs "
                                                                  f"{mine.start}–{mine.stop - 1})" if world.size > 1 else ""))
         if start == 0:
-            warped = warp_inverse(s_b[:1], rots[1][:1], shifts[1][:1])
+            first = warped[0].numpy()
             vs = {"voxel_size": voxel_size}
-            yield Preview("s_a", s_a[0].numpy(), "volume", vs)
-            yield Preview("s_b", s_b[0].numpy(), "volume", vs)
-            yield Preview("aligned s_b", warped[0].numpy(), "volume", vs)
-    blocks = gather((torch.cat(rots), torch.cat(shifts)), world)
+            yield Preview("s_a", a[0].numpy(), "volume", vs)
+            yield Preview("s_b", b[0].numpy(), "volume", vs)
+            yield Preview("aligned s_b", first, "volume", vs)
+    blocks = gather(tuple(torch.cat(x) for x in (rots, shifts, before, after)), world)
     if blocks is None:  # not rank 0: its block is on its way there
         yield Result(None)
         return
-    rots, shifts = [b[0] for b in blocks], [b[1] for b in blocks]
+    rot, sh, corr_before, corr_after = (torch.cat([blk[i] for blk in blocks]) for i in range(4))
     elapsed = time.perf_counter() - t0
-    rot, sh = torch.cat(rots), torch.cat(shifts)
-    warped = torch.cat([warp_inverse(s_b[i:i + 64], rot[i:i + 64], sh[i:i + 64]) for i in range(0, n_pairs, 64)])
-    mb_w = rotate_fourier_masks(mask_b.expand(n_pairs, *shape), rot) * mask_a
-    result = AlignmentResult(method, rot.numpy(), sh.numpy(), elapsed, n_pairs / elapsed,
-                             masked_pearson(s_a, s_b, mask_a * mask_b).numpy(),
-                             masked_pearson(s_a, warped, mb_w).numpy(), warped[0].numpy())
+    assert first is not None  # rank 0 aligns the first batch
+    result = AlignmentResult(method, rot.numpy(), sh.numpy(), elapsed, n_pairs / elapsed, corr_before.numpy(),
+                             corr_after.numpy(), first)
     result.summary = {"pairs_per_s": result.pairs_per_s}
     if method != "classical":
         result.summary["norm_from_these_pairs"] = int(adapted)  # 0: the statistics stored in training
@@ -221,7 +225,7 @@ def align_dataset_job(dataset: PathLike | PairDataset, method: str = "hybrid", c
     """:func:`align_pairs_job` on a pair-dataset folder or :class:`cryoforge.sim.subtomo.PairDataset`."""
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
-    ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
+    ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset, mmap=True)
     k = len(ds) if limit is None else min(limit, len(ds))
     ma, mb = dataset_masks(ds)
     truth = (ds.rotations()[:k], ds.shifts()[:k]) if "rel_rot" in ds.truth else None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mrcfile
 import numpy as np
@@ -188,6 +188,32 @@ def release_pages(data: object) -> None:
     mm = getattr(data, "_mmap", None)  # numpy.memmap (and its views) keep the map here
     if isinstance(mm, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") and not mm.closed:
         mm.madvise(mmap.MADV_DONTNEED)
+
+
+class StoredStack:
+    """A stack on disk read by memory map, never whole: indexing with a slice gives another lazy stack, with an
+    integer or an index array the rows as float32 (``× scale + offset``: the quantised storage of a pair dataset),
+    after which the map's pages are released (:func:`release_pages`). ``np.asarray`` reads all of it."""
+
+    def __init__(self, data: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> None:
+        self.data, self.scale, self.offset = data, np.float32(scale), np.float32(offset)
+        self.shape: tuple[int, ...] = tuple(data.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return StoredStack(self.data[key], float(self.scale), float(self.offset))
+        out = np.asarray(self.data[key], np.float32) * self.scale + self.offset
+        release_pages(self.data)
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(len(self))] if len(self) else np.zeros(self.shape, np.float32)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def data_stats(data: np.ndarray, chunk_bytes: int = 64 << 20) -> dict:

@@ -35,6 +35,7 @@ from .tomo import centred_wedge, simulate_subtomograms, tilt_angles, tilt_range_
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Any
 
     from ..hints import PathLike, Tensorish
     from ..jobs import Event
@@ -167,7 +168,12 @@ def _store(path: Path, data: np.ndarray, voxel_size: float, storage: str) -> dic
     return {"storage": storage, "scale": 1.0, "offset": 0.0}
 
 
-def _load(path: Path, rec: dict) -> np.ndarray:
+def _load(path: Path, rec: dict, mmap: bool = False) -> Any:
+    if mmap:
+        from ..io.mrc import StoredStack
+
+        data, _ = read_mrc(path, mmap=True, finite=True)
+        return StoredStack(data, rec.get("scale", 1.0), rec.get("offset", 0.0))
     data, _ = read_mrc(path, finite=True)
     return data * np.float32(rec.get("scale", 1.0)) + np.float32(rec.get("offset", 0.0))
 
@@ -193,8 +199,9 @@ def write_pairs(ds: PairDataset, out_dir: PathLike, storage: str = "float32") ->
     return Path(out_dir)
 
 
-def read_pairs(path: PathLike) -> PairDataset:
-    """Read a directory written by :func:`write_pairs`."""
+def read_pairs(path: PathLike, mmap: bool = False) -> PairDataset:
+    """Read a directory written by :func:`write_pairs`; with ``mmap`` the subtomograms stay on disk
+    (:class:`cryoforge.io.mrc.StoredStack`: a job reads only the rows it aligns)."""
     import starfile
 
     d = Path(path)
@@ -209,8 +216,8 @@ def read_pairs(path: PathLike) -> PairDataset:
                                 "with `cryoforge simulate subtomos`")
     info = json.loads((d / "dataset.json").read_text())
     files = info.get("files", {})
-    s_a = _load(d / "subtomos_a.mrc", files.get("s_a", {}))
-    s_b = _load(d / "subtomos_b.mrc", files.get("s_b", {}))
+    s_a = _load(d / "subtomos_a.mrc", files.get("s_a", {}), mmap)
+    s_b = _load(d / "subtomos_b.mrc", files.get("s_b", {}), mmap)
     maps, mi = read_mrc(d / "maps.mrc", finite=True)
     truth = starfile.read(d / "truth.star", always_dict=True)["pairs"]
     maps = maps if maps.ndim == 4 else maps[None]

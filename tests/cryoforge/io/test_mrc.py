@@ -185,3 +185,30 @@ def test_reader_override(tmp_path):
         auto = read_mrc_layers(str(tmp_path / "thin.mrc"))[0][1]
         forced = read_mrc_layers(str(tmp_path / "thin.mrc"), layout="volume")[0][1]
     assert auto["axis_labels"] == ("particle", "y", "x") and forced["axis_labels"] == ("z", "y", "x")
+
+
+def _rss_mib() -> float:
+    from pathlib import Path
+
+    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_a_stored_stack_reads_rows_without_keeping_them(tmp_path):
+    """Rows as mrcfile reads them (× scale + offset), slices stay on disk, and reading every row of a 48 MiB
+    float16 stack one by one leaves the resident memory where it was (the map's pages released)."""
+    from cryoforge.io.mrc import StoredStack, release_pages
+
+    data = np.random.default_rng(0).normal(size=(1536, 128, 128)).astype(np.float16)
+    write_mrc(tmp_path / "s.mrcs", data, 2.0, stack=True, dtype="float16")
+    with mrcfile.open(tmp_path / "s.mrcs") as m:
+        theirs = np.asarray(m.data[5:8], np.float32)
+    mapped, _ = read_mrc(tmp_path / "s.mrcs", mmap=True, layout="stack")
+    stack = StoredStack(mapped, scale=2.0, offset=1.0)
+    view = stack[4:10]
+    assert isinstance(view, StoredStack) and view.shape == (6, 128, 128) and len(stack) == 1536
+    np.testing.assert_array_equal(view[np.arange(1, 4)], theirs * 2 + 1)
+    np.testing.assert_array_equal(np.asarray(stack[5:8]), theirs * 2 + 1)
+    before = _rss_mib()
+    total = sum(float(stack[i].sum()) for i in range(len(stack)))
+    assert np.isfinite(total) and _rss_mib() - before < 24  # 48 MiB read (47 MiB stayed without the release); the rows' pages did not stay
+    release_pages(np.zeros(3))  # an array in memory: nothing to release
