@@ -51,7 +51,7 @@ class ScaleBench:
     gumnet_batch: int = 8
     stack_images: int = 200_000  # the memory-mapped float16 stack cryoDRGN trains on
     stack_source: str = "phantom:ferritin"
-    drgn_steps: int = 400
+    drgn_steps: int = 150
     drgn_batch: int = 32
     drgn_zdim: int = 8
     align_pairs: int = 32

@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "`drgn eval --zfile` or `hyptest test`",
                   file=sys.stderr)
             return 2
+        if getattr(args, "device", None) is not None:
+            args.device = args.world.device(args.device)  # cuda → cuda:LOCAL_RANK, one GPU per process
         distributed.start(args.world, getattr(args, "device", "cpu"))
         if not args.world.main:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - rank 0 prints the results

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..io.mrc import release_pages
+from ..io.mrc import read_rows
 from ..latent import ManifoldError
 from .model import centred_hartley, lattice_coords
 
@@ -81,8 +81,7 @@ class ParticleImages:
 
     def hartley(self, idx: Tensorish, normalise: bool = True) -> torch.Tensor:
         """Symmetrised Hartley images ``(B, (D+1)²)`` of images ``idx`` (normalised by ``norm``)."""
-        x = torch.as_tensor(np.stack([np.asarray(self.images[int(i)], np.float32) for i in idx]))
-        release_pages(self.images)  # resident memory bounded by the batch, not by the images read so far
+        x = torch.as_tensor(read_rows(self.images, idx))  # memory bounded by the batch, not by the images read so far
         if self.invert:
             x = -x
         if self.window is not None:

@@ -190,6 +190,19 @@ def release_pages(data: object) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+def read_rows(data: Any, rows: Any, chunk: int = 64) -> np.ndarray:
+    """Rows ``rows`` of a (memory-mapped) stack as float32, releasing the map's pages every ``chunk`` rows: a page
+    fault may map a whole large folio of the file (≈ 1 MiB on this machine's ext4), so 1 000 rows spread through a
+    1.6 GB stack left 1.1 GB resident when read at once; read this way the peak grew by 97 MiB."""
+    rows = np.atleast_1d(np.asarray(rows))
+    out = np.empty((len(rows), *data.shape[1:]), np.float32)
+    for s in range(0, len(rows), chunk):
+        for k, i in enumerate(rows[s:s + chunk], start=s):
+            out[k] = data[int(i)]
+        release_pages(data)
+    return out
+
+
 class StoredStack:
     """A stack on disk read by memory map, never whole: indexing with a slice gives another lazy stack, with an
     integer or an index array the rows as float32 (``× scale + offset``: the quantised storage of a pair dataset),
@@ -207,9 +220,12 @@ class StoredStack:
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):
             return StoredStack(self.data[key], float(self.scale), float(self.offset))
-        out = np.asarray(self.data[key], np.float32) * self.scale + self.offset
-        release_pages(self.data)
-        return out
+        if np.ndim(key) == 0:
+            out = np.asarray(self.data[key], np.float32)
+            release_pages(self.data)
+        else:
+            out = read_rows(self.data, key)
+        return out * self.scale + self.offset
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[np.arange(len(self))] if len(self) else np.zeros(self.shape, np.float32)
