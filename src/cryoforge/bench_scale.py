@@ -6,7 +6,7 @@ process (``OMP_NUM_THREADS``), as a user would start it. Measured per ``K`` in `
 - **Gum-Net training** (``align train``): simulated pairs per second over the steps after the first report (start-up
   and the final validation left out), from the checkpoint's history;
 - **cryoDRGN training** (``drgn train``, known poses, CTF) on a simulated stack of ``stack_images`` images of 64²
-  stored as float16 and read by memory map: images per second the same way, and the peak resident memory of each
+  stored as float16 (``stack_box``) and read by memory map: images per second the same way, and the peak resident memory of each
   process (``VmHWM``) and of all of them together;
 - **pair alignment** (``align run``, classical search) of the shipped pair dataset: pairs per second as the command
   reports it, and whether the STAR file equals one process's;
@@ -51,12 +51,13 @@ class ScaleBench:
     gumnet_batch: int = 8
     stack_images: int = 200_000  # the memory-mapped float16 stack cryoDRGN trains on
     stack_source: str = "phantom:ferritin"
+    stack_box: int = 64  # pixels (3 Å each at 64; the same field of view at other sizes)
     drgn_steps: int = 150
     drgn_batch: int = 32
     drgn_zdim: int = 8
     align_pairs: int = 32
     align_rotations: int = 200
-    eval_points: int = 24
+    eval_points: int = 32  # decoded in blocks of 8, whole blocks per rank: 32 splits evenly over 2 or 4
     work: str | None = None  # a folder to keep the stack and the runs in (a second run reuses the stack)
     timeout_s: float = 3600.0  # one run's limit
 
@@ -132,11 +133,11 @@ def _train_rate(checkpoint: Path, per_step: int) -> float:
 
 
 def _simulate_stack(o: ScaleBench, work: Path) -> Path:
-    folder = work / f"stack_{o.stack_images}"
+    folder = work / (f"stack_{o.stack_images}" + (f"_{o.stack_box}" if o.stack_box != 64 else ""))
     if (folder / "dataset.json").is_file():
         return folder
     subprocess.run([sys.executable, "-m", "cryoforge", "simulate", "particles", o.stack_source, "-n",
-                    str(o.stack_images), "--storage", "float16", "--box", "64", "--voxel-size", "3",
+                    str(o.stack_images), "--storage", "float16", "--box", str(o.stack_box), "--voxel-size", f"{192 / o.stack_box:g}",
                     "--out", str(folder)], check=True,
                    capture_output=True, cwd=work)
     return folder
@@ -162,7 +163,7 @@ def bench_scale(o: ScaleBench, device: str = "cpu") -> Iterator[Event]:
         yield Progress(done, total, f"simulating {o.stack_images} particle images (float16)")
         t = time.perf_counter()
         stack = _simulate_stack(o, work)
-        report["stack"] = {"images": o.stack_images, "box": 64, "dtype": "float16",
+        report["stack"] = {"images": o.stack_images, "box": o.stack_box, "dtype": "float16",
                            "bytes": (stack / "particles.mrcs").stat().st_size,
                            "simulated_s": round(time.perf_counter() - t, 1)}
         done += 1

@@ -80,12 +80,13 @@ def stop(world: World) -> None:
 
 def shard(n: int, world: World, unit: int = 1) -> range:
     """The contiguous block of this rank: of ``n`` items, cut at multiples of ``unit`` (a batch) so every batch is the one
-    a single process would form; the blocks of ranks 0, 1, … in order are ``range(n)``."""
+    a single process would form; the blocks of ranks 0, 1, … in order are ``range(n)``, and rank 0's is never
+    empty while there are items (it shows the first batch)."""
     if unit < 1:
         raise ValueError(f"unit must be positive; got {unit}")
     units = -(-n // unit)
-    lo = world.rank * units // world.size
-    hi = (world.rank + 1) * units // world.size
+    lo = -(-world.rank * units // world.size)  # rounded up: the lower ranks take the odd units, rank 0 first
+    hi = -(-(world.rank + 1) * units // world.size)
     return range(min(n, lo * unit), min(n, hi * unit))
 
 

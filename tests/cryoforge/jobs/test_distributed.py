@@ -22,13 +22,15 @@ TRAIN = ["align", "train", "--preset", "tiny", "--batch", "4", "--val-pairs", "3
          "--snr", "100"]
 
 
-@pytest.mark.parametrize("n,size,unit", [(10, 2, 1), (10, 3, 4), (6, 2, 2), (5, 4, 2), (0, 2, 3), (33, 2, 16)])
+@pytest.mark.parametrize("n,size,unit", [(10, 2, 1), (10, 3, 4), (6, 2, 2), (5, 4, 2), (0, 2, 3), (33, 2, 16),
+                                         (4, 2, 4), (3, 8, 1)])
 def test_shards_are_ordered_blocks_of_whole_units(n, size, unit):
     blocks = [shard(n, World(r, size), unit) for r in range(size)]
     assert [i for b in blocks for i in b] == list(range(n))
     assert all(b.start % unit == 0 for b in blocks if len(b))
     units = [-(-len(b) // unit) for b in blocks]
     assert max(units) - min(units) <= 1  # balanced to one batch
+    assert n == 0 or len(blocks[0]) > 0  # rank 0 always has work (it shows the first batch)
 
 
 def test_a_world_of_one_is_a_single_process(monkeypatch):
@@ -88,7 +90,7 @@ def test_two_nodes_on_loopback_align_as_one_process(tmp_path):
              for k in (0, 1)]
     outs = [p.communicate(timeout=240) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], outs
-    assert "rank 0 of 2: pairs 0–1" in outs[0][1] and "rank 1 of 2" not in outs[1][1]  # only rank 0 draws a bar
+    assert "rank 0 of 2: pairs 0–3" in outs[0][1] and "rank 1 of 2" not in outs[1][1]  # only rank 0 draws a bar
     assert "wrote" in outs[0][0] and not outs[1][0].strip()  # rank 0 writes and reports, rank 1 stays quiet
     assert _rows(tmp_path / "two.star") == _rows(tmp_path / "one.star")  # byte for byte but the time stamp
 
