@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "distributed", False):
             print(f"cryoforge {args.command}: error: this command runs as one process; under torchrun "
                   "(WORLD_SIZE > 1) run `align train`, `align run` on a pair dataset, `drgn train` with known poses, "
-                  "`drgn eval --zfile` or `hyptest test`",
+                  "`drgn eval --zfile`, `hyptest train-gan|train-regressor|test` or `mcgan train`",
                   file=sys.stderr)
             return 2
         if getattr(args, "device", None) is not None:
@@ -352,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     default_show, warnings.showwarning = warnings.showwarning, show
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        distributed.stop(args.world)  # under torchrun: every rank finished, they leave together
+        return status
     except (MrcError, StarError, CheckpointError, JobError, ManifoldError, ValueError, FileNotFoundError,
             IsADirectoryError, NotADirectoryError, PermissionError, pickle.UnpicklingError) as err:
         if args.debug:
@@ -370,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = default_show
-        distributed.stop(args.world)
+        distributed.stop(args.world, wait=False)  # a failure: nothing to wait for (done already after a success)
 
 
 def _one_line(err: BaseException) -> str:

@@ -19,14 +19,22 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gp_weight: float,
+                generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(D(fake) − D(real) + λ·GP, mean D(real), mean D(fake), GP)``: the critic's loss, one function so a parallel
+    wrapper (``DistributedDataParallel``) sees the three critic passes as one forward."""
+    d_real, d_fake = critic(real).mean(), critic(fake).mean()
+    gp = gradient_penalty(critic, real, fake, generator)
+    return d_fake - d_real + gp_weight * gp, d_real, d_fake, gp
+
+
 def critic_update(critic: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
                   gp_weight: float,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One WGAN-GP critic step on ``D(fake) − D(real) + λ·GP`` (every GAN of the project uses it);
     returns ``(mean D(real), mean D(fake), GP)``."""
-    d_real, d_fake = critic(real).mean(), critic(fake).mean()
-    gp = gradient_penalty(critic, real, fake, generator)
-    loss = d_fake - d_real + gp_weight * gp
+    loss, d_real, d_fake, gp = critic_loss(critic, real, fake, gp_weight, generator)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -34,8 +34,8 @@ def _cmd_train_gan(args) -> int:
                            seed=args.seed)
     schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                         resume=not args.restart)
-    train_cli(train_wgan_job(maps, cfg, train, schedule,
-                             checkpoint=args.checkpoint, names=names, device=args.device), args.checkpoint, args.argv)
+    train_cli(train_wgan_job(maps, cfg, train, schedule, checkpoint=args.checkpoint, names=names, device=args.device,
+                             world=args.world), args.checkpoint, args.argv, args.world)
     return 0
 
 
@@ -49,8 +49,8 @@ def _cmd_train_regressor(args) -> int:
     train = RegressorTrainConfig(batch=args.batch, lr=args.lr, rotations=args.rotations, seed=args.seed)
     schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                         resume=not args.restart)
-    train_cli(train_regressor_job(args.gan, maps, train, schedule,
-                                  checkpoint=args.checkpoint, names=names, device=args.device), args.checkpoint, args.argv)
+    train_cli(train_regressor_job(args.gan, maps, train, schedule, checkpoint=args.checkpoint, names=names,
+                                  device=args.device, world=args.world), args.checkpoint, args.argv, args.world)
     return 0
 
 
@@ -153,12 +153,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="channels of the finest level, ×2 per level (default %(default)s)")
     t.add_argument("--zdim", type=int, default=net.zdim, help="latent dimension (default %(default)s)")
     t.add_argument("--n-critic", type=int, default=gan.n_critic, help="critic steps per generator step (default %(default)s)")
-    t.set_defaults(func=_cmd_train_gan)
+    t.set_defaults(func=_cmd_train_gan, distributed=True)
 
     t = s.add_parser("train-regressor", help="train the regressor (inverse generator) of a trained GAN")
     _common_train(t, 1000, 100, RegressorTrainConfig())
     t.add_argument("--gan", required=True, help="the GAN checkpoint (cryoforge hyptest train-gan)")
-    t.set_defaults(func=_cmd_train_regressor)
+    t.set_defaults(func=_cmd_train_regressor, distributed=True)
 
     t = s.add_parser("export", help="slim fp16 copy of a GAN or regressor checkpoint (for shipping; cannot resume)")
     t.add_argument("checkpoint")

@@ -13,6 +13,7 @@ Its checkpoint holds a copy of the generator, so one file serves the hypothesis 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,9 +21,10 @@ from torch import nn
 
 from ..configs import to_dict
 from ..fourier import freq_radius
-from ..gan import critic_update
+from ..gan import critic_loss
 from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 from ..jobs import Preview
+from ..jobs.distributed import World, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
 from .config import GANTrainConfig, RegressorTrainConfig, WGANConfig
@@ -30,7 +32,8 @@ from .templates import check_templates, rotated_pool
 from .wgan import Critic, Generator, generate, to_unit
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
 
     from ..hints import Device, PathLike, Tensorish
     from ..jobs import Event
@@ -104,25 +107,53 @@ class WGANTrainer(_PoolData):
                            for name, m in self.modules.items()}
         self.architecture = cfg
         self.config = {"architecture": to_dict(cfg), "train": to_dict(train), "structures": self.names}
+        self.world = World()
+        self.critic_loss: Callable[..., Any] = partial(critic_loss, self.critic)
+        self.generator_loss = self._generator_loss
+
+    def distribute(self, world: World) -> None:
+        """Train as one of ``world``'s processes: each rank takes its block of every batch of real and generated
+        volumes (the critic's minibatch discrimination then compares a sample with its rank's block), and the
+        critic's and the generator's gradients are averaged over the ranks (DDP; the three critic passes of a step,
+        gradient penalty included, are one forward)."""
+        if self.train_cfg.batch % world.size:
+            raise ValueError(f"the batch ({self.train_cfg.batch} volumes) must split evenly over {world.size} processes")
+        self.world = world
+        self.critic_loss = parallel_loss({"critic": self.critic}, self.critic_loss, world)
+        self.generator_loss = parallel_loss({"generator": self.gen}, self._generator_loss, world)
+
+    def _generator_loss(self, z: torch.Tensor) -> torch.Tensor:
+        return -self.critic(self.gen(z)).mean()
+
+    def _mine(self, x: torch.Tensor) -> torch.Tensor:
+        b = len(x) // self.world.size
+        return x[self.world.rank * b:(self.world.rank + 1) * b]
 
     def _real(self, step, sub):
-        return self.pool[_batch_indices(len(self.pool), self.train_cfg.batch, self.train_cfg.seed, step, sub)].to(self.device)
+        idx = self._mine(_batch_indices(len(self.pool), self.train_cfg.batch, self.train_cfg.seed, step, sub))
+        return self.pool[idx].to(self.device)
 
     def train_step(self, step: int) -> dict:
         c, dev = self.train_cfg, self.device
         self.gen.train()
         opt_d, opt_g = self.optimizers["critic"], self.optimizers["generator"]
-        g = torch.Generator().manual_seed(c.seed * 7 + step)
+        g = torch.Generator().manual_seed(c.seed * 7 + step + 7_919 * self.world.rank)
         for i in range(c.n_critic):
             real = self._real(step, i)
             with torch.no_grad():
-                fake = self.gen(_z(c.batch, self.cfg.zdim, c.seed, step, i).to(dev))
-            d_real, d_fake, gp = critic_update(self.critic, opt_d, real, fake, c.gp_weight, g)
-        fake = self.gen(_z(c.batch, self.cfg.zdim, c.seed, step, c.n_critic).to(dev))
-        loss_g = -self.critic(fake).mean()
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
+                fake = self.gen(self._mine(_z(c.batch, self.cfg.zdim, c.seed, step, i)).to(dev))
+            loss_d, d_real, d_fake, gp = self.critic_loss(real, fake, c.gp_weight, g)
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+        self.critic.requires_grad_(False)  # the generator's step moves only the generator
+        try:
+            loss_g = self.generator_loss(self._mine(_z(c.batch, self.cfg.zdim, c.seed, step, c.n_critic)).to(dev))
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+        finally:
+            self.critic.requires_grad_(True)
         return {"wasserstein": float((d_real - d_fake).detach()), "gp": float(gp.detach()), "loss_g": float(loss_g.detach())}
 
     @torch.no_grad()
@@ -141,11 +172,13 @@ class WGANTrainer(_PoolData):
 
 def train_wgan_job(maps: Tensorish, cfg: WGANConfig | None = None, train: GANTrainConfig | None = None,
                    schedule: Schedule | None = None, checkpoint: PathLike | None = None,
-                   names: Sequence[str] | None = None, device: str = "cpu") -> Iterator[Event]:
-    """Job: train the 3D-WGAN-GP on rotated copies of ``maps``; see :func:`cryoforge.jobs.trainer.train_job`."""
+                   names: Sequence[str] | None = None, device: str = "cpu",
+                   world: World | None = None) -> Iterator[Event]:
+    """Job: train the 3D-WGAN-GP on rotated copies of ``maps``; see :func:`cryoforge.jobs.trainer.train_job`
+    (``world``: one of several processes)."""
     maps = check_templates(maps)
     trainer = WGANTrainer(cfg or WGANConfig(box=maps.shape[-1]), train or GANTrainConfig(), maps, names, device)
-    return train_job(trainer, schedule, checkpoint)
+    return train_job(trainer, schedule, checkpoint, world)
 
 
 def generator_from(payload: dict, path: PathLike = "checkpoint", device: Device = "cpu") -> Generator:
@@ -186,17 +219,33 @@ class RegressorTrainer(_PoolData):
         self.config = {"architecture": to_dict(self.cfg), "train": to_dict(train), "structures": self.names,
                        "gan": {"step": payload["extra"].get("step"), "command": payload["extra"].get("command")}}
 
+        self.world = World()
+        self.step_loss = self._loss
+
+    def distribute(self, world: World) -> None:
+        """Train as one of ``world``'s processes: each rank takes its block of the batch's data and generated halves;
+        the gradients are averaged over the ranks (DDP)."""
+        c = self.train_cfg
+        if (c.batch // 2) % world.size or (c.batch - c.batch // 2) % world.size:
+            raise ValueError(f"both halves of the batch ({c.batch} volumes) must split evenly over {world.size} "
+                             "processes")
+        self.world, self.step_loss = world, parallel_loss({"regressor": self.reg}, self._loss, world)
+
     def _loss(self, x):
         return (self.gen(self.reg(x)) - x).pow(2).flatten(1).sum(1).mean()
+
+    def _mine(self, x: torch.Tensor) -> torch.Tensor:
+        b = len(x) // self.world.size
+        return x[self.world.rank * b:(self.world.rank + 1) * b]
 
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
         half = c.batch // 2
-        real = self.pool[_batch_indices(len(self.pool), c.batch - half, c.seed, step, 0)].to(self.device)
+        real = self.pool[self._mine(_batch_indices(len(self.pool), c.batch - half, c.seed, step, 0))].to(self.device)
         with torch.no_grad():
-            fake = self.gen(_z(half, self.cfg.zdim, c.seed, step, 1).to(self.device))
+            fake = self.gen(self._mine(_z(half, self.cfg.zdim, c.seed, step, 1)).to(self.device))
         self.reg.train()
-        loss = self._loss(torch.cat([real, fake]))
+        loss = self.step_loss(torch.cat([real, fake]))
         opt = self.optimizers["regressor"]
         opt.zero_grad()
         loss.backward()
@@ -223,10 +272,12 @@ class RegressorTrainer(_PoolData):
 
 def train_regressor_job(gan_checkpoint: PathLike, maps: Tensorish, train: RegressorTrainConfig | None = None,
                         schedule: Schedule | None = None, checkpoint: PathLike | None = None,
-                        names: Sequence[str] | None = None, device: str = "cpu") -> Iterator[Event]:
-    """Job: train the regressor of the GAN in ``gan_checkpoint`` on rotated ``maps`` and generated volumes."""
+                        names: Sequence[str] | None = None, device: str = "cpu",
+                        world: World | None = None) -> Iterator[Event]:
+    """Job: train the regressor of the GAN in ``gan_checkpoint`` on rotated ``maps`` and generated volumes
+    (``world``: one of several processes)."""
     trainer = RegressorTrainer(gan_checkpoint, train or RegressorTrainConfig(), maps, names, device)
-    return train_job(trainer, schedule, checkpoint)
+    return train_job(trainer, schedule, checkpoint, world)
 
 
 def regressor_from(payload: dict, path: PathLike = "checkpoint", device: Device = "cpu") -> tuple[Generator, Regressor]:

@@ -68,14 +68,19 @@ def start(world: World, device: str = "cpu") -> None:
     dist.init_process_group(backend, rank=world.rank, world_size=world.size)
 
 
-def stop(world: World) -> None:
-    """Leave the process group (at the end of a command)."""
+def stop(world: World, wait: bool = True) -> None:
+    """Leave the process group at the end of a command; with ``wait`` (a command that finished) once every rank has
+    come here, without (a failure: the other ranks may never come) at once."""
     if world.size == 1:
         return
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:  # every rank leaves together: a rank tearing gloo down while another still talks aborted (1 run in 5)
+            if wait:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def shard(n: int, world: World, unit: int = 1) -> range:

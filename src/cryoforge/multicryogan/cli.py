@@ -38,8 +38,8 @@ def _cmd_train(args) -> int:
     tcfg = McganTrainConfig(batch=args.batch, poses=args.poses, n_critic=args.n_critic, lr=args.lr,
                             max_shift=args.max_shift, seed=args.seed)
     train_cli(train_mcgan_job(data, cfg, tcfg, Schedule(steps=args.steps, validate_every=args.validate_every),
-                              checkpoint=args.checkpoint, device=args.device, references=_references(args.references)),
-              args.checkpoint, args.argv)
+                              checkpoint=args.checkpoint, device=args.device, references=_references(args.references),
+                              world=args.world), args.checkpoint, args.argv, args.world)
     return 0
 
 
@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "reports their FSC after alignment")
     t.add_argument("--validate-every", type=int, default=250)
     t.add_argument("--device", default="cpu")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=_cmd_train, distributed=True)
     e = gsub.add_parser("eval", help="volumes along α, the FSCCC matrix and the discrete proportions")
     e.add_argument("checkpoint")
     e.add_argument("--out", required=True, help="output folder")

@@ -15,15 +15,18 @@ images, and, given reference end volumes, reports the FSC area / FSC=0.5 frequen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..configs import to_dict
 from ..conventions import random_rotations
-from ..gan import critic_update
+from ..gan import critic_loss
 from ..jobs import Preview
+from ..jobs.distributed import World, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
@@ -76,11 +79,32 @@ class McganTrainer:
         self.config = {"architecture": to_dict(cfg), "train": to_dict(t), "voxel_size": data.pixel_size,
                        "norm": list(data.norm), "n_images": data.n, "use_ctf": data.ctf is not None}
         self.references = None if references is None else np.asarray(references, np.float32)
+        self.world = World()
+        self.rank_cfg = self.tcfg  # this rank's share: its batch and its seed (the run's own in one process)
+        self.critic_loss: Any = partial(critic_loss, self.critic)
+        self.generator_loss: Any = self._generator_loss
+
+    def distribute(self, world: World) -> None:
+        """Train as one of ``world``'s processes: each rank simulates and reads ``batch / size`` images of every step
+        from its own seed, and the critic's and the generator's gradients are averaged over the ranks (DDP; the
+        critic's three passes, gradient penalty included, are one forward)."""
+        t = self.tcfg
+        share = t.batch // world.size
+        if t.batch % world.size or share % t.poses or share < 2:
+            raise ValueError(f"the batch ({t.batch} images) must split over {world.size} processes into shares that "
+                             f"are multiples of the poses per volume ({t.poses})")
+        self.world = world
+        self.rank_cfg = replace(t, batch=share, seed=t.seed + 7_919 * world.rank)
+        self.critic_loss = parallel_loss({"critic": self.critic}, self.critic_loss, world)
+        self.generator_loss = parallel_loss({"generator": self.gen}, self._generator_loss, world)
+
+    def _generator_loss(self, rng: torch.Generator, seed: int) -> torch.Tensor:
+        return -self.critic(self.simulate(rng, seed)).mean()
 
     # -- the simulator
     def simulate(self, rng: torch.Generator, seed: int, volumes: torch.Tensor | None = None) -> torch.Tensor:
         """A batch of fake images: ``volumes`` (default: fresh draws from the prior) at ``poses`` poses each."""
-        t = self.tcfg
+        t = self.rank_cfg
         if volumes is None:
             volumes = self.gen(self.gen.sample_coords(t.batch // t.poses, rng).to(self.device))
         rots = random_rotations(t.poses, seed).to(self.device)
@@ -96,11 +120,11 @@ class McganTrainer:
                            self.gen.noise_sigma, rng)
 
     def real(self, rng: torch.Generator) -> torch.Tensor:
-        return self.data.batch(torch.randint(0, self.data.n, (self.tcfg.batch,), generator=rng).numpy()).to(self.device)
+        return self.data.batch(torch.randint(0, self.data.n, (self.rank_cfg.batch,), generator=rng).numpy()).to(self.device)
 
     # -- training
     def train_step(self, step: int) -> dict:
-        t, seed = self.tcfg, self.tcfg.seed
+        t, seed = self.rank_cfg, self.rank_cfg.seed
         self.gen.train()
         self.critic.train()
         opt_d, opt_g = self.optimizers["critic"], self.optimizers["generator"]
@@ -111,16 +135,19 @@ class McganTrainer:
             real = self.real(rng)
             with torch.no_grad():
                 fake = self.simulate(rng, seed * 1_000_003 + step * 101 + i, vols)
-            d_real, d_fake, gp = critic_update(self.critic, opt_d, real, fake, t.gp_weight, rng)
+            loss_d, d_real, d_fake, gp = self.critic_loss(real, fake, t.gp_weight, rng)
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
         rng = _rng(seed, step, 99)
-        for p in self.critic.parameters():
-            p.requires_grad_(False)
-        loss_g = -self.critic(self.simulate(rng, seed * 1_000_003 + step * 101 + 99)).mean()
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
+        self.critic.requires_grad_(False)
+        try:
+            loss_g = self.generator_loss(rng, seed * 1_000_003 + step * 101 + 99)
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+        finally:
+            self.critic.requires_grad_(True)
         return {"wasserstein": float((d_real - d_fake).detach()), "gp": float(gp.detach()), "loss_g": float(loss_g.detach()),
                 "noise_sigma": float(self.gen.noise_sigma.detach())}
 
@@ -187,10 +214,11 @@ def end_scores(ends: Tensorish, references: Tensorish, pixel_size: float | None 
 
 def train_mcgan_job(data: ParticleStack, cfg: McganConfig | None = None, train: McganTrainConfig | None = None,
                     schedule: Schedule | None = None, checkpoint: PathLike | None = None, device: str = "cpu",
-                    references: Tensorish | None = None) -> Iterator[Event]:
-    """Job: train Multi-CryoGAN; see :func:`cryoforge.jobs.trainer.train_job`."""
+                    references: Tensorish | None = None, world: World | None = None) -> Iterator[Event]:
+    """Job: train Multi-CryoGAN; see :func:`cryoforge.jobs.trainer.train_job` (``world``: one of several
+    processes)."""
     trainer = McganTrainer(data, cfg, train, device, references)
-    return train_job(trainer, schedule, checkpoint)
+    return train_job(trainer, schedule, checkpoint, world)
 
 
 def load_generator(path: PathLike, device: Device = "cpu") -> tuple[Generator, dict]:

@@ -159,6 +159,34 @@ def test_hypothesis_tests_over_two_ranks_give_one_process_table(tmp_path):
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
 
 
+def test_the_3d_wgan_and_its_regressor_train_on_two_ranks(tmp_path):
+    """The critic's three passes (gradient penalty included) as one DDP forward; the generator's step with the critic
+    frozen; then the regressor; the GAN resumes on one process."""
+    gan = ["hyptest", "train-gan", "--batch", "4", "--rotations", "2", "--width", "4", "--zdim", "8"]
+    p = _torchrun([*gan, "--steps", "3", "--validate-every", "3", "--checkpoint", str(tmp_path / "g.pt")], tmp_path,
+                  nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    p = _torchrun(["hyptest", "train-regressor", "--gan", str(tmp_path / "g.pt"), "--batch", "4", "--rotations", "2",
+                   "--steps", "2", "--validate-every", "2", "--checkpoint", str(tmp_path / "r.pt")], tmp_path, nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    assert torch.load(tmp_path / "r.pt", weights_only=True)["extra"]["step"] == 2
+    assert main([*gan, "--steps", "4", "--validate-every", "4", "--checkpoint", str(tmp_path / "g.pt")]) == 0
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["extra"]["step"] == 4
+
+
+def test_multi_cryogan_trains_on_two_ranks_and_resumes_on_one(tmp_path):
+    """Each rank simulates its share of the batch from its own seed. `--` ends torchrun's own options: without it
+    torchrun reads mcgan's --star as an abbreviation of its --start-method."""
+    adk = PAIRS.parent / "adk_continuous"
+    args = ["mcgan", "train", str(adk / "particles.mrcs"), "--star", str(adk / "particles.star"), "--size", "16",
+            "--batch", "8", "--poses", "2", "--gwidth", "8", "--cwidth", "8", "--checkpoint", str(tmp_path / "m.pt")]
+    p = _torchrun(["--", *args, "--steps", "3", "--validate-every", "3"], tmp_path, nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["extra"]["step"] == 3
+    assert main([*args, "--steps", "4", "--validate-every", "4"]) == 0
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["extra"]["step"] == 4
+
+
 def test_a_command_that_runs_as_one_process_refuses_torchrun(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
