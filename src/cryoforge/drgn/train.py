@@ -22,7 +22,7 @@ from torch import nn
 
 from ..configs import to_dict
 from ..jobs import Preview
-from ..jobs.distributed import World, parallel_loss
+from ..jobs.distributed import World, block, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
@@ -181,9 +181,7 @@ class DrgnTrainer:
     def train_step(self, step: int) -> dict:
         for mod in self.modules.values():
             mod.train()
-        idx = self._indices(step)
-        b = len(idx) // self.world.size
-        loss, gen, kl, _ = self.step_loss(idx[self.world.rank * b:(self.world.rank + 1) * b], True, step)
+        loss, gen, kl, _ = self.step_loss(block(self._indices(step), self.world), True, step)
         opt = self.optimizers["model"]
         opt.zero_grad()
         loss.backward()

@@ -24,7 +24,7 @@ from ..fourier import freq_radius
 from ..gan import critic_loss
 from ..io.checkpoint import CheckpointError, config_section, load_checkpoint
 from ..jobs import Preview
-from ..jobs.distributed import World, parallel_loss
+from ..jobs.distributed import World, block, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..rng import seeded
 from .config import GANTrainConfig, RegressorTrainConfig, WGANConfig
@@ -125,12 +125,8 @@ class WGANTrainer(_PoolData):
     def _generator_loss(self, z: torch.Tensor) -> torch.Tensor:
         return -self.critic(self.gen(z)).mean()
 
-    def _mine(self, x: torch.Tensor) -> torch.Tensor:
-        b = len(x) // self.world.size
-        return x[self.world.rank * b:(self.world.rank + 1) * b]
-
     def _real(self, step, sub):
-        idx = self._mine(_batch_indices(len(self.pool), self.train_cfg.batch, self.train_cfg.seed, step, sub))
+        idx = block(_batch_indices(len(self.pool), self.train_cfg.batch, self.train_cfg.seed, step, sub), self.world)
         return self.pool[idx].to(self.device)
 
     def train_step(self, step: int) -> dict:
@@ -141,14 +137,14 @@ class WGANTrainer(_PoolData):
         for i in range(c.n_critic):
             real = self._real(step, i)
             with torch.no_grad():
-                fake = self.gen(self._mine(_z(c.batch, self.cfg.zdim, c.seed, step, i)).to(dev))
+                fake = self.gen(block(_z(c.batch, self.cfg.zdim, c.seed, step, i), self.world).to(dev))
             loss_d, d_real, d_fake, gp = self.critic_loss(real, fake, c.gp_weight, g)
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
         self.critic.requires_grad_(False)  # the generator's step moves only the generator
         try:
-            loss_g = self.generator_loss(self._mine(_z(c.batch, self.cfg.zdim, c.seed, step, c.n_critic)).to(dev))
+            loss_g = self.generator_loss(block(_z(c.batch, self.cfg.zdim, c.seed, step, c.n_critic), self.world).to(dev))
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
@@ -234,16 +230,12 @@ class RegressorTrainer(_PoolData):
     def _loss(self, x):
         return (self.gen(self.reg(x)) - x).pow(2).flatten(1).sum(1).mean()
 
-    def _mine(self, x: torch.Tensor) -> torch.Tensor:
-        b = len(x) // self.world.size
-        return x[self.world.rank * b:(self.world.rank + 1) * b]
-
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
         half = c.batch // 2
-        real = self.pool[self._mine(_batch_indices(len(self.pool), c.batch - half, c.seed, step, 0))].to(self.device)
+        real = self.pool[block(_batch_indices(len(self.pool), c.batch - half, c.seed, step, 0), self.world)].to(self.device)
         with torch.no_grad():
-            fake = self.gen(self._mine(_z(half, self.cfg.zdim, c.seed, step, 1)).to(self.device))
+            fake = self.gen(block(_z(half, self.cfg.zdim, c.seed, step, 1), self.world).to(self.device))
         self.reg.train()
         loss = self.step_loss(torch.cat([real, fake]))
         opt = self.optimizers["regressor"]

@@ -95,6 +95,13 @@ def shard(n: int, world: World, unit: int = 1) -> range:
     return range(min(n, lo * unit), min(n, hi * unit))
 
 
+def block(batch: Any, world: World) -> Any:
+    """The equal share of this rank in a step's global ``batch`` (indices, codes: anything sliceable whose length the world
+    size divides): ranks 0, 1, … take consecutive blocks, so together they hold one process's batch."""
+    b = len(batch) // world.size
+    return batch[world.rank * b:(world.rank + 1) * b]
+
+
 def gather(obj: Any, world: World) -> list[Any] | None:
     """Every rank's ``obj`` on rank 0 as a list in rank order (None on the other ranks); ``[obj]`` for one rank."""
     if world.size == 1:
