@@ -1,6 +1,6 @@
 """``cryoforge bench scale``: one process against several under ``torchrun``, on this machine.
 
-Every run is ``python -m torch.distributed.run --nproc-per-node K -m cryoforge …`` with ``threads`` torch threads per
+Every run is ``python -m torch.distributed.run --nproc-per-node K -m cryoforge.cli …`` with ``threads`` torch threads per
 process (``OMP_NUM_THREADS``), as a user would start it. Measured per ``K`` in ``processes``:
 
 - **Gum-Net training** (``align train``): simulated pairs per second over the steps after the first report (start-up
@@ -97,7 +97,7 @@ def _run(args: Sequence[str], nproc: int, threads: int, cwd: Path, timeout: floa
     """Run ``cryoforge ARGS`` under torchrun with ``nproc`` processes; stdout, wall time and the peak resident memory
     (MiB) of each worker process (sampled every 0.2 s, and its kernel high-water mark)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr=127.0.0.1",
-           f"--master-port={_port()}", "-m", "cryoforge", *args]
+           f"--master-port={_port()}", "-m", "cryoforge.cli", *args]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -136,7 +136,7 @@ def _simulate_stack(o: ScaleBench, work: Path) -> Path:
     folder = work / (f"stack_{o.stack_images}" + (f"_{o.stack_box}" if o.stack_box != 64 else ""))
     if (folder / "dataset.json").is_file():
         return folder
-    subprocess.run([sys.executable, "-m", "cryoforge", "simulate", "particles", o.stack_source, "-n",
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", "simulate", "particles", o.stack_source, "-n",
                     str(o.stack_images), "--storage", "float16", "--box", str(o.stack_box), "--voxel-size", f"{192 / o.stack_box:g}",
                     "--out", str(folder)], check=True,
                    capture_output=True, cwd=work)

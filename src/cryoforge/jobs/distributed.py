@@ -1,6 +1,6 @@
 """Many processes, one job: PyTorch's own ``torchrun`` + ``torch.distributed``, nothing home-made.
 
-Under ``torchrun --nproc-per-node N -m cryoforge …`` (or ``--nnodes M --node-rank K --rdzv-endpoint HOST:PORT``
+Under ``torchrun --nproc-per-node N -m cryoforge.cli …`` (or ``--nnodes M --node-rank K --rdzv-endpoint HOST:PORT``
 over machines) every process runs the same command; ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``, and :meth:`World.from_env` reads them. A :class:`World` of size 1 is a plain single-process run:
 every helper here is then a no-op, so a job written for a world behaves exactly as before without one.

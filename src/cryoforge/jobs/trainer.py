@@ -236,7 +236,8 @@ def train_cli(job: Iterator[Event], checkpoint: PathLike, argv: Sequence[str],
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     payload["extra"]["command"] = "cryoforge " + " ".join(shlex.quote(a) for a in argv)
     if world is not None and world.size > 1:
-        payload["extra"]["command"] = f"torchrun --nproc-per-node {world.size} -m " + payload["extra"]["command"]
+        payload["extra"]["command"] = (f"torchrun --nproc-per-node {world.size} -m cryoforge.cli "
+                                       + " ".join(shlex.quote(a) for a in argv))
     with atomic_path(checkpoint) as tmp:
         torch.save(payload, tmp)
     print(f"checkpoint {res.checkpoint} after step {res.step} ({res.wall_s:.0f} s); validation:")

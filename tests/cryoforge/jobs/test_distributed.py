@@ -59,7 +59,7 @@ def _torchrun(args, cwd, nproc=1, nnodes=1, node_rank=0, port=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={nnodes}",
            f"--node-rank={node_rank}", "--master-addr=127.0.0.1", f"--master-port={port or _port()}",
-           "-m", "cryoforge", *args]
+           "-m", "cryoforge.cli", *args]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -83,7 +83,7 @@ def test_two_nodes_on_loopback_align_as_one_process(tmp_path):
     """Byte for byte at the same thread setting (one thread: across thread counts the poses differ in the 6th
     decimal, as any two runs of one process with different threads do)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "cryoforge", *RUN, "--out", str(tmp_path / "one.star")], env=env,
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", *RUN, "--out", str(tmp_path / "one.star")], env=env,
                    check=True, capture_output=True)
     port = _port()
     nodes = [_torchrun([*RUN, "--out", str(tmp_path / "two.star")], tmp_path, nnodes=2, node_rank=k, port=port)
@@ -123,7 +123,7 @@ def test_cryodrgn_on_two_ranks_takes_the_steps_of_one_process(tmp_path):
     args = ["drgn", "train", str(tmp_path / "p.mrcs"), "--poses", str(tmp_path / "poses.pkl"), "--no-ctf",
             "--zdim", "0", "--dim", "8", "--layers", "1", "--batch", "8", "--validate-every", "0", "--steps", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "cryoforge", *args, "--checkpoint", str(tmp_path / "one.pt")], env=env,
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", *args, "--checkpoint", str(tmp_path / "one.pt")], env=env,
                    check=True, capture_output=True)
     p = _torchrun([*args, "--checkpoint", str(tmp_path / "two.pt")], tmp_path, nproc=2)
     assert p.wait(timeout=240) == 0, p.communicate()[1]
@@ -150,7 +150,7 @@ def test_hypothesis_tests_over_two_ranks_give_one_process_table(tmp_path):
     args = ["hyptest", "test", str(PAIRS.parent / "hyptest" / "subtomos"), "--limit", "2", "--rotations", "60",
             "--n-pseudo", "100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "cryoforge", *args, "--out", str(tmp_path / "one.csv")], env=env,
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", *args, "--out", str(tmp_path / "one.csv")], env=env,
                    check=True, capture_output=True)
     p = _torchrun([*args, "--out", str(tmp_path / "two.csv")], tmp_path, nproc=2)
     out, err = p.communicate(timeout=240)
