@@ -11,13 +11,17 @@ process (``OMP_NUM_THREADS``), as a user would start it. Measured per ``K`` in `
 - **pair alignment** (``align run``, classical search) of the shipped pair dataset: pairs per second as the command
   reports it, and whether the STAR file equals one process's;
 - **volume decoding** (``drgn eval --zfile``) of ``eval_points`` latent points with the model trained above: volumes
-  per second, and whether the maps equal one process's.
+  per second, and whether the maps equal one process's;
+- **subtomogram averaging** (``align average``, reference-free) of the first ``average_subtomograms`` subtomograms of
+  the shipped pair dataset, one global and one local iteration: subtomograms aligned per second over the
+  iterations' own time (``average.json``), and whether the maps equal one process's.
 
 The speed-up of ``K`` processes is the rate over the rate of the first entry of ``processes``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -58,6 +62,7 @@ class ScaleBench:
     align_pairs: int = 32
     align_rotations: int = 200
     eval_points: int = 32  # decoded in blocks of 8, whole blocks per rank: 32 splits evenly over 2 or 4
+    average_subtomograms: int = 100
     work: str | None = None  # a folder to keep the stack and the runs in (a second run reuses the stack)
     timeout_s: float = 3600.0  # one run's limit
 
@@ -157,7 +162,7 @@ def bench_scale(o: ScaleBench, device: str = "cpu") -> Iterator[Event]:
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"settings": asdict(o), "machine": platform.processor() or platform.machine(),
                               "cpus": os.cpu_count(), "threads_per_process": o.threads, "runs": {}}
-    total = 1 + 4 * len(o.processes)
+    total = 1 + 5 * len(o.processes)
     done = 0
     try:
         yield Progress(done, total, f"simulating {o.stack_images} particle images (float16)")
@@ -203,6 +208,14 @@ def bench_scale(o: ScaleBench, device: str = "cpu") -> Iterator[Event]:
             runs["drgn_eval"] = {"volumes_per_s": o.eval_points / float(m.group(1)) if m else float("nan"),
                                  "wall_s": r["wall_s"]}
             done += 1
+            yield Progress(done, total, f"subtomogram averaging, {k} process(es)")
+            r = _run(["align", "average", str(pairs), "--limit", str(o.average_subtomograms), "--iterations", "2",
+                      "--global-iterations", "1", "--own-global-iterations", "0", "--out", str(work / f"avg_{k}")],
+                     k, o.threads, work, o.timeout_s)
+            its = json.loads((work / f"avg_{k}" / "average.json").read_text())["iterations"]
+            runs["average"] = {"subtomograms_per_s": len(its) * o.average_subtomograms / sum(i["seconds"] for i in its),
+                               "seconds_per_iteration": {i["search"]: i["seconds"] for i in its}, "wall_s": r["wall_s"]}
+            done += 1
             report["runs"][str(k)] = runs
             yield Metrics({f"{job}_{k}": next(v for key, v in vals.items() if key.endswith("_per_s"))
                            for job, vals in runs.items()})
@@ -227,6 +240,10 @@ def _same_outputs(work: Path, a: int, b: int) -> dict[str, bool]:
     def maps(d: Path) -> dict[str, bytes]:
         return {f.name: f.read_bytes()[:224] + f.read_bytes()[1024:] for f in sorted(d.iterdir())}
 
+    def averages(d: Path) -> dict[str, bytes]:
+        return {f: (d / f).read_bytes()[1024:] for f in ("average.mrc", "half1.mrc", "half2.mrc")}
+
     return {"align_run": rows(work / f"align_{a}.star") == rows(work / f"align_{b}.star"),
-            "drgn_eval": maps(work / f"eval_{a}") == maps(work / f"eval_{b}")}
+            "drgn_eval": maps(work / f"eval_{a}") == maps(work / f"eval_{b}"),
+            "average": averages(work / f"avg_{a}") == averages(work / f"avg_{b}")}
 

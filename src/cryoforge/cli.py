@@ -288,12 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .align.cli import register as register_align
     from .hyptest.cli import register as register_hyptest
     from .manifold.cli import register as register_manifold
+    from .matching.cli import register as register_match
     from .multicryogan.cli import register as register_mcgan
     from .sim.cli import register as register_simulate
     from .tomograms.cli import register as register_tomograms
 
     register_simulate(sub)
     register_tomograms(sub)
+    register_match(sub)
     register_align(sub, _open_tomogram)
     register_hyptest(sub)
     register_manifold(sub)
@@ -312,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cancelled)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["match"] and len(argv) > 1 and argv[1] not in ("run", "extract", "-h", "--help"):
+        argv = ["match", "run", *argv[1:]]  # `cryoforge match TOMO TEMPLATE …` is `match run`
     try:  # argument errors: one line and status 2, returned like every other error of main()
         args = parser.parse_args(argv)
         check_finite(args)

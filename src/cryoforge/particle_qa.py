@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .align.config import AverageConfig
     from .hints import Tensorish
     from .jobs import Event
+    from .jobs.distributed import World
     from .tomograms.extract import Extraction
 
 POSES = ("given", "search", "reference")  # the list's poses; reference-free search; aligned to a reference
@@ -53,10 +54,11 @@ def extracted_set(ex: Extraction) -> SubtomogramSet:
 
 def tomogram_set_job(tomogram: Tensorish, voxel_size: float, particles: TomoParticles, box: int, bin: int = 1,
                      tilt_range: tuple[float, float] | None = None,
-                     defocus: float | None = None) -> Iterator[Event]:
+                     defocus: float | None = None, world: World | None = None) -> Iterator[Event]:
     """Job: extract ``particles`` from ``tomogram`` (:func:`~cryoforge.tomograms.extract.extract_job`, nothing
-    written); ``Result`` is a :class:`~cryoforge.io.tomo_particles.SubtomogramSet`."""
-    ex = yield from stage(extract_job(tomogram, voxel_size, particles, box, bin, tilt_range, defocus))
+    written; ``world``: its ranks share the work); ``Result`` is a
+    :class:`~cryoforge.io.tomo_particles.SubtomogramSet`."""
+    ex = yield from stage(extract_job(tomogram, voxel_size, particles, box, bin, tilt_range, defocus, world=world))
     yield Result(extracted_set(ex))
 
 
@@ -70,7 +72,7 @@ def open_tomogram_cli(args: argparse.Namespace) -> Iterator[Event]:
     if len(parts) < total:
         yield Log(f"{len(parts)} of the list's {total} particles are in {parts.tomograms[0]}")
     yield from tomogram_set_job(data, vs, parts, args.box, args.bin, tilt_range_of(args.tlt, args.tilt_range),
-                                None if args.defocus is None else args.defocus * 1e4)
+                                None if args.defocus is None else args.defocus * 1e4, getattr(args, "world", None))
 
 
 @dataclass

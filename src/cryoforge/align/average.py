@@ -21,6 +21,7 @@ gold-standard FSC compares maps in the same frame. Poses: ``subtomo_i ≈ T(R_i,
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -31,6 +32,7 @@ from ..configs import from_dict
 from ..fourier import downsample, to_rfft_layout, upsample
 from ..fourier import lowpass as lowpass_filter
 from ..jobs import Log, Metrics, Preview, Progress, Result
+from ..jobs.distributed import World, all_cat, all_gather, shard
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
 from .config import AverageConfig
@@ -70,15 +72,18 @@ def warp_fine(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
 
 def weighted_average(subtomos: torch.Tensor, masks: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
                      transfer: torch.Tensor | None = None, epsilon: float = 0.05, chunk: int = 32,
-                     oversample: int = 2) -> torch.Tensor:
+                     oversample: int = 2, world: World | None = None) -> torch.Tensor:
     """Fourier-weighted average of ``subtomos`` ``(N, n, n, n)`` brought back by their poses (:func:`warp_fine`).
 
     ``masks`` centred ``(N|1, n, n, n)``; ``transfer`` ``(N|1, n, n, n//2+1)`` |CTF·MTF| (rfft layout) or None.
+    ``world``: each rank sums its block of whole chunks, and every rank adds all the chunks' sums in chunk order —
+    the sums, in the order, of one process.
     """
+    world = world or World()
     n = subtomos.shape[-1]
-    num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64, device=subtomos.device)
-    den = torch.zeros(n, n, n // 2 + 1, device=subtomos.device)
-    for i in range(0, len(subtomos), chunk):
+    parts = []
+    mine = shard(len(subtomos), world, chunk)
+    for i in range(mine.start, mine.stop, chunk):
         sl = slice(i, min(i + chunk, len(subtomos)))
         r, t = rotations[sl], shifts[sl]
         aligned = warp_fine(subtomos[sl], r, t, oversample)
@@ -86,8 +91,15 @@ def weighted_average(subtomos: torch.Tensor, masks: torch.Tensor, rotations: tor
         w = to_rfft_layout(rotate_fourier_masks(m, r)).clamp(0, 1)
         tr = None if transfer is None else (transfer[sl] if transfer.shape[0] > 1 else transfer)
         wf = w if tr is None else w * tr
-        num += (wf * torch.fft.rfftn(aligned, dim=(-3, -2, -1))).sum(0)
-        den += (wf if tr is None else wf * tr).sum(0)
+        parts.append(((wf * torch.fft.rfftn(aligned, dim=(-3, -2, -1))).sum(0), (wf if tr is None else wf * tr).sum(0)))
+    if world.size > 1:
+        parts = [(a.to(subtomos.device), b.to(subtomos.device))
+                 for block in all_gather([(a.cpu(), b.cpu()) for a, b in parts], world) for a, b in block]
+    num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64, device=subtomos.device)
+    den = torch.zeros(n, n, n // 2 + 1, device=subtomos.device)
+    for a, b in parts:
+        num += a
+        den += b
     den = den + epsilon * den.mean()
     return torch.fft.irfftn(num / den, s=(n, n, n), dim=(-3, -2, -1))
 
@@ -127,9 +139,12 @@ class AverageResult:
 
 def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: AverageConfig | None = None,
                 transfer: Tensorish | None = None,
-                device: str = "cpu") -> Iterator[Event]:
-    """Job: reference-free averaging; ``Result`` is an :class:`AverageResult`."""
+                device: str = "cpu", world: World | None = None) -> Iterator[Event]:
+    """Job: reference-free averaging; ``Result`` is an :class:`AverageResult`. ``world``: one of several processes
+    (``torchrun``): each searches the poses of its block of every half set, and every rank gets all the poses and
+    forms the same averages (the search is the work; averaging is cheap)."""
     cfg = cfg or AverageConfig()
+    world = world or World()
     if cfg.iterations < 1:
         raise ValueError(f"iterations must be at least 1; got {cfg.iterations}")
     if cfg.own_global_iterations < 0:
@@ -147,12 +162,14 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
     halves = [torch.as_tensor(h) for h in split_half_sets(len(x), cfg.seed)]
     rot = torch.eye(3, device=dev).repeat(len(x), 1, 1)
     sh = torch.zeros(len(x), 3, device=dev)
-    avgs = [weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon) for h in halves]
+    avgs = [weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon, world=world)
+            for h in halves]
     report: dict[str, Any] = {"n": len(x), "box": n, "voxel_size_A": voxel_size, "iterations": []}
     yield Preview("average (start)", (avgs[0] + avgs[1]).cpu().numpy() / 2, "volume", {"voxel_size": voxel_size})
     res_a = None
     total = cfg.iterations
     for it in range(1, total + 1):
+        t0 = time.perf_counter()
         lowpass = cfg.lowpass or (res_a if res_a is not None else 0.0)
         search = SearchConfig(global_rotations=cfg.global_rotations, candidates=cfg.candidates,
                               lowpass=min(1.0, 2 * voxel_size / lowpass * 1.2) if lowpass else 1.0)
@@ -164,19 +181,26 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
             joint = lowpass_filter((avgs[0] + avgs[1]) / 2, res, voxel_size)
         for k, h in enumerate(halves):
             ref = avgs[k] if joint is None else joint
-            r, t, _ = classical_align(ref[None], x[h], None, _pick(m, h), search, initial=rot[h] if local else None,
-                                      device=device, levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
-            rot[h], sh[h] = r, t
-            avgs[k] = weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon)
-            yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned")
+            mine = shard(len(h), world)
+            hm = h[mine.start:mine.stop]
+            r, t = rot[hm], sh[hm]
+            if len(hm):  # with fewer particles than ranks a rank may have none
+                r, t, _ = classical_align(ref[None], x[hm], None, _pick(m, hm), search,
+                                          initial=rot[hm] if local else None, device=device,
+                                          levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
+            rot[h], sh[h] = all_cat((r, t), world)
+            avgs[k] = weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon, world=world)
+            yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned"
+                           + (f" ({world.size} processes)" if world.size > 1 else ""))
         r12, t12, _ = classical_align(avgs[1][None], avgs[0][None], None, None, SearchConfig(), device=device)
         h2 = halves[1]
         rot[h2], sh[h2] = compose_inverse(rot[h2], sh[h2], r12[0], t12[0])
-        avgs[1] = weighted_average(x[h2], _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon)
+        avgs[1] = weighted_average(x[h2], _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon, world=world)
         curve = fsc(avgs[0], avgs[1], voxel_size)
         res_a = curve.resolution(GOLD_STANDARD)
         row = {"iteration": it, "resolution_0.143_A": res_a, "fsc": curve.fsc.tolist(),
-               "frequency_per_A": curve.frequency.tolist()}
+               "frequency_per_A": curve.frequency.tolist(), "seconds": round(time.perf_counter() - t0, 3),
+               "search": "local" if local else "global"}
         report["iterations"].append(row)
         yield Metrics({"iteration": it, "resolution_0.143_A": res_a}, it)
         yield Preview("average", ((avgs[0] + avgs[1]) / 2).cpu().numpy(), "volume", {"voxel_size": voxel_size})
@@ -196,19 +220,20 @@ def ctf_transfer(params: TomoParams, defocus: Tensorish, n: int, device: Device 
 
 
 def average_dataset_job(dataset: PathLike | PairDataset, cfg: AverageConfig | None = None, side: str = "b",
-                        device: str = "cpu") -> Iterator[Event]:
-    """:func:`average_job` on one side of a pair dataset; CTF weighting when it was phase-flipped."""
+                        device: str = "cpu", world: World | None = None, limit: int | None = None) -> Iterator[Event]:
+    """:func:`average_job` on one side of a pair dataset (its first ``limit`` pairs; None: all); CTF weighting when
+    it was phase-flipped."""
     from ..sim.params import TomoParams
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
     ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
-    vols = ds.s_a if side == "a" else ds.s_b
+    vols = (ds.s_a if side == "a" else ds.s_b)[:limit]
     mask = dataset_masks(ds)[0 if side == "a" else 1]
     params = from_dict(TomoParams, ds.info.get("params", {}), where="the pair dataset's params")
     transfer = None
     col = f"defocus_{side}"
     if params.ctf_correction == "phase_flip" and params.apply_ctf and col in ds.truth:
-        transfer = ctf_transfer(params, ds.truth[col].to_numpy(np.float32), vols.shape[-1])
+        transfer = ctf_transfer(params, ds.truth[col].to_numpy(np.float32)[:limit], vols.shape[-1])
     yield Log(f"averaging {len(vols)} subtomograms (side {side}), "
               f"{'CTF-weighted (phase-flipped data)' if transfer is not None else 'wedge-weighted'}")
-    yield from average_job(vols, mask, ds.voxel_size, cfg, transfer, device)
+    yield from average_job(vols, mask, ds.voxel_size, cfg, transfer, device, world)

@@ -64,11 +64,9 @@ def _cmd_run(args) -> int:
     from ..jobs import run_cli
 
     if args.reference or args.particles or is_subtomogram_set(args.dataset):
-        if args.world.size > 1:
-            raise ValueError("under torchrun, `align run` shards pair datasets; align a particle set as one process")
         if not args.out:
             raise ValueError("aligning a particle set writes a folder: give --out DIR")
-        out = check_output_dir(args.out, "average.json")
+        out = check_output_dir(args.out, "average.json") if args.world.main else None
         s = _particle_set(args)
         if s is None:
             raise ValueError(f"{args.dataset}: --reference aligns an extracted set (cryoforge extract) or a "
@@ -82,12 +80,15 @@ def _cmd_run(args) -> int:
             ref, info = read_mrc(args.reference, layout="volume", finite=True)
             ref = resample_map(ref, float(info.voxel_size[0]), s.voxel_size, s.subtomograms.shape[-1])
             search = SearchConfig(global_rotations=args.rotations, candidates=args.candidates)
-            res = run_cli(reference_align_job(s, ref, search, lowpass=args.lowpass, device=args.device))
+            res = run_cli(reference_align_job(s, ref, search, lowpass=args.lowpass,
+                                              device=args.world.device(args.device), world=args.world))
         else:
             from .config import AverageConfig
             from .particle_sets import average_set_job
 
-            res = run_cli(average_set_job(s, AverageConfig(), device=args.device))
+            res = run_cli(average_set_job(s, AverageConfig(), device=args.world.device(args.device), world=args.world))
+        if out is None:  # another rank than 0: rank 0 writes and reports
+            return 0
         _write_average(out, res, s)
         print(f"wrote {out}: average.mrc, half maps, FSC, particles.star (poses, cfCorrelation); gold-standard FSC "
               f"0.143 at {res.resolution:.1f} Å")
@@ -149,21 +150,32 @@ def _write_average(out: Path, res: AverageResult, subtomograms: SubtomogramSet |
 
 
 def _cmd_average(args) -> int:
+    import numpy as np
+
     from ..io.atomic import check_output_dir
     from ..jobs import run_cli
     from .average import average_dataset_job
     from .config import AverageConfig
     from .particle_sets import average_set_job
 
-    out = check_output_dir(args.out, "average.json")  # before the work, not after it
+    out = check_output_dir(args.out, "average.json") if args.world.main else None  # before the work
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
                         own_global_iterations=args.own_global_iterations, seed=args.seed, lowpass=args.lowpass,
                         common_lowpass=args.common_lowpass)
     subtomos = _particle_set(args)
+    if subtomos is not None and args.limit is not None:
+        from dataclasses import replace
+
+        subtomos = replace(subtomos, subtomograms=subtomos.subtomograms[:args.limit],
+                           particles=subtomos.particles.take(np.arange(min(args.limit, len(subtomos.particles)))))
+    device = args.world.device(args.device)
     if subtomos is not None:
-        res = run_cli(average_set_job(subtomos, cfg, device=args.device))
+        res = run_cli(average_set_job(subtomos, cfg, device=device, world=args.world))
     else:
-        res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=args.device))
+        res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=device, world=args.world,
+                                          limit=args.limit))
+    if out is None:  # another rank than 0: rank 0 writes and reports
+        return 0
     _write_average(out, res, subtomos)
     extra = ", particles.star (refined poses, cfCorrelation)" if subtomos is not None else ""
     print(f"wrote {out}/average.mrc, half1.mrc, half2.mrc, fsc.json, fsc.png{extra}, average.json; gold-standard "
@@ -302,10 +314,12 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     a.add_argument("--common-lowpass", type=non_negative("Å"), default=avg.common_lowpass,
                    help="the global iterations align both halves to their joint average low-passed to this "
                         "(default %(default)s Å; 0: each half on its own)")
+    a.add_argument("--limit", type=positive("subtomograms", int),
+                   help="average only the first N subtomograms (a quick look; default all)")
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--device", default="cpu")
     _tomogram_input(a, open_tomogram)
-    a.set_defaults(func=_cmd_average)
+    a.set_defaults(func=_cmd_average, distributed=True)
 
     c = s.add_parser("reconstruct", help="average an extracted set with the poses of its STAR (no search), in "
                                          "gold-standard half sets")

@@ -21,6 +21,7 @@ from ..fourier import freq_radius
 from ..geometry import transform_volumes
 from ..io.tomo_particles import SubtomogramSet, TomoParticles, read_subtomogram_set
 from ..jobs import Log, Metrics, Preview, Progress, Result
+from ..jobs.distributed import World, all_cat, shard
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
 from ..so3 import nearest_rotation
@@ -40,13 +41,13 @@ def _set(source: PathLike | SubtomogramSet) -> SubtomogramSet:
 
 
 def average_set_job(source: PathLike | SubtomogramSet, cfg: AverageConfig | None = None,
-                    device: str = "cpu") -> Iterator[Event]:
+                    device: str = "cpu", world: World | None = None) -> Iterator[Event]:
     """Job: reference-free averaging (:func:`cryoforge.align.average.average_job`) of an extracted set, weighted by
     its wedge mask; ``Result`` is an :class:`~cryoforge.align.average.AverageResult`."""
     s = _set(source)
     yield Log(f"averaging {len(s.subtomograms)} subtomograms of {s.subtomograms.shape[-1]}³ at {s.voxel_size:g} Å "
               f"from {s.folder}")
-    yield from average_job(s.subtomograms, s.mask, s.voxel_size, cfg, None, device)
+    yield from average_job(s.subtomograms, s.mask, s.voxel_size, cfg, None, device, world)
 
 
 def reconstruct_job(source: PathLike | SubtomogramSet, seed: int = 0, epsilon: float = 0.05,
@@ -135,11 +136,13 @@ def particle_scores(subtomograms: Tensorish, mask: Tensorish, average: Tensorish
 
 def reference_align_job(source: PathLike | SubtomogramSet, reference: Tensorish, cfg: SearchConfig | None = None,
                         lowpass: float = 0.0, seed: int = 0, epsilon: float = 0.05,
-                        device: str = "cpu", chunk: int = 16) -> Iterator[Event]:
+                        device: str = "cpu", chunk: int = 16, world: World | None = None) -> Iterator[Event]:
     """Job: align every subtomogram of a set to ``reference`` (a map on the set's grid; global search of
     :func:`cryoforge.search.classical_align`, low-passed to ``lowpass`` Å when > 0), then average with the poses
     found in two gold-standard half sets; ``Result`` is an :class:`~cryoforge.align.average.AverageResult` whose
-    report holds the FSC and each particle's correlation with the reference."""
+    report holds the FSC and each particle's correlation with the reference. ``world``: one of several processes
+    (``torchrun``): each aligns its block of the particles, and every rank gets all the poses."""
+    world = world or World()
     s = _set(source)
     ref = torch.as_tensor(np.asarray(reference, np.float32))
     n = len(s.subtomograms)
@@ -157,11 +160,15 @@ def reference_align_job(source: PathLike | SubtomogramSet, reference: Tensorish,
     rot, sh = torch.empty(n, 3, 3), torch.empty(n, 3)
     yield Log(f"aligning {n} subtomograms to the reference ({search.global_rotations} rotations, "
               f"{search.candidates} refined)")
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
+    mine = shard(n, world)
+    for a in range(mine.start, mine.stop, chunk):
+        b = min(a + chunk, mine.stop)
         r, t, _ = classical_align(ref[None], x[a:b], None, m, search, device=device)
         rot[a:b], sh[a:b] = r.cpu(), t.cpu()
-        yield Progress(b, n, f"aligned {b}/{n}")
+        yield Progress(b - mine.start, len(mine), f"aligned {b - mine.start}/{len(mine)}"
+                       + (f" (rank {world.rank} of {world.size}: particles {mine.start}–{mine.stop - 1})"
+                          if world.size > 1 else ""))
+    rot, sh = all_cat((rot[mine.start:mine.stop], sh[mine.start:mine.stop]), world)
     yield Result((yield from _half_set_average(x, m, rot, sh, s.voxel_size, seed, epsilon,
                                                "aligned to the reference")))
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..configs import to_dict
 from ..jobs import Preview
-from ..jobs.distributed import World, block, parallel_loss
+from ..jobs.distributed import World, all_gather, block, parallel_loss
 from ..jobs.trainer import Schedule, train_job
 from ..latent import Manifold
 from ..rng import seeded
@@ -102,9 +102,8 @@ class DrgnTrainer:
         if self.train_cfg.batch % world.size:
             raise ValueError(f"the batch ({self.train_cfg.batch} images) must split evenly over {world.size} "
                              "processes")
-        if self.schedule is not None:
-            raise ValueError("pose search does not run over several processes yet; run it as one process")
-        self.world, self.step_loss = world, parallel_loss(self.modules, self.loss, world)
+        nets = {k: m for k, m in self.modules.items() if k != "poses"}  # the pose table is shared by all_gather
+        self.world, self.step_loss = world, parallel_loss(nets, self.loss, world)
 
     def _indices(self, step: int) -> np.ndarray:
         g = torch.Generator().manual_seed(self.train_cfg.seed * 1_000_003 + step)
@@ -122,16 +121,31 @@ class DrgnTrainer:
         if self.schedule is None:
             assert self.data.rot is not None  # checked at construction: known poses without a search
             return self.data.rot[idx], None if self.data.trans is None else self.data.trans[idx]
-        if search and self.schedule.pretraining(step):
-            return self.schedule.random_poses(len(idx), self.train_cfg.seed, step), None
+        if search and self.schedule.pretraining(step):  # the global batch's draws, this rank's block of them
+            return block(self.schedule.random_poses(len(idx) * self.world.size, self.train_cfg.seed, step),
+                         self.world), None
         if search:
-            due = self.schedule.due(self.poses.searched[idx].cpu(), step).numpy()
-            if due.any():
-                self._search(np.unique(np.asarray(idx)[due]), step)
+            self._search_due(idx, step)
         return self.poses.rot[idx].cpu(), self.poses.trans[idx].cpu()
 
+    def _search_due(self, idx, step: int) -> None:
+        """Search the poses of the images of ``idx`` (this rank's block) that are due, then give every rank the
+        poses every rank found, so that all hold the same table (an image one rank searched may be in another's
+        next block). Every rank calls this at every step past pretraining, whether it has images due or not."""
+        assert self.schedule is not None
+        due = self.schedule.due(self.poses.searched[idx].cpu(), step).numpy()
+        todo = np.unique(np.asarray(idx)[due])
+        found = self._search(todo, step) if len(todo) else None
+        if self.world.size == 1:
+            return
+        for part in all_gather(found, self.world):
+            if part is not None:
+                i, rot, t = (x.to(self.device) for x in part)
+                self.poses.rot[i], self.poses.trans[i], self.poses.searched[i] = rot, t, step
+
     @torch.no_grad()
-    def _search(self, idx, step: int) -> None:
+    def _search(self, idx, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Search images ``idx`` now, put their poses in the table and return ``(idx, rotations, shifts)``."""
         assert self.schedule is not None
         cfg = self.schedule.cfg
         for mod in self.modules.values():
@@ -149,6 +163,7 @@ class DrgnTrainer:
         self.poses.rot[idx], self.poses.trans[idx], self.poses.searched[idx] = rot, t, step
         for mod in self.modules.values():
             mod.train()
+        return torch.as_tensor(idx), rot.cpu(), t.cpu()
 
     def latent(self, y: torch.Tensor, sample: bool, step: int = 0) -> tuple[torch.Tensor | None, torch.Tensor,
                torch.Tensor | None]:

@@ -232,6 +232,41 @@ class StoredStack:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+class StoredStacks:
+    """Several stacks on disk (memory maps of one image shape) read as one, never whole: an integer or an index
+    array gives the rows as float32 from the stacks that hold them, their pages released after (:func:`read_rows`).
+    ``np.asarray`` reads all of it."""
+
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        if not parts or len({tuple(p.shape[1:]) for p in parts}) != 1:
+            raise ValueError("StoredStacks joins one or more stacks of one image shape")
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.shape: tuple[int, ...] = (int(self.starts[-1]), *parts[0].shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = np.asarray(key)
+        flat = np.atleast_1d(rows).astype(np.int64)
+        if flat.size and (flat.min() < -len(self) or flat.max() >= len(self)):
+            raise IndexError(f"rows {flat.min()}…{flat.max()} of a stack of {len(self)}")
+        flat = flat % max(len(self), 1)
+        part = np.searchsorted(self.starts, flat, side="right") - 1
+        out = np.empty((len(flat), *self.shape[1:]), np.float32)
+        for k in np.unique(part):
+            sel = part == k
+            out[sel] = read_rows(self.parts[k], flat[sel] - self.starts[k])
+        return out[0] if rows.ndim == 0 else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 def data_stats(data: np.ndarray, chunk_bytes: int = 64 << 20) -> dict:
     """``n`` (finite values), min, max, mean and std of the finite values of a (memory-mapped) array, a few
     sections at a time (never the whole array in float64; a memory map's pages released after each)."""

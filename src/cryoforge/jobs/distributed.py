@@ -113,6 +113,29 @@ def gather(obj: Any, world: World) -> list[Any] | None:
     return out
 
 
+def all_gather(obj: Any, world: World) -> list[Any]:
+    """Every rank's ``obj`` on every rank, as a list in rank order (``[obj]`` for one rank): for results every rank
+    goes on with (the poses of an averaging iteration, a search's updates to a pose table)."""
+    if world.size == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_cat(blocks: tuple[torch.Tensor, ...], world: World) -> tuple[torch.Tensor, ...]:
+    """Each rank's block of rows of some tensors (this rank's :func:`shard` of a job's items) joined in rank order on
+    every rank: the tensors a single process computes over all the items. On the device they came from."""
+    if world.size == 1:
+        return blocks
+    import torch
+
+    parts = all_gather(tuple(b.cpu() for b in blocks), world)
+    return tuple(torch.cat([p[i] for p in parts]).to(b.device) for i, b in enumerate(blocks))
+
+
 def broadcast(obj: Any, world: World) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if world.size == 1:

@@ -1,4 +1,5 @@
-"""Real particle images for Multi-CryoGAN: one or more stacks (memory-mapped) and the CTF of each image.
+"""Real particle images for Multi-CryoGAN: one or more stacks (memory-mapped, read a batch at a time: resident
+memory follows the batch, not the files) and the CTF of each image.
 
 The images are only ever compared as a distribution, so poses are not needed; the CTFs are: the simulator draws
 each fake image's CTF from the data's own CTFs (the empirical defocus distribution). Training without CTF is
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..hints import PathLike, Tensorish
+    from ..io.mrc import StoredStacks
 
 
 
@@ -40,7 +42,7 @@ class ParticleStack:
     """Images ``(N, D, D)`` (a memmap works), their CTFs and pixel size; ``size`` < D downsamples every batch by
     Fourier cropping (the pixel size grows by D/size), so a 64² stack trains a 32³ model."""
 
-    def __init__(self, images: Tensorish, ctf: CTFParams | None, pixel_size: float | np.ndarray,
+    def __init__(self, images: Tensorish | StoredStacks, ctf: CTFParams | None, pixel_size: float | np.ndarray,
                  norm: tuple[float, float] | None = None, size: int | None = None) -> None:
         shape = np.shape(images)
         if len(shape) != 3 or shape[1] != shape[2]:
@@ -93,7 +95,7 @@ def load_stack(stacks: PathLike | Sequence[PathLike], star: PathLike | None = No
                size: int | None = None) -> ParticleStack:
     """Images from ``stacks`` (one path or several, all of one square size) with CTFs from ``star`` (RELION),
     optionally downsampled to ``size``."""
-    from ..io.mrc import read_mrc
+    from ..io.mrc import StoredStacks, read_mrc
     from ..io.particles import match_stack, read_particle_metadata
 
     paths = [Path(stacks)] if isinstance(stacks, str | os.PathLike) else [Path(p) for p in stacks]
@@ -115,7 +117,7 @@ def load_stack(stacks: PathLike | Sequence[PathLike], star: PathLike | None = No
     if len({a.shape[1] for a in arrays}) > 1:
         raise ManifoldError("the particle stacks have mixed image sizes (" + ", ".join(sizes) + "); resample them to "
                             "one size first (e.g. `relion_image_handler --new_box`)")
-    images = arrays[0] if len(arrays) == 1 else np.concatenate([np.asarray(a) for a in arrays])
+    images = StoredStacks(arrays)  # on disk: each batch reads its rows, whatever the stacks' total size
     ctf = None
     chosen: float | np.ndarray | None = px
     if star is not None:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..fourier import downsample
 from ..io.tomo_particles import TomoParticles, write_relion5
 from ..jobs import Log, Preview, Progress, Result
+from ..jobs.distributed import World, all_cat, shard
 from ..resources import check_allocation
 from ..sim.tomo import centred_wedge
 
@@ -105,11 +106,15 @@ def crop_subtomograms(tomogram: Tensorish, centres_zyx: Tensorish, box: int) -> 
 
 def extract_job(tomogram: Tensorish, voxel_size: float, particles: TomoParticles, box: int, bin: int = 1,
                 tilt_range: tuple[float, float] | None = None, defocus: float | None = None,
-                out_dir: PathLike | None = None, name: str = "subtomograms") -> Iterator[Event]:
+                out_dir: PathLike | None = None, name: str = "subtomograms",
+                world: World | None = None) -> Iterator[Event]:
     """Job: extract ``particles`` from ``tomogram`` ``(Z, Y, X)`` at ``voxel_size`` Å into ``box``³ boxes (after
     ``bin``-fold Fourier cropping); ``tilt_range`` (degrees) gives the wedge mask, ``defocus`` (Å) every particle's
     defocus unless the list has ``rlnDefocusU``. With ``out_dir``: ``{name}.mrcs`` (a volume stack),
-    ``{name}.star`` (RELION 5, pointing at the stack) and ``mask.mrc``. ``Result`` is an :class:`Extraction`."""
+    ``{name}.star`` (RELION 5, pointing at the stack) and ``mask.mrc``. ``Result`` is an :class:`Extraction`.
+    ``world``: one of several processes (``torchrun``): each crops its block of whole chunks and every rank gets
+    the whole set (a command that goes on to average needs it on every rank); only rank 0 writes."""
+    world = world or World()
     if box < 4 or bin < 1:
         raise ValueError(f"box must be at least 4 voxels and bin at least 1; got box {box}, bin {bin}")
     vol = np.asarray(tomogram, np.float32)
@@ -131,10 +136,16 @@ def extract_job(tomogram: Tensorish, voxel_size: float, particles: TomoParticles
     subs = torch.empty(n, box, box, box)
     edge = np.zeros(n)
     step = 4 * CHUNK
-    for s in range(0, n, step):
-        crop, edge[s:s + step] = crop_subtomograms(vol, centres[s:s + step], box * bin)
-        subs[s:s + step] = downsample(crop, box) if bin > 1 else crop
-        yield Progress(min(s + step, n), n, f"extracted {min(s + step, n)}/{n}")
+    mine = shard(n, world, CHUNK)  # whole chunks: each is the batch one process would shift together
+    for s in range(mine.start, mine.stop, step):
+        e = min(s + step, mine.stop)
+        crop, edge[s:e] = crop_subtomograms(vol, centres[s:e], box * bin)
+        subs[s:e] = downsample(crop, box) if bin > 1 else crop
+        yield Progress(e - mine.start, len(mine), f"extracted {e - mine.start}/{len(mine)}"
+                       + (f" (rank {world.rank} of {world.size})" if world.size > 1 else ""))
+    if world.size > 1:
+        subs, edge_t = all_cat((subs[mine.start:mine.stop], torch.from_numpy(edge[mine.start:mine.stop])), world)
+        edge = edge_t.numpy()
     vs_out = voxel_size * bin
     if (edge > 0).any():
         notes.append(f"{int((edge > 0).sum())} particles reach past the tomogram's edge (filled with its mean, "
@@ -149,7 +160,7 @@ def extract_job(tomogram: Tensorish, voxel_size: float, particles: TomoParticles
         dfs = np.full(n, float(defocus))
     result = Extraction(subs.numpy(), mask, vs_out, edge, dfs, particles, None, notes)
     yield Preview("subtomograms", result.subtomograms[: min(16, n), box // 2], "stack", {"voxel_size": vs_out})
-    if out_dir is not None:
+    if out_dir is not None and world.main:
         result.folder = str(write_extraction(out_dir, result, name))
         yield Log(f"wrote {result.folder}")
     yield Result(result)

@@ -132,6 +132,131 @@ def test_cryodrgn_on_two_ranks_takes_the_steps_of_one_process(tmp_path):
         torch.testing.assert_close(two[k], v, rtol=0, atol=2e-6)
 
 
+def test_cryodrgn_pose_search_on_two_ranks_finds_the_poses_of_one_process(tmp_path):
+    """Random-pose pretraining draws the global batch's poses and each rank takes its block; after it each rank
+    searches the due images of its block and the ranks exchange what they found, so every rank holds the whole
+    pose table, the one a single process builds."""
+    import numpy as np
+
+    from cryoforge.conventions import random_rotations
+    from cryoforge.io.mrc import write_mrc
+    from tests.helpers import adk_map, projections
+
+    write_mrc(tmp_path / "p.mrcs", projections(adk_map(16), random_rotations(16, seed=1)), 3.0)
+    args = ["drgn", "train", str(tmp_path / "p.mrcs"), "--pose-search", "--no-ctf", "--pretrain", "8",
+            "--ps-every", "100", "--t-extent", "0", "--zdim", "0", "--dim", "8", "--layers", "1", "--batch", "8",
+            "--validate-every", "0", "--steps", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", *args, "--checkpoint", str(tmp_path / "one.pt")], env=env,
+                   check=True, capture_output=True)
+    p = _torchrun([*args, "--checkpoint", str(tmp_path / "two.pt")], tmp_path, nproc=2)
+    assert p.wait(timeout=240) == 0, p.communicate()[1]
+    one, two = (torch.load(tmp_path / f, weights_only=True)["state_dicts"] for f in ("one.pt", "two.pt"))
+    searched = one["poses"]["searched"]
+    assert (searched >= 2).sum() >= 8  # three steps of searches after the one of pretraining
+    torch.testing.assert_close(two["poses"]["searched"], searched, rtol=0, atol=0)
+    torch.testing.assert_close(two["poses"]["rot"], one["poses"]["rot"], rtol=0, atol=1e-5)
+    for k, v in one["decoder"].items():
+        torch.testing.assert_close(two["decoder"][k], v, rtol=0, atol=2e-6)
+    assert np.isfinite(two["poses"]["rot"].numpy()).all()
+
+
+def _data(path):
+    """An MRC file's bytes past its 1 024-byte header (whose labels carry the time of writing)."""
+    return Path(path).read_bytes()[1024:]
+
+
+def _one_and_two(args, tmp_path, out_flag="--out"):
+    """``args`` run by one process into ``one`` and by two torchrun ranks into ``two`` (one thread each)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", *args, out_flag, str(tmp_path / "one")], env=env,
+                   check=True, capture_output=True)
+    p = _torchrun([*args, out_flag, str(tmp_path / "two")], tmp_path, nproc=2)
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err
+    return out, err
+
+
+def test_the_ranks_sum_an_average_in_chunks_as_one_process_does(tmp_path):
+    script = Path(__file__).with_name("two_ranks_average.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[3])}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+                    f"--master-port={_port()}", str(script), str(tmp_path / "r.txt")], env=env, check=True,
+                   capture_output=True, timeout=240)
+    assert (tmp_path / "r.txt").read_text() == "ok"
+
+
+def test_extraction_over_two_ranks_writes_the_folder_of_one_process(tmp_path):
+    """600 particles at fractional positions: rank 0 crops the first two chunks of 256, rank 1 the rest."""
+    import numpy as np
+
+    from cryoforge.io.mrc import write_mrc
+    from cryoforge.io.tomo_particles import TomoParticles, write_relion5
+
+    rng = np.random.default_rng(2)
+    shape = (24, 64, 64)
+    write_mrc(tmp_path / "TS_1.mrc", rng.normal(size=shape).astype(np.float32), 5.0)
+    xyz = rng.uniform(4, 20, size=(600, 3)) * [2.5, 2.5, 1]
+    write_relion5(tmp_path / "p.star", TomoParticles.from_voxels(xyz, 5.0, shape, None, "TS_1"), 5.0)
+    out, _ = _one_and_two(["extract", str(tmp_path / "TS_1.mrc"), str(tmp_path / "p.star"), "--box", "8"], tmp_path)
+    assert out.count("wrote 600 subtomograms") == 1  # rank 0 reports
+    assert _data(tmp_path / "two" / "subtomograms.mrcs") == _data(tmp_path / "one" / "subtomograms.mrcs")
+    assert _rows(tmp_path / "two" / "subtomograms.star") == _rows(tmp_path / "one" / "subtomograms.star")
+
+
+def test_averaging_over_two_ranks_writes_the_maps_and_poses_of_one_process(tmp_path):
+    """Reference-free averaging of a tomogram's particles: each rank searches the poses of its block of each half
+    set, every rank forms the same averages; rank 0 writes."""
+    from cryoforge.conventions import random_rotations
+    from cryoforge.io.mrc import write_mrc
+    from cryoforge.io.tomo_particles import TomoParticles, write_relion5
+    from tests.helpers import tomogram_of_copies
+
+    rot = random_rotations(12, seed=5).double()
+    vol, _, xyz = tomogram_of_copies(rot, 20, (24, 72, 96), noise=0.05)
+    write_mrc(tmp_path / "TS_9.mrc", vol, 6.0)
+    write_relion5(tmp_path / "p.star", TomoParticles.from_voxels(xyz, 6.0, (24, 72, 96), rot.numpy(), "TS_9"), 6.0)
+    out, err = _one_and_two(["align", "average", str(tmp_path / "TS_9.mrc"), "--particles", str(tmp_path / "p.star"),
+                             "--box", "20", "--iterations", "2", "--global-iterations", "1"], tmp_path)
+    assert out.count("wrote") == 1 and "(2 processes)" in err
+    for name in ("average.mrc", "half1.mrc", "half2.mrc"):
+        assert _data(tmp_path / "two" / name) == _data(tmp_path / "one" / name), name
+    assert _rows(tmp_path / "two" / "particles.star") == _rows(tmp_path / "one" / "particles.star")
+    # aligned to a reference: each rank searches its block of the particles (6 + 6)
+    import shutil
+
+    for k in ("one", "two"):
+        shutil.move(tmp_path / k, tmp_path / f"avg_{k}")
+    _one_and_two(["align", "run", str(tmp_path / "TS_9.mrc"), "--particles", str(tmp_path / "p.star"), "--box", "20",
+                  "--reference", str(tmp_path / "avg_one" / "average.mrc"), "--rotations", "300"], tmp_path)
+    assert _data(tmp_path / "two" / "average.mrc") == _data(tmp_path / "one" / "average.mrc")
+    assert _rows(tmp_path / "two" / "particles.star") == _rows(tmp_path / "one" / "particles.star")
+
+
+def test_template_matching_over_two_ranks_writes_the_maps_of_one_process(tmp_path):
+    """Each rank scores its block of the rotations; rank 0 keeps per voxel the best in rank order (a later rotation
+    wins only with a higher score, as in one process)."""
+    import json
+
+    import numpy as np
+
+    from cryoforge.io.mrc import write_mrc
+    from cryoforge.matching.job import match_rotations
+    from tests.helpers import tomogram_of_copies
+
+    vol, ref, _ = tomogram_of_copies(match_rotations(45.0)[[3, 20]], 20, (24, 24, 48), noise=0.5)
+    write_mrc(tmp_path / "TS_2.mrc", vol, 6.0)
+    write_mrc(tmp_path / "tpl.mrc", ref, 6.0)
+    out, err = _one_and_two(["match", str(tmp_path / "TS_2.mrc"), str(tmp_path / "tpl.mrc"), "--angular-step", "45",
+                             "--batch", "2"], tmp_path)
+    assert out.count("wrote") == 1 and "(rank 0 of 2)" in err
+    for name in ("scores.mrc", "angles.mrc"):
+        assert _data(tmp_path / "two" / name) == _data(tmp_path / "one" / name), name
+    one, two = (json.loads((tmp_path / k / "job.json").read_text()) for k in ("one", "two"))
+    assert two["processes"] == 2 and two["score_sigma"] == pytest.approx(one["score_sigma"], rel=1e-9)
+    assert np.isfinite(two["score_sigma"])
+
+
 def test_drgn_eval_over_two_ranks_writes_the_files_of_one_process(tmp_path):
     np = pytest.importorskip("numpy")
     np.savetxt(tmp_path / "z.txt", np.random.default_rng(2).normal(size=(5, 4)))

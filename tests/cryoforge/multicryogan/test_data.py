@@ -1,6 +1,7 @@
 """Tests of :mod:`cryoforge.multicryogan.data`."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +69,28 @@ def test_multicryogan_draws_each_images_pixel_size():
     rows = np.arange(18)
     np.testing.assert_allclose(data.ctf_pixel_sizes(rows), meta.pixel_sizes * 2)
     np.testing.assert_allclose(data.ctf_rows(rows).cs, meta.ctf.cs)
+
+
+def test_several_stacks_are_read_a_batch_at_a_time(tmp_path):
+    """Two stacks on disk read as one: a batch's rows are mrcfile's rows of the stack that holds them, and reading
+    every image of 48 MiB of float16 stacks leaves the resident memory where it was."""
+    import mrcfile
+
+    from cryoforge.io.mrc import StoredStacks
+    from cryoforge.io.mrc import write_mrc as write
+
+    rng = np.random.default_rng(1)
+    for name, n in (("a.mrcs", 1000), ("b.mrcs", 536)):
+        write(tmp_path / name, rng.normal(size=(n, 128, 128)).astype(np.float16), 2.0, stack=True, dtype="float16")
+    data = load_stack([tmp_path / "a.mrcs", tmp_path / "b.mrcs"], use_ctf=False)
+    assert isinstance(data.images, StoredStacks) and data.n == 1536
+    with mrcfile.open(tmp_path / "a.mrcs") as a, mrcfile.open(tmp_path / "b.mrcs") as b:
+        theirs = np.concatenate([np.asarray(a.data[998:], np.float32), np.asarray(b.data[:3], np.float32)])
+    np.testing.assert_array_equal(data.images[np.arange(998, 1003)], theirs)
+    np.testing.assert_array_equal(data.images[1000], theirs[2])
+    with pytest.raises(IndexError):
+        data.images[np.array([1536])]
+    rss = lambda: int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024  # noqa: E731
+    before = rss()
+    total = sum(float(data.batch(np.arange(s, min(s + 64, 1536))).sum()) for s in range(0, 1536, 64))
+    assert np.isfinite(total) and rss() - before < 24  # 48 MiB read; its pages did not stay

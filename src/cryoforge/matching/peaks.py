@@ -1,0 +1,88 @@
+"""Candidates from a score map: its local maxima, strongest first, none closer than ``min_distance`` to a stronger
+one, with the field's baseline statistic beside each score.
+
+**Gaussian null** (Rickgauer et al. 2017, the threshold pytom-match-pick and others use): under the hypothesis that
+the tomogram holds no target, the scores of all ``N = voxels × rotations`` placements are taken as independent normal
+with the standard deviation ``σ`` of the scores over every voxel and rotation (``job.json``'s ``score_sigma``). The
+expected number of false alarms at or above a score ``s`` is then ``N · ½ erfc(s / (σ√2))``, and the threshold for
+``k`` false alarms per tomogram is ``σ √2 erfc⁻¹(2k / N)``. Both are written for every candidate
+(``cfGaussianNullFalseAlarms``) and for the run (``threshold``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..hints import Tensorish
+
+
+@dataclass
+class Candidates:
+    """Picked voxels ``(K, 3)`` (x, y, z, 0-based), their scores and rotation indices, strongest first."""
+
+    xyz: np.ndarray
+    scores: np.ndarray
+    rotation_index: np.ndarray
+
+
+def gaussian_null_false_alarms(scores: Tensorish, sigma: float, n_trials: float) -> np.ndarray:
+    """Expected number of placements scoring at least ``scores`` in a tomogram without the target
+    (``n_trials · ½ erfc(s / (σ√2))``)."""
+    from scipy.special import erfc
+
+    return n_trials * 0.5 * erfc(np.asarray(scores, np.float64) / (sigma * math.sqrt(2)))
+
+
+def gaussian_null_threshold(sigma: float, n_trials: float, false_alarms: float = 1.0) -> float:
+    """The score above which ``false_alarms`` placements are expected in a tomogram without the target."""
+    from scipy.special import erfcinv
+
+    if not 0 < false_alarms < n_trials:
+        raise ValueError(f"false alarms must lie within (0, {n_trials:g}); got {false_alarms:g}")
+    return float(sigma * math.sqrt(2) * erfcinv(2 * false_alarms / n_trials))
+
+
+def find_peaks(scores: Tensorish, angles: Tensorish, n: int, min_distance: float, edge: int = 0,
+               threshold: float | None = None) -> Candidates:
+    """Up to ``n`` candidates of a score map ``(Z, Y, X)``: local maxima (over a cube of ``2·min_distance + 1``
+    voxels), strongest first, each kept only when no kept one lies within ``min_distance`` voxels (Euclidean);
+    voxels within ``edge`` of the map's border and scores below ``threshold`` are left out."""
+    s = torch.as_tensor(np.asarray(scores, np.float32))
+    a = np.asarray(angles)
+    if s.ndim != 3 or a.shape != tuple(s.shape):
+        raise ValueError(f"scores and angles must be two maps of one shape; got {tuple(s.shape)} and {a.shape}")
+    if n < 1 or min_distance < 0:
+        raise ValueError(f"asked for {n} candidates at least {min_distance:g} voxels apart")
+    r = max(1, int(math.floor(min_distance)))
+    s = torch.nan_to_num(s, nan=-math.inf)
+    pooled = F.max_pool3d(s[None, None], 2 * r + 1, stride=1, padding=r)[0, 0]
+    peak = (s == pooled) & torch.isfinite(s)
+    if edge > 0:
+        inner = torch.zeros_like(peak)
+        inner[edge:-edge or None, edge:-edge or None, edge:-edge or None] = True
+        peak &= inner
+    if threshold is not None:
+        peak &= s >= threshold
+    zyx = torch.nonzero(peak).numpy()
+    vals = s[peak].numpy()
+    order = np.argsort(-vals, kind="stable")
+    zyx, vals = zyx[order], vals[order]
+    kept: list[int] = []
+    pts = np.empty((min(n, len(zyx)), 3))
+    for k, p in enumerate(zyx):
+        if len(kept) >= n:
+            break
+        if kept and (((pts[:len(kept)] - p) ** 2).sum(1) <= min_distance ** 2).any():
+            continue
+        pts[len(kept)] = p
+        kept.append(k)
+    sel = zyx[kept]
+    return Candidates(sel[:, ::-1].astype(np.float64), vals[kept].astype(np.float64),
+                      a[tuple(sel.T)].astype(np.int64) if len(sel) else np.zeros(0, np.int64))
