@@ -24,7 +24,7 @@ PRIMITIVES = {"cryoforge", "conventions", "configs", "hints", "geometry", "so3",
               "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
 FAMILIES = {"align", "hyptest", "drgn", "multicryogan", "tomograms", "matching"}
-TOP = {"manifold", "bench", "bench_core", "bench_tomo", "bench_scale", "cli", "particle_qa"}
+TOP = {"manifold", "bench", "bench_core", "bench_tomo", "bench_scale", "bench_tm", "cli", "particle_qa"}
 LAYER = {**{u: 0 for u in PRIMITIVES}, **{u: 1 for u in DATA}, **{u: 2 for u in FAMILIES}, **{u: 3 for u in TOP}}
 
 

@@ -9,6 +9,8 @@ against a plain nearest-shell FSC (agreement and speed), and torch-ctf throughpu
 ``mcgan`` trains Multi-CryoGAN on continuous and discrete AdK stacks (:mod:`cryoforge.multicryogan.bench`).
 ``tomo`` simulates crowded tomograms and measures extraction, averaging and the particle-list round trips against
 the truth (:mod:`cryoforge.bench_tomo`).
+``tm`` matches templates over crowded simulated tomograms: the realised false-discovery rate against the nominal,
+recall, and the matcher's speed (:mod:`cryoforge.bench_tm`).
 ``scale`` runs training and batch jobs on one process and on several under ``torchrun`` (:mod:`cryoforge.bench_scale`).
 ``explorer`` measures live-decode latency of every manifold kind (:mod:`cryoforge.manifold.bench`).
 """
@@ -30,7 +32,8 @@ BENCH_JOBS = {"core": ("cryoforge.bench_core", "bench_core", "CoreBench"),
               "drgn": ("cryoforge.drgn.bench", "bench_drgn", "DrgnBench"),
               "mcgan": ("cryoforge.multicryogan.bench", "bench_mcgan", "McganBench"),
               "tomo": ("cryoforge.bench_tomo", "bench_tomo", "TomoBench"),
-              "scale": ("cryoforge.bench_scale", "bench_scale", "ScaleBench")}
+              "scale": ("cryoforge.bench_scale", "bench_scale", "ScaleBench"),
+              "tm": ("cryoforge.bench_tm", "bench_tm", "TmBench")}
 
 
 def _bench(name: str) -> tuple[Callable[..., Iterator[Event]], type]:

@@ -32,6 +32,16 @@ def _on_grid(path: str, voxel_size: float, what: str):
     return resample_map(data, vs, voxel_size, box)
 
 
+def _finished(folder: Path, cfg) -> bool:
+    """Whether ``folder`` holds a finished match with the settings ``cfg`` (a decoy a cancelled run completed)."""
+    from dataclasses import asdict
+
+    marker = folder / "job.json"
+    if not marker.is_file():
+        return False
+    return json.loads(json.dumps(asdict(cfg))) == json.loads(marker.read_text()).get("settings")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -39,6 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..io.mrc import read_mrc
     from ..jobs import Cancelled, run_cli
     from .job import MatchConfig, match_job, write_match
+    from .peaks import decoy_template
 
     out = Path(args.out)
     if args.world.main:
@@ -57,18 +68,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       defocus=None if args.defocus is None else args.defocus * 1e4, voltage=args.voltage, cs=args.cs,
                       amplitude_contrast=args.amplitude_contrast, phase_flipped=args.phase_flipped,
                       invert=args.invert, batch=args.batch, memory_gb=args.memory_gb)
-    try:
-        res = run_cli(match_job(np.asarray(tomo, np.float32), template, vs, cfg, mask, out,
-                                args.world.device(args.device), args.world))
+    volume = np.asarray(tomo, np.float32)
+    device = args.world.device(args.device)
+    extra = {"tomogram": str(Path(args.tomogram).resolve()), "template": str(Path(args.template).resolve()),
+             "tomogram_name": args.name or Path(args.tomogram).stem, "decoys": args.decoys}
+    try:  # the decoys first, the template last: its job.json marks the folder finished
+        for k in range(1, args.decoys + 1):
+            folder = out / f"decoy{k}"
+            if _finished(folder, cfg):
+                continue
+            res = run_cli(match_job(volume, decoy_template(template, args.seed + k), vs, cfg, mask, folder, device,
+                                    args.world))
+            if res is not None:
+                write_match(folder, res, {**extra, "decoy_seed": args.seed + k})
+        res = run_cli(match_job(volume, template, vs, cfg, mask, out, device, args.world))
     except (Cancelled, KeyboardInterrupt):
         if args.world.main:
-            print(f"cancelled: the rotations done are saved in {out}/partial; the same command resumes",
+            print(f"cancelled: the rotations done are saved in {out}; the same command resumes",
                   file=__import__("sys").stderr)
         raise
     if res is None:  # another rank than 0: rank 0 writes and reports
         return 0
-    write_match(out, res, {"tomogram": str(Path(args.tomogram).resolve()), "template": str(Path(args.template).resolve()),
-                           "tomogram_name": args.name or Path(args.tomogram).stem})
+    write_match(out, res, extra)
     r = res.record
     print(f"wrote {out}/scores.mrc, angles.mrc, job.json: {r['n_rotations']} rotations in {r['seconds']:.1f} s "
           f"({r['seconds_per_rotation']:.3g} s per rotation, {r['rotation_over_fft_pair']:.2f}× a forward + inverse "
@@ -83,7 +104,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from ..io.atomic import check_output_file
     from ..io.mrc import read_mrc
     from ..io.tomo_particles import TomoParticles, write_relion5
-    from .peaks import find_peaks, gaussian_null_false_alarms, gaussian_null_threshold
+    from .peaks import (
+        decoy_q_values,
+        find_peaks,
+        gaussian_null_false_alarms,
+        gaussian_null_q_values,
+        gaussian_null_threshold,
+    )
 
     folder = Path(args.folder)
     if not (folder / "job.json").is_file():
@@ -106,16 +133,34 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     mats = euler_zyz_to_matrix(rot[cand.rotation_index, 0], rot[cand.rotation_index, 1],
                                rot[cand.rotation_index, 2]).numpy() if len(cand.scores) else np.zeros((0, 3, 3))
     fa = gaussian_null_false_alarms(cand.scores, sigma, trials)
-    table = pd.DataFrame({"rlnLCCmax": cand.scores, "cfGaussianNullFalseAlarms": fa,
-                          "cfAboveGaussianNull": (cand.scores >= threshold).astype(int)})
+    columns = {"rlnLCCmax": cand.scores, "cfGaussianNullFalseAlarms": fa,
+               "cfAboveGaussianNull": (cand.scores >= threshold).astype(int),
+               "cfGaussianNullQValue": gaussian_null_q_values(fa)}
+    decoys = sorted(folder.glob("decoy*/job.json"))
+    if decoys:
+        pooled = []
+        floor = float(cand.scores.min()) if len(cand.scores) else np.inf
+        for marker in decoys:  # every decoy maximum that could outscore a candidate, picked as they were
+            ds, _ = read_mrc(marker.parent / "scores.mrc", layout="volume")
+            da, _ = read_mrc(marker.parent / "angles.mrc", layout="volume")
+            pooled.append(find_peaks(ds, da, 10 ** 9, args.min_distance / vs, edge, floor).scores)
+        q, false = decoy_q_values(cand.scores, np.concatenate(pooled), len(decoys))
+        columns.update({"cfDecoyFalse": false, "cfQValue": q})
+    table = pd.DataFrame(columns)
+    q_name = "cfQValue" if decoys else "cfGaussianNullQValue"
+    if args.fdr is not None:
+        keep = table[q_name].to_numpy() <= args.fdr
+        cand = type(cand)(cand.xyz[keep], cand.scores[keep], cand.rotation_index[keep])
+        table, mats = table[keep].reset_index(drop=True), mats[keep]
     shape = tuple(job["tomogram_shape_zyx"])
     parts = TomoParticles.from_voxels(cand.xyz, vs, shape, mats, job.get("tomogram_name", "tomogram"), table,
                                       str(folder))
     write_relion5(args.out, parts, vs)
     above = int((cand.scores >= threshold).sum())
-    print(f"wrote {args.out}: {len(cand.scores)} candidates at least {args.min_distance:g} Å apart; {above} above "
-          f"the Gaussian-null threshold {threshold:.4f} ({args.false_alarms:g} false alarm(s) expected per tomogram, "
-          f"σ {sigma:.4f} over {trials:.3g} placements)")
+    print(f"wrote {args.out}: {len(cand.scores)} candidates at least {args.min_distance:g} Å apart"
+          + (f" with q ≤ {args.fdr:g} ({q_name}, {len(decoys)} decoy map(s))" if args.fdr is not None else "")
+          + f"; {above} above the Gaussian-null threshold {threshold:.4f} ({args.false_alarms:g} false alarm(s) "
+          f"expected per tomogram, σ {sigma:.4f} over {trials:.3g} placements)")
     return 0
 
 
@@ -155,6 +200,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rotations per batched FFT (default %(default)s)")
     r.add_argument("--memory-gb", type=positive("GB"), default=d.memory_gb,
                    help="memory a tile and its batch may take; larger tomograms are tiled (default %(default)s)")
+    r.add_argument("--decoys", type=non_negative("maps", int), default=0,
+                   help="also match this many decoys (the template's amplitudes, random phases) into OUT/decoyK: "
+                        "`match extract` then gives each candidate a p-value and a q-value against them (default 0)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the decoys' phases (default 0)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--out", required=True, help="output folder (scores.mrc, angles.mrc, job.json)")
     r.set_defaults(func=_cmd_run, distributed=True)
@@ -167,6 +216,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--false-alarms", type=positive("per tomogram"), default=1.0,
                    help="the Gaussian-null threshold's expected false alarms per tomogram (default %(default)s)")
     e.add_argument("--above-threshold", action="store_true", help="keep only the candidates above that threshold")
+    e.add_argument("--fdr", type=positive("q"), help="keep the candidates with q-value ≤ Q (against the decoys when the "
+                                                     "run matched some, else the Gaussian null's)")
     e.add_argument("--edge", type=non_negative("voxels", int),
                    help="leave out voxels this close to the border (default half the template box)")
     e.add_argument("--out", required=True, help="the STAR file to write")

@@ -40,6 +40,21 @@ def gaussian_null_false_alarms(scores: Tensorish, sigma: float, n_trials: float)
     return n_trials * 0.5 * erfc(np.asarray(scores, np.float64) / (sigma * math.sqrt(2)))
 
 
+def gaussian_null_q_values(false_alarms: Tensorish) -> np.ndarray:
+    """Benjamini–Hochberg over every voxel of the map with the Gaussian null's p-values: a candidate of rank ``i``
+    (strongest first) has ``q = min_{j ≥ i} E_j / j`` with ``E`` its expected false alarms (the p-value times the
+    number of voxels tested), capped at 1."""
+    e = np.asarray(false_alarms, np.float64)
+    if e.size == 0:
+        return e.copy()
+    order = np.argsort(e, kind="stable")
+    ranked = e[order] / np.arange(1, len(e) + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(len(e))
+    out[order] = q
+    return out
+
+
 def gaussian_null_threshold(sigma: float, n_trials: float, false_alarms: float = 1.0) -> float:
     """The score above which ``false_alarms`` placements are expected in a tomogram without the target."""
     from scipy.special import erfcinv
@@ -51,16 +66,16 @@ def gaussian_null_threshold(sigma: float, n_trials: float, false_alarms: float =
 
 def find_peaks(scores: Tensorish, angles: Tensorish, n: int, min_distance: float, edge: int = 0,
                threshold: float | None = None) -> Candidates:
-    """Up to ``n`` candidates of a score map ``(Z, Y, X)``: local maxima (over a cube of ``2·min_distance + 1``
-    voxels), strongest first, each kept only when no kept one lies within ``min_distance`` voxels (Euclidean);
-    voxels within ``edge`` of the map's border and scores below ``threshold`` are left out."""
+    """Up to ``n`` candidates of a score map ``(Z, Y, X)``: local maxima (over a cube of ``min_distance + 1``
+    voxels: a first cut), strongest first, each kept only when no kept one lies within ``min_distance`` voxels
+    (Euclidean); voxels within ``edge`` of the map's border and scores below ``threshold`` are left out."""
     s = torch.as_tensor(np.asarray(scores, np.float32))
     a = np.asarray(angles)
     if s.ndim != 3 or a.shape != tuple(s.shape):
         raise ValueError(f"scores and angles must be two maps of one shape; got {tuple(s.shape)} and {a.shape}")
     if n < 1 or min_distance < 0:
         raise ValueError(f"asked for {n} candidates at least {min_distance:g} voxels apart")
-    r = max(1, int(math.floor(min_distance)))
+    r = max(1, int(math.floor(min_distance / 2)))
     s = torch.nan_to_num(s, nan=-math.inf)
     pooled = F.max_pool3d(s[None, None], 2 * r + 1, stride=1, padding=r)[0, 0]
     peak = (s == pooled) & torch.isfinite(s)
@@ -86,3 +101,50 @@ def find_peaks(scores: Tensorish, angles: Tensorish, n: int, min_distance: float
     sel = zyx[kept]
     return Candidates(sel[:, ::-1].astype(np.float64), vals[kept].astype(np.float64),
                       a[tuple(sel.T)].astype(np.int64) if len(sel) else np.zeros(0, np.int64))
+
+
+def decoy_template(template: Tensorish, seed: int) -> np.ndarray:
+    """A decoy of ``template``: its Fourier amplitudes with the phases of white noise drawn from ``seed`` (a real map
+    of the same power spectrum, no structure), matched as the template is to sample the scores of a template that
+    is *not* in the tomogram."""
+    t = torch.as_tensor(np.asarray(template, np.float32))
+    g = torch.Generator().manual_seed(int(seed))
+    noise = torch.fft.rfftn(torch.randn(t.shape, generator=g))
+    ft = torch.fft.rfftn(t)
+    out = torch.fft.irfftn(ft.abs() * noise / noise.abs().clamp_min(1e-12), s=t.shape)
+    return out.numpy()
+
+
+def decoy_q_values(scores: Tensorish, decoy_scores: Tensorish, n_decoy_maps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target–decoy q-values of candidate ``scores`` from the candidates of ``n_decoy_maps`` decoy maps picked the same
+    way (every local maximum, not a top few): a score cut's false discoveries are estimated as the decoy candidates at
+    or above it per decoy map, plus one (Barber & Candès' finite-sample correction), and its FDR as that over the
+    candidates at or above it; a candidate's q-value is the smallest estimate of a cut that keeps it, capped at 1.
+    Returns ``(q, estimated false at or above each candidate)``."""
+    s = np.asarray(scores, np.float64)
+    d = np.sort(np.asarray(decoy_scores, np.float64))
+    if n_decoy_maps < 1:
+        raise ValueError("target–decoy q-values need at least one decoy map")
+    if s.size == 0:
+        return s.copy(), s.copy()
+    false = (1.0 + (len(d) - np.searchsorted(d, s, side="left"))) / n_decoy_maps
+    kept = len(s) - np.searchsorted(np.sort(s), s, side="left")  # candidates at or above each score
+    order = np.argsort(s, kind="stable")  # weakest first: the running minimum over every cut that keeps it
+    fdr = false[order] / kept[order]
+    q = np.empty(len(s))
+    q[order] = np.minimum.accumulate(fdr).clip(max=1.0)
+    return q, false
+
+
+def bh_q_values(p: Tensorish) -> np.ndarray:
+    """Benjamini–Hochberg q-values of p-values ``p``: ``min_{j ≥ i} p_(j) · m / j`` in the sorted order, capped at 1."""
+    p = np.asarray(p, np.float64)
+    m = len(p)
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(m)
+    out[order] = q
+    return out

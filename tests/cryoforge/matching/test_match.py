@@ -165,6 +165,32 @@ def test_match_and_extract_commands_write_what_other_tools_read(planted, tmp_pat
         assert np.linalg.norm(truth[k] - pos) < 1e-6
         assert float(rotation_angle_deg(torch.from_numpy(rot), grid[idx[k]].double())) < 0.01
     assert main(["match", str(tmp_path / "TS_5.mrc"), str(tmp_path / "tpl.mrc"), "--angular-step", "45",
-                 "--out", str(tmp_path / "m2")]) == 0  # a template at another voxel size
+                 "--decoys", "2", "--out", str(tmp_path / "m2")]) == 0  # a template at another voxel size, decoys
+    assert json.loads((tmp_path / "m2" / "decoy2" / "job.json").read_text())["decoy_seed"] == 2
+    assert main(["match", "extract", str(tmp_path / "m2"), "--n", "10", "--min-distance", "60", "--fdr", "0.2",
+                 "--out", str(tmp_path / "q.star")]) == 0
+    q = starfile.read(tmp_path / "q.star", always_dict=True)["particles"]
+    # the three copies outscore every decoy maximum: (0 + 1) / 2 maps estimated false among 3 kept
+    assert len(q) == 3 and np.allclose(q["cfQValue"], 1 / 6) and np.allclose(q["cfDecoyFalse"], 0.5)
     assert main(["match", "extract", str(tmp_path / "nothing"), "--min-distance", "60", "--out",
                  str(tmp_path / "x.star")]) == 2
+
+
+def test_benjamini_hochberg_and_target_decoy_q_values():
+    """q-values against the step-up procedure done by hand; target–decoy q-values count the decoys above each cut."""
+    from cryoforge.matching.peaks import bh_q_values, decoy_q_values, gaussian_null_q_values
+
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 → p·m/rank 0.04, 0.06, 0.0533, 0.5 → running minimum from the top
+    np.testing.assert_allclose(bh_q_values(p), [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+    null = np.random.default_rng(3).uniform(size=2000)
+    assert (bh_q_values(null) <= 0.1).sum() <= 2  # all null: BH rejects (almost) nothing
+    # targets 0.9 0.8 0.7 0.3; decoys of 2 maps 0.75 0.2: cuts at 0.9, 0.8 → (0+1)/2 over 1, 2 kept; at 0.7 → (1+1)/2
+    # over 3; at 0.3 → (1+1)/2 over 4
+    q, false = decoy_q_values([0.9, 0.8, 0.7, 0.3], [0.75, 0.2], 2)
+    np.testing.assert_allclose(false, [0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(q, [0.25, 0.25, 0.25, 0.25])  # every cut up to 0.3 is as good or better
+    q, _ = decoy_q_values([0.9, 0.8, 0.7, 0.3], [0.75, 0.5, 0.4, 0.35, 0.2], 1)
+    np.testing.assert_allclose(q, [0.5, 0.5, 2 / 3, 1.0])  # 0.9 is also kept by the cut at 0.8
+    # the Gaussian null's q: expected false alarms over the rank, running minimum from the weakest
+    np.testing.assert_allclose(gaussian_null_q_values([0.1, 0.5, 0.3, 12.0]), [0.1, 0.5 / 3, 0.15, 1.0])
