@@ -34,6 +34,7 @@ from .bench_tomo import _resolve
 from .jobs import Log, Metrics, Progress, Result, stage
 from .matching.job import MatchConfig, match_job
 from .matching.peaks import (
+    compete,
     decoy_q_values,
     decoy_template,
     find_peaks,
@@ -70,6 +71,7 @@ class TmBench:
     tilt_step: float = 3.0
     angular_step: float = 20.0
     decoys: int = 2
+    decoy_kind: str = "shells"  # see cryoforge.matching.peaks.decoy_template
     match_radius: float = 3.0  # voxels
     levels: tuple[float, ...] = (0.01, 0.05, 0.10)
     plots: str | None = None  # folder for the PNGs (none: no plots)
@@ -193,41 +195,43 @@ def bench_tm(o: TmBench, device: str = "cpu") -> Iterator[Event]:
             done += 1
             yield Progress(done, total, f"SNR {snr:g}, seed {seed}: matched")
             n = 3 * max(1, len(truth))
-            cand = find_peaks(res.scores, res.angles, n, 2 * radius, o.box // 2)
-            pooled = []  # in units of each map's own score σ (the decoys' σ differs from the target's)
             sigma = float(res.record["score_sigma"])
-            floor = float(cand.scores.min()) / sigma if len(cand.scores) else np.inf
+            decoy_maps = []
             for k in range(o.decoys):
-                dres = yield from stage(match_job(tomo, decoy_template(maps[0], 1000 * seed + k + 1), o.voxel_size, cfg,
-                                                  device=device))
-                ds = float(dres.record["score_sigma"])
-                pooled.append(find_peaks(dres.scores / ds, dres.angles, 10 ** 9, 2 * radius, o.box // 2, floor).scores)
+                dres = yield from stage(match_job(tomo, decoy_template(maps[0], 1000 * seed + k + 1, o.decoy_kind),
+                                                  o.voxel_size, cfg, device=device))
+                decoy_maps.append((dres.scores, float(dres.record["score_sigma"])))
                 done += 1
                 yield Progress(done, total, f"SNR {snr:g}, seed {seed}: decoy {k + 1} matched")
+            if decoy_maps:  # the candidates of the competition: where the target beats every decoy
+                cand, decoy_z = compete(res.scores, res.angles, sigma, decoy_maps, n, 2 * radius, o.box // 2)
+            else:
+                cand, decoy_z = find_peaks(res.scores, res.angles, n, 2 * radius, o.box // 2), np.zeros(0)
             rec = res.record
             trials = float(rec["searched_voxels"]) * rec["n_rotations"]
             true = _label(cand.xyz, truth, o.match_radius)
             every = sim.particles.voxels(o.voxel_size, tomo.shape)
             kinds = sim.particles.table["cfStructure"].to_numpy()
-            near = [kinds[int(np.argmin(d))] if d.min() <= o.match_radius else "empty"
-                    for d in (np.linalg.norm(every - p, axis=1) for p in cand.xyz[~true])]
+            dists = [np.linalg.norm(every - p, axis=1) for p in cand.xyz[~true]]
+            near = [kinds[int(np.argmin(d))] if d.min() <= radius else "empty" for d in dists]
             fa = gaussian_null_false_alarms(cand.scores, sigma, trials)
             row = {"snr": snr, "seed": seed, "n_targets": int(len(truth)), "scores": cand.scores, "true": true,
-                   "sigma": sigma, "decoy_tdc": decoy_q_values(cand.scores / sigma, np.concatenate(pooled), o.decoys)[0]
-                   if pooled else np.ones(len(cand.scores)),
+                   "sigma": sigma, "decoy_tdc": decoy_q_values(cand.scores / sigma, decoy_z, o.decoys)[0]
+                   if decoy_maps else np.ones(len(cand.scores)),
                    "gaussian_bh": gaussian_null_q_values(fa),
                    "above_1fa": cand.scores >= gaussian_null_threshold(sigma, trials, 1.0)}
             per_snr.setdefault(f"{snr:g}", []).append(row)
             report["runs"].append({"snr": snr, "seed": seed, "n_targets": row["n_targets"],
                                    "particle_snr": sim.report.get("snr_in_particle_boxes"),
                                    "candidates": len(cand.scores), "true_candidates": int(true.sum()),
-                                   "false_on": {k: near.count(k) for k in sorted(set(near))},
+                                   "false_on": {k: near.count(k) for k in sorted(set(near))},  # within a radius
+                                   "false_nearest_vox": [round(float(d.min()), 1) for d in dists],
+                                   "false_xyz": cand.xyz[~true].round().astype(int).tolist(),
                                    "true_scores": np.round(cand.scores[true], 4).tolist(),
                                    "false_scores": np.round(cand.scores[~true], 4).tolist(),
                                    "true_z": np.round(cand.scores[true] / sigma, 2).tolist(),
                                    "false_z": np.round(cand.scores[~true] / sigma, 2).tolist(),
-                                   "decoy_top_z": np.round(np.sort(np.concatenate(pooled))[::-1][:10], 2).tolist()
-                                   if pooled else [],
+                                   "decoy_top_z": np.round(np.sort(decoy_z)[::-1][:10], 2).tolist(),
                                    "score_sigma": sigma, "seconds_per_rotation": rec["seconds_per_rotation"],
                                    "fft_pair_seconds": rec["fft_pair_seconds"],
                                    "rotation_over_fft_pair": rec["rotation_over_fft_pair"],

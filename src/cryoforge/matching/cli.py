@@ -77,10 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             folder = out / f"decoy{k}"
             if _finished(folder, cfg):
                 continue
-            res = run_cli(match_job(volume, decoy_template(template, args.seed + k), vs, cfg, mask, folder, device,
-                                    args.world))
+            res = run_cli(match_job(volume, decoy_template(template, args.seed + k, args.decoy_kind), vs, cfg, mask,
+                                    folder, device, args.world))
             if res is not None:
-                write_match(folder, res, {**extra, "decoy_seed": args.seed + k})
+                write_match(folder, res, {**extra, "decoy_seed": args.seed + k, "decoy_kind": args.decoy_kind})
         res = run_cli(match_job(volume, template, vs, cfg, mask, out, device, args.world))
     except (Cancelled, KeyboardInterrupt):
         if args.world.main:
@@ -105,6 +105,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from ..io.mrc import read_mrc
     from ..io.tomo_particles import TomoParticles, write_relion5
     from .peaks import (
+        compete,
         decoy_q_values,
         find_peaks,
         gaussian_null_false_alarms,
@@ -125,8 +126,17 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     sigma = float(job["score_sigma"])
     threshold = gaussian_null_threshold(sigma, trials, args.false_alarms)
     edge = job["template_box"] // 2 if args.edge is None else args.edge
-    cand = find_peaks(scores, angles, args.n, args.min_distance / vs, edge,
-                      threshold if args.above_threshold else None)
+    decoys = sorted(folder.glob("decoy*/job.json"))
+    decoy_z = np.zeros(0)
+    if decoys:  # the target's candidates are the spots where it beats every decoy (target–decoy competition)
+        maps = [(read_mrc(m.parent / "scores.mrc", layout="volume")[0], float(json.loads(m.read_text())["score_sigma"]))
+                for m in decoys]
+        cand, decoy_z = compete(scores, angles, sigma, maps, args.n, args.min_distance / vs, edge)
+        if args.above_threshold:
+            cand = type(cand)(*(x[cand.scores >= threshold] for x in (cand.xyz, cand.scores, cand.rotation_index)))
+    else:
+        cand = find_peaks(scores, angles, args.n, args.min_distance / vs, edge,
+                          threshold if args.above_threshold else None)
     rot = np.asarray(job["rotations_zyz_relion_deg"], np.float64)
     from ..conventions import euler_zyz_to_matrix
 
@@ -136,15 +146,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     columns = {"rlnLCCmax": cand.scores, "cfGaussianNullFalseAlarms": fa,
                "cfAboveGaussianNull": (cand.scores >= threshold).astype(int),
                "cfGaussianNullQValue": gaussian_null_q_values(fa)}
-    decoys = sorted(folder.glob("decoy*/job.json"))
     if decoys:
-        pooled = []
-        floor = float(cand.scores.min()) if len(cand.scores) else np.inf
-        for marker in decoys:  # every decoy maximum that could outscore a candidate, picked as they were
-            ds, _ = read_mrc(marker.parent / "scores.mrc", layout="volume")
-            da, _ = read_mrc(marker.parent / "angles.mrc", layout="volume")
-            pooled.append(find_peaks(ds, da, 10 ** 9, args.min_distance / vs, edge, floor).scores)
-        q, false = decoy_q_values(cand.scores, np.concatenate(pooled), len(decoys))
+        q, false = decoy_q_values(cand.scores / sigma, decoy_z, len(decoys))
         columns.update({"cfDecoyFalse": false, "cfQValue": q})
     table = pd.DataFrame(columns)
     q_name = "cfQValue" if decoys else "cfGaussianNullQValue"
@@ -152,6 +155,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         keep = table[q_name].to_numpy() <= args.fdr
         cand = type(cand)(cand.xyz[keep], cand.scores[keep], cand.rotation_index[keep])
         table, mats = table[keep].reset_index(drop=True), mats[keep]
+    if not len(cand.scores):
+        raise ValueError(f"{folder}: no candidate is left" + (f" at q ≤ {args.fdr:g}" if args.fdr is not None else "")
+                         + (" (every spot is scored higher by a decoy)" if decoys else "")
+                         + "; nothing written")
     shape = tuple(job["tomogram_shape_zyx"])
     parts = TomoParticles.from_voxels(cand.xyz, vs, shape, mats, job.get("tomogram_name", "tomogram"), table,
                                       str(folder))
@@ -167,6 +174,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge match run|extract`` to the CLI (``cryoforge match TOMO …`` is ``match run``)."""
     from .job import MatchConfig
+    from .peaks import DECOY_KINDS
 
     d = MatchConfig()
     m = sub.add_parser("match", help="template matching over a whole tomogram (match TOMO TEMPLATE …; match extract "
@@ -201,9 +209,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--memory-gb", type=positive("GB"), default=d.memory_gb,
                    help="memory a tile and its batch may take; larger tomograms are tiled (default %(default)s)")
     r.add_argument("--decoys", type=non_negative("maps", int), default=0,
-                   help="also match this many decoys (the template's amplitudes, random phases) into OUT/decoyK: "
+                   help="also match this many decoys (see --decoy-kind) into OUT/decoyK: "
                         "`match extract` then gives each candidate a p-value and a q-value against them (default 0)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the decoys' phases (default 0)")
+    r.add_argument("--decoy-kind", choices=DECOY_KINDS, default=DECOY_KINDS[0],
+                   help="shells: the template's concentric shells each turned at random (its radial profile and "
+                        "texture, another arrangement); phases: its amplitudes with random phases (default shells)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the decoys (default 0)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--out", required=True, help="output folder (scores.mrc, angles.mrc, job.json)")
     r.set_defaults(func=_cmd_run, distributed=True)

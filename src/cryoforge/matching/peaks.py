@@ -103,21 +103,35 @@ def find_peaks(scores: Tensorish, angles: Tensorish, n: int, min_distance: float
                       a[tuple(sel.T)].astype(np.int64) if len(sel) else np.zeros(0, np.int64))
 
 
-def decoy_template(template: Tensorish, seed: int) -> np.ndarray:
-    """A decoy of ``template``: its Fourier amplitudes with the phases of white noise drawn from ``seed`` (a real map
-    of the same power spectrum, no structure), matched as the template is to sample the scores of a template that
-    is *not* in the tomogram."""
+DECOY_KINDS = ("shells", "phases")
+
+
+def decoy_template(template: Tensorish, seed: int, kind: str = "shells", shell: float = 2.0) -> np.ndarray:
+    """A decoy of ``template`` drawn from ``seed``: a map like a complex that is not the target.
+
+    ``shells``: each concentric shell of ``shell`` voxels turned by its own random rotation — the template's radial
+    density profile, size and texture, another arrangement; ``phases``: the template's Fourier amplitudes with the
+    phases of white noise (the same power spectrum, no structure)."""
+    from ..conventions import random_rotations
+    from ..geometry import radius_grid, transform_volumes
+
     t = torch.as_tensor(np.asarray(template, np.float32))
-    g = torch.Generator().manual_seed(int(seed))
-    noise = torch.fft.rfftn(torch.randn(t.shape, generator=g))
-    ft = torch.fft.rfftn(t)
-    out = torch.fft.irfftn(ft.abs() * noise / noise.abs().clamp_min(1e-12), s=t.shape)
-    return out.numpy()
+    if kind == "phases":
+        g = torch.Generator().manual_seed(int(seed))
+        noise = torch.fft.rfftn(torch.randn(t.shape, generator=g))
+        return torch.fft.irfftn(torch.fft.rfftn(t).abs() * noise / noise.abs().clamp_min(1e-12), s=t.shape).numpy()
+    if kind != "shells":
+        raise ValueError(f"unknown decoy kind {kind!r}; choose one of {', '.join(DECOY_KINDS)}")
+    r = radius_grid(tuple(t.shape))
+    n_shells = int(math.ceil(float(r.max()) / shell))
+    turned = transform_volumes(t.expand(n_shells, *t.shape), random_rotations(n_shells, seed=int(seed)))
+    k = (r / shell).floor().long().clamp(max=n_shells - 1)
+    return torch.gather(turned, 0, k[None]).squeeze(0).numpy()
 
 
 def decoy_q_values(scores: Tensorish, decoy_scores: Tensorish, n_decoy_maps: int) -> tuple[np.ndarray, np.ndarray]:
     """Target–decoy q-values of candidate ``scores`` from the candidates of ``n_decoy_maps`` decoy maps picked the same
-    way (every local maximum, not a top few): a score cut's false discoveries are estimated as the decoy candidates at
+    way (every local maximum, not a top few; both in units of their own map's score σ, as the decoys' σ differs): a score cut's false discoveries are estimated as the decoy candidates at
     or above it per decoy map, plus one (Barber & Candès' finite-sample correction), and its FDR as that over the
     candidates at or above it; a candidate's q-value is the smallest estimate of a cut that keeps it, capped at 1.
     Returns ``(q, estimated false at or above each candidate)``."""
@@ -148,3 +162,31 @@ def bh_q_values(p: Tensorish) -> np.ndarray:
     out = np.empty(m)
     out[order] = q
     return out
+
+
+def compete(target: Tensorish, target_angles: Tensorish, target_sigma: float,
+            decoys: list[tuple[np.ndarray, float]], n: int, min_distance: float, edge: int = 0) -> tuple[Candidates,
+                                                                                                       np.ndarray]:
+    """Target–decoy competition: every map in units of its own score σ, each voxel given to the map that scores it
+    highest, and the peaks of that best-of-all map picked as :func:`find_peaks` does; a peak is the target's
+    candidate (its score, voxel and rotation from the target map; at most ``n``) or a decoy hit. Where the target
+    wins — its own particles — a decoy that also matches there is not counted, and where a decoy explains a spot
+    better than the target it is not the target's. Returns the candidates and the decoy hits' scores (σ units) at
+    or above the weakest candidate."""
+    zt = np.asarray(target, np.float32) / np.float32(target_sigma)
+    best, winner = zt.copy(), np.zeros(zt.shape, np.int32)
+    for k, (d, sigma) in enumerate(decoys, start=1):
+        zd = np.asarray(d, np.float32) / np.float32(sigma)
+        won = zd > best
+        best[won], winner[won] = zd[won], k
+    peaks = find_peaks(best, winner, 10 ** 9, min_distance, edge)
+    mine = peaks.rotation_index == 0
+    idx = np.flatnonzero(mine)[:n]
+    xyz = peaks.xyz[idx]
+    zyx = xyz[:, ::-1].astype(np.int64)
+    a = np.asarray(target_angles)
+    cand = Candidates(xyz, zt[tuple(zyx.T)].astype(np.float64) * target_sigma,
+                      a[tuple(zyx.T)].astype(np.int64) if len(idx) else np.zeros(0, np.int64))
+    floor = peaks.scores[idx[-1]] if len(idx) else np.inf
+    hits = peaks.scores[~mine]
+    return cand, hits[hits >= floor]
