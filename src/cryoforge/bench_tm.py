@@ -2,10 +2,11 @@
 
 Per SNR and seed: a crowded tomogram (:mod:`cryoforge.sim.tomogram`) of the target and the other structures drawn in
 turn; the target's map matched over it (:mod:`cryoforge.matching`: wedge, CTF and MTF on the template, a sphere of
-the target's radius as the mask) and, with the same settings, ``decoys`` decoy maps (the target's amplitudes with
-random phases, :func:`~cryoforge.matching.peaks.decoy_template`); ``3 ×`` as many candidates as there are targets
-picked from each map at least the target's radius apart. A candidate is true when it lies within ``match_radius``
-voxels of a target particle not claimed by a stronger candidate.
+the target's radius as the mask) and, with the same settings, ``decoys`` decoy maps of ``decoy_kind``
+(:func:`~cryoforge.matching.peaks.decoy_template`); the candidates are the target's wins of the target–decoy
+competition (:func:`~cryoforge.matching.peaks.compete`), at most ``3 ×`` as many as there are targets, at least the
+target's diameter apart. A candidate is true when it lies within ``match_radius`` voxels of a target particle not
+claimed by a stronger candidate; each false one is put down to the structure within a radius of it, or "empty".
 
 Reported per SNR, averaged over the seeds' tomograms, for each nominal level ``q``: the realised false-discovery
 rate (false / kept) and the recall (true kept / targets) of the candidates kept with

@@ -31,6 +31,7 @@ import torch
 from ..configs import from_dict
 from ..fourier import downsample, to_rfft_layout, upsample
 from ..fourier import lowpass as lowpass_filter
+from ..io.mrc import StoredStack
 from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..jobs.distributed import World, all_cat, all_gather, shard
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
@@ -70,18 +71,42 @@ def warp_fine(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
     return downsample(fine, n)
 
 
-def weighted_average(subtomos: torch.Tensor, masks: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
+SEARCH_CHUNK = 64  # subtomograms of a stack on disk searched at once (memory follows the chunk, not the set)
+
+
+class Rows:
+    """Rows ``index`` of a stack of subtomograms on disk (:class:`~cryoforge.io.mrc.StoredStack`), read a slice at a
+    time as float32 tensors on ``device`` — what :func:`weighted_average` and the searches take in place of the
+    stack in memory."""
+
+    def __init__(self, stack: StoredStack, index: torch.Tensor, device: torch.device) -> None:
+        self.stack, self.index, self.device = stack, index.cpu().numpy(), device
+        self.shape = (len(self.index), *stack.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, sl: slice) -> torch.Tensor:
+        return torch.from_numpy(self.stack[self.index[sl]]).to(self.device)
+
+
+def _rows(x: torch.Tensor | StoredStack, index: torch.Tensor, device: torch.device) -> torch.Tensor | Rows:
+    return Rows(x, index, device) if isinstance(x, StoredStack) else x[index]
+
+
+def weighted_average(subtomos: torch.Tensor | Rows, masks: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
                      transfer: torch.Tensor | None = None, epsilon: float = 0.05, chunk: int = 32,
                      oversample: int = 2, world: World | None = None) -> torch.Tensor:
     """Fourier-weighted average of ``subtomos`` ``(N, n, n, n)`` brought back by their poses (:func:`warp_fine`).
 
-    ``masks`` centred ``(N|1, n, n, n)``; ``transfer`` ``(N|1, n, n, n//2+1)`` |CTF·MTF| (rfft layout) or None.
-    ``world``: each rank sums its block of whole chunks, and every rank adds all the chunks' sums in chunk order —
+    ``masks`` centred ``(N|1, n, n, n)``; ``transfer`` ``(N|1, n, n, n//2+1)`` |CTF·MTF| (rfft layout) or None;
+    ``subtomos`` may be :class:`Rows` of a stack on disk, read a chunk at a time. ``world``: each rank sums its block of whole chunks, and every rank adds all the chunks' sums in chunk order —
     the sums, in the order, of one process.
     """
     world = world or World()
     n = subtomos.shape[-1]
     parts = []
+    device = subtomos.device
     mine = shard(len(subtomos), world, chunk)
     for i in range(mine.start, mine.stop, chunk):
         sl = slice(i, min(i + chunk, len(subtomos)))
@@ -93,10 +118,10 @@ def weighted_average(subtomos: torch.Tensor, masks: torch.Tensor, rotations: tor
         wf = w if tr is None else w * tr
         parts.append(((wf * torch.fft.rfftn(aligned, dim=(-3, -2, -1))).sum(0), (wf if tr is None else wf * tr).sum(0)))
     if world.size > 1:
-        parts = [(a.to(subtomos.device), b.to(subtomos.device))
+        parts = [(a.to(device), b.to(device))
                  for block in all_gather([(a.cpu(), b.cpu()) for a, b in parts], world) for a, b in block]
-    num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64, device=subtomos.device)
-    den = torch.zeros(n, n, n // 2 + 1, device=subtomos.device)
+    num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64, device=device)
+    den = torch.zeros(n, n, n // 2 + 1, device=device)
     for a, b in parts:
         num += a
         den += b
@@ -150,8 +175,9 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
     if cfg.own_global_iterations < 0:
         raise ValueError(f"own_global_iterations must be ≥ 0; got {cfg.own_global_iterations}")
     dev = torch.device(device)
-    x = torch.as_tensor(np.asarray(subtomos, dtype=np.float32)).to(dev)
-    if x.ndim != 4 or len(set(x.shape[1:])) != 1:
+    # a stack on disk stays there: each chunk is read when searched or averaged
+    x = subtomos if isinstance(subtomos, StoredStack) else torch.as_tensor(np.asarray(subtomos, np.float32)).to(dev)
+    if len(x.shape) != 4 or len(set(x.shape[1:])) != 1:
         raise ValueError(f"averaging needs a stack of cubic subtomograms (N, n, n, n); got {tuple(x.shape)}")
     if len(x) < 4:
         raise ValueError(f"averaging needs at least 4 subtomograms (two per half set); got {len(x)}")
@@ -162,7 +188,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
     halves = [torch.as_tensor(h) for h in split_half_sets(len(x), cfg.seed)]
     rot = torch.eye(3, device=dev).repeat(len(x), 1, 1)
     sh = torch.zeros(len(x), 3, device=dev)
-    avgs = [weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon, world=world)
+    avgs = [weighted_average(_rows(x, h, dev), _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon, world=world)
             for h in halves]
     report: dict[str, Any] = {"n": len(x), "box": n, "voxel_size_A": voxel_size, "iterations": []}
     yield Preview("average (start)", (avgs[0] + avgs[1]).cpu().numpy() / 2, "volume", {"voxel_size": voxel_size})
@@ -184,18 +210,22 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
             mine = shard(len(h), world)
             hm = h[mine.start:mine.stop]
             r, t = rot[hm], sh[hm]
-            if len(hm):  # with fewer particles than ranks a rank may have none
-                r, t, _ = classical_align(ref[None], x[hm], None, _pick(m, hm), search,
-                                          initial=rot[hm] if local else None, device=device,
-                                          levels=REFINE_LEVELS if local else GLOBAL_LEVELS)
+            step = SEARCH_CHUNK if isinstance(x, StoredStack) else max(1, len(hm))
+            found = [classical_align(ref[None], _rows(x, c, dev)[:], None, _pick(m, c), search,
+                                     initial=rot[c] if local else None, device=device,
+                                     levels=REFINE_LEVELS if local else GLOBAL_LEVELS)[:2] for c in hm.split(step)]
+            if found:  # with fewer particles than ranks a rank may have none
+                r, t = torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
             rot[h], sh[h] = all_cat((r, t), world)
-            avgs[k] = weighted_average(x[h], _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon, world=world)
+            avgs[k] = weighted_average(_rows(x, h, dev), _pick(m, h), rot[h], sh[h], _pick(tr, h), cfg.epsilon,
+                                       world=world)
             yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned"
                            + (f" ({world.size} processes)" if world.size > 1 else ""))
         r12, t12, _ = classical_align(avgs[1][None], avgs[0][None], None, None, SearchConfig(), device=device)
         h2 = halves[1]
         rot[h2], sh[h2] = compose_inverse(rot[h2], sh[h2], r12[0], t12[0])
-        avgs[1] = weighted_average(x[h2], _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon, world=world)
+        avgs[1] = weighted_average(_rows(x, h2, dev), _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon,
+                                   world=world)
         curve = fsc(avgs[0], avgs[1], voxel_size)
         res_a = curve.resolution(GOLD_STANDARD)
         row = {"iteration": it, "resolution_0.143_A": res_a, "fsc": curve.fsc.tolist(),
@@ -226,7 +256,7 @@ def average_dataset_job(dataset: PathLike | PairDataset, cfg: AverageConfig | No
     from ..sim.params import TomoParams
     from ..sim.subtomo import PairDataset, dataset_masks, read_pairs
 
-    ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset)
+    ds = dataset if isinstance(dataset, PairDataset) else read_pairs(dataset, mmap=True)  # read a chunk at a time
     vols = (ds.s_a if side == "a" else ds.s_b)[:limit]
     mask = dataset_masks(ds)[0 if side == "a" else 1]
     params = from_dict(TomoParams, ds.info.get("params", {}), where="the pair dataset's params")
