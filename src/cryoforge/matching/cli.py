@@ -48,7 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..io.atomic import check_output_dir
     from ..io.mrc import read_mrc
     from ..jobs import Cancelled, run_cli
-    from .job import MatchConfig, match_job, write_match
+    from .config import MatchConfig
+    from .job import match_job, write_match
     from .peaks import decoy_template
 
     out = Path(args.out)
@@ -126,6 +127,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     sigma = float(job["score_sigma"])
     threshold = gaussian_null_threshold(sigma, trials, args.false_alarms)
     edge = job["template_box"] // 2 if args.edge is None else args.edge
+    if args.min_distance is None:  # the mask's diameter (a sphere of 0.4 of the box unless the run said otherwise)
+        radius = job["settings"].get("mask_radius") or 0.4 * job["template_box"] * vs
+        args.min_distance = 2 * float(radius)
     decoys = sorted(folder.glob("decoy*/job.json"))
     decoy_z = np.zeros(0)
     if decoys:  # the target's candidates are the spots where it beats every decoy (target–decoy competition)
@@ -173,8 +177,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cryoforge match run|extract`` to the CLI (``cryoforge match TOMO …`` is ``match run``)."""
-    from .job import MatchConfig
-    from .peaks import DECOY_KINDS
+    from .config import DECOY_KINDS, MatchConfig
 
     d = MatchConfig()
     m = sub.add_parser("match", help="template matching over a whole tomogram (match TOMO TEMPLATE …; match extract "
@@ -222,8 +225,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = s.add_parser("extract", help="candidates of a matching run as RELION 5 STAR, with the Gaussian-null baseline")
     e.add_argument("folder", help="the output folder of `cryoforge match`")
     e.add_argument("--n", type=positive("candidates", int), default=100, help="at most this many (default %(default)s)")
-    e.add_argument("--min-distance", type=positive("Å"), required=True,
-                   help="no two candidates closer than this (Å; about the particle's diameter)")
+    e.add_argument("--min-distance", type=positive("Å"),
+                   help="no two candidates closer than this (Å; default the mask's diameter, about the particle's)")
     e.add_argument("--false-alarms", type=positive("per tomogram"), default=1.0,
                    help="the Gaussian-null threshold's expected false alarms per tomogram (default %(default)s)")
     e.add_argument("--above-threshold", action="store_true", help="keep only the candidates above that threshold")

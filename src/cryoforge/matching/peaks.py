@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import DECOY_KINDS
+
 if TYPE_CHECKING:
     from ..hints import Tensorish
 
@@ -101,9 +103,6 @@ def find_peaks(scores: Tensorish, angles: Tensorish, n: int, min_distance: float
     sel = zyx[kept]
     return Candidates(sel[:, ::-1].astype(np.float64), vals[kept].astype(np.float64),
                       a[tuple(sel.T)].astype(np.int64) if len(sel) else np.zeros(0, np.int64))
-
-
-DECOY_KINDS = ("shells", "phases")
 
 
 def decoy_template(template: Tensorish, seed: int, kind: str = "shells", shell: float = 2.0) -> np.ndarray:
