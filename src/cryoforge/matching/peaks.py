@@ -46,15 +46,7 @@ def gaussian_null_q_values(false_alarms: Tensorish) -> np.ndarray:
     """Benjamini–Hochberg over every voxel of the map with the Gaussian null's p-values: a candidate of rank ``i``
     (strongest first) has ``q = min_{j ≥ i} E_j / j`` with ``E`` its expected false alarms (the p-value times the
     number of voxels tested), capped at 1."""
-    e = np.asarray(false_alarms, np.float64)
-    if e.size == 0:
-        return e.copy()
-    order = np.argsort(e, kind="stable")
-    ranked = e[order] / np.arange(1, len(e) + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    out = np.empty(len(e))
-    out[order] = q
-    return out
+    return bh_q_values(false_alarms, tests=1)  # p · m = E
 
 
 def gaussian_null_threshold(sigma: float, n_trials: float, false_alarms: float = 1.0) -> float:
@@ -149,17 +141,17 @@ def decoy_q_values(scores: Tensorish, decoy_scores: Tensorish, n_decoy_maps: int
     return q, false
 
 
-def bh_q_values(p: Tensorish) -> np.ndarray:
-    """Benjamini–Hochberg q-values of p-values ``p``: ``min_{j ≥ i} p_(j) · m / j`` in the sorted order, capped at 1."""
+def bh_q_values(p: Tensorish, tests: float | None = None) -> np.ndarray:
+    """Benjamini–Hochberg q-values of p-values ``p``: ``min_{j ≥ i} p_(j) · m / j`` in the sorted order, capped at 1,
+    with ``m`` the number of ``tests`` (default ``len(p)``; more when ``p`` are the smallest of more tests)."""
     p = np.asarray(p, np.float64)
-    m = len(p)
-    if m == 0:
+    if p.size == 0:
         return p.copy()
+    m = len(p) if tests is None else tests
     order = np.argsort(p, kind="stable")
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    out = np.empty(m)
-    out[order] = q
+    ranked = p[order] * m / np.arange(1, len(p) + 1)
+    out = np.empty(len(p))
+    out[order] = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
     return out
 
 
