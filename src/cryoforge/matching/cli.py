@@ -137,7 +137,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                 for m in decoys]
         cand, decoy_z = compete(scores, angles, sigma, maps, args.n, args.min_distance / vs, edge)
         if args.above_threshold:
-            cand = type(cand)(*(x[cand.scores >= threshold] for x in (cand.xyz, cand.scores, cand.rotation_index)))
+            cand = cand.take(cand.scores >= threshold)
     else:
         cand = find_peaks(scores, angles, args.n, args.min_distance / vs, edge,
                           threshold if args.above_threshold else None)
@@ -157,7 +157,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     q_name = "cfQValue" if decoys else "cfGaussianNullQValue"
     if args.fdr is not None:
         keep = table[q_name].to_numpy() <= args.fdr
-        cand = type(cand)(cand.xyz[keep], cand.scores[keep], cand.rotation_index[keep])
+        cand = cand.take(keep)
         table, mats = table[keep].reset_index(drop=True), mats[keep]
     if not len(cand.scores):
         raise ValueError(f"{folder}: no candidate is left" + (f" at q ≤ {args.fdr:g}" if args.fdr is not None else "")

@@ -33,6 +33,10 @@ class Candidates:
     scores: np.ndarray
     rotation_index: np.ndarray
 
+    def take(self, keep: np.ndarray) -> Candidates:
+        """The candidates ``keep`` (a boolean mask or indices), in that order."""
+        return Candidates(self.xyz[keep], self.scores[keep], self.rotation_index[keep])
+
 
 def gaussian_null_false_alarms(scores: Tensorish, sigma: float, n_trials: float) -> np.ndarray:
     """Expected number of placements scoring at least ``scores`` in a tomogram without the target
