@@ -73,6 +73,12 @@ class AverageGroup(QGroupBox):
         g = QFormLayout(self)
         self.iterations = ispin(4, 1, 50, tip="alignment / averaging iterations")
         g.addRow("iterations", self.iterations)
+        self.local = QComboBox()
+        self.local.addItems(["classical", "gumnet"])
+        self.local.setToolTip("how the local iterations (after the global searches) align: classical local grids, or "
+                              "the shipped local Gum-Net (one network pass per subtomogram; a step is kept only where "
+                              "it raises the correlation with the average)")
+        g.addRow("local iterations", self.local)
         self.button = QPushButton("Average")
         g.addRow(self.button)
         self.fsc_canvas, (self.fsc_ax,) = canvas(1.7)
@@ -299,7 +305,15 @@ class AlignWidget(JobDock):
                          "(open the 'subtomograms' sample or simulate pairs with an output folder)")
             return
         self.averaging.fsc_ax.clear()
-        job = average_dataset_job(d, AverageConfig(iterations=self.averaging.iterations.value()))
+        local = self.averaging.local.currentText()
+        model = None
+        if local == "gumnet":
+            from cryoforge.align.train import load_gumnet
+            from cryoforge.samples import GUMNET_LOCAL_CHECKPOINT, sample_path
+
+            model = load_gumnet(sample_path(GUMNET_LOCAL_CHECKPOINT))
+        job = average_dataset_job(d, AverageConfig(iterations=self.averaging.iterations.value(), local_method=local),
+                                  model=model)
         self._start(job, "Reference-free averaging", self._show_average, self._on_average_event)
 
     def _on_average_event(self, event):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 GUMNET_CHECKPOINT = "gumnet/gumnet_compact.pt"
+GUMNET_LOCAL_CHECKPOINT = "gumnet/gumnet_local.pt"  # relative rotations ≤ 45°: averaging's local iterations
 SUBTOMO_PAIRS = "subtomo_pairs"
 HYPTEST_TEMPLATES = "hyptest"
 HYPTEST_MODEL = "hyptest/wgan_regressor.pt"

@@ -46,6 +46,17 @@ def axis_angle_matrix(v: torch.Tensor) -> torch.Tensor:
     return quaternion_to_matrix(torch.cat([torch.cos(half), v * scale], -1))
 
 
+def six_d_matrix(x: torch.Tensor) -> torch.Tensor:
+    """Continuous 6-D rotation representation (Zhou et al., CVPR 2019) ``(..., 6)`` → matrices: the two 3-vectors are
+    made orthonormal by Gram–Schmidt and become the first two columns, their cross product the third. Unlike Euler
+    angles or rotation vectors it has no discontinuity over SO(3), which suits regressing rotations."""
+    a1, a2 = x[..., :3], x[..., 3:6]
+    b1 = a1 / torch.linalg.norm(a1, dim=-1, keepdim=True).clamp_min(1e-8)
+    a2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = a2 / torch.linalg.norm(a2, dim=-1, keepdim=True).clamp_min(1e-8)
+    return torch.stack([b1, b2, torch.linalg.cross(b1, b2)], -1)
+
+
 def local_grid(step_deg: float, radius: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Perturbations on a cubic grid of rotation vectors ``{-r … r}³ · step``, ``((2r+1)³, 3, 3)``; the identity first."""
     k = torch.arange(-radius, radius + 1, dtype=torch.float64)

@@ -36,8 +36,8 @@ from ..jobs import Log, Metrics, Preview, Progress, Result
 from ..jobs.distributed import World, all_cat, all_gather, shard
 from ..metrics import GOLD_STANDARD, fsc, split_half_sets
 from ..search import SearchConfig, classical_align
-from .config import AverageConfig
-from .warp import rotate_fourier_masks, warp_inverse
+from .config import LOCAL_METHODS, AverageConfig
+from .warp import masked_pearson, rotate_fourier_masks, warp_inverse
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..jobs import Event
     from ..sim.params import TomoParams
     from ..sim.subtomo import PairDataset
+    from .gumnet import GumNet
 
 
 REFINE_LEVELS = ((4.0, 1, False), (1.5, 1, True), (0.6, 1, True))
@@ -162,14 +163,48 @@ class AverageResult:
                                      default=lambda a: np.asarray(a).tolist()))
 
 
+def forward_warp(vol: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """``T(R, t) V`` for one volume ``(n, n, n)`` and ``N`` poses: ``(N, n, n, n)`` (the inverse of
+    :func:`warp_inverse`: ``T(R, t) = T(Rᵀ, −Rᵀt)⁻¹``)."""
+    rt = rotations.transpose(-1, -2)
+    return warp_inverse(vol.expand(len(rotations), *vol.shape), rt, -(rt @ shifts[..., None])[..., 0])
+
+
+def gumnet_refine(model: GumNet, ref: torch.Tensor, subtomos: torch.Tensor, masks: torch.Tensor,
+                  rotations: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local refinement by Gum-Net: the reference brought to each subtomogram's pose (``subtomo ≈ T(R, t) ref``) is
+    ``s_a``, the subtomogram ``s_b``; the network's ``T(ΔR, Δt)`` composes to ``(ΔR R, Δt + ΔR t)``. Normalised with
+    these pairs' statistics (:mod:`cryoforge.align.adapt`). A subtomogram keeps its pose where the new one does not
+    raise the correlation with the reference over the Fourier region it sampled (``masks``, centred, ``(N|1, …)``):
+    a network step can only help."""
+    from .adapt import recalibrated
+    from .train import gumnet_predict
+
+    s_a = forward_warp(ref, rotations, shifts)
+    model = recalibrated(model, s_a, subtomos)
+    d_r, d_t = gumnet_predict(model, s_a, subtomos, device=str(ref.device))
+    d_r, d_t = d_r.to(ref.device), d_t.to(ref.device)
+    new_r, new_t = d_r @ rotations, d_t + (d_r @ shifts[..., None])[..., 0]
+    m = masks.expand_as(subtomos)
+    before = masked_pearson(s_a, subtomos, m)
+    after = masked_pearson(forward_warp(ref, new_r, new_t), subtomos, m)
+    keep = after > before
+    return torch.where(keep[:, None, None], new_r, rotations), torch.where(keep[:, None], new_t, shifts)
+
+
 def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: AverageConfig | None = None,
                 transfer: Tensorish | None = None,
-                device: str = "cpu", world: World | None = None) -> Iterator[Event]:
+                device: str = "cpu", world: World | None = None, model: GumNet | None = None) -> Iterator[Event]:
     """Job: reference-free averaging; ``Result`` is an :class:`AverageResult`. ``world``: one of several processes
     (``torchrun``): each searches the poses of its block of every half set, and every rank gets all the poses and
-    forms the same averages (the search is the work; averaging is cheap)."""
+    forms the same averages (the search is the work; averaging is cheap). ``model``: the Gum-Net of the local
+    iterations when ``cfg.local_method`` is ``"gumnet"`` (:func:`gumnet_refine`)."""
     cfg = cfg or AverageConfig()
     world = world or World()
+    if cfg.local_method not in LOCAL_METHODS:
+        raise ValueError(f"local_method must be one of {LOCAL_METHODS}; got {cfg.local_method!r}")
+    if cfg.local_method == "gumnet" and model is None:
+        raise ValueError("local refinement by Gum-Net needs a model (a Gum-Net checkpoint)")
     if cfg.iterations < 1:
         raise ValueError(f"iterations must be at least 1; got {cfg.iterations}")
     if cfg.own_global_iterations < 0:
@@ -211,9 +246,15 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
             hm = h[mine.start:mine.stop]
             r, t = rot[hm], sh[hm]
             step = SEARCH_CHUNK if isinstance(x, StoredStack) else max(1, len(hm))
-            found = [classical_align(ref[None], _rows(x, c, dev)[:], None, _pick(m, c), search,
-                                     initial=rot[c] if local else None, device=device,
-                                     levels=REFINE_LEVELS if local else GLOBAL_LEVELS)[:2] for c in hm.split(step)]
+            if local and cfg.local_method == "gumnet":
+                assert model is not None
+                ref_lp = lowpass_filter(ref, lowpass, voxel_size) if lowpass else ref
+                found = [gumnet_refine(model, ref_lp, _rows(x, c, dev)[:], _pick(m, c), rot[c], sh[c])
+                         for c in hm.split(step)]
+            else:
+                found = [classical_align(ref[None], _rows(x, c, dev)[:], None, _pick(m, c), search,
+                                         initial=rot[c] if local else None, device=device,
+                                         levels=REFINE_LEVELS if local else GLOBAL_LEVELS)[:2] for c in hm.split(step)]
             if found:  # with fewer particles than ranks a rank may have none
                 r, t = torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
             rot[h], sh[h] = all_cat((r, t), world)
@@ -230,7 +271,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
         res_a = curve.resolution(GOLD_STANDARD)
         row = {"iteration": it, "resolution_0.143_A": res_a, "fsc": curve.fsc.tolist(),
                "frequency_per_A": curve.frequency.tolist(), "seconds": round(time.perf_counter() - t0, 3),
-               "search": "local" if local else "global"}
+               "search": "local" if local else "global", "aligner": cfg.local_method if local else "classical"}
         report["iterations"].append(row)
         yield Metrics({"iteration": it, "resolution_0.143_A": res_a}, it)
         yield Preview("average", ((avgs[0] + avgs[1]) / 2).cpu().numpy(), "volume", {"voxel_size": voxel_size})
@@ -250,7 +291,8 @@ def ctf_transfer(params: TomoParams, defocus: Tensorish, n: int, device: Device 
 
 
 def average_dataset_job(dataset: PathLike | PairDataset, cfg: AverageConfig | None = None, side: str = "b",
-                        device: str = "cpu", world: World | None = None, limit: int | None = None) -> Iterator[Event]:
+                        device: str = "cpu", world: World | None = None, limit: int | None = None,
+                        model: GumNet | None = None) -> Iterator[Event]:
     """:func:`average_job` on one side of a pair dataset (its first ``limit`` pairs; None: all); CTF weighting when
     it was phase-flipped."""
     from ..sim.params import TomoParams
@@ -266,4 +308,4 @@ def average_dataset_job(dataset: PathLike | PairDataset, cfg: AverageConfig | No
         transfer = ctf_transfer(params, ds.truth[col].to_numpy(np.float32)[:limit], vols.shape[-1])
     yield Log(f"averaging {len(vols)} subtomograms (side {side}), "
               f"{'CTF-weighted (phase-flipped data)' if transfer is not None else 'wedge-weighted'}")
-    yield from average_job(vols, mask, ds.voxel_size, cfg, transfer, device, world)
+    yield from average_job(vols, mask, ds.voxel_size, cfg, transfer, device, world, model)

@@ -33,13 +33,30 @@ def _cmd_train(args) -> int:
                               rotation=args.rotation)
     train = TrainConfig(batch=args.batch, lr=args.lr, snrs=list(args.snr), seed=args.seed, val_pairs=args.val_pairs,
                         loss=args.loss, curriculum_steps=args.curriculum, gate=args.gate, gate_factor=args.gate_factor,
-                        start_angle=args.start_angle, wide_angle=args.wide_angle)
+                        start_angle=args.start_angle, wide_angle=args.wide_angle, max_angle=args.max_angle,
+                        supervised_steps=args.supervised_steps, bank=args.bank or "", max_shift=args.max_shift)
     schedule = Schedule(steps=args.steps, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                         resume=not args.restart)
     train_cli(train_gumnet_job(maps, net, train, schedule, checkpoint=args.checkpoint, structures=names,
                                device=args.world.device(args.device), world=args.world),
               args.checkpoint, args.argv, args.world)
+    return 0
+
+
+def _cmd_bank(args) -> int:
+    from ..io.atomic import check_output_dir
+    from ..jobs import run_cli
+    from .bank import MARKER, write_bank_job
+    from .config import TrainConfig
+    from .data import load_maps
+
+    out = check_output_dir(args.out, MARKER)
+    maps, names = load_maps(args.maps)
+    train = TrainConfig()  # the simulator settings of on-the-fly training
+    run_cli(write_bank_job(out, maps, args.pairs, train.tomo, args.snr, args.seed, train.wedge_b, args.max_shift,
+                           args.max_angle, names))
+    print(f"wrote {args.pairs} pairs to {out} (s_a.npy, s_b.npy float16; rotations, shifts, snr, angle_deg; {MARKER})")
     return 0
 
 
@@ -161,8 +178,15 @@ def _cmd_average(args) -> int:
     out = check_output_dir(args.out, "average.json") if args.world.main else None  # before the work
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
                         own_global_iterations=args.own_global_iterations, seed=args.seed, lowpass=args.lowpass,
-                        common_lowpass=args.common_lowpass)
+                        common_lowpass=args.common_lowpass, local_method=args.local)
     subtomos = _particle_set(args)
+    model = None
+    if args.local == "gumnet":
+        from ..samples import GUMNET_LOCAL_CHECKPOINT, sample_path
+        from .train import load_gumnet
+
+        model = load_gumnet(args.checkpoint or sample_path(GUMNET_LOCAL_CHECKPOINT),
+                            device=args.world.device(args.device))
     if subtomos is not None and args.limit is not None:
         from dataclasses import replace
 
@@ -170,10 +194,10 @@ def _cmd_average(args) -> int:
                            particles=subtomos.particles.take(np.arange(min(args.limit, len(subtomos.particles)))))
     device = args.world.device(args.device)
     if subtomos is not None:
-        res = run_cli(average_set_job(subtomos, cfg, device=device, world=args.world))
+        res = run_cli(average_set_job(subtomos, cfg, device=device, world=args.world, model=model))
     else:
         res = run_cli(average_dataset_job(args.dataset, cfg, side=args.side, device=device, world=args.world,
-                                          limit=args.limit))
+                                          limit=args.limit, model=model))
     if out is None:  # another rank than 0: rank 0 writes and reports
         return 0
     _write_average(out, res, subtomos)
@@ -224,7 +248,17 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     p = sub.add_parser("align", help="subtomogram alignment: Gum-Net, classical, hybrid; reference-free averaging")
     s = p.add_subparsers(dest="align_command", metavar="ACTION", required=True)
 
-    from .config import CORRELATIONS, LOSSES, POOLINGS, PRESETS, ROTATIONS, AverageConfig, GumNetConfig, TrainConfig
+    from .config import (
+        CORRELATIONS,
+        LOCAL_METHODS,
+        LOSSES,
+        POOLINGS,
+        PRESETS,
+        ROTATIONS,
+        AverageConfig,
+        GumNetConfig,
+        TrainConfig,
+    )
 
     net, train, avg = GumNetConfig(), TrainConfig(), AverageConfig()
     t = s.add_parser("train", help="train Gum-Net without supervision on pairs simulated from maps")
@@ -236,7 +270,8 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     t.add_argument("--correlation", default=net.correlation, choices=CORRELATIONS,
                    help="ablation SC: single (default %(default)s)")
     t.add_argument("--rotation", default=net.rotation, choices=ROTATIONS,
-                   help="rotation output: axis_angle (a rotation vector) or the paper's zyz angles (default %(default)s)")
+                   help="rotation output: axis_angle (a rotation vector), the paper's zyz angles or 6d (continuous, for the "
+                        "supervised warm start; default %(default)s)")
     t.add_argument("--steps", type=int, default=2000, help="optimisation steps (default %(default)s)")
     t.add_argument("--max-minutes", type=float, help="stop (validated and checkpointed) after this much training time")
     t.add_argument("--batch", type=int, default=train.batch, help="pairs per step (default %(default)s)")
@@ -254,6 +289,16 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
                    help="gated curriculum: the first rotation range in degrees (default %(default)s)")
     t.add_argument("--wide-angle", type=float, default=train.wide_angle,
                    help="gated curriculum: only the highest --snr until the range reaches this (default %(default)s)")
+    t.add_argument("--max-angle", type=positive("°"), default=train.max_angle,
+                   help="largest relative rotation of the training and validation pairs, in degrees: a model for "
+                        "local refinement (default %(default)s: all of SO(3))")
+    t.add_argument("--max-shift", type=non_negative("voxels"), default=train.max_shift,
+                   help="largest shift of the pairs in voxels (the gated curriculum grows shifts from 1 voxel to this; "
+                        "default %(default)s)")
+    t.add_argument("--supervised-steps", type=non_negative("steps", int), default=train.supervised_steps,
+                   help="supervised warm start: the first N steps learn the simulated truth, then the unsupervised "
+                        "loss (a deviation from the paper; best with --rotation 6d; default 0: unsupervised only)")
+    t.add_argument("--bank", help="train on a pair bank (cryoforge align bank) instead of simulating every step's pairs")
     t.add_argument("--loss", default=train.loss, choices=LOSSES,
                    help="constrained: correlation over the sampled Fourier region; imputed: the paper's "
                         "(default %(default)s)")
@@ -291,6 +336,19 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     _tomogram_input(r, open_tomogram)
     r.set_defaults(func=_cmd_run, distributed=True)
 
+    b = s.add_parser("bank", help="pre-simulate training pairs to disk (memory-mapped float16) for align train --bank")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--pairs", type=positive("pairs", int), default=20_000, help="how many pairs (default %(default)s)")
+    b.add_argument("--maps", help="pair-dataset folder or MRC (stack) of maps (default: the shipped 5 maps)")
+    b.add_argument("--snr", type=positive(""), nargs="+", default=train.snrs,
+                   help="SNRs, one per chunk of 64 pairs in turn (default %(default)s)")
+    b.add_argument("--max-angle", type=positive("°"), default=train.max_angle,
+                   help="largest relative rotation in degrees (default %(default)s)")
+    b.add_argument("--max-shift", type=non_negative("voxels"), default=train.max_shift,
+                   help="largest shift in voxels (default %(default)s)")
+    b.add_argument("--seed", type=int, default=train.seed, help="seed of the pairs (default %(default)s)")
+    b.set_defaults(func=_cmd_bank)
+
     e = s.add_parser("export", help="slim copy of a checkpoint: fp16 weights only (for shipping; cannot resume)")
     e.add_argument("checkpoint")
     e.add_argument("out")
@@ -314,6 +372,10 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     a.add_argument("--common-lowpass", type=non_negative("Å"), default=avg.common_lowpass,
                    help="the global iterations align both halves to their joint average low-passed to this "
                         "(default %(default)s Å; 0: each half on its own)")
+    a.add_argument("--local", choices=LOCAL_METHODS, default=avg.local_method,
+                   help="how the local iterations align: classical (local grids) or gumnet (one network pass per "
+                        "subtomogram, kept where it raises the correlation; default %(default)s)")
+    a.add_argument("--checkpoint", help="--local gumnet: the Gum-Net checkpoint (default: the shipped local model)")
     a.add_argument("--limit", type=positive("subtomograms", int),
                    help="average only the first N subtomograms (a quick look; default all)")
     a.add_argument("--out", required=True, help="output folder")

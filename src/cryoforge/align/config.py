@@ -28,8 +28,9 @@ PRESETS = {
     "small": {"width": 8, "head_channels": 32, "fc_hidden": 256},
     "tiny": {"width": 4, "head_channels": 8, "fc_hidden": 32},
 }
-ROTATIONS = ("axis_angle", "zyz")
+ROTATIONS = ("axis_angle", "zyz", "6d")
 LOSSES = ("constrained", "imputed")
+LOCAL_METHODS = ("classical", "gumnet")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class GumNetConfig:
     fc_hidden: int = 256
     pooling: str = "dct"
     correlation: str = "siamese"
-    rotation: str = "axis_angle"  # or "zyz" (the reference code's; see warp.params_to_pose)
+    rotation: str = "axis_angle"  # or "zyz" (the reference code's) or "6d" (continuous; see warp.params_to_pose)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GumNetConfig:
@@ -54,7 +55,7 @@ class GumNetConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}")
         if self.rotation not in ROTATIONS:
-            raise ValueError(f"rotation must be 'axis_angle' or 'zyz'; got {self.rotation!r}")
+            raise ValueError(f"rotation must be one of {ROTATIONS}; got {self.rotation!r}")
         if self.correlation not in CORRELATIONS:
             raise ValueError(f"correlation must be one of {CORRELATIONS}; got {self.correlation!r}")
         pool_sizes(self.box)
@@ -92,6 +93,16 @@ class TrainConfig:
     gate_factor: float = 1.5
     start_angle: float = 15.0
     wide_angle: float = 90.0
+    # A model for local refinement (averaging's local iterations need only small rotations): training pairs never
+    # turn by more than max_angle degrees (both curricula stop there; validation draws within it too).
+    max_angle: float = 180.0
+    # Supervised warm start (a deviation from the paper, issue 27): the first supervised_steps steps minimise the
+    # pose error against the simulated truth (‖R̂ − R‖_F² + (‖t̂ − t‖ / 4 voxels)²) instead of the unsupervised
+    # correlation loss, which then takes over. 0: purely unsupervised, as the paper.
+    supervised_steps: int = 0
+    # Pre-simulated pairs (cryoforge.align.bank; a folder) instead of simulating each step's: rows are drawn among
+    # the bank's pairs at the step's SNR within the step's rotation range (its shifts are the bank's). "": simulate.
+    bank: str = ""
     loss: str = "constrained"  # or "imputed" (the paper's; see gumnet_loss)
     snrs: list[float] = field(default_factory=lambda: [100.0, 0.1, 0.03])
     wedge_b: float = 30.0
@@ -115,5 +126,9 @@ class AverageConfig:
     global_rotations: int = 1000
     candidates: int = 2
     epsilon: float = 0.05  # Wiener-like regularisation, fraction of the mean weight
+    # How the local iterations align (issue 27): "classical" (local grids around the last pose) or "gumnet" (one
+    # Gum-Net pass per subtomogram against the average brought to its last pose; the update kept only where it raises
+    # the wedge-masked correlation with the average). The global iterations always search.
+    local_method: str = "classical"
     common_lowpass: float = 60.0  # Å: the global iterations align both halves to their joint average low-passed
     # to this (RELION's shared low-resolution start; beyond it the halves stay independent); 0: each on its own

@@ -36,7 +36,15 @@ from torch import nn
 
 from .config import LOSSES, GumNetConfig, pool_sizes
 from .dct import SpectralPool3d
-from .warp import impute_wedge, masked_pearson, params_to_pose, pearson, rotate_fourier_masks, warp_inverse
+from .warp import (
+    impute_wedge,
+    masked_pearson,
+    n_params,
+    params_to_pose,
+    pearson,
+    rotate_fourier_masks,
+    warp_inverse,
+)
 
 if TYPE_CHECKING:
     pass
@@ -99,7 +107,8 @@ def _head(in_ch: int, ch: int) -> nn.Sequential:
 
 
 class GumNet(nn.Module):
-    """``forward(s_a, s_b) → (B, 6)`` sigmoid parameters; :meth:`align` also warps and imputes."""
+    """``forward(s_a, s_b) → (B, 6)`` sigmoid parameters (``(B, 9)`` for the 6-D rotation output); :meth:`align`
+    also warps and imputes."""
 
     def __init__(self, cfg: GumNetConfig) -> None:
         super().__init__()
@@ -110,9 +119,12 @@ class GumNet(nn.Module):
         self.head_ba = _head(m ** 3, cfg.head_channels) if cfg.correlation == "siamese" else None
         n_flat = cfg.head_channels * (m - 4) ** 3 * (2 if self.head_ba is not None else 1)
         hidden = [nn.Linear(n_flat, cfg.fc_hidden), nn.Linear(cfg.fc_hidden, cfg.fc_hidden)]
-        out = nn.Linear(cfg.fc_hidden, 6)
-        nn.init.zeros_(out.weight)  # start at the identity transform: sigmoid(0) = 0.5
+        out = nn.Linear(cfg.fc_hidden, n_params(cfg.rotation))
+        nn.init.zeros_(out.weight)  # start at the identity transform: sigmoid(0) = 0.5, 6-D (1, 0, 0, 0, 1, 0)
         nn.init.zeros_(out.bias)
+        if cfg.rotation == "6d":
+            with torch.no_grad():
+                out.bias[0] = out.bias[4] = 1.0
         self.regress = nn.Sequential(*hidden, out)
 
     def check_input(self, s_a: torch.Tensor, s_b: torch.Tensor) -> None:
@@ -131,7 +143,10 @@ class GumNet(nn.Module):
         parts = [self.head_ab(correlate(fa, fb))]
         if self.head_ba is not None:
             parts.append(self.head_ba(correlate(fb, fa)))
-        return torch.sigmoid(self.regress(torch.cat(parts, 1)))
+        raw = self.regress(torch.cat(parts, 1))
+        if self.cfg.rotation == "6d":  # the 6-D rotation unbounded, the shifts through the sigmoid
+            return torch.cat([raw[:, :6], torch.sigmoid(raw[:, 6:])], 1)
+        return torch.sigmoid(raw)
 
     def align(self, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: torch.Tensor | None = None,
               params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -175,3 +190,17 @@ def gumnet_loss(model: GumNet, s_a: torch.Tensor, s_b: torch.Tensor, mask_b: tor
     rot, shifts = params_to_pose(p, model.cfg.box, model.cfg.rotation)
     warped = warp_inverse(s_b, rot, shifts)
     return (1 - masked_pearson(s_a, warped, rotate_fourier_masks(mask_b.expand_as(s_b), rot))).mean()
+
+
+SHIFT_SCALE = 4.0  # voxels: a shift error of this size weighs as ‖ΔR‖_F = 1 (≈ 41°) in the supervised loss
+
+
+def supervised_loss(model: GumNet, s_a: torch.Tensor, s_b: torch.Tensor, rotations: torch.Tensor,
+                    shifts: torch.Tensor, forward: torch.nn.Module | None = None) -> torch.Tensor:
+    """The warm start's loss against the simulated truth (``s_b = T(R, t) s_a``): ``‖R̂ − R‖_F² +
+    (‖t̂ − t‖ / SHIFT_SCALE)²`` averaged over the batch. Not the paper's (it trains without labels); issue 27 adds it
+    before the unsupervised loss because the correlation loss points to the right rotation only near it."""
+    p = (forward or model)(s_a, s_b)
+    rot, t = params_to_pose(p, model.cfg.box, model.cfg.rotation)
+    frob = ((rot - rotations) ** 2).sum((-2, -1))
+    return (frob + ((t - shifts) ** 2).sum(-1) / SHIFT_SCALE ** 2).mean()

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ..hints import PathLike, Tensorish
     from ..jobs import Event
+    from .gumnet import GumNet
 
 
 def _set(source: PathLike | SubtomogramSet) -> SubtomogramSet:
@@ -41,13 +42,13 @@ def _set(source: PathLike | SubtomogramSet) -> SubtomogramSet:
 
 
 def average_set_job(source: PathLike | SubtomogramSet, cfg: AverageConfig | None = None,
-                    device: str = "cpu", world: World | None = None) -> Iterator[Event]:
+                    device: str = "cpu", world: World | None = None, model: GumNet | None = None) -> Iterator[Event]:
     """Job: reference-free averaging (:func:`cryoforge.align.average.average_job`) of an extracted set, weighted by
     its wedge mask; ``Result`` is an :class:`~cryoforge.align.average.AverageResult`."""
     s = _set(source)
     yield Log(f"averaging {len(s.subtomograms)} subtomograms of {s.subtomograms.shape[-1]}³ at {s.voxel_size:g} Å "
               f"from {s.folder}")
-    yield from average_job(s.subtomograms, s.mask, s.voxel_size, cfg, None, device, world)
+    yield from average_job(s.subtomograms, s.mask, s.voxel_size, cfg, None, device, world, model)
 
 
 def reconstruct_job(source: PathLike | SubtomogramSet, seed: int = 0, epsilon: float = 0.05,

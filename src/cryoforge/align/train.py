@@ -1,4 +1,5 @@
-"""Unsupervised Gum-Net training on simulated pairs, checkpoint loading and batched inference.
+"""Gum-Net training on simulated pairs (unsupervised, optionally after a supervised warm start), checkpoint
+loading and batched inference.
 
 Training pairs are simulated on the fly (:func:`cryoforge.align.data.training_batch`) from any set of
 maps — every step sees new rotations, shifts, defocus and noise; the SNR cycles through ``snrs``. The
@@ -25,7 +26,7 @@ from ..rng import seeded
 from ..sim.tomo import centred_wedge
 from .config import GumNetConfig, TrainConfig
 from .data import curriculum, simulate_pairs, training_batch
-from .gumnet import GumNet, gumnet_loss, standardize
+from .gumnet import GumNet, gumnet_loss, standardize, supervised_loss
 from .warp import params_to_pose
 
 if TYPE_CHECKING:
@@ -64,6 +65,14 @@ class GumNetTrainer:
         self.angle = float(train.start_angle)  # the gated curriculum's rotation range (degrees; TrainConfig.gate)
         self.world = World()
         self.forward: torch.nn.Module = self.model
+        self.bank = None
+        if train.bank:
+            from .bank import PairBank
+
+            self.bank = PairBank.open(train.bank)
+            if self.bank.info["box"] != net.box:
+                raise ValueError(f"the pair bank {train.bank} holds {self.bank.info['box']}³ pairs; this Gum-Net takes "
+                                 f"{net.box}³")
 
     def distribute(self, world: World) -> None:
         """Train as one of ``world``'s processes: the network in ``DistributedDataParallel``, each rank simulating
@@ -86,31 +95,44 @@ class GumNetTrainer:
         c = self.train_cfg
         if c.gate <= 0:
             max_angle, max_shift = curriculum(step, c.curriculum_steps, max_shift=c.max_shift)
-            return max_angle, max_shift, list(c.snrs)
-        f = min(1.0, max(0.0, (self.angle - c.start_angle) / max(180.0 - c.start_angle, 1e-9)))
-        snrs = list(c.snrs) if self.angle >= c.wide_angle else [max(c.snrs)]
-        return self.angle, 1.0 + (c.max_shift - 1.0) * f, snrs
+            return min(max_angle, c.max_angle), max_shift, list(c.snrs)
+        top = min(180.0, c.max_angle)
+        f = min(1.0, max(0.0, (self.angle - c.start_angle) / max(top - c.start_angle, 1e-9)))
+        snrs = list(c.snrs) if self.angle >= min(c.wide_angle, top) else [max(c.snrs)]
+        return min(self.angle, top), 1.0 + (c.max_shift - 1.0) * f, snrs
 
     def train_step(self, step: int) -> dict:
         c = self.train_cfg
         max_angle, max_shift, snrs = self.training_range(step)
         w = self.world
-        s_a, s_b, _, _ = training_batch(self.maps, c.batch // w.size, self.params, snrs, c.seed + 1_000_003 * w.rank,
-                                        step, c.wedge_b, max_shift, max_angle)
+        seed = c.seed + 1_000_003 * w.rank
+        if self.bank is not None:
+            s_a, s_b, rel, shifts = self.bank.batch(c.batch // w.size, seed, step, max_angle, snrs)
+        else:
+            s_a, s_b, rel, shifts = training_batch(self.maps, c.batch // w.size, self.params, snrs, seed, step,
+                                                   c.wedge_b, max_shift, max_angle)
         s_a, s_b = standardize(s_a.to(self.device)), standardize(s_b.to(self.device))
         self.model.train()
-        loss = gumnet_loss(self.model, s_a, s_b, self.mask_b, self.train_cfg.loss, forward=self.forward)
+        if step <= c.supervised_steps:  # steps count from 1
+            loss = supervised_loss(self.model, s_a, s_b, rel.to(self.device), shifts.to(self.device), self.forward)
+        else:
+            loss = gumnet_loss(self.model, s_a, s_b, self.mask_b, c.loss, forward=self.forward)
         opt = self.optimizers["model"]
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return {"loss": float(loss.detach()), "max_angle_deg": max_angle}
+        return {"loss": float(loss.detach()), "max_angle_deg": max_angle,
+                "supervised": float(step <= c.supervised_steps)}
 
     def validation_set(self) -> list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self._val is None:
             c = self.train_cfg
-            sets = [simulate_pairs(self.maps, max(1, c.val_pairs // len(c.snrs)),
-                                   replace(c.tomo, snr=s), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
+            n = max(1, c.val_pairs // len(c.snrs))
+            if c.max_angle < 180:  # a local model: held-out pairs within its range
+                self._val = [(s, *training_batch(self.maps, n, self.params, [s], 10_000 + c.seed + i, 0, c.wedge_b,
+                                                 c.max_shift, c.max_angle)) for i, s in enumerate(c.snrs)]
+                return self._val
+            sets = [simulate_pairs(self.maps, n, replace(c.tomo, snr=s), seed=10_000 + c.seed + i, wedge_b=c.wedge_b,
                                    max_shift=c.max_shift) for i, s in enumerate(c.snrs)]
             self._val = [(s, torch.from_numpy(d.s_a), torch.from_numpy(d.s_b), torch.from_numpy(d.rotations()),
                           torch.from_numpy(d.shifts())) for s, d in zip(c.snrs, sets, strict=True)]
@@ -118,7 +140,7 @@ class GumNetTrainer:
 
     @torch.no_grad()
     def validate(self, step: int) -> tuple[dict[str, float], list[Preview]]:
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = {"pairs_seen": float(step * self.train_cfg.batch)}  # the learning curve's x
         previews: list[Preview] = []
         from .adapt import recalibrated
 
@@ -158,8 +180,9 @@ class GumNetTrainer:
             r_hat, _ = gumnet_predict(model, s_a, s_b, batch=c.batch, device=str(self.device))
             errors.append(float(rotation_angle_deg(r_hat, rel).mean()))
         err = float(np.mean(errors))
-        if err < c.gate * self.angle and self.angle < 180.0:
-            self.angle = min(180.0, self.angle * c.gate_factor)
+        top = min(180.0, c.max_angle)
+        if err < c.gate * self.angle and self.angle < top:
+            self.angle = min(top, self.angle * c.gate_factor)
         return {"gate_rot_deg": err, "gate_range_deg": before, "gate_next_range_deg": self.angle}
 
     def gate_model(self, s_a: torch.Tensor, s_b: torch.Tensor) -> GumNet:

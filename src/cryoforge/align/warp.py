@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..conventions import euler_zyz_to_matrix
 from ..fourier import centred_fft, centred_ifft
 from ..geometry import centred_grid
-from ..so3 import axis_angle_matrix
+from ..so3 import axis_angle_matrix, six_d_matrix
 
 
 def sample_at(volumes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,12 @@ def impute_wedge(s_a: torch.Tensor, warped_b: torch.Tensor, warped_mask_b: torch
     return centred_ifft(centred_fft(warped_b) * m + centred_fft(s_a) * (1 - m))
 
 
-ROTATION_PARAMS = ("axis_angle", "zyz")
+ROTATION_PARAMS = ("axis_angle", "zyz", "6d")
+
+
+def n_params(rotation: str) -> int:
+    """How many numbers the network outputs for a pose: 3 for the rotation (6 for ``6d``) and 3 for the shift."""
+    return 9 if rotation == "6d" else 6
 
 
 def params_to_pose(p: torch.Tensor, box: int, rotation: str = "zyz") -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,10 +64,14 @@ def params_to_pose(p: torch.Tensor, box: int, rotation: str = "zyz") -> tuple[to
     ``zyz`` as in the reference code: angles ``p·2π − π`` (RELION ZYZ rot, tilt, psi). Its output 0.5
     is the identity *at the gimbal lock* (tilt 0), where a small rotation about x or y needs large,
     opposite changes of rot and psi. ``axis_angle``: the rotation vector ``(2p − 1)·π`` — the identity
-    at 0.5 too, but smooth around it (every small rotation is a small change). Shifts ``(2p − 1)·box/2``.
+    at 0.5 too, but smooth around it (every small rotation is a small change). ``6d`` (``(B, 9)``): the first six
+    numbers are unbounded, the continuous representation of :func:`cryoforge.so3.six_d_matrix` (identity at
+    ``(1, 0, 0, 0, 1, 0)``), the last three sigmoid shifts. Shifts ``(2p − 1)·box/2``.
     """
     if rotation not in ROTATION_PARAMS:
         raise ValueError(f"rotation must be one of {ROTATION_PARAMS}; got {rotation!r}")
+    if rotation == "6d":
+        return six_d_matrix(p[:, :6]), (p[:, 6:9] * 2 - 1) * (box / 2)
     if rotation == "zyz":
         angles = torch.rad2deg(p[:, :3] * 2 * math.pi - math.pi)
         rot = euler_zyz_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])

@@ -106,3 +106,31 @@ def test_gated_curriculum_widens_only_when_validation_allows_and_resumes_there(m
     t.angle = 90.0
     angle, shift, snrs = t.training_range(1)
     assert angle == 90.0 and snrs == [100.0, 0.1] and 1.0 < shift < 7.0
+
+
+def test_supervised_warm_start_then_the_unsupervised_loss_within_a_local_range(maps, tmp_path):
+    """--supervised-steps: the first steps learn the truth (‖ΔR‖_F² + (‖Δt‖/4)²), the rest the correlation loss;
+    --max-angle: no training or validation pair turns by more than it."""
+    from cryoforge.align.gumnet import SHIFT_SCALE, supervised_loss
+    from cryoforge.align.train import GumNetTrainer
+    from cryoforge.align.warp import params_to_pose
+
+    net = GumNetConfig.preset("tiny", rotation="6d")
+    train = TrainConfig(batch=2, val_pairs=4, snrs=[100.0, 0.1], supervised_steps=2, max_angle=30.0,
+                        curriculum_steps=0)
+    t = GumNetTrainer(net, train, maps.numpy()[:2])
+    assert t.training_range(5)[0] == 30.0
+    for *_, rot, _ in t.validation_set():
+        assert float(rotation_angle_deg(rot, torch.eye(3).expand_as(rot)).max()) <= 30.0 + 1e-3
+    # the loss by hand, for the untrained network (the identity)
+    _, s_a, s_b, rot, sh = t.validation_set()[0]
+    r, s = params_to_pose(t.model(s_a, s_b), 32, "6d")
+    expected = (((r - rot) ** 2).sum((-2, -1)) + ((s - sh) ** 2).sum(-1) / SHIFT_SCALE ** 2).mean()
+    assert torch.allclose(supervised_loss(t.model, s_a, s_b, rot, sh), expected)
+    res = drive(train_gumnet_job(maps.numpy()[:2], net, train, Schedule(steps=4, validate_every=4, metrics_every=1,
+                                                                          checkpoint_every=4), tmp_path / "g.pt"))
+    steps = [h for h in res.history if "supervised" in h]
+    assert [h["supervised"] for h in steps] == [1.0, 1.0, 0.0, 0.0]
+    assert all(h["max_angle_deg"] == 30.0 for h in steps) and res.metrics["pairs_seen"] == 8
+    # the supervised loss is on the scale of ‖ΔR‖_F² (≤ 8), the correlation loss on 1 − r (≤ 2)
+    assert load_gumnet(tmp_path / "g.pt").cfg.rotation == "6d"

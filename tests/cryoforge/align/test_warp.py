@@ -50,3 +50,25 @@ def test_imputation_takes_the_missing_region_from_s_a():
     a, b = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8)
     np.testing.assert_allclose(impute_wedge(a, b, torch.ones(1, 8, 8, 8)).numpy(), b.numpy(), atol=1e-5)
     np.testing.assert_allclose(impute_wedge(a, b, torch.zeros(1, 8, 8, 8)).numpy(), a.numpy(), atol=1e-5)
+
+
+def test_six_d_output_recovers_a_rotation_from_its_first_two_columns():
+    """The 6-D representation: the first two columns of any rotation give it back; any 6 numbers give a rotation;
+    Gum-Net's 6-D output starts at the identity."""
+    from cryoforge.align.config import GumNetConfig
+    from cryoforge.align.gumnet import GumNet
+    from cryoforge.so3 import six_d_matrix
+
+    rot = random_rotations(16, 5)
+    six = torch.cat([rot[..., 0], rot[..., 1]], -1) * 3.0  # a scale the Gram–Schmidt step removes
+    np.testing.assert_allclose(six_d_matrix(six).numpy(), rot.numpy(), atol=1e-5)
+    any_six = six_d_matrix(torch.randn(64, 6, generator=torch.Generator().manual_seed(1)))
+    np.testing.assert_allclose((any_six @ any_six.transpose(-1, -2)).numpy(), np.broadcast_to(np.eye(3), (64, 3, 3)),
+                               atol=1e-5)
+    np.testing.assert_allclose(torch.linalg.det(any_six).numpy(), 1.0, atol=1e-5)
+    net = GumNet(GumNetConfig.preset("tiny", rotation="6d")).eval()
+    v = phantom_map()[None]
+    p = net(v, v)
+    assert p.shape == (1, 9)
+    r, t = params_to_pose(p, 32, "6d")
+    assert torch.allclose(r, torch.eye(3)[None], atol=1e-6) and torch.allclose(t, torch.zeros(1, 3), atol=1e-6)
