@@ -170,6 +170,9 @@ def forward_warp(vol: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tenso
     return warp_inverse(vol.expand(len(rotations), *vol.shape), rt, -(rt @ shifts[..., None])[..., 0])
 
 
+RECALIBRATION_PAIRS = 128  # pairs whose statistics normalise the network (taken evenly through the chunk)
+
+
 def gumnet_refine(model: GumNet, ref: torch.Tensor, subtomos: torch.Tensor, masks: torch.Tensor,
                   rotations: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Local refinement by Gum-Net: the reference brought to each subtomogram's pose (``subtomo ≈ T(R, t) ref``) is
@@ -181,7 +184,7 @@ def gumnet_refine(model: GumNet, ref: torch.Tensor, subtomos: torch.Tensor, mask
     from .train import gumnet_predict
 
     s_a = forward_warp(ref, rotations, shifts)
-    model = recalibrated(model, s_a, subtomos)
+    model = recalibrated(model, s_a, subtomos, max_pairs=RECALIBRATION_PAIRS)
     d_r, d_t = gumnet_predict(model, s_a, subtomos, device=str(ref.device))
     d_r, d_t = d_r.to(ref.device), d_t.to(ref.device)
     new_r, new_t = d_r @ rotations, d_t + (d_r @ shifts[..., None])[..., 0]
@@ -237,6 +240,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
         shared = it <= max(1, cfg.global_iterations)
         local = it > max(1, cfg.global_iterations) + cfg.own_global_iterations
         joint = None
+        align_s = 0.0  # of the iteration's seconds, those spent finding poses (search or network)
         if shared and cfg.common_lowpass > 0:  # one low-resolution reference for both halves: one frame
             res = min(cfg.common_lowpass, n * voxel_size / 4)  # at least 4 Fourier shells in a small box
             joint = lowpass_filter((avgs[0] + avgs[1]) / 2, res, voxel_size)
@@ -246,6 +250,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
             hm = h[mine.start:mine.stop]
             r, t = rot[hm], sh[hm]
             step = SEARCH_CHUNK if isinstance(x, StoredStack) else max(1, len(hm))
+            t_align = time.perf_counter()
             if local and cfg.local_method == "gumnet":
                 assert model is not None
                 ref_lp = lowpass_filter(ref, lowpass, voxel_size) if lowpass else ref
@@ -255,6 +260,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
                 found = [classical_align(ref[None], _rows(x, c, dev)[:], None, _pick(m, c), search,
                                          initial=rot[c] if local else None, device=device,
                                          levels=REFINE_LEVELS if local else GLOBAL_LEVELS)[:2] for c in hm.split(step)]
+            align_s += time.perf_counter() - t_align
             if found:  # with fewer particles than ranks a rank may have none
                 r, t = torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
             rot[h], sh[h] = all_cat((r, t), world)
@@ -271,6 +277,7 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
         res_a = curve.resolution(GOLD_STANDARD)
         row = {"iteration": it, "resolution_0.143_A": res_a, "fsc": curve.fsc.tolist(),
                "frequency_per_A": curve.frequency.tolist(), "seconds": round(time.perf_counter() - t0, 3),
+               "align_seconds": round(align_s, 3),
                "search": "local" if local else "global", "aligner": cfg.local_method if local else "classical"}
         report["iterations"].append(row)
         yield Metrics({"iteration": it, "resolution_0.143_A": res_a}, it)

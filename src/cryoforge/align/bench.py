@@ -87,6 +87,7 @@ class AlignBench:
     stored_norm: bool = True  # also each Gum-Net normalised with the statistics stored in training (row NAME_stored_norm)
     local_range: float = 45.0  # ° (0: skip)
     average_local: tuple[str, ...] = ("classical", "gumnet")
+    average_snrs: tuple[float, ...] = (0.1, 0.03)
     local_checkpoint: str = ""  # the Gum-Net of averaging's local iterations (default: the shipped local model)
     curves: str = ""
 
@@ -111,7 +112,7 @@ def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iter
     runs = [(m, name, True) for m in opts.methods for name in (models if m == "gumnet" else [None])]
     if opts.stored_norm and "gumnet" in opts.methods:
         runs += [("gumnet", name, False) for name in models]
-    steps = len(opts.snrs) * len(runs) + (2 if opts.averaging else 0)
+    steps = len(opts.snrs) * len(runs) + (len(opts.average_snrs) if opts.averaging else 0)
     done = 0
     _warm_up(models, maps, device)
     for i, snr in enumerate(opts.snrs):
@@ -150,7 +151,7 @@ def bench_align(settings: AlignBench | None = None, device: str = "cpu") -> Iter
             local_model = load_gumnet(opts.local_checkpoint or sample_path(GUMNET_LOCAL_CHECKPOINT),
                                       box=maps.shape[-1], device=device)
             report["local_checkpoint"] = Path(opts.local_checkpoint or GUMNET_LOCAL_CHECKPOINT).name
-        for j, snr in enumerate((0.1, 0.03)):
+        for j, snr in enumerate(opts.average_snrs):
             for method in opts.average_local:
                 cfg = AverageConfig(iterations=opts.average_iterations,
                                     global_iterations=opts.average_global_iterations, local_method=method)
@@ -272,7 +273,8 @@ def _average_bench(true_map, voxel_size, n, snr, seed, device, cfg, model=None):
             "fsc_vs_truth": curve.fsc.tolist(), "frequency_per_A": curve.frequency.tolist(),
             "local_method": cfg.local_method,
             "seconds_global": sum(r["seconds"] for r in res.report["iterations"] if r["search"] == "global"),
-            "seconds_local": sum(r["seconds"] for r in res.report["iterations"] if r["search"] != "global")}
+            "seconds_local": sum(r["seconds"] for r in res.report["iterations"] if r["search"] != "global"),
+            "align_seconds_local": sum(r["align_seconds"] for r in res.report["iterations"] if r["search"] != "global")}
 
 
 def _inverse(r, t):

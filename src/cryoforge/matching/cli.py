@@ -99,79 +99,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
-
     from ..io.atomic import check_output_file
-    from ..io.mrc import read_mrc
-    from ..io.tomo_particles import TomoParticles, write_relion5
-    from .peaks import (
-        compete,
-        decoy_q_values,
-        find_peaks,
-        gaussian_null_false_alarms,
-        gaussian_null_q_values,
-        gaussian_null_threshold,
-    )
+    from ..io.tomo_particles import write_relion5
+    from .candidates import match_candidates
 
-    folder = Path(args.folder)
-    if not (folder / "job.json").is_file():
-        raise ValueError(f"{folder}: not a finished template-matching folder (no job.json; run `cryoforge match` "
-                         "first, or let it finish)")
     check_output_file(args.out)
-    job = json.loads((folder / "job.json").read_text())
-    scores, _ = read_mrc(folder / "scores.mrc", layout="volume")
-    angles, _ = read_mrc(folder / "angles.mrc", layout="volume")
-    vs = float(job["voxel_size_A"])
-    trials = float(job["searched_voxels"]) * float(job["n_rotations"])
-    sigma = float(job["score_sigma"])
-    threshold = gaussian_null_threshold(sigma, trials, args.false_alarms)
-    edge = job["template_box"] // 2 if args.edge is None else args.edge
-    if args.min_distance is None:  # the mask's diameter (a sphere of 0.4 of the box unless the run said otherwise)
-        radius = job["settings"].get("mask_radius") or 0.4 * job["template_box"] * vs
-        args.min_distance = 2 * float(radius)
-    decoys = sorted(folder.glob("decoy*/job.json"))
-    decoy_z = np.zeros(0)
-    if decoys:  # the target's candidates are the spots where it beats every decoy (target–decoy competition)
-        maps = [(read_mrc(m.parent / "scores.mrc", layout="volume")[0], float(json.loads(m.read_text())["score_sigma"]))
-                for m in decoys]
-        cand, decoy_z = compete(scores, angles, sigma, maps, args.n, args.min_distance / vs, edge)
-        if args.above_threshold:
-            cand = cand.take(cand.scores >= threshold)
-    else:
-        cand = find_peaks(scores, angles, args.n, args.min_distance / vs, edge,
-                          threshold if args.above_threshold else None)
-    rot = np.asarray(job["rotations_zyz_relion_deg"], np.float64)
-    from ..conventions import euler_zyz_to_matrix
-
-    mats = euler_zyz_to_matrix(rot[cand.rotation_index, 0], rot[cand.rotation_index, 1],
-                               rot[cand.rotation_index, 2]).numpy() if len(cand.scores) else np.zeros((0, 3, 3))
-    fa = gaussian_null_false_alarms(cand.scores, sigma, trials)
-    columns = {"rlnLCCmax": cand.scores, "cfGaussianNullFalseAlarms": fa,
-               "cfAboveGaussianNull": (cand.scores >= threshold).astype(int),
-               "cfGaussianNullQValue": gaussian_null_q_values(fa)}
-    if decoys:
-        q, false = decoy_q_values(cand.scores / sigma, decoy_z, len(decoys))
-        columns.update({"cfDecoyFalse": false, "cfQValue": q})
-    table = pd.DataFrame(columns)
-    q_name = "cfQValue" if decoys else "cfGaussianNullQValue"
-    if args.fdr is not None:
-        keep = table[q_name].to_numpy() <= args.fdr
-        cand = cand.take(keep)
-        table, mats = table[keep].reset_index(drop=True), mats[keep]
-    if not len(cand.scores):
-        raise ValueError(f"{folder}: no candidate is left" + (f" at q ≤ {args.fdr:g}" if args.fdr is not None else "")
-                         + (" (every spot is scored higher by a decoy)" if decoys else "")
-                         + "; nothing written")
-    shape = tuple(job["tomogram_shape_zyx"])
-    parts = TomoParticles.from_voxels(cand.xyz, vs, shape, mats, job.get("tomogram_name", "tomogram"), table,
-                                      str(folder))
-    write_relion5(args.out, parts, vs)
-    above = int((cand.scores >= threshold).sum())
-    print(f"wrote {args.out}: {len(cand.scores)} candidates at least {args.min_distance:g} Å apart"
-          + (f" with q ≤ {args.fdr:g} ({q_name}, {len(decoys)} decoy map(s))" if args.fdr is not None else "")
-          + f"; {above} above the Gaussian-null threshold {threshold:.4f} ({args.false_alarms:g} false alarm(s) "
-          f"expected per tomogram, σ {sigma:.4f} over {trials:.3g} placements)")
+    found = match_candidates(args.folder, args.n, args.min_distance, args.edge, args.false_alarms,
+                             args.above_threshold, args.fdr)
+    write_relion5(args.out, found.particles, found.voxel_size)
+    print(f"wrote {args.out}: {found.summary()}")
     return 0
 
 
