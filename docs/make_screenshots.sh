@@ -17,3 +17,5 @@ cryoforge simulate tomogram phantom:ribosome --box 40 --voxel-size 10 --shape 38
 run cryoforge view "$sim/tomogram.mrc" --particles "$sim/particles.star" --qa --box 40 --screenshot docs/qa.png
 run cryoforge view --sample --hyptest --screenshot docs/hyptest.png
 run cryoforge view --mcgan --screenshot docs/mcgan.png
+# the Template matching dock on bench tm's first crowded tomogram (needs ../shared/structures)
+run python docs/match_screenshot.py docs/match.png

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QWidget
+import numpy as np
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from cryoforge.jobs.trainer import Schedule
 
@@ -75,4 +76,47 @@ class TrainingGroup(QGroupBox):
         ax.relim()
         ax.autoscale_view()
         self.canvas.setVisible(True)
+        self.canvas.draw_idle()
+
+
+PLANES = (("x–y (z centre)", 0), ("x–z (y centre)", 1), ("y–z (x centre)", 2))
+
+
+def _plane(vol: np.ndarray, axis: int) -> np.ndarray:
+    """The central plane of a ``(Z, Y, X)`` box across ``axis``, as an image with the first remaining axis down."""
+    return np.take(vol, vol.shape[axis] // 2, axis=axis)
+
+
+class ParticlePanel(QGroupBox):
+    """One particle: its subtomogram's three central planes (grey) with the average in its pose as contours."""
+
+    def __init__(self, title: str = "Particle", hint: str = "click a particle in the viewer (or the gallery)"):
+        super().__init__(title)
+        v = QVBoxLayout(self)
+        self.label = QLabel(hint)
+        self.label.setWordWrap(True)
+        v.addWidget(self.label)
+        self.canvas, self.axes = canvas(1.9, 3)
+        self.canvas.setFixedHeight(171)  # the three planes keep their size: the gallery below takes the rest
+        v.addWidget(self.canvas)
+        self.images = [None, None, None]
+        for ax, (title, _) in zip(self.axes, PLANES, strict=True):
+            ax.set_title(title, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+
+    def show_particle(self, box: np.ndarray, model: np.ndarray, text: str) -> None:
+        level = float(model.mean() + 2 * model.std())
+        for k, (ax, (title, axis)) in enumerate(zip(self.axes, PLANES, strict=True)):
+            img = _plane(box, axis)
+            if self.images[k] is None:
+                self.images[k] = ax.imshow(img, cmap="gray", origin="lower")
+            else:
+                self.images[k].set_data(img)
+                self.images[k].set_clim(float(img.min()), float(img.max()))
+            for c in list(ax.collections):
+                c.remove()
+            ax.contour(_plane(model, axis), levels=[level], colors="#ff3030", linewidths=0.8)
+            ax.set_title(title, fontsize=7)
+        self.label.setText(text)
         self.canvas.draw_idle()

@@ -31,17 +31,12 @@ from qtpy.QtWidgets import (
 from .._notify import report_error, report_info
 from ._dock import JobDock
 from .controls import canvas, default_output, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
+from .groups import ParticlePanel
 
 POSES = {"the list's poses (no search)": "given", "reference-free search": "search",
          "align to a reference layer": "reference"}
 POINTS, VECTORS = "qa: particles", "qa: orientations"
 GALLERY_COLUMNS, GALLERY_MAX = 10, 200
-PLANES = (("x–y (z centre)", 0), ("x–z (y centre)", 1), ("y–z (x centre)", 2))
-
-
-def _plane(vol: np.ndarray, axis: int) -> np.ndarray:
-    """The central plane of a ``(Z, Y, X)`` box across ``axis``, as an image with the first remaining axis down."""
-    return np.take(vol, vol.shape[axis] // 2, axis=axis)
 
 
 class QaInputGroup(QGroupBox):
@@ -119,41 +114,6 @@ class ThresholdGroup(QGroupBox):
 
     def set_threshold(self, value: float) -> None:
         self.slider.setValue(int(round(1000 * (value - self.lo) / (self.hi - self.lo))))
-
-
-class ParticlePanel(QGroupBox):
-    """One particle: its subtomogram's three central planes (grey) with the average in its pose as contours."""
-
-    def __init__(self):
-        super().__init__("Particle")
-        v = QVBoxLayout(self)
-        self.label = QLabel("click a particle in the viewer (or the gallery)")
-        self.label.setWordWrap(True)
-        v.addWidget(self.label)
-        self.canvas, self.axes = canvas(1.9, 3)
-        self.canvas.setFixedHeight(171)  # the three planes keep their size: the gallery below takes the rest
-        v.addWidget(self.canvas)
-        self.images = [None, None, None]
-        for ax, (title, _) in zip(self.axes, PLANES, strict=True):
-            ax.set_title(title, fontsize=7)
-            ax.set_xticks([])
-            ax.set_yticks([])
-
-    def show_particle(self, box: np.ndarray, model: np.ndarray, text: str) -> None:
-        level = float(model.mean() + 2 * model.std())
-        for k, (ax, (title, axis)) in enumerate(zip(self.axes, PLANES, strict=True)):
-            img = _plane(box, axis)
-            if self.images[k] is None:
-                self.images[k] = ax.imshow(img, cmap="gray", origin="lower")
-            else:
-                self.images[k].set_data(img)
-                self.images[k].set_clim(float(img.min()), float(img.max()))
-            for c in list(ax.collections):
-                c.remove()
-            ax.contour(_plane(model, axis), levels=[level], colors="#ff3030", linewidths=0.8)
-            ax.set_title(title, fontsize=7)
-        self.label.setText(text)
-        self.canvas.draw_idle()
 
 
 class QaWidget(JobDock):

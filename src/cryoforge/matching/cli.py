@@ -32,16 +32,6 @@ def _on_grid(path: str, voxel_size: float, what: str):
     return resample_map(data, vs, voxel_size, box)
 
 
-def _finished(folder: Path, cfg) -> bool:
-    """Whether ``folder`` holds a finished match with the settings ``cfg`` (a decoy a cancelled run completed)."""
-    from dataclasses import asdict
-
-    marker = folder / "job.json"
-    if not marker.is_file():
-        return False
-    return json.loads(json.dumps(asdict(cfg))) == json.loads(marker.read_text()).get("settings")
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -49,8 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..io.mrc import read_mrc
     from ..jobs import Cancelled, run_cli
     from .config import MatchConfig
-    from .job import match_job, write_match
-    from .peaks import decoy_template
+    from .job import match_folder_job
 
     out = Path(args.out)
     if args.world.main:
@@ -70,28 +59,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       amplitude_contrast=args.amplitude_contrast, phase_flipped=args.phase_flipped,
                       invert=args.invert, batch=args.batch, memory_gb=args.memory_gb)
     volume = np.asarray(tomo, np.float32)
-    device = args.world.device(args.device)
     extra = {"tomogram": str(Path(args.tomogram).resolve()), "template": str(Path(args.template).resolve()),
-             "tomogram_name": args.name or Path(args.tomogram).stem, "decoys": args.decoys}
+             "tomogram_name": args.name or Path(args.tomogram).stem}
     try:  # the decoys first, the template last: its job.json marks the folder finished
-        for k in range(1, args.decoys + 1):
-            folder = out / f"decoy{k}"
-            if _finished(folder, cfg):
-                continue
-            res = run_cli(match_job(volume, decoy_template(template, args.seed + k, args.decoy_kind), vs, cfg, mask,
-                                    folder, device, args.world))
-            if res is not None:
-                write_match(folder, res, {**extra, "decoy_seed": args.seed + k, "decoy_kind": args.decoy_kind})
-        res = run_cli(match_job(volume, template, vs, cfg, mask, out, device, args.world))
+        folder = run_cli(match_folder_job(volume, template, vs, cfg, out, mask, args.decoys, args.decoy_kind,
+                                          args.seed, extra, args.world.device(args.device), args.world))
     except (Cancelled, KeyboardInterrupt):
         if args.world.main:
             print(f"cancelled: the rotations done are saved in {out}; the same command resumes",
                   file=__import__("sys").stderr)
         raise
-    if res is None:  # another rank than 0: rank 0 writes and reports
+    if folder is None:  # another rank than 0: rank 0 writes and reports
         return 0
-    write_match(out, res, extra)
-    r = res.record
+    r = json.loads((out / "job.json").read_text())
     print(f"wrote {out}/scores.mrc, angles.mrc, job.json: {r['n_rotations']} rotations in {r['seconds']:.1f} s "
           f"({r['seconds_per_rotation']:.3g} s per rotation, {r['rotation_over_fft_pair']:.2f}× a forward + inverse "
           f"FFT of the tile); score σ {r['score_sigma']:.4f}")

@@ -108,12 +108,23 @@ def _state_path(out_dir: Path, world: World) -> Path:
     return out_dir / "partial" / f"rank{world.rank}-of-{world.size}.pt"
 
 
-def _fingerprint(cfg: MatchConfig, shape: tuple[int, ...], template: np.ndarray, n_rot: int) -> str:
+def input_digest(tomogram: Tensorish, template: Tensorish) -> str:
+    """A digest of what is matched: the tomogram's shape and every 101st voxel (cheap on a large map on disk) and the
+    whole template — so that a saved state or a finished decoy is reused only for the same inputs."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps({**asdict(cfg), "save_every_s": 0, "shape": list(shape), "n_rot": n_rot},
-                                  sort_keys=True).encode())
-    h.update(np.ascontiguousarray(template, np.float32).tobytes())
+    tomo = np.asarray(tomogram)
+    h = hashlib.sha256(json.dumps(list(tomo.shape)).encode())
+    h.update(np.ascontiguousarray(tomo.reshape(-1)[::101], np.float32).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(template), np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(cfg: MatchConfig, tomogram: Tensorish, template: np.ndarray, n_rot: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({**asdict(cfg), "save_every_s": 0, "n_rot": n_rot}, sort_keys=True).encode())
+    h.update(input_digest(tomogram, template).encode())
     return h.hexdigest()[:16]
 
 
@@ -183,7 +194,7 @@ def match_job(tomogram: Tensorish, template: Tensorish, voxel_size: float, cfg: 
     index = torch.full(tomo.shape, -1, dtype=torch.int32)
     stats = torch.zeros(3, dtype=torch.float64)  # Σ s, Σ s², count over every rotation and voxel
     tile_k, pos = 0, mine.start
-    key = _fingerprint(cfg, tomo.shape, tpl, n_rot)
+    key = _fingerprint(cfg, tomo, tpl, n_rot)
     state_file = None if out_dir is None else _state_path(Path(out_dir), world)
     elapsed = 0.0
     if state_file is not None and state_file.is_file():
@@ -315,3 +326,47 @@ def write_match(out_dir: PathLike, res: MatchResult, extra: dict[str, Any] | Non
     if partial.is_dir() and not any(partial.iterdir()):
         partial.rmdir()
     return out
+
+
+def finished(folder: PathLike, cfg: MatchConfig, digest: str) -> bool:
+    """Whether ``folder`` holds a finished match with the settings ``cfg`` of the inputs ``digest``
+    (:func:`input_digest`; a decoy a cancelled run completed)."""
+    marker = Path(folder) / "job.json"
+    if not marker.is_file():
+        return False
+    record = json.loads(marker.read_text())
+    return json.loads(json.dumps(asdict(cfg))) == record.get("settings") and record.get("input_digest") == digest
+
+
+def match_folder_job(tomogram: Tensorish, template: np.ndarray, voxel_size: float, cfg: MatchConfig, out: PathLike,
+                     mask: Tensorish | None = None, decoys: int = 0, decoy_kind: str = "shells", seed: int = 0,
+                     extra: dict[str, Any] | None = None, device: str = "cpu",
+                     world: World | None = None) -> Iterator[Event]:
+    """Job: ``decoys`` decoy templates (:func:`~.peaks.decoy_template`, seeds ``seed + k``) matched into
+    ``out/decoyK`` — a decoy already finished with these settings is kept — then the template into ``out`` (its
+    ``job.json``, written last, marks the folder finished); each resumes from its saved rotations. ``Result``: the
+    folder (None on ranks other than 0, which write nothing)."""
+    from ..jobs.runner import stage
+    from .peaks import decoy_template
+
+    out = Path(out)
+    extra = {**(extra or {}), "decoys": decoys}
+    for k in range(1, decoys + 1):
+        folder = out / f"decoy{k}"
+        decoy = decoy_template(template, seed + k, decoy_kind)
+        digest = input_digest(tomogram, decoy)
+        if finished(folder, cfg, digest):
+            continue
+        yield Log(f"decoy {k} of {decoys} ({decoy_kind})")
+        res = yield from stage(match_job(tomogram, decoy, voxel_size, cfg, mask, folder, device, world))
+        if res is not None:
+            write_match(folder, res, {**extra, "decoy_seed": seed + k, "decoy_kind": decoy_kind,
+                                      "input_digest": digest})
+    if decoys:
+        yield Log("the template")
+    res = yield from stage(match_job(tomogram, template, voxel_size, cfg, mask, out, device, world))
+    if res is not None:
+        write_match(out, res, {**extra, "input_digest": input_digest(tomogram, template)})
+        yield Result(out)
+    else:
+        yield Result(None)

@@ -199,3 +199,29 @@ def test_benjamini_hochberg_and_target_decoy_q_values():
     np.testing.assert_allclose(q, [0.5, 0.5, 2 / 3, 1.0])  # 0.9 is also kept by the cut at 0.8
     # the Gaussian null's q: expected false alarms over the rank, running minimum from the weakest
     np.testing.assert_allclose(gaussian_null_q_values([0.1, 0.5, 0.3, 12.0]), [0.1, 0.5 / 3, 0.15, 1.0])
+
+
+def test_a_finished_decoy_is_reused_only_for_the_same_tomogram_and_template(tmp_path):
+    """match_folder_job keeps a finished decoy of the same settings and inputs (a cancelled run resumed), and matches
+    it again for another tomogram of the same shape (the dock's output folder is reused from run to run)."""
+    from cryoforge.jobs import Log
+    from cryoforge.matching.job import match_folder_job
+
+    rng = np.random.default_rng(3)
+    tomo_a, tomo_b = (rng.normal(size=(24, 32, 32)).astype(np.float32) for _ in range(2))
+    tpl = rng.normal(size=(10, 10, 10)).astype(np.float32)
+    cfg = MatchConfig(angular_step=60.0, mask_radius=24.0)
+
+    def run(tomo):
+        events = []
+        folder = drive(match_folder_job(tomo, tpl, 6.0, cfg, tmp_path / "m", decoys=1), events.append)
+        return folder, [e.message for e in events if isinstance(e, Log)]
+
+    folder, logs = run(tomo_a)
+    assert "decoy 1 of 1 (shells)" in logs and (folder / "decoy1" / "job.json").is_file()
+    first = json.loads((folder / "decoy1" / "job.json").read_text())["input_digest"]
+    _, logs = run(tomo_a)
+    assert not any(m.startswith("decoy 1") for m in logs)  # kept
+    _, logs = run(tomo_b)
+    assert "decoy 1 of 1 (shells)" in logs  # another tomogram: matched again
+    assert json.loads((folder / "decoy1" / "job.json").read_text())["input_digest"] != first
