@@ -86,3 +86,16 @@ def path_row(placeholder: str, on_browse, button: str = "Browse…"):
     row.addWidget(edit)
     row.addWidget(browse)
     return row, edit
+
+
+def thick_slice(viewer, thickness: float) -> None:
+    """A slab of ``thickness`` Å along the sliced axis (the tomogram's z in the 2-D view): points within half of it
+    show (smaller with distance, with ``projection_mode="rescale_spherical"``); an image layer stays one plane (its
+    projection mode is none)."""
+    dims = viewer.dims
+    if dims.ndisplay != 2 or dims.ndim < 3:
+        return
+    t = list(dims.thickness)
+    for axis in dims.not_displayed:
+        t[axis] = thickness if axis == dims.ndim - 3 else t[axis]
+    dims.thickness = tuple(t)

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLa
 
 from .._notify import report_error, report_info
 from ._dock import JobDock
-from .controls import default_output, dspin, ispin, layer_combo, refresh_combo, voxel_size_of
+from .controls import default_output, dspin, ispin, layer_combo, refresh_combo, thick_slice, voxel_size_of
 from .groups import ParticlePanel
 
 POINTS, SCORES = "match: candidates", "match: scores"
@@ -206,14 +206,16 @@ class MatchWidget(JobDock):
             pts = self.viewer.layers[POINTS]
             pts.data = zyx
         else:
-            pts = self.viewer.add_points(zyx, name=POINTS, size=size, border_width=0.08,
+            pts = self.viewer.add_points(zyx, name=POINTS, size=size, border_width=0.12,
                                          projection_mode="rescale_spherical", units=("angstrom",) * 3, **kw)
             pts.mouse_drag_callbacks.append(self._on_click)
+        thick_slice(self.viewer, found.min_distance)  # the candidates within a mask radius of the plane show
         self._recolour()
         self.viewer.layers.selection.active = pts
         what = (f"target–decoy q ({found.n_decoys} decoy map(s))" if found.n_decoys
                 else "Gaussian null + Benjamini–Hochberg q")
-        self.status.setText(f"{len(zyx)} candidates; coloured by {what}: yellow low, purple high, grey rejected. "
+        self.status.setText(f"{len(zyx)} candidates (rings); coloured by {what}: yellow low, purple high, grey "
+                            "rejected, red the one shown below. "
                             + found.summary().split("; ", 1)[1])
 
     def accepted(self) -> np.ndarray:
@@ -231,12 +233,11 @@ class MatchWidget(JobDock):
         q = self.found.q_values
         keep = self.accepted()
         colours = colormaps["viridis_r"](np.clip(q / max(self.fdr.q.value(), 1e-9), 0, 1))
-        colours[~keep] = [0.55, 0.55, 0.55, 0.4]
-        pts.face_color = colours
-        border = np.tile([0.0, 0.0, 0.0, 0.0], (len(q), 1))
+        colours[~keep] = [0.55, 0.55, 0.55, 0.6]
         if self.selected is not None:
-            border[self.selected] = [1.0, 0.2, 0.2, 1.0]
-        pts.border_color = border
+            colours[self.selected] = [1.0, 0.2, 0.2, 1.0]
+        pts.face_color = np.zeros((len(q), 4))  # rings: the density inside stays visible
+        pts.border_color = colours
         self.fdr.label.setText(f"{int(keep.sum())} of {len(q)} candidates accepted at q ≤ {self.fdr.q.value():g} "
                                f"({self.found.q_name})")
 

@@ -30,7 +30,17 @@ from qtpy.QtWidgets import (
 
 from .._notify import report_error, report_info
 from ._dock import JobDock
-from .controls import canvas, default_output, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
+from .controls import (
+    canvas,
+    default_output,
+    dspin,
+    ispin,
+    layer_combo,
+    path_row,
+    refresh_combo,
+    thick_slice,
+    voxel_size_of,
+)
 from .groups import ParticlePanel
 
 POSES = {"the list's poses (no search)": "given", "reference-free search": "search",
@@ -276,24 +286,12 @@ class QaWidget(JobDock):
         else:
             self.viewer.add_vectors(vec, name=VECTORS, edge_width=1.5, edge_color="yellow", projection_mode="fade",
                                     units=("angstrom",) * 3, **kw)
-        self._thick_slice(float(layer.scale[-3]) * box)
+        thick_slice(self.viewer, float(layer.scale[-3]) * box)
         if scores is not None:
             self.threshold.set_scores(scores)
             self.threshold.set_threshold(float(np.quantile(scores, 0.1)))
         self._recolour()
         self.viewer.layers.selection.active = pts
-
-    def _thick_slice(self, thickness: float) -> None:
-        """A slab of ``thickness`` Å along the sliced axis (the tomogram's z in the 2-D view): the points and
-        vectors of particles within half a box of the plane show (smaller with distance); the tomogram itself stays
-        one plane (its projection mode is none)."""
-        dims = self.viewer.dims
-        if dims.ndisplay != 2 or dims.ndim < 3:
-            return
-        t = list(dims.thickness)
-        for axis in dims.not_displayed:
-            t[axis] = thickness if axis == dims.ndim - 3 else t[axis]
-        dims.thickness = tuple(t)
 
     def _recolour(self) -> None:
         if POINTS not in self.viewer.layers or self.particles is None:
