@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from qtpy.QtWidgets import QPushButton, QWidget
+from qtpy.QtWidgets import QLabel, QPushButton, QWidget
 
 from .._jobs import start_job
 
@@ -34,6 +34,16 @@ class JobDock(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
+
+    def _head(self, root, inputs) -> QLabel:
+        """The dock's first rows in ``root`` (a layout): its input group, the Cancel button and a status line, which
+        is returned."""
+        root.addWidget(inputs)
+        root.addWidget(self.cancel_btn)
+        status = QLabel("")
+        status.setWordWrap(True)
+        root.addWidget(status)
+        return status
 
     def _buttons(self):
         return [attrgetter(name)(self) for name in self.job_buttons]

@@ -99,3 +99,13 @@ def thick_slice(viewer, thickness: float) -> None:
     for axis in dims.not_displayed:
         t[axis] = thickness if axis == dims.ndim - 3 else t[axis]
     dims.thickness = tuple(t)
+
+
+def tilt_range_row(what: str = "the missing wedge"):
+    """Two spin boxes side by side for the lowest and highest tilt (°, default ±60°): ``(layout, low, high)``."""
+    row = QHBoxLayout()
+    low = dspin(-60.0, -90.0, 0.0, 1.0, "°", 1, f"lowest tilt: {what}")
+    high = dspin(60.0, 0.0, 90.0, 1.0, "°", 1, "highest tilt")
+    row.addWidget(low)
+    row.addWidget(high)
+    return row, low, high

@@ -15,11 +15,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout
 
 from .._notify import report_error, report_info
 from ._dock import JobDock
-from .controls import default_output, dspin, ispin, layer_combo, refresh_combo, thick_slice, voxel_size_of
+from .controls import (
+    default_output,
+    dspin,
+    ispin,
+    layer_combo,
+    refresh_combo,
+    thick_slice,
+    tilt_range_row,
+    voxel_size_of,
+)
 from .groups import ParticlePanel
 
 POINTS, SCORES = "match: candidates", "match: scores"
@@ -43,11 +52,7 @@ class MatchInputGroup(QGroupBox):
         f.addRow("angular step", self.angular_step)
         self.mask_radius = dspin(0.0, 0.0, 10_000.0, 10.0, " Å", 0, "spherical mask radius; 0: 0.4 of the template box")
         f.addRow("mask radius", self.mask_radius)
-        tilt = QHBoxLayout()
-        self.tilt_min = dspin(-60.0, -90.0, 0.0, 1.0, "°", 1, "lowest tilt: the missing wedge the template gets")
-        self.tilt_max = dspin(60.0, 0.0, 90.0, 1.0, "°", 1, "highest tilt")
-        tilt.addWidget(self.tilt_min)
-        tilt.addWidget(self.tilt_max)
+        tilt, self.tilt_min, self.tilt_max = tilt_range_row("the missing wedge the template gets")
         f.addRow("tilt range", tilt)
         self.decoys = ispin(1, 0, 8, tip="decoy templates matched beside the template (each as long as the template): "
                                          "the candidates get target–decoy q-values; 0: the Gaussian null's")
@@ -110,11 +115,7 @@ class MatchWidget(JobDock):
         root = QVBoxLayout(self)
         self.inputs = MatchInputGroup()
         self.inputs.run_btn.clicked.connect(self.run)
-        root.addWidget(self.inputs)
-        root.addWidget(self.cancel_btn)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        root.addWidget(self.status)
+        self.status = self._head(root, self.inputs)
         self.fdr = FdrGroup()
         self.fdr.q.valueChanged.connect(self._recolour)
         self.fdr.export_btn.clicked.connect(self.export_accepted)
@@ -163,6 +164,7 @@ class MatchWidget(JobDock):
         if self._busy():
             return
         from cryoforge.io.atomic import check_output_dir
+        from cryoforge.io.mrc import read_mrc
         from cryoforge.jobs import Result
         from cryoforge.jobs.runner import stage
         from cryoforge.matching.candidates import match_candidates
@@ -181,24 +183,24 @@ class MatchWidget(JobDock):
         def job():
             folder = yield from stage(match_folder_job(volume, template, vs, cfg, out, decoys=decoys,
                                                        extra={"tomogram_name": tomo.name}))
-            yield Result(match_candidates(folder, n))
+            scores, _ = read_mrc(folder / "scores.mrc", layout="volume")  # read here, not in the GUI's turn
+            yield Result((match_candidates(folder, n), np.asarray(scores, np.float32)))
 
         self.status.setText(f"matching {template.shape[0]}³ against {tomo.name} {volume.shape} "
                             f"at {cfg.angular_step:g}° with {decoys} decoy(s)…")
         self._start(job(), "Template matching", self._show)
 
     # ------------------------------------------------------------------ results
-    def _show(self, found) -> None:
-        from cryoforge.io.mrc import read_mrc
-
+    def _show(self, result):
+        """The score map, then the candidates, then their colours and the status: a step per event-loop turn."""
+        found, scores = result
         tomo = self._named_layer(self.inputs.tomogram.currentText())
         if tomo is None:
             return
         self.found = found
-        scores, _ = read_mrc(Path(found.particles.source) / "scores.mrc", layout="volume")
-        layer = self._set_layer(SCORES, np.asarray(scores, np.float32), found.voxel_size, colormap="inferno",
-                                blending="additive")
+        layer = self._set_layer(SCORES, scores, found.voxel_size, colormap="inferno", blending="additive")
         layer.opacity = 0.6
+        yield
         zyx = found.particles.voxels(found.voxel_size, tomo.data.shape)[:, ::-1]
         size = 0.6 * found.min_distance / found.voxel_size
         kw = {"scale": tomo.scale, "translate": tomo.translate}
@@ -209,6 +211,7 @@ class MatchWidget(JobDock):
             pts = self.viewer.add_points(zyx, name=POINTS, size=size, border_width=0.12,
                                          projection_mode="rescale_spherical", units=("angstrom",) * 3, **kw)
             pts.mouse_drag_callbacks.append(self._on_click)
+        yield
         thick_slice(self.viewer, found.min_distance)  # the candidates within a mask radius of the plane show
         self._recolour()
         self.viewer.layers.selection.active = pts

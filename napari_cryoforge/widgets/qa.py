@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
@@ -33,12 +32,12 @@ from ._dock import JobDock
 from .controls import (
     canvas,
     default_output,
-    dspin,
     ispin,
     layer_combo,
     path_row,
     refresh_combo,
     thick_slice,
+    tilt_range_row,
     voxel_size_of,
 )
 from .groups import ParticlePanel
@@ -66,11 +65,7 @@ class QaInputGroup(QGroupBox):
         f.addRow(self.load_btn)
         self.box = ispin(32, 8, 256, " voxels", "box size of the subtomograms (tomogram voxels)")
         f.addRow("box", self.box)
-        tilt = QHBoxLayout()
-        self.tilt_min = dspin(-60.0, -90.0, 0.0, 1.0, "°", 1, "lowest tilt: the missing wedge")
-        self.tilt_max = dspin(60.0, 0.0, 90.0, 1.0, "°", 1, "highest tilt")
-        tilt.addWidget(self.tilt_min)
-        tilt.addWidget(self.tilt_max)
+        tilt, self.tilt_min, self.tilt_max = tilt_range_row("the missing wedge")
         f.addRow("tilt range", tilt)
         self.poses = QComboBox()
         self.poses.addItems(list(POSES))
@@ -142,11 +137,7 @@ class QaWidget(JobDock):
         self.inputs = QaInputGroup(self._browse)
         self.inputs.load_btn.clicked.connect(self.load_particles)
         self.inputs.run_btn.clicked.connect(self.run)
-        root.addWidget(self.inputs)
-        root.addWidget(self.cancel_btn)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        root.addWidget(self.status)
+        self.status = self._head(root, self.inputs)
         self.panel = ParticlePanel()
         root.addWidget(self.panel)
         self.threshold = ThresholdGroup()
