@@ -137,3 +137,16 @@ def tomogram_of_copies(rotations, box: int = 20, shape=(24, 72, 96), noise: floa
         xyz.append((x, y, z))
     vol += np.random.default_rng(seed).normal(0, noise * vol.std(), shape).astype(np.float32)
     return vol, ref, np.array(xyz, float)
+
+
+def phantom_crowd(seed: int = 1):
+    """A 96×96×48 tomogram at 12 Å of three ribosome and three proteasome phantoms (both in the shipped known set of
+    the hypothesis test), SNR 1, ±60° every 6°; and the two 32³ maps."""
+    from cryoforge.jobs import drive
+    from cryoforge.sim.sources import MapSpec, load_map
+    from cryoforge.sim.tomogram import TomogramParams, simulate_tomogram_job
+
+    maps = np.stack([load_map(s, MapSpec(32, 12.0)) for s in ("phantom:ribosome", "phantom:proteasome")])
+    p = TomogramParams(shape=(96, 96, 48), voxel_size=12.0, n_particles=6, thickness=400, snr=1.0, tilt_step=6,
+                       seed=seed)
+    return drive(simulate_tomogram_job(maps, ["ribosome", "proteasome"], p)), maps

@@ -4,7 +4,7 @@ Primitives (one layer, any order among them but no cycle): conventions, geometry
 correlation, search, metrics, gan, rng, lazy, latent (the Manifold protocol), resources, cliargs, plots, phantom, samples,
 io, jobs. Data: sim (imports primitives only). Families — align, hyptest, drgn, multicryogan, tomograms, matching —
 import the primitives, sim and themselves, never each other. Top: the manifold registry, the benches (hub, core and tomogram benches), the tomogram-to-average workflow
-(particle_qa) and the CLI, which may import anything. No module imports a CLI module except the CLI itself; the napari layer imports no CLI module
+(particle_qa), the test of template-matching candidates (candidate_tests) and the CLI, which may import anything. No module imports a CLI module except the CLI itself; the napari layer imports no CLI module
 of the engine.
 """
 
@@ -24,7 +24,7 @@ PRIMITIVES = {"cryoforge", "conventions", "configs", "hints", "geometry", "so3",
               "gan", "latent", "lazy", "rng", "resources", "cliargs", "plots", "phantom", "samples", "io", "jobs"}
 DATA = {"sim"}
 FAMILIES = {"align", "hyptest", "drgn", "multicryogan", "tomograms", "matching"}
-TOP = {"manifold", "bench", "bench_core", "bench_tomo", "bench_scale", "bench_tm", "cli", "particle_qa"}
+TOP = {"manifold", "bench", "bench_core", "bench_tomo", "bench_scale", "bench_tm", "cli", "particle_qa", "candidate_tests"}
 LAYER = {**{u: 0 for u in PRIMITIVES}, **{u: 1 for u in DATA}, **{u: 2 for u in FAMILIES}, **{u: 3 for u in TOP}}
 
 

@@ -120,3 +120,41 @@ class ParticlePanel(QGroupBox):
             ax.set_title(title, fontsize=7)
         self.label.setText(text)
         self.canvas.draw_idle()
+
+
+LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
+
+
+def null_histogram(ax, known: np.ndarray, pseudo: np.ndarray, names: list[str], alpha: float,
+                   target: int | None = None):
+    """Seed 000's view of one test on ``ax``: the pseudo-complexes' scores as a histogram, every known template's
+    score as a line (the best red, ``target`` orange when another one is best; labels with p̂ for the top
+    :data:`LABELLED`), the α threshold green. Returns the bars and ``{line: known index}`` (for picking)."""
+    from cryoforge.hyptest.montecarlo import p_text
+
+    ax.clear()
+    bars = ax.hist(pseudo, bins=40, color="tab:gray", picker=True)[2]
+    best = int(np.argmax(known))
+    null = np.concatenate([pseudo, np.delete(known, best)])
+    order = np.argsort(-known)
+    top = max(1.0, max(b.get_height() for b in bars))
+    lines = {}
+    lo, hi = float(min(pseudo.min(), known.min())), float(max(pseudo.max(), known.max()))
+    for rank, k in enumerate(order):  # a line per known template; labels for the top LABELLED
+        p = float((null >= known[k]).mean())
+        colour = "red" if k == best else "tab:orange" if k == target else "tab:blue"
+        line = ax.axvline(known[k], color=colour, lw=1.6 if k in (best, target) else 0.7, picker=5,
+                          alpha=1.0 if rank < LABELLED or k == target else 0.5)
+        lines[line] = k
+        if rank < LABELLED:  # labels right of their line, or left of it in the right third (never clipped)
+            right = known[k] > lo + 0.66 * (hi - lo)
+            text = f"{rank + 1}. {names[k]} p̂ {p_text(p, len(null))}"
+            ax.text(known[k], top * (0.97 - 0.11 * rank), f"{text} " if right else f" {text}", fontsize=6,
+                    color=line.get_color(), va="top", ha="right" if right else "left")
+    thr = float(np.quantile(null, 1 - alpha))
+    ax.axvline(thr, color="green", ls="--", lw=1)
+    ax.text(thr, top * 0.05, f" p={alpha:g}", color="green", fontsize=6)
+    ax.set_xlabel("wedge-constrained correlation c(P, T(C))", fontsize=7)
+    ax.set_ylabel("pseudo-complexes", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return bars, lines

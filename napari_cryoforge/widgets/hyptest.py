@@ -31,9 +31,9 @@ from .._jobs import in_turns
 from .._notify import report_error, report_info
 from ._dock import JobDock
 from .controls import canvas, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
+from .groups import null_histogram
 
 TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
-LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
 
 
 class InputGroup(QGroupBox):
@@ -264,38 +264,12 @@ class HypTestWidget(JobDock):
 
     def draw_histogram(self, result=None):
         """Pseudo-complex scores as a histogram; known templates as lines (best red), α threshold green."""
-        ax = self.ax
-        ax.clear()
         known, pseudo = self._known, self._pseudo
         if known is None or pseudo is None or len(pseudo) == 0:
+            self.ax.clear()
             return
-        names = self.tester.names
-        self._bars = ax.hist(pseudo, bins=40, color="tab:gray", picker=True)[2]
-        best = int(np.argmax(known))
-        null = np.concatenate([pseudo, np.delete(known, best)])
-        order = np.argsort(-known)
-        top = max(1.0, max(b.get_height() for b in self._bars))
-        self._lines = {}
-        from cryoforge.hyptest.montecarlo import p_text
-
-        lo, hi = float(min(pseudo.min(), known.min())), float(max(pseudo.max(), known.max()))
-        for rank, k in enumerate(order):  # a line per known template; labels for the top LABELLED
-            p = float((null >= known[k]).mean())
-            line = ax.axvline(known[k], color="red" if k == best else "tab:blue", lw=1.6 if k == best else 0.7,
-                              picker=5, alpha=1.0 if rank < LABELLED else 0.5)
-            self._lines[line] = k
-            if rank < LABELLED:  # labels right of their line, or left of it in the right third (never clipped)
-                right = known[k] > lo + 0.66 * (hi - lo)
-                text = f"{rank + 1}. {names[k]} p̂ {p_text(p, len(null))}"
-                ax.text(known[k], top * (0.97 - 0.11 * rank), f"{text} " if right else f" {text}", fontsize=6,
-                        color=line.get_color(), va="top", ha="right" if right else "left")
-        alpha = self.tester.cfg.alpha
-        thr = float(np.quantile(null, 1 - alpha))
-        ax.axvline(thr, color="green", ls="--", lw=1)
-        ax.text(thr, top * 0.05, f" p={alpha:g}", color="green", fontsize=6)
-        ax.set_xlabel("wedge-constrained correlation c(P, T(C))", fontsize=7)
-        ax.set_ylabel("pseudo-complexes", fontsize=7)
-        ax.tick_params(labelsize=6)
+        self._bars, self._lines = null_histogram(self.ax, np.asarray(known), np.asarray(pseudo), self.tester.names,
+                                                 self.tester.cfg.alpha)
         self.canvas.draw_idle()
 
     def _show_result(self, result):

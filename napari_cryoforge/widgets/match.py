@@ -1,6 +1,9 @@
 """Template matching dock: a template matched over a whole tomogram (and decoy templates beside it), the score map as
 an overlay, the candidates as points coloured by their q-value with a q slider, a click on a candidate → its
 subtomogram's three central planes with the template in its pose, and *Export accepted* → RELION 5 STAR.
+*Test candidates* runs seed 000's hypothesis test on every candidate (:mod:`cryoforge.candidate_tests`, as
+``cryoforge match extract --target``); the points are then coloured by its q-values, and a click also shows the
+candidate's pseudo-complex histogram with its p̂ (the Hypothesis test dock's view).
 
 The engine does the work (:func:`cryoforge.matching.job.match_folder_job` into an output folder, which resumes;
 :func:`cryoforge.matching.candidates.match_candidates` for the statistics, as ``cryoforge match extract``); this dock
@@ -20,6 +23,7 @@ from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QLabel, QPushBut
 from .._notify import report_error, report_info
 from ._dock import JobDock
 from .controls import (
+    canvas,
     default_output,
     dspin,
     ispin,
@@ -29,7 +33,7 @@ from .controls import (
     tilt_range_row,
     voxel_size_of,
 )
-from .groups import ParticlePanel
+from .groups import ParticlePanel, null_histogram
 
 POINTS, SCORES = "match: candidates", "match: scores"
 
@@ -89,6 +93,42 @@ class FdrGroup(QGroupBox):
         f.addRow(self.export_btn)
 
 
+def _known_names() -> list[str]:
+    """The shipped known set's names (its templates.json; nothing heavy is read)."""
+    import json
+
+    from cryoforge.samples import HYPTEST_TEMPLATES, sample_path
+
+    return json.loads((sample_path(HYPTEST_TEMPLATES) / "templates.json").read_text())["names"]
+
+
+class CandidateTestGroup(QGroupBox):
+    """Seed 000's test of every candidate: the target among the shipped known set, the null-set size, the button, and
+    the pseudo-complex histogram of the candidate shown."""
+
+    def __init__(self):
+        from qtpy.QtWidgets import QComboBox
+
+        from cryoforge.hyptest.config import HypTestConfig
+
+        super().__init__("Hypothesis test of the candidates (seed 000)")
+        f = QFormLayout(self)
+        self.target = QComboBox()
+        self.target.addItems(_known_names())
+        self.target.setToolTip("the known template that is the matched complex: a candidate's p-value is p̂ when it "
+                               "explains the candidate best among the known set, else 1")
+        f.addRow("target", self.target)
+        self.n_pseudo = ispin(HypTestConfig().n_pseudo, 100, 100_000, tip="pseudo-complexes in the null set (3D-WGAN)")
+        f.addRow("null set", self.n_pseudo)
+        self.run_btn = QPushButton("Test candidates")
+        self.run_btn.setToolTip("score every known template and the pseudo-complexes in each candidate's subtomogram; "
+                                "Benjamini–Hochberg q-values over the candidates")
+        f.addRow(self.run_btn)
+        self.canvas, (self.ax,) = canvas(1.8)
+        self.canvas.setVisible(False)  # shown with the first tested candidate
+        f.addRow(self.canvas)
+
+
 def _crop(vol: np.ndarray, centre_zyx: np.ndarray, n: int) -> np.ndarray:
     """The ``n``³ box of ``vol`` centred on a voxel (its mean beyond the edges)."""
     out = np.full((n, n, n), float(np.mean(vol)), np.float32)
@@ -103,12 +143,15 @@ def _crop(vol: np.ndarray, centre_zyx: np.ndarray, n: int) -> np.ndarray:
 class MatchWidget(JobDock):
     """The Template matching dock (module text)."""
 
-    job_buttons = ("inputs.run_btn",)
+    job_buttons = ("inputs.run_btn", "test.run_btn")
     preload = ("cryoforge.matching.job", "cryoforge.matching.candidates", "cryoforge.matching.peaks")
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self.found = None  # the last MatchCandidates
+        self.untested = None  # the same before the hypothesis test
+        self.tests = None  # its CandidateTests
+        self.folder: Path | None = None
         self.template: np.ndarray | None = None  # on the tomogram's grid
         self.selected: int | None = None
         self.last_click_ms: float | None = None
@@ -120,6 +163,9 @@ class MatchWidget(JobDock):
         self.fdr.q.valueChanged.connect(self._recolour)
         self.fdr.export_btn.clicked.connect(self.export_accepted)
         root.addWidget(self.fdr)
+        self.test = CandidateTestGroup()
+        self.test.run_btn.clicked.connect(self.test_candidates)
+        root.addWidget(self.test)
         self.panel = ParticlePanel("Candidate", "click a candidate in the viewer")
         root.addWidget(self.panel)
         root.addStretch(1)
@@ -176,7 +222,9 @@ class MatchWidget(JobDock):
         except (ValueError, OSError) as err:
             report_error(f"Template matching: {err}")
             return
-        self.template, self.found, self.selected = template, None, None
+        self.template, self.found, self.selected, self.untested, self.tests = template, None, None, None, None
+        self.folder = out
+        self.test.canvas.setVisible(False)
         volume = np.asarray(tomo.data, np.float32)
         decoys, n = self.inputs.decoys.value(), self.inputs.n.value()
 
@@ -197,7 +245,7 @@ class MatchWidget(JobDock):
         tomo = self._named_layer(self.inputs.tomogram.currentText())
         if tomo is None:
             return
-        self.found = found
+        self.found = self.untested = found
         layer = self._set_layer(SCORES, scores, found.voxel_size, colormap="inferno", blending="additive")
         layer.opacity = 0.6
         yield
@@ -215,11 +263,81 @@ class MatchWidget(JobDock):
         thick_slice(self.viewer, found.min_distance)  # the candidates within a mask radius of the plane show
         self._recolour()
         self.viewer.layers.selection.active = pts
-        what = (f"target–decoy q ({found.n_decoys} decoy map(s))" if found.n_decoys
+        what = ("hypothesis-test q (seed 000)" if self.tests is not None
+                else f"target–decoy q ({found.n_decoys} decoy map(s))" if found.n_decoys
                 else "Gaussian null + Benjamini–Hochberg q")
         self.status.setText(f"{len(zyx)} candidates (rings); coloured by {what}: yellow low, purple high, grey "
                             "rejected, red the one shown below. "
                             + found.summary().split("; ", 1)[1])
+
+    def test_candidates(self) -> None:
+        """Seed 000's test of every candidate in the background; then the points are coloured by its q-values."""
+        if self._busy():
+            return
+        tomo = self._named_layer(self.inputs.tomogram.currentText())
+        if self.untested is None or self.folder is None or tomo is None:
+            report_error("Template matching: match first; the candidates are tested in the tomogram they came from")
+            return
+        import json
+
+        from cryoforge.candidate_tests import candidate_config, test_match_job
+        from cryoforge.hyptest.montecarlo import HypothesisTester
+        from cryoforge.hyptest.templates import read_template_set
+        from cryoforge.jobs import Result
+        from cryoforge.jobs.runner import stage
+        from cryoforge.samples import HYPTEST_MODEL, sample_path
+
+        found, folder, volume = self.untested, self.folder, np.asarray(tomo.data, np.float32)
+        target, n_pseudo = self.test.target.currentText(), self.test.n_pseudo.value()
+
+        def job():
+            record = json.loads((folder / "job.json").read_text())
+            maps, names, tvs = read_template_set()
+            tester = HypothesisTester.from_checkpoint(sample_path(HYPTEST_MODEL), maps, names,
+                                                      candidate_config(n_pseudo))
+            tests = yield from stage(test_match_job(found, record, volume, tester, tvs, [target]))
+            yield Result(tests)
+
+        self.status.setText(f"testing {len(found.q_values)} candidates against the known set ({target} the target) "
+                            f"and {n_pseudo} pseudo-complexes…")
+        self._start(job(), "Hypothesis test of the candidates", self._show_tests)
+
+    def _show_tests(self, tests) -> None:
+        from cryoforge.candidate_tests import with_tests
+
+        if self.untested is None:
+            return
+        self.tests, self.found = tests, with_tests(self.untested, tests)
+        self._recolour()
+        self.status.setText(f"{tests.summary()}; the points are coloured by its q-values. Click one for its "
+                            "histogram.")
+        if self.selected is not None:
+            self.select(self.selected)
+
+    def _draw_test(self, i: int) -> str:
+        """The pseudo-complex histogram of candidate ``i`` (when it was scored against them); a line of text."""
+        t = self.tests
+        if t is None:
+            return ""
+        self.test.canvas.setVisible(True)
+        from cryoforge.hyptest.montecarlo import p_text
+
+        known = np.asarray(t.known_scores[i])
+        target = t.names.index(t.targets[0])
+        pseudo = t.pseudo_scores[i]
+        if pseudo is None:
+            self.test.ax.clear()
+            self.test.ax.barh(range(len(known)), known, color=["red" if k == int(np.argmax(known)) else "tab:orange"
+                                                                if k == target else "tab:blue"
+                                                                for k in range(len(known))])
+            self.test.ax.set_yticks(range(len(known)), t.names, fontsize=5)
+            self.test.ax.set_xlabel("wedge-constrained correlation c(P, T(C))", fontsize=7)
+            self.test.ax.tick_params(labelsize=6)
+            self.test.canvas.draw_idle()
+            return f"; best explained by {t.best[i]}, not the target: p = 1"
+        null_histogram(self.test.ax, known, np.asarray(pseudo), t.names, t.alpha, target)
+        self.test.canvas.draw_idle()
+        return f"; best {t.best[i]}, p̂ {p_text(float(t.p_hat[i]), t.B)} (B = {t.B})"
 
     def accepted(self) -> np.ndarray:
         """Which candidates the q slider accepts."""
@@ -277,10 +395,11 @@ class MatchWidget(JobDock):
         model = transform_volumes(torch.from_numpy(self.template), torch.as_tensor(
             found.particles.rotations[i], dtype=torch.float32)).numpy()
         row = found.particles.table.iloc[i]
+        tested = self._draw_test(i)
         self.panel.show_particle(box, model, f"candidate {i + 1} of {len(found.q_values)}: score "
                                              f"{row['rlnLCCmax']:.3f}, q {found.q_values[i]:.3g}, Gaussian-null false "
-                                             f"alarms {row['cfGaussianNullFalseAlarms']:.3g}; red: the template in "
-                                             "its pose")
+                                             f"alarms {row['cfGaussianNullFalseAlarms']:.3g}{tested}; red: the "
+                                             "template in its pose")
         self._recolour()
         self.last_click_ms = 1000 * (time.perf_counter() - t0)
 

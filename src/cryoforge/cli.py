@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_bench)
 
     from .align.cli import register as register_align
+    from .candidate_tests import add_test_arguments
     from .hyptest.cli import register as register_hyptest
     from .manifold.cli import register as register_manifold
     from .matching.cli import register as register_match
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_simulate(sub)
     register_tomograms(sub)
-    register_match(sub)
+    register_match(sub, add_test_arguments)
     register_align(sub, _open_tomogram)
     register_hyptest(sub)
     register_manifold(sub)

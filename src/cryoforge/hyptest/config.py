@@ -56,6 +56,7 @@ class ScoreConfig:
     n_rotations: int = 4000  # ≈ 11° spacing
     band: float = 0.8  # fraction of Nyquist of the coarse box used in the coarse stage
     candidates: int = 4
+    centred: int = 0  # more candidate rotations, ranked by the phase-aware correlation with P taken as centred
     neighbours: int = 6  # grid neighbours tried around the best candidate (0: none)
     fine_box: int | None = 24  # the fine stage works on Fourier-cropped volumes of this size (None: full size)
     lowpass: float = 1.0  # fraction of Nyquist of the fine box
@@ -70,6 +71,8 @@ class ScoreConfig:
             raise ValueError(f"fine_box ({self.fine_box}) must be at least coarse_box ({self.coarse_box})")
         if self.n_rotations < 1 or self.candidates < 1:
             raise ValueError("n_rotations and candidates must be positive")
+        if self.centred < 0:
+            raise ValueError(f"centred must be ≥ 0; got {self.centred}")
         return self
 
 

@@ -163,11 +163,14 @@ class HypothesisTester:
             yield Preview("pseudo scores", np.stack([np.arange(len(so_far)), so_far]).astype(np.float32), "curve",
                           {"known": known.tolist(), "names": self.names})
             yield Progress(2 + b0 // chunk, total, f"scored {len(so_far)}/{len(vols)} pseudo-complexes")
-        out = self._decide(known, np.concatenate(pseudo), best, truth, null)
+        out = self.decide(known, np.concatenate(pseudo), best, truth)
         out.known_rotations, out.known_shifts = fits.rotations.tolist(), fits.shifts.tolist()
         yield Result(out)
 
-    def _decide(self, known, pseudo, best, truth, null) -> HypothesisResult:
+    def decide(self, known: ArrayLike, pseudo: ArrayLike, best: int, truth: int | None = None) -> HypothesisResult:
+        """The decisions for a subtomogram from the scores of the ``known`` templates and of the pseudo-complexes of
+        ``C_best``'s null set (:meth:`null_set`), scored by one :meth:`scorer`."""
+        known, pseudo, null = np.asarray(known, np.float64), np.asarray(pseudo, np.float64), self.null_set(best)
         others = np.delete(known, best)
         null_scores = np.concatenate([pseudo, others])
         c_best = float(known[best])

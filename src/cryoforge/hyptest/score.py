@@ -9,6 +9,11 @@ The subtomogram is the one thing shared by all templates, so it is rotated, not 
    rotations are ranked by the correlation of *Fourier amplitudes* (each divided by its shell mean, so
    the fall-off does not dominate) over ``P``'s rotated wedge: amplitudes ignore translation, so ``P``
    need not be centred, and the whole (templates × rotations) table is one matrix product.
+   With ``centred`` > 0, that many more candidates are ranked by the *phase-aware* correlation of the whitened
+   complex spectra, ``P`` taken as centred (a template-matching candidate is, to about a voxel): in a noisy,
+   wedge-limited ``P`` amplitudes alone often miss the true rotation (measured on ribosome candidates of crowded
+   tomograms at SNR 0.1: with 4 amplitude candidates 3 of 15 true ribosomes were explained best by another
+   template; ranked by phase as well, none).
 2. **Fine, per template**: the best ``candidates`` rotations are re-scored at full size over all shifts
    within ``max_shift`` by one inverse FFT each (sub-voxel peak), then the ``neighbours`` nearest grid
    rotations of the best one (one hill-climbing step). Rotated copies of ``P`` are cached by grid index,
@@ -77,18 +82,20 @@ def radial_profile(volumes: Tensorish, n: int | None = None) -> torch.Tensor:
 
 def radial_transfer(n: int, voxel_size: float, defocus: float, voltage: float = 300.0, cs: float = 2.7,
                     amplitude_contrast: float = 0.07, bfactor: float = 0.0, mtf: bool = True,
-                    pixel_size: float | None = None) -> torch.Tensor:
+                    pixel_size: float | None = None, phase_flipped: bool = True) -> torch.Tensor:
     """The radial signal transfer ``|CTF|·MTF`` of a phase-flipped subtomogram, one value per Fourier shell of an
     ``n³`` box (shell ``s`` at ``s / (n·voxel_size)`` Å⁻¹), as :mod:`cryoforge.sim.tomo` forms it. ``defocus`` in Å
     (underfocus positive), ``cs`` in mm, ``voltage`` in kV; ``pixel_size``: the sampling it was acquired at, where
-    the detector's Nyquist lies (default ``voxel_size``; finer when the subtomogram was binned)."""
+    the detector's Nyquist lies (default ``voxel_size``; finer when the subtomogram was binned). ``phase_flipped``
+    false: the signed ``CTF·MTF`` of a tomogram reconstructed without CTF correction."""
     from ..ctf import CTFParams, ctf_of_k2
     from ..sim.tomo import detector_mtf
 
     shells = torch.arange(int(n * 3 ** 0.5 / 2) + 2, dtype=torch.float32)
     k = shells / (n * voxel_size)
     t = ctf_of_k2(CTFParams(defocus_u=defocus, defocus_v=defocus, voltage=voltage, cs=cs,
-                            amplitude_contrast=amplitude_contrast, bfactor=bfactor), k * k).abs()
+                            amplitude_contrast=amplitude_contrast, bfactor=bfactor), k * k)
+    t = t.abs() if phase_flipped else t
     if mtf:
         t = t * detector_mtf(k * 2 * (pixel_size or voxel_size))
     return t
@@ -142,6 +149,12 @@ class TemplateScorer:
         self.mw = mr * self.hw  # (G, Nk)
         self.a = (fp * self.mw).T.contiguous()  # (Nk, G)
         self.norm_p = (fp ** 2 * self.mw).sum(1)  # (G,)
+        if self.cfg.centred:  # whitened complex spectra of the rotated P: the phase-aware coarse ranking
+            fc = torch.fft.rfftn(pr, dim=(-3, -2, -1)).flatten(1)[:, self.idx]
+            fc = fc / self._shell_mean(fc.abs())[:, self.shell]
+            self.norm_c = (fc.abs() ** 2 * self.mw).sum(1)
+            fc = fc * self.mw
+            self.c = torch.cat([fc.real, fc.imag], 1).T.contiguous()  # (2 Nk, G): Re(t · conj c) as one real product
         self.nf = min(n, self.cfg.fine_box or n)
         self.p_fine, self.mask_fine = downsample(self.p, self.nf), crop_mask(self.mask, self.nf)
         self.band_fine = band_mask(self.nf, self.cfg.lowpass, p.device)
@@ -154,12 +167,16 @@ class TemplateScorer:
         self._fine: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._neighbours: torch.Tensor | None = None
 
-    def _whiten(self, amp: torch.Tensor) -> torch.Tensor:
-        """Fourier amplitudes ``(B, Nk)`` divided by their shell means, minus one (shape without the fall-off)."""
+    def _shell_mean(self, amp: torch.Tensor) -> torch.Tensor:
+        """Mean of coarse-band amplitudes ``(B, Nk)`` per shell ``(B, S)`` (half-grid weighted), at least 1e-12."""
         n_shell = int(self.shell.max()) + 1
         total = torch.zeros(len(amp), n_shell, device=amp.device).index_add_(1, self.shell, amp * self.hw)
         count = torch.zeros(n_shell, device=amp.device).index_add_(0, self.shell, self.hw)
-        return amp / (total / count.clamp_min(1e-12)).clamp_min(1e-12)[:, self.shell] - 1
+        return (total / count.clamp_min(1e-12)).clamp_min(1e-12)
+
+    def _whiten(self, amp: torch.Tensor) -> torch.Tensor:
+        """Fourier amplitudes ``(B, Nk)`` divided by their shell means, minus one (shape without the fall-off)."""
+        return amp / self._shell_mean(amp)[:, self.shell] - 1
 
     def _radial(self, values, n_shell: int, what: str) -> torch.Tensor:
         v = torch.as_tensor(values, dtype=torch.float32).to(self.device)
@@ -184,6 +201,16 @@ class TemplateScorer:
         num = ft @ self.a
         norm_t = (ft ** 2) @ self.mw.T
         return num / torch.sqrt(norm_t * self.norm_p).clamp_min(1e-20)
+
+    def coarse_centred(self, templates: torch.Tensor) -> torch.Tensor:
+        """Phase-aware correlation ``(K, G)`` of every template's whitened spectrum (through the subtomogram's
+        transfer, so the CTF's sign is kept) with ``P``'s at every grid rotation, ``P`` taken as centred."""
+        ft = torch.fft.rfftn(downsample(templates, self.cfg.coarse_box), dim=(-3, -2, -1)).flatten(1)[:, self.idx]
+        ft = ft * self.filter[self.shell.clamp_max(len(self.filter) - 1)]
+        ft = ft / self._shell_mean(ft.abs())[:, self.shell]
+        num = torch.cat([ft.real, ft.imag], 1) @ self.c
+        norm_t = (ft.abs() ** 2) @ self.mw.T
+        return num / torch.sqrt(norm_t * self.norm_c).clamp_min(1e-20)
 
     def _rotated_full(self, idx: torch.Tensor):
         """Rfft of ``P`` and its mask×band×half-weights at grid rotations ``idx`` (cached)."""
@@ -232,6 +259,9 @@ class TemplateScorer:
             tb = t[t0:t0 + self.cfg.chunk]
             ft = self._filtered(torch.fft.rfftn(downsample(tb, self.nf), dim=(-3, -2, -1)))
             cand = self.coarse(tb).topk(c, dim=1).indices  # (k, c)
+            if self.cfg.centred:
+                cand = torch.cat([cand, self.coarse_centred(tb).topk(min(self.cfg.centred, len(self.rotations)),
+                                                                     dim=1).indices], 1)
             best, sh = self._fine_scores(ft, cand)
             j = best.argmax(1)
             k = torch.arange(len(tb), device=self.device)

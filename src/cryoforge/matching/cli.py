@@ -10,6 +10,7 @@ from ..cliargs import non_negative, positive, tilt_range_of
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
 
 def _on_grid(path: str, voxel_size: float, what: str):
@@ -84,15 +85,24 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from .candidates import match_candidates
 
     check_output_file(args.out)
+    tested = args.target is not None
     found = match_candidates(args.folder, args.n, args.min_distance, args.edge, args.false_alarms,
-                             args.above_threshold, args.fdr)
+                             args.above_threshold, None if tested else args.fdr)
+    note = ""
+    if tested:  # seed 000's test of every candidate, above this family (the CLI passes it in)
+        found, tests = args.test_candidates(args, found)
+        note = f"\n{tests.summary(args.fdr)}"
     write_relion5(args.out, found.particles, found.voxel_size)
-    print(f"wrote {args.out}: {found.summary()}")
+    print(f"wrote {args.out}: {found.summary()}{note}")
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``cryoforge match run|extract`` to the CLI (``cryoforge match TOMO …`` is ``match run``)."""
+def register(sub: argparse._SubParsersAction,
+             extract_test: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Add ``cryoforge match run|extract`` to the CLI (``cryoforge match TOMO …`` is ``match run``);
+    ``extract_test(parser)`` adds ``match extract``'s hypothesis test of every candidate (``--target`` and its
+    options, and ``test_candidates(args, found) → (found, tests)`` as a default; the test sits above this family:
+    :func:`cryoforge.candidate_tests.add_test_arguments`)."""
     from .config import DECOY_KINDS, MatchConfig
 
     d = MatchConfig()
@@ -146,9 +156,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--false-alarms", type=positive("per tomogram"), default=1.0,
                    help="the Gaussian-null threshold's expected false alarms per tomogram (default %(default)s)")
     e.add_argument("--above-threshold", action="store_true", help="keep only the candidates above that threshold")
-    e.add_argument("--fdr", type=positive("q"), help="keep the candidates with q-value ≤ Q (against the decoys when the "
-                                                     "run matched some, else the Gaussian null's)")
+    e.add_argument("--fdr", type=positive("q"), help="keep the candidates with q-value ≤ Q (the hypothesis test's with "
+                                                     "--target, else against the decoys when the run matched some, "
+                                                     "else the Gaussian null's)")
     e.add_argument("--edge", type=non_negative("voxels", int),
                    help="leave out voxels this close to the border (default half the template box)")
     e.add_argument("--out", required=True, help="the STAR file to write")
-    e.set_defaults(func=_cmd_extract)
+    e.set_defaults(func=_cmd_extract, target=None)
+    if extract_test is not None:
+        extract_test(e)

@@ -7,7 +7,7 @@ import starfile
 
 from cryoforge.io import write_mrc
 from cryoforge.matching.job import match_rotations
-from tests.helpers import tomogram_of_copies
+from tests.helpers import phantom_crowd, tomogram_of_copies
 from tests.napari_cryoforge.conftest import STALL_MS
 from tests.napari_cryoforge.widgets.test_qa import _press
 
@@ -58,3 +58,43 @@ def test_match_dock_finds_the_copies_accepts_by_q_and_exports(docked, wait_job, 
     table = starfile.read(out)
     table = table["particles"] if isinstance(table, dict) else table
     assert len(table) == int(w.accepted().sum()) and (table["cfQValue"] <= q[best3].max()).all()
+
+
+def test_match_dock_tests_the_candidates_and_shows_their_null_histograms(docked, wait_job, tmp_path):
+    """Ribosome and proteasome phantoms of the shipped known set: after *Test candidates* the points are coloured by
+    the test's q-values, a ribosome shows its pseudo-complex histogram with p̂, another candidate its known scores."""
+    from napari_cryoforge.widgets.match import POINTS, MatchWidget
+
+    sim, maps = phantom_crowd()
+    write_mrc(tmp_path / "crowd.mrc", sim.tomogram, 12.0)
+    write_mrc(tmp_path / "ribosome.mrc", maps[0], 12.0)
+    viewer, w = docked(MatchWidget)
+    viewer.open(str(tmp_path / "crowd.mrc"), plugin="napari-cryoforge")
+    viewer.open(str(tmp_path / "ribosome.mrc"), plugin="napari-cryoforge")
+    w.inputs.tomogram.setCurrentText("crowd")
+    w.inputs.template.setCurrentText("ribosome")
+    w.inputs.angular_step.setValue(45.0)
+    w.inputs.decoys.setValue(0)
+    w.inputs.set_output(str(tmp_path / "m"))
+    w.run()
+    wait_job(w, 300000)
+    assert w.found is not None and w.found.q_name == "cfGaussianNullQValue" and w.test.canvas.isHidden()
+    w.test.target.setCurrentText("ribosome")
+    w.test.n_pseudo.setValue(100)
+    w.test_candidates()
+    wait_job(w, 300000)
+    t = w.tests
+    assert t is not None and w.found.q_name == "cfTestQValue" and len(t.q) == len(w.found.q_values)
+    assert "tested" in w.status.text()
+    pts = viewer.layers[POINTS]
+    ribosome = [i for i, b in enumerate(t.best) if b == "ribosome"]
+    other = [i for i, b in enumerate(t.best) if b != "ribosome"]
+    assert ribosome and other
+    w.fdr.q.setValue(0.05)
+    assert w.accepted()[ribosome].all() and not w.accepted()[other].any()
+    w.select(ribosome[0])
+    assert not w.test.canvas.isHidden() and "p̂" in w.panel.label.text()
+    assert len(w.test.ax.patches) == 40  # the pseudo-complexes' histogram
+    w.select(other[0])
+    assert "not the target: p = 1" in w.panel.label.text() and len(w.test.ax.patches) == len(t.names)  # known bars
+    assert len(pts.data) == len(t.q)
