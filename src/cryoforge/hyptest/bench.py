@@ -19,6 +19,12 @@ are made from the template set's own sources at that sampling) and binned to the
 report states the SNR this leaves at the templates' sampling, and (``compare_direct``) repeats the
 known-structure test on subtomograms made directly at 12 Å at the same SNR.
 
+**Cases** (``case``, :data:`CASES`): ``shipped`` (the above, with the shipped 32³ set and model) and ``paper`` — the
+paper's setup: subtomograms made at the templates' own sampling (no binning), SNR 0.03, ±60°, defocus 5 µm, Cs 2 mm,
+300 kV, MTF; its templates (``-o templates=DIR``: 64³ at 6 Å, infinite SNR, a 2 Å Gaussian blur, from
+``cryoforge hyptest templates … --box 64 --voxel-size 6 --blur 2``) and a 3D-WGAN + regressor trained on them
+(``-o model=PT``) are the user's: nothing shipped is at 64³.
+
 Every template, known or pseudo, is scored after spectral equalisation to the known set's radial profile
 and (``ctf_aware``, default) through the subtomogram's own |CTF|·MTF (:mod:`cryoforge.hyptest.score`).
 """
@@ -58,9 +64,11 @@ UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phan
 
 
 def simulate(maps: Tensorish, snr: float | None, seed: int, max_shift: float = 2.0,
-             voxel_size: float = 12.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Subtomograms of ``maps`` ``(N, n, n, n)`` (``voxel_size`` Å) at random poses, ±60°, phase-flipped CTF; also the
-    noise alone, and each subtomogram's defocus (Å)."""
+             voxel_size: float = 12.0, defocus: float | None = None,
+             cs: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Subtomograms of ``maps`` ``(N, n, n, n)`` (``voxel_size`` Å) at random poses, ±60°, phase-flipped CTF (defocus
+    ``defocus`` µm, else drawn in the simulator's range; ``cs`` mm, else its default); also the noise alone, and each
+    subtomogram's defocus (Å)."""
     maps = torch.as_tensor(np.asarray(maps, np.float32))
     n = len(maps)
     rng = np.random.default_rng(seed)
@@ -68,20 +76,24 @@ def simulate(maps: Tensorish, snr: float | None, seed: int, max_shift: float = 2
     d = rng.normal(size=(n, 3))
     shifts = torch.from_numpy((d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0, max_shift, (n, 1)))
                               .astype(np.float32))
-    params = TomoParams(voxel_size=voxel_size, snr=snr, ctf_correction="phase_flip")
-    defocus = torch.from_numpy(rng.uniform(params.defocus_min, params.defocus_max, n).astype(np.float32))
+    optics: dict[str, Any] = {} if cs is None else {"cs": cs}
+    if defocus is not None:
+        optics.update(defocus_min=defocus * 1e4, defocus_max=defocus * 1e4)
+    params = TomoParams(voxel_size=voxel_size, snr=snr, ctf_correction="phase_flip", **optics)
+    df = torch.from_numpy(rng.uniform(params.defocus_min, params.defocus_max, n).astype(np.float32))
     g = torch.Generator().manual_seed(seed)
-    noisy = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, params, g)
-    clean = simulate_subtomograms(maps, rots, shifts, defocus, -60, 60, TomoParams(voxel_size=voxel_size, snr=None,
-                                                                                  ctf_correction="phase_flip"))
-    return noisy.numpy(), (noisy - clean).numpy(), defocus.numpy()
+    noisy = simulate_subtomograms(maps, rots, shifts, df, -60, 60, params, g)
+    clean = simulate_subtomograms(maps, rots, shifts, df, -60, 60, TomoParams(voxel_size=voxel_size, snr=None,
+                                                                             ctf_correction="phase_flip", **optics))
+    return noisy.numpy(), (noisy - clean).numpy(), df.numpy()
 
 
 def acquire(maps: Tensorish, snr: float | None, seed: int, voxel_size: float, template_voxel: float,
-            template_box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """:func:`simulate` at ``voxel_size`` Å, then binned to the templates' grid: subtomograms, their noise, defocus,
-    and the SNR measured at the templates' sampling."""
-    noisy, noise, df = simulate(maps, snr, seed, voxel_size=voxel_size)
+            template_box: int, defocus: float | None = None,
+            cs: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """:func:`simulate` at ``voxel_size`` Å (``defocus`` µm and ``cs`` mm, or the simulator's), then binned to the
+    templates' grid: subtomograms, their noise, defocus, and the SNR measured at the templates' sampling."""
+    noisy, noise, df = simulate(maps, snr, seed, voxel_size=voxel_size, defocus=defocus, cs=cs)
     noisy, _ = bin_to_templates(noisy, None, voxel_size, template_voxel, template_box)
     noise, _ = bin_to_templates(noise, None, voxel_size, template_voxel, template_box)
     signal = noisy - noise
@@ -104,7 +116,8 @@ def source_maps(sources: Sequence[str], n: int, voxel_size: float) -> np.ndarray
 class HyptestBench:
     """Settings of the hypothesis-test bench. ``ctf_aware``: templates are scored through each subtomogram's |CTF|·MTF
     (its defocus is known from the simulation); ``acquisition_voxel``: Å the subtomograms are simulated at before
-    binning to the templates (None: the templates' own)."""
+    binning to the templates (None: the templates' own); ``case``: a preset (:data:`CASES`) for the settings left at
+    their defaults."""
 
     model: str | None = None
     templates: str | None = None
@@ -120,13 +133,43 @@ class HyptestBench:
     ctf_aware: bool = True
     acquisition_voxel: float | None = 9.6
     compare_direct: bool = True
+    defocus: float | None = None  # µm for every subtomogram (None: drawn in the simulator's 2–5 µm)
+    cs: float | None = None  # mm (None: the simulator's 2.7)
+    case: str = "shipped"  # a preset of the settings above (CASES); explicit options override it
+
+
+# the paper's setup (Do et al.): subtomograms made at the templates' sampling (64³ at 6 Å: -o templates=DIR from
+# `cryoforge hyptest templates … --box 64 --voxel-size 6 --blur 2`, -o model=PT trained on them), SNR 0.03, ±60°,
+# defocus 5 µm, Cs 2 mm, 300 kV, MTF
+CASES: dict[str, dict[str, Any]] = {
+    "shipped": {},
+    "paper": {"snr": 0.03, "acquisition_voxel": None, "compare_direct": False, "defocus": 5.0, "cs": 2.0},
+}
+
+
+def resolve_case(opts: HyptestBench) -> HyptestBench:
+    """``opts`` with its case's preset (:data:`CASES`) in the settings left at their defaults; the paper case needs
+    its own templates and model (nothing shipped is at 64³)."""
+    from dataclasses import fields, replace
+
+    if opts.case not in CASES:
+        raise ValueError(f"unknown hypothesis-test bench case {opts.case!r}; choose from {', '.join(CASES)}")
+    default = HyptestBench()
+    preset = {f.name: CASES[opts.case][f.name] for f in fields(opts)
+              if f.name in CASES[opts.case] and getattr(opts, f.name) == getattr(default, f.name)}
+    opts = replace(opts, **preset)
+    if opts.case == "paper" and (opts.templates is None or opts.model is None):
+        raise ValueError("the paper case needs -o templates=DIR (cryoforge hyptest templates SOURCES --box 64 "
+                         "--voxel-size 6 --blur 2 --out DIR) and -o model=PT (hyptest train-gan, train-regressor on "
+                         "those templates)")
+    return opts
 
 
 def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> Iterator[Event]:
     """Job: the figures of the module docstring; ``Result`` is the JSON report. ``ctf_aware``: templates are scored
     through each subtomogram's |CTF|·MTF (its defocus is known from the simulation). ``acquisition_voxel``: Å the
     subtomograms are simulated at before binning to the templates (None: the templates' own)."""
-    opts = settings or HyptestBench()
+    opts = resolve_case(settings or HyptestBench())
     from scipy.stats import kstest
 
     from ..samples import HYPTEST_MODEL, sample_path
@@ -145,8 +188,11 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
               "template_voxel": vs, "acquisition_voxel": acq}
     n = maps.shape[-1]
 
+    cs = 2.7 if opts.cs is None else opts.cs
+    report.update(defocus_um=opts.defocus, cs_mm=cs, case=opts.case)
+
     def transfer(defocus, pixel=acq):
-        return radial_transfer(n, vs, float(defocus), pixel_size=pixel) if opts.ctf_aware else None
+        return radial_transfer(n, vs, float(defocus), cs=cs, pixel_size=pixel) if opts.ctf_aware else None
     direct = opts.compare_direct and acq != vs
     total = len(maps) * (1 + direct) + 2 * opts.n_empty + opts.calibration_cases + 2
     done = 0
@@ -170,17 +216,18 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     # known structures, acquired at `acq` and binned to the templates
     known_maps = maps if acq == vs else source_maps(template_sources(opts.templates), n_acq, acq)
     known_sub, noise, known_df, report["snr_at_template_sampling"] = acquire(known_maps, opts.snr, opts.seed + 1, acq,
-                                                                             vs, n)
+                                                                             vs, n, opts.defocus, opts.cs)
     report["known"] = yield from known_test(known_sub, known_df, acq, "known")
     yield Metrics({"known_success": report["known"]["success"]})
     if direct:  # the same SNR reached directly at the templates' sampling (no binning)
-        direct_sub, _, direct_df = simulate(maps, opts.snr, opts.seed + 1, voxel_size=vs)
+        direct_sub, _, direct_df = simulate(maps, opts.snr, opts.seed + 1, voxel_size=vs, defocus=opts.defocus,
+                                            cs=opts.cs)
         report["known_direct"] = yield from known_test(direct_sub, direct_df, vs, f"known at {vs:g} Å")
         yield Metrics({"known_success_direct": report["known_direct"]["success"]})
 
     # empty and unknown subtomograms
     unknown_maps = source_maps(UNKNOWN[:opts.n_empty], n_acq, acq)
-    unknown_sub, _, unknown_df, _ = acquire(unknown_maps, opts.snr, opts.seed + 2, acq, vs, n)
+    unknown_sub, _, unknown_df, _ = acquire(unknown_maps, opts.snr, opts.seed + 2, acq, vs, n, opts.defocus, opts.cs)
     cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy(),
               known_df[j % len(noise)]) for j in range(opts.n_empty)]
     cases += [(UNKNOWN[j], unknown_sub[j], unknown_df[j]) for j in range(len(unknown_sub))]
@@ -221,7 +268,8 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     z_c = torch.randn(opts.calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 6))
     p_struct, _ = generate(gen, opts.calibration_cases, z=z_p, device=device)
     c_struct, _ = generate(gen, opts.calibration_cases, z=z_c, device=device)
-    null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), opts.snr, opts.seed + 7, acq, vs, n)
+    null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), opts.snr, opts.seed + 7, acq, vs, n,
+                                      opts.defocus, opts.cs)
     p_hats, rejected = [], 0
     for j in range(opts.calibration_cases):
         kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, opts.seed + 100 + j))

@@ -17,8 +17,13 @@ def _cmd_templates(args) -> int:
 
     sources = list(args.sources) or known_sources(args.structures)
     maps, names = build_templates(sources, MapSpec(box=args.box, voxel_size=args.voxel_size))
-    out = write_template_set(args.out, maps, names, args.voxel_size, sources)
-    print(f"wrote {out}/templates.mrc ({len(maps)} maps, {args.box}³ at {args.voxel_size} Å): {', '.join(names)}")
+    if args.blur:  # the paper's templates: infinite SNR, a Gaussian blur of σ Å
+        from ..fourier import gaussian_filter
+
+        maps = gaussian_filter(maps, args.blur, args.voxel_size, ndim=3).numpy()
+    out = write_template_set(args.out, maps, names, args.voxel_size, sources, blur=args.blur)
+    print(f"wrote {out}/templates.mrc ({len(maps)} maps, {args.box}³ at {args.voxel_size} Å"
+          + (f", Gaussian blur σ {args.blur:g} Å" if args.blur else "") + f"): {', '.join(names)}")
     return 0
 
 
@@ -141,6 +146,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--structures", default="../shared/structures", help="folder of the real entries (default set)")
     t.add_argument("--box", type=positive("voxels", int), default=32)
     t.add_argument("--voxel-size", type=positive("Å"), default=12.0, help="Å (default 12)")
+    t.add_argument("--blur", type=non_negative("Å"), default=0.0,
+                   help="Gaussian blur of every map, σ in Å (the paper's templates: 2; default 0, none)")
     t.add_argument("--out", required=True)
     t.set_defaults(func=_cmd_templates)
 

@@ -132,14 +132,16 @@ def template_sources(path: PathLike | None = None) -> list[str]:
 
 
 def write_template_set(out: PathLike, maps: Tensorish, names: Sequence[str], voxel_size: float,
-                       sources: Sequence[str] | None = None) -> Path:
-    """Write a template folder (templates.mrc + templates.json, which names the maps and their sources)."""
+                       sources: Sequence[str] | None = None, blur: float = 0.0) -> Path:
+    """Write a template folder (templates.mrc + templates.json, which names the maps, their sources and the Gaussian
+    blur σ in Å they were given)."""
     from ..io.atomic import atomic_dir
     from ..io.mrc import write_mrc
 
     with atomic_dir(out, "templates.json") as tmp:  # complete or absent; templates.json last
         write_mrc(tmp / "templates.mrc", maps, voxel_size, stack=True)
         (tmp / "templates.json").write_text(json.dumps({"names": list(names), "sources": list(sources or names),
-                                                        "voxel_size": voxel_size, "box": int(maps.shape[-1])},
+                                                        "voxel_size": voxel_size, "box": int(maps.shape[-1]),
+                                                        "blur_A": float(blur)},
                                                        indent=1))
     return Path(out)

@@ -38,3 +38,25 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
     with pytest.raises(JobError, match="acquiring at 9.6 Å .* missing .*gone.pdb"):
         drive(bench_hyptest(HyptestBench(model=str(d / "reg.pt"), templates=str(_with_missing_source(tdir, tmp_path)),
                                          n_pseudo=100)))
+
+
+def test_the_paper_case_presets_the_papers_acquisition_and_needs_its_own_templates_and_model():
+    import numpy as np
+
+    from cryoforge.hyptest.bench import HyptestBench, resolve_case, simulate
+    from cryoforge.sim.sources import MapSpec, load_map
+
+    with pytest.raises(ValueError, match="paper case needs -o templates=DIR .*--box 64 --voxel-size 6 --blur 2"):
+        resolve_case(HyptestBench(case="paper"))
+    with pytest.raises(ValueError, match="unknown hypothesis-test bench case 'papr'"):
+        resolve_case(HyptestBench(case="papr"))
+    o = resolve_case(HyptestBench(case="paper", templates="t", model="m.pt", n_pseudo=100))
+    assert (o.snr, o.acquisition_voxel, o.defocus, o.cs, o.compare_direct, o.n_pseudo) == (0.03, None, 5.0, 2.0,
+                                                                                           False, 100)
+    assert resolve_case(HyptestBench(case="paper", templates="t", model="m.pt", snr=0.1)).snr == 0.1  # explicit wins
+    assert resolve_case(HyptestBench()) == HyptestBench()  # the shipped case changes nothing
+    maps = np.stack([load_map("phantom:ribosome", MapSpec(24, 16.0))] * 2)
+    _, _, df = simulate(maps, 0.03, 0, voxel_size=16.0, defocus=5.0, cs=2.0)
+    assert np.allclose(df, 5e4)  # Å, every subtomogram
+    _, _, df = simulate(maps, 0.03, 0, voxel_size=16.0)
+    assert 2e4 <= df.min() and df.max() <= 5e4 and df[0] != df[1]  # drawn in the simulator's range

@@ -25,3 +25,27 @@ def test_binning_to_the_templates_keeps_the_band_and_averages_the_noise_away():
         bin_to_templates(coarse, None, 14.0, 12.0, 32)
     with pytest.raises(ValueError, match="span"):
         bin_to_templates(fine, None, 8.0, 12.0, 32)
+
+
+def test_templates_blur_is_a_gaussian_of_sigma_angstrom(tmp_path):
+    """``hyptest templates --blur σ`` (the paper's templates: 2 Å): each map is the unblurred one times the Gaussian's
+    transfer exp(−2π²σ²k²), and templates.json records σ."""
+    import json
+
+    import numpy as np
+
+    from cryoforge.cli import main
+    from cryoforge.hyptest.templates import read_template_set
+
+    for blur in ("0", "4"):
+        assert main(["hyptest", "templates", "phantom:ribosome", "phantom:ring@2", "--box", "32", "--voxel-size", "12",
+                     "--blur", blur, "--out", str(tmp_path / blur)]) == 0
+    sharp, names, vs = read_template_set(tmp_path / "0")
+    blurred, _, _ = read_template_set(tmp_path / "4")
+    assert names == ["ribosome", "ring@2"] and vs == 12.0
+    assert json.loads((tmp_path / "4" / "templates.json").read_text())["blur_A"] == 4.0
+    f, fx = np.fft.fftfreq(32, 12.0), np.fft.rfftfreq(32, 12.0)
+    k = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fx[None, None, :] ** 2)
+    ratio = np.abs(np.fft.rfftn(blurred[0])) / np.maximum(np.abs(np.fft.rfftn(sharp[0])), 1e-9)
+    strong = np.abs(np.fft.rfftn(sharp[0])) > 1e-3 * np.abs(np.fft.rfftn(sharp[0])).max()
+    assert np.allclose(ratio[strong], np.exp(-2 * (np.pi * 4.0 * k[strong]) ** 2), atol=1e-3)
