@@ -19,3 +19,10 @@ run cryoforge view --sample --hyptest --screenshot docs/hyptest.png
 run cryoforge view --mcgan --screenshot docs/mcgan.png
 # the Template matching dock on bench tm's first crowded tomogram (needs ../shared/structures)
 run python docs/match_screenshot.py docs/match.png
+# `cryoforge view --match` on a simulated crowded tomogram of ribosome and proteasome phantoms (12 Å voxels)
+tm="$(mktemp -d)"
+cryoforge simulate tomogram phantom:ribosome phantom:proteasome --voxel-size 12 --box 32 --shape 192 192 64 \
+  --n-particles 30 --thickness 600 --out "$tm/tm_sim"
+cryoforge simulate map phantom:ribosome --box 32 --voxel-size 12 --out "$tm/ribosome.mrc"
+run cryoforge view "$tm/tm_sim/tomogram.mrc" "$tm/ribosome.mrc" --match --target ribosome \
+  --screenshot docs/match_view.png

@@ -6,11 +6,11 @@ PLUGIN = "napari-cryoforge"
 
 
 DOCKS = ("Volume inspector", "Simulate", "Align & average", "Hypothesis test", "Latent explorer", "Multi-CryoGAN",
-         "Subtomogram QA")
+         "Subtomogram QA", "Template matching")
 
 
 def open_viewer(files=(), sample: bool = False, show: bool = True, layout: str = "auto"):
-    """``(viewer, inspector, simulate, align, hyptest, explorer, mcgan, qa)``: napari with the plugin's docks
+    """``(viewer, inspector, simulate, align, hyptest, explorer, mcgan, qa, match)``: napari with the plugin's docks
     (:data:`DOCKS`, tabbed), ``files`` opened, optionally the sample data (phantom + half maps, subtomogram pairs,
     known-complex subtomograms, AdK true states; :func:`open_samples`). ``layout`` (``volume``, ``stack``) overrides the reader's
     volume-or-stack rule (:mod:`cryoforge.io.mrc`)."""
@@ -97,12 +97,12 @@ def centre_view(viewer, layer) -> None:
         viewer.camera.zoom = 0.8 * float(canvas.min()) / size
 
 
-FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore", "mcgan", "qa")  # each flag's dock, in DOCKS order
+FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore", "mcgan", "qa", "match")  # each flag's dock, DOCKS order
 
 
 def front_dock(args, docks) -> object | None:
     """Bring to the front the dock of the last flag given (``--fsc``: the Volume inspector, ``--simulate``,
-    ``--align``, ``--hyptest``, ``--explore``, ``--mcgan``, ``--qa``); without one, the Volume inspector. ``docks``
+    ``--align``, ``--hyptest``, ``--explore``, ``--mcgan``, ``--qa``, ``--match``); without one, the Volume inspector. ``docks``
     in ``open_viewer``'s order (:data:`DOCKS`). Returns the dock raised."""
     chosen = docks[0]
     for flag, dock in zip(FLAG_DOCKS, docks, strict=True):
@@ -135,11 +135,15 @@ def _cmd_view(args) -> int:
 
     if args.particles and len(args.files) != 1:
         raise ValueError("--particles needs the one tomogram they belong to: cryoforge view TOMO.mrc --particles LIST")
-    viewer, dock, sim, align, hyp, explorer, mcgan, qa = open_viewer(
+    if args.match and len(args.files) != 2:
+        raise ValueError("--match needs a tomogram and a template: cryoforge view TOMO.mrc TEMPLATE.mrc --match")
+    viewer, dock, sim, align, hyp, explorer, mcgan, qa, match = open_viewer(
         args.files, sample=args.sample or not (args.files or args.explore), layout=args.layout)
-    front_dock(args, (dock, sim, align, hyp, explorer, mcgan, qa))
+    front_dock(args, (dock, sim, align, hyp, explorer, mcgan, qa, match))
     if args.particles:
         _qa(viewer, qa, args)
+    if args.match:
+        _match(viewer, match, args)
     if args.three_d:
         viewer.dims.ndisplay = 3
         if "phantom" in viewer.layers:
@@ -196,12 +200,14 @@ def _cmd_view(args) -> int:
 
         def shoot():
             busy = [j for j in (dock.job, sim.preview_job, align.job, hyp.job, explorer.job, explorer.live_job,
-                                qa.job, mcgan.job) if j is not None and j.running]
+                                qa.job, mcgan.job, match.job) if j is not None and j.running]
             align_pending = args.align and align.last_result is None and align.job is not None \
                 and align.job.error is None  # a failed start or a failed job: shoot what is there
             if busy or (args.simulate and sim.last_preview is None) or align_pending \
                     or (args.hyptest and hyp.last_result is None) \
-                    or (args.explore and explorer.path_z is not None and "explorer: path" not in viewer.layers):
+                    or (args.explore and explorer.path_z is not None and "explorer: path" not in viewer.layers) \
+                    or (args.match and (match.found is None or (args.target and match.tests is None))
+                        and match.job is not None and match.job.error is None):
                 QTimer.singleShot(200, shoot)
                 return
             if explore_focus is not None:  # again: the live decode may have added and selected its volume since
@@ -235,6 +241,43 @@ def _mcgan(viewer, mcgan) -> None:
 
     if mcgan.job is not None:
         mcgan.job.when_shown(focus)
+
+
+def _match(viewer, match, args) -> None:
+    """``--match``: match the template (the second file) over the tomogram (the first) at ``--angular-step``, ±60°;
+    with ``--target NAME`` then test every candidate against the shipped known set; the strongest candidate shown."""
+    from pathlib import Path
+
+    tomo, template = (Path(f).stem for f in args.files)
+    match.inputs.tomogram.setCurrentText(tomo)
+    match.inputs.template.setCurrentText(template)
+    match.inputs.angular_step.setValue(args.angular_step)
+    match.inputs.decoys.setValue(0)
+    if template in viewer.layers:
+        viewer.layers[template].visible = False
+    if args.target:
+        match.test.target.setCurrentText(args.target)
+        if match.test.target.currentText() != args.target:
+            raise ValueError(f"--target {args.target}: not among the shipped known templates "
+                             f"({', '.join(match.test.target.itemText(i) for i in range(match.test.target.count()))})")
+
+    def strongest():
+        if match.found is not None:
+            match.select(int(match.found.particles.table["rlnLCCmax"].to_numpy().argmax()))
+
+    def tested():
+        strongest()
+
+    def matched():
+        strongest()
+        if args.target:
+            match.test_candidates()
+            if match.job is not None:
+                match.job.when_shown(tested)
+
+    match.run()
+    if match.job is not None:
+        match.job.when_shown(matched)
 
 
 def _qa(viewer, qa, args) -> None:
@@ -319,6 +362,12 @@ def register(subparsers) -> None:
                    help="Subtomogram QA dock in front; with --particles: extract, average with the list's poses and "
                         "score them on start")
     p.add_argument("--box", type=int, default=32, help="box of the subtomograms for --qa, voxels (default 32)")
+    p.add_argument("--match", action="store_true",
+                   help="with TOMO.mrc TEMPLATE.mrc: match the template over the tomogram on start (Template matching "
+                        "dock, ±60°)")
+    p.add_argument("--angular-step", type=float, default=20.0, help="degrees, for --match (default 20)")
+    p.add_argument("--target", metavar="NAME",
+                   help="with --match: then test every candidate with NAME (a shipped known template) the target")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3-D (volume rendering)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
     p.set_defaults(func=_cmd_view)

@@ -18,13 +18,14 @@ def test_open_viewer_docks_inspector(qtbot):
     from napari_cryoforge.widgets.inspector import VolumeInspector
     from napari_cryoforge.widgets.simulate import SimulateWidget
 
-    viewer, dock, simulate, align, hyptest, explorer, mcgan, qa = open_viewer(sample=True, show=False)
+    viewer, dock, simulate, align, hyptest, explorer, mcgan, qa, match = open_viewer(sample=True, show=False)
     try:
+        from napari_cryoforge.widgets.match import MatchWidget
         from napari_cryoforge.widgets.mcgan import McganWidget
         from napari_cryoforge.widgets.qa import QaWidget
 
         assert isinstance(dock, VolumeInspector) and isinstance(simulate, SimulateWidget)
-        assert isinstance(mcgan, McganWidget) and isinstance(qa, QaWidget)
+        assert isinstance(mcgan, McganWidget) and isinstance(qa, QaWidget) and isinstance(match, MatchWidget)
         assert isinstance(explorer, LatentExplorer) and explorer.manifold is None
         assert {"s_a (no wedge)", "AdK closed, open (true states)", "phantom", "s_b known complexes, SNR 0.03"} <= {
             ly.name for ly in viewer.layers}
@@ -64,3 +65,10 @@ def test_each_view_flag_brings_its_dock_to_the_front(qtbot):
             assert on_top() == [dock], flag
     finally:
         viewer.close()
+
+
+def test_view_match_needs_a_tomogram_and_a_template(tmp_path, capsys):
+    from cryoforge.cli import main
+
+    assert main(["view", str(tmp_path / "tomo.mrc"), "--match"]) == 2
+    assert "--match needs a tomogram and a template" in capsys.readouterr().err
