@@ -43,11 +43,6 @@ if TYPE_CHECKING:
     from .jobs import Event
     from .matching.candidates import MatchCandidates
 
-# more candidate rotations per template, ranked by phase with the candidate taken as centred (the matcher placed it):
-# with amplitudes alone 3 of 15 true ribosomes of a SNR-0.1 crowded tomogram were explained best by another
-# template; with 4 more ranked by phase, none (cryoforge.hyptest.score)
-CENTRED_CANDIDATES = 4
-
 # the STAR columns this module adds to a candidate list
 COLUMNS = ("cfKnownBest", "cfKnownScore", "cfTargetScore", "cfPHat", "cfCond1", "cfCond2", "cfTestPValue",
            "cfTestQValue")
@@ -92,14 +87,13 @@ class CandidateTests:
 
 
 def candidate_config(n_pseudo: int | None = None, alpha: float | None = None, seed: int = 0) -> HypTestConfig:
-    """The hypothesis test's settings for matching candidates: the defaults, and :data:`CENTRED_CANDIDATES`."""
-    from dataclasses import replace
-
-    from .hyptest.config import HypTestConfig, ScoreConfig
+    """The hypothesis test's settings for matching candidates: the defaults (scoring ranks 4 more rotations by phase,
+    ``ScoreConfig.centred``: with amplitudes alone 3 of 15 true ribosomes of a SNR-0.1 crowded tomogram were explained
+    best by another template, with them none), ``n_pseudo``, ``alpha`` and ``seed``."""
+    from .hyptest.config import HypTestConfig
 
     d = HypTestConfig()
-    return HypTestConfig(n_pseudo=n_pseudo or d.n_pseudo, alpha=alpha or d.alpha, seed=seed,
-                         score=replace(ScoreConfig(), centred=CENTRED_CANDIDATES))
+    return HypTestConfig(n_pseudo=n_pseudo or d.n_pseudo, alpha=alpha or d.alpha, seed=seed)
 
 
 def target_indices(names: Sequence[str], targets: Sequence[str]) -> list[int]:

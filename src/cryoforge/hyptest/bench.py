@@ -45,7 +45,7 @@ from ..jobs import Log, Metrics, Progress, Result
 from ..sim.params import TomoParams
 from ..sim.sources import MapSpec, load_map
 from ..sim.tomo import centred_wedge, simulate_subtomograms
-from .config import HypTestConfig
+from .config import HypTestConfig, ScoreConfig
 from .montecarlo import HypothesisTester, p_value
 from .null import fit_kde, rejection_sample, template_codes
 from .score import radial_transfer
@@ -136,6 +136,7 @@ class HyptestBench:
     defocus: float | None = None  # µm for every subtomogram (None: drawn in the simulator's 2–5 µm)
     cs: float | None = None  # mm (None: the simulator's 2.7)
     case: str = "shipped"  # a preset of the settings above (CASES); explicit options override it
+    centred: int = 4  # more candidate rotations ranked by phase (ScoreConfig.centred; subtomograms shifted ≤ 2 voxels)
 
 
 # the paper's setup (Do et al.): subtomograms made at the templates' sampling (64³ at 6 Å: -o templates=DIR from
@@ -178,7 +179,8 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     maps, names, vs = read_template_set(opts.templates)
     acq = float(opts.acquisition_voxel or vs)
     n_acq = int(round(maps.shape[-1] * vs / acq))
-    cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior)
+    cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior,
+                        score=ScoreConfig(centred=opts.centred))
     tester = HypothesisTester.from_checkpoint(opts.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
     report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr,

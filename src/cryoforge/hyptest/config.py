@@ -56,7 +56,7 @@ class ScoreConfig:
     n_rotations: int = 4000  # ≈ 11° spacing
     band: float = 0.8  # fraction of Nyquist of the coarse box used in the coarse stage
     candidates: int = 4
-    centred: int = 0  # more candidate rotations, ranked by the phase-aware correlation with P taken as centred
+    centred: int = 4  # more candidate rotations, ranked by the phase-aware correlation with P taken as centred
     neighbours: int = 6  # grid neighbours tried around the best candidate (0: none)
     fine_box: int | None = 24  # the fine stage works on Fourier-cropped volumes of this size (None: full size)
     lowpass: float = 1.0  # fraction of Nyquist of the fine box
