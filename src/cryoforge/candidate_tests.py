@@ -155,9 +155,7 @@ def test_candidates_job(tester: HypothesisTester, subtomos: Tensorish, targets: 
                 announced.add(b)
                 yield Log(f"null set for {tester.names[b]}: KDE of its codes, rejection sampling, {tester.cfg.n_pseudo}"
                           " pseudo-complexes")
-            vols = tester.null_set(b)["volumes"]
-            scores = np.concatenate([scorer.score(vols[c:c + 256]).scores.numpy() for c in range(0, len(vols), 256)])
-            res = tester.decide(known, scores, b)
+            res = tester.decide(known, scorer.score(tester.null_set(b)["volumes"]).scores.numpy(), b)
             p_hat[j] = res.p_hat
             pseudo.append(res.pseudo_scores)
         else:
