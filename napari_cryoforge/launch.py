@@ -265,15 +265,12 @@ def _match(viewer, match, args) -> None:
         if match.found is not None:
             match.select(int(match.found.particles.table["rlnLCCmax"].to_numpy().argmax()))
 
-    def tested():
-        strongest()
-
     def matched():
         strongest()
         if args.target:
             match.test_candidates()
             if match.job is not None:
-                match.job.when_shown(tested)
+                match.job.when_shown(strongest)
 
     match.run()
     if match.job is not None:

@@ -280,21 +280,16 @@ class MatchWidget(JobDock):
             return
         import json
 
-        from cryoforge.candidate_tests import candidate_config, test_match_job
-        from cryoforge.hyptest.montecarlo import HypothesisTester
-        from cryoforge.hyptest.templates import read_template_set
+        from cryoforge.candidate_tests import candidate_tester, test_match_job
         from cryoforge.jobs import Result
         from cryoforge.jobs.runner import stage
-        from cryoforge.samples import HYPTEST_MODEL, sample_path
 
         found, folder, volume = self.untested, self.folder, np.asarray(tomo.data, np.float32)
         target, n_pseudo = self.test.target.currentText(), self.test.n_pseudo.value()
 
         def job():
             record = json.loads((folder / "job.json").read_text())
-            maps, names, tvs = read_template_set()
-            tester = HypothesisTester.from_checkpoint(sample_path(HYPTEST_MODEL), maps, names,
-                                                      candidate_config(n_pseudo))
+            tester, tvs = candidate_tester(n_pseudo=n_pseudo)
             tests = yield from stage(test_match_job(found, record, volume, tester, tvs, [target]))
             yield Result(tests)
 

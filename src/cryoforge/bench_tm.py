@@ -38,8 +38,8 @@ import numpy as np
 
 from .bench_tomo import _resolve
 from .candidate_tests import (
-    candidate_config,
     candidate_subtomograms,
+    candidate_tester,
     match_transfer,
     target_indices,
     test_candidates_job,
@@ -61,7 +61,6 @@ from .sim.tomogram import TomogramParams, map_radius, simulate_tomogram_job
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .hyptest.montecarlo import HypothesisTester
     from .jobs import Event
 
 
@@ -203,16 +202,6 @@ def _plots(folder: Path, summary: dict[str, Any], per_snr: dict[str, list[dict[s
     return [str(folder / "tm_fdr.png"), str(folder / "tm_precision_recall.png")]
 
 
-def _tester(o: TmBench, device: str) -> tuple[HypothesisTester, float]:
-    from .hyptest.montecarlo import HypothesisTester
-    from .hyptest.templates import read_template_set
-    from .samples import HYPTEST_MODEL, sample_path
-
-    maps, names, vs = read_template_set(o.known)
-    cfg = candidate_config(o.n_pseudo)
-    return HypothesisTester.from_checkpoint(o.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device), vs
-
-
 def bench_tm(o: TmBench, device: str = "cpu") -> Iterator[Event]:
     """Job: the template-matching bench (module text); ``Result`` is the report (a JSON-ready dict)."""
     spec = MapSpec(o.box, o.voxel_size)
@@ -226,7 +215,7 @@ def bench_tm(o: TmBench, device: str = "cpu") -> Iterator[Event]:
                               "device": device, "target_radius_vox": radius, "runs": [], "summary": {}}
     tester, known_vs, transfer = None, o.voxel_size, None
     if o.test:  # seed 000's tester with the known set; the tomograms' transfer on its grid (not phase-flipped)
-        tester, known_vs = _tester(o, device)
+        tester, known_vs = candidate_tester(o.known, o.model, o.n_pseudo, device=device)
         target_indices(tester.names, o.test_targets)
         transfer = match_transfer(asdict(cfg), o.box, known_vs, o.voxel_size)
         report["known"] = tester.names

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import torch
 
     from .hints import ArrayLike, Tensorish
-    from .hyptest.config import HypTestConfig
     from .hyptest.montecarlo import HypothesisTester
     from .jobs import Event
     from .matching.candidates import MatchCandidates
@@ -74,9 +73,9 @@ class CandidateTests:
 
     def columns(self) -> pd.DataFrame:
         """The STAR columns (:data:`COLUMNS`), one row per candidate."""
-        return pd.DataFrame({"cfKnownBest": self.best, "cfKnownScore": self.score, "cfTargetScore": self.target_score,
-                             "cfPHat": self.p_hat, "cfCond1": self.cond1.astype(int),
-                             "cfCond2": self.cond2.astype(int), "cfTestPValue": self.p, "cfTestQValue": self.q})
+        values = (self.best, self.score, self.target_score, self.p_hat, self.cond1.astype(int), self.cond2.astype(int),
+                  self.p, self.q)
+        return pd.DataFrame(dict(zip(COLUMNS, values, strict=True)))
 
     def summary(self, fdr: float | None = None) -> str:
         n = len(self.p)
@@ -86,14 +85,21 @@ class CandidateTests:
                 f"{int((self.cond1 & self.cond2).sum())} of them with p̂ ≤ {self.alpha:g}{kept}")
 
 
-def candidate_config(n_pseudo: int | None = None, alpha: float | None = None, seed: int = 0) -> HypTestConfig:
-    """The hypothesis test's settings for matching candidates: the defaults (scoring ranks 4 more rotations by phase,
-    ``ScoreConfig.centred``: with amplitudes alone 3 of 15 true ribosomes of a SNR-0.1 crowded tomogram were explained
-    best by another template, with them none), ``n_pseudo``, ``alpha`` and ``seed``."""
+def candidate_tester(known: str | None = None, model: str | None = None, n_pseudo: int | None = None,
+                     alpha: float | None = None, seed: int = 0, device: str = "cpu") -> tuple[HypothesisTester, float]:
+    """The hypothesis tester for matching candidates and its templates' voxel size (Å): the known set ``known``
+    (default the shipped one), the 3D-WGAN + regressor ``model`` (default shipped), the test's defaults (scoring ranks
+    4 more rotations by phase, ``ScoreConfig.centred``: with amplitudes alone 3 of 15 true ribosomes of a SNR-0.1
+    crowded tomogram were explained best by another template, with them none) with ``n_pseudo``, ``alpha``, ``seed``."""
     from .hyptest.config import HypTestConfig
+    from .hyptest.montecarlo import HypothesisTester
+    from .hyptest.templates import read_template_set
+    from .samples import HYPTEST_MODEL, sample_path
 
     d = HypTestConfig()
-    return HypTestConfig(n_pseudo=n_pseudo or d.n_pseudo, alpha=alpha or d.alpha, seed=seed)
+    cfg = HypTestConfig(n_pseudo=n_pseudo or d.n_pseudo, alpha=alpha or d.alpha, seed=seed)
+    maps, names, voxel_size = read_template_set(known)
+    return HypothesisTester.from_checkpoint(model or sample_path(HYPTEST_MODEL), maps, names, cfg, device), voxel_size
 
 
 def target_indices(names: Sequence[str], targets: Sequence[str]) -> list[int]:
@@ -223,11 +229,8 @@ def test_extracted(args: Any, found: MatchCandidates) -> tuple[MatchCandidates, 
     import json
     from pathlib import Path
 
-    from .hyptest.montecarlo import HypothesisTester
-    from .hyptest.templates import read_template_set
     from .io.mrc import read_mrc
     from .jobs import run_cli
-    from .samples import HYPTEST_MODEL, sample_path
 
     folder = Path(args.folder)
     job = json.loads((folder / "job.json").read_text())
@@ -238,11 +241,9 @@ def test_extracted(args: Any, found: MatchCandidates) -> tuple[MatchCandidates, 
     if tuple(tomogram.shape) != tuple(job["tomogram_shape_zyx"]):
         raise ValueError(f"{path}: shape {tuple(tomogram.shape)} but {folder} matched a "
                          f"{tuple(job['tomogram_shape_zyx'])} tomogram; pass the tomogram it matched (--tomogram)")
-    maps, names, tvs = read_template_set(args.known)
-    target_indices(names, args.target)
-    cfg = candidate_config(args.n_pseudo, args.alpha, args.seed)
-    tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg,
-                                              args.world.device(args.device))
+    tester, tvs = candidate_tester(args.known, args.model, args.n_pseudo, args.alpha, args.seed,
+                                   args.world.device(args.device))
+    target_indices(tester.names, args.target)
     tests = run_cli(test_match_job(found, job, tomogram, tester, tvs, args.target), show_metrics=False)
     return with_tests(found, tests, args.fdr), tests
 
