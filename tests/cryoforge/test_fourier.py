@@ -92,3 +92,38 @@ def test_image_stack_is_filtered_per_image_with_ndim_2():
     assert torch.allclose(norm.mean((1, 2)), torch.zeros(4), atol=1e-5)
     with pytest.raises(ValueError, match="ndim"):
         lowpass(stack, 8.0, ndim=4)
+
+
+def _centred_crop_reference(vols: np.ndarray, m: int) -> np.ndarray:
+    """Fourier crop by the textbook route (numpy, float64): centred spectrum, central m³, real part back."""
+    n = vols.shape[-1]
+    ax = (-3, -2, -1)
+    ft = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(vols, axes=ax), axes=ax), axes=ax)
+    c = n // 2 - m // 2
+    ft = ft[..., c:c + m, c:c + m, c:c + m]
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(ft, axes=ax), axes=ax), axes=ax).real * (m / n) ** 3
+
+
+@pytest.mark.parametrize(("n", "m"), [(32, 16), (32, 24), (24, 10), (17, 8), (16, 9)])
+def test_downsample_matches_the_centred_crop(n, m):
+    from cryoforge.fourier import downsample, downsampled_rfft
+
+    x = np.random.default_rng(n + m).normal(size=(3, n, n, n))  # white noise: every Nyquist edge carries power
+    ref = _centred_crop_reference(x, m)
+    out = downsample(torch.from_numpy(x.astype(np.float32)), m).numpy()
+    assert out.shape == (3, m, m, m)
+    assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+    spec = downsampled_rfft(torch.from_numpy(x.astype(np.float32)), m).numpy()
+    assert np.abs(spec - np.fft.rfftn(ref, axes=(-3, -2, -1))).max() < 1e-4 * np.abs(spec).max()
+
+
+def test_downsample_keeps_a_centred_gaussian_centred_and_scales_its_width():
+    from cryoforge.fourier import downsample
+
+    n, m, sigma = 32, 16, 3.0
+    g = _gaussian(n, (n // 2,) * 3, sigma).float()
+    d = downsample(g, m)
+    small = _gaussian(m, (m // 2,) * 3, sigma * m / n).float()
+    expected = small * float(g.sum()) * (m / n) ** 3 / float(small.sum())  # the zero frequency scales by (m/n)³
+    assert tuple(np.unravel_index(int(d.argmax()), d.shape)) == (m // 2,) * 3
+    assert float((d - expected).abs().max()) < 2e-3 * float(d.max())

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..correlation import constrained_correlation
-from ..fourier import band_mask, crop_mask, downsample, freq_radius, half_weights, to_rfft_layout
+from ..fourier import band_mask, crop_mask, downsample, downsampled_rfft, freq_radius, half_weights, to_rfft_layout
 from ..geometry import transform_volumes
 from ..so3 import so3_grid
 from .config import ScoreConfig
@@ -194,19 +194,20 @@ class TemplateScorer:
             gain = gain * self.profile / _shell_rms(ft, self.shells_fine).clamp_min(1e-12)
         return ft * gain[:, self.shells_fine]
 
-    def coarse(self, templates: torch.Tensor) -> torch.Tensor:
+    def coarse(self, templates: torch.Tensor, ft: torch.Tensor | None = None) -> torch.Tensor:
         """Correlation of whitened Fourier amplitudes (translation invariant) of every template with ``P`` at every
-        grid rotation over ``P``'s rotated wedge, ``(K, G)``: it ranks candidate rotations."""
-        ft = self._whiten(torch.fft.rfftn(downsample(templates, self.cfg.coarse_box), dim=(-3, -2, -1))
-                          .flatten(1)[:, self.idx].abs())
+        grid rotation over ``P``'s rotated wedge, ``(K, G)``: it ranks candidate rotations. ``ft``: the templates'
+        full-size rfft, when at hand."""
+        ft = self._whiten(downsampled_rfft(templates, self.cfg.coarse_box, ft).flatten(1)[:, self.idx].abs())
         num = ft @ self.a
         norm_t = (ft ** 2) @ self.mw.T
         return num / torch.sqrt(norm_t * self.norm_p).clamp_min(1e-20)
 
-    def coarse_centred(self, templates: torch.Tensor) -> torch.Tensor:
+    def coarse_centred(self, templates: torch.Tensor, ft: torch.Tensor | None = None) -> torch.Tensor:
         """Phase-aware correlation ``(K, G)`` of every template's whitened spectrum (through the subtomogram's
-        transfer, so the CTF's sign is kept) with ``P``'s at every grid rotation, ``P`` taken as centred."""
-        ft = torch.fft.rfftn(downsample(templates, self.cfg.coarse_box), dim=(-3, -2, -1)).flatten(1)[:, self.idx]
+        transfer, so the CTF's sign is kept) with ``P``'s at every grid rotation, ``P`` taken as centred. ``ft``: the
+        templates' full-size rfft, when at hand."""
+        ft = downsampled_rfft(templates, self.cfg.coarse_box, ft).flatten(1)[:, self.idx]
         ft = ft * self.filter[self.shell.clamp_max(len(self.filter) - 1)]
         ft = ft / self._shell_mean(ft.abs())[:, self.shell]
         num = torch.cat([ft.real, ft.imag], 1) @ self.c
@@ -258,11 +259,12 @@ class TemplateScorer:
         scores, rots, shifts = [], [], []
         for t0 in range(0, len(t), self.cfg.chunk):
             tb = t[t0:t0 + self.cfg.chunk]
-            ft = self._filtered(torch.fft.rfftn(downsample(tb, self.nf), dim=(-3, -2, -1)))
-            cand = self.coarse(tb).topk(c, dim=1).indices  # (k, c)
+            full = torch.fft.rfftn(tb, dim=(-3, -2, -1))  # one forward FFT serves the fine and coarse boxes
+            ft = self._filtered(downsampled_rfft(tb, self.nf, full))
+            cand = self.coarse(tb, full).topk(c, dim=1).indices  # (k, c)
             if self.cfg.centred:
-                cand = torch.cat([cand, self.coarse_centred(tb).topk(min(self.cfg.centred, len(self.rotations)),
-                                                                     dim=1).indices], 1)
+                cand = torch.cat([cand, self.coarse_centred(tb, full).topk(min(self.cfg.centred, len(self.rotations)),
+                                                                           dim=1).indices], 1)
             best, sh = self._fine_scores(ft, cand)
             j = best.argmax(1)
             k = torch.arange(len(tb), device=self.device)
