@@ -67,7 +67,8 @@ class Critic(nn.Module):
         for c_out in (w, 2 * w, 4 * w, 8 * w):
             layers += [nn.Conv3d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
             c_in = c_out
-        self.net = nn.Sequential(*layers).to(memory_format=CHANNELS_LAST)
+        self.net = nn.Sequential(*layers)
+        self.net.to(memory_format=CHANNELS_LAST)  # type: ignore[call-overload]  # torch accepts it; its stubs omit it
         feat = 8 * w * s ** 3
         self.mbd = MinibatchDiscrimination(feat, cfg.mbd_kernels, cfg.mbd_dim)
         self.out = nn.Linear(feat + cfg.mbd_kernels, 1)
