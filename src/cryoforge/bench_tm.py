@@ -38,6 +38,7 @@ import numpy as np
 
 from .bench_tomo import _resolve
 from .candidate_tests import (
+    CANDIDATE_ROTATIONS,
     candidate_subtomograms,
     candidate_tester,
     match_transfer,
@@ -93,6 +94,7 @@ class TmBench:
     model: str | None = None  # its 3D-WGAN + regressor (None: the shipped one)
     test_targets: tuple[str, ...] = ("4v5d",)  # the known template(s) that are the target
     n_pseudo: int = 985
+    test_rotations: int = CANDIDATE_ROTATIONS  # SO(3) grid of the candidates' scoring
 
 
 # q-value selections and the candidate list each one labels: the target–decoy competition's wins, or the
@@ -215,7 +217,7 @@ def bench_tm(o: TmBench, device: str = "cpu") -> Iterator[Event]:
                               "device": device, "target_radius_vox": radius, "runs": [], "summary": {}}
     tester, known_vs, transfer = None, o.voxel_size, None
     if o.test:  # seed 000's tester with the known set; the tomograms' transfer on its grid (not phase-flipped)
-        tester, known_vs = candidate_tester(o.known, o.model, o.n_pseudo, device=device)
+        tester, known_vs = candidate_tester(o.known, o.model, o.n_pseudo, device=device, rotations=o.test_rotations)
         target_indices(tester.names, o.test_targets)
         transfer = match_transfer(asdict(cfg), o.box, known_vs, o.voxel_size)
         report["known"] = tester.names

@@ -30,7 +30,7 @@ def matched(tmp_path_factory):
 def test_every_candidate_is_tested_and_fdr_keeps_the_targets_best_explained(matched, capsys):
     d, sim = matched
     common = ["match", "extract", str(d / "m"), "--n", "10", "--min-distance", "200", "--target", "ribosome",
-              "--n-pseudo", "100"]
+              "--n-pseudo", "100", "--test-rotations", "2000"]
     capsys.readouterr()
     assert main([*common, "--out", str(d / "all.star")]) == 0
     out = capsys.readouterr().out
