@@ -210,11 +210,38 @@ def downsampled_rfft(vols: torch.Tensor, m: int, ft: torch.Tensor | None = None)
     return torch.fft.rfftn(downsample(vols, m), dim=dims)
 
 
+def pad_rfft(ft: torch.Tensor, m: int) -> torch.Tensor:
+    """The rfft ``(..., m, m, m//2+1)`` of :func:`upsample`-d volumes, made from the rfft ``(..., n, n, n//2+1)`` of the
+    ``n³`` volumes (``n`` and ``m`` even, ``m > n``), scaled by ``(m/n)³``: every coefficient at its frequency, the
+    ones on the ``±n/2`` Nyquist planes halved between the two, as the real part of the centred pad does."""
+    n = ft.shape[-3]
+    if n % 2 or m % 2 or m <= n:
+        raise ValueError(f"pad_rfft needs even sizes m > n; got n = {n}, m = {m}")
+    h = n // 2
+    f = torch.cat([torch.arange(m // 2), torch.arange(-(m // 2), 0)])  # frequencies of the m grid (z, y)
+    fx = torch.arange(m // 2 + 1)
+
+    def inside(v: torch.Tensor) -> torch.Tensor:  # within the n grid's [-n/2, n/2)
+        return ((v >= -h) & (v < h)).float()
+
+    w = 0.5 * (inside(f)[:, None, None] * inside(f)[:, None] * inside(fx)
+               + inside(-f)[:, None, None] * inside(-f)[:, None] * inside(-fx))  # G(k) + conj G(-k), halved
+    iz = (f % n).to(ft.device)
+    ix = fx.clamp_max(h).to(ft.device)  # beyond n/2 the weight is 0
+    out = ft.index_select(-3, iz).index_select(-2, iz).index_select(-1, ix)
+    return out * (w.to(ft.device) * (m / n) ** 3)
+
+
 def upsample(vols: torch.Tensor, m: int) -> torch.Tensor:
-    """Fourier-pad ``(..., n, n, n)`` volumes to ``m³`` (sinc interpolation; the centre n//2 goes to m//2)."""
+    """Fourier-pad ``(..., n, n, n)`` volumes to ``m³`` (sinc interpolation; the centre n//2 goes to m//2). Even sizes
+    take the real-FFT path of :func:`pad_rfft` (the same volumes to float rounding, without the full complex FFT and
+    its shifts)."""
     n = vols.shape[-1]
     if m == n:
         return vols
+    if n % 2 == 0 and m % 2 == 0 and m > n:
+        dims = (-3, -2, -1)
+        return torch.fft.irfftn(pad_rfft(torch.fft.rfftn(vols, dim=dims), m), s=(m, m, m), dim=dims)
     c = m // 2 - n // 2
     ft = torch.zeros(*vols.shape[:-3], m, m, m, dtype=torch.complex64, device=vols.device)
     ft[..., c:c + n, c:c + n, c:c + n] = centred_fft(vols)

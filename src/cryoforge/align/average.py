@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..configs import from_dict
-from ..fourier import downsample, to_rfft_layout, upsample
+from ..fourier import downsample, downsampled_rfft, to_rfft_layout, upsample
 from ..fourier import lowpass as lowpass_filter
 from ..io.mrc import StoredStack
 from ..jobs import Log, Metrics, Preview, Progress, Result
@@ -72,6 +72,15 @@ def warp_fine(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
     return downsample(fine, n)
 
 
+def warp_fine_rfft(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
+                   oversample: int = 2) -> torch.Tensor:
+    """The rfft of :func:`warp_fine`, cut straight from the fine grid's spectrum (no inverse FFT and FFT between)."""
+    n, dims = vols.shape[-1], (-3, -2, -1)
+    if oversample <= 1:
+        return torch.fft.rfftn(warp_inverse(vols, rotations, shifts), dim=dims)
+    return downsampled_rfft(warp_inverse(upsample(vols, oversample * n), rotations, shifts * oversample), n)
+
+
 SEARCH_CHUNK = 64  # subtomograms of a stack on disk searched at once (memory follows the chunk, not the set)
 
 
@@ -112,12 +121,12 @@ def weighted_average(subtomos: torch.Tensor | Rows, masks: torch.Tensor, rotatio
     for i in range(mine.start, mine.stop, chunk):
         sl = slice(i, min(i + chunk, len(subtomos)))
         r, t = rotations[sl], shifts[sl]
-        aligned = warp_fine(subtomos[sl], r, t, oversample)
+        aligned = warp_fine_rfft(subtomos[sl], r, t, oversample)
         m = masks[sl] if masks.shape[0] > 1 else masks.expand(len(r), n, n, n)
         w = to_rfft_layout(rotate_fourier_masks(m, r)).clamp(0, 1)
         tr = None if transfer is None else (transfer[sl] if transfer.shape[0] > 1 else transfer)
         wf = w if tr is None else w * tr
-        parts.append(((wf * torch.fft.rfftn(aligned, dim=(-3, -2, -1))).sum(0), (wf if tr is None else wf * tr).sum(0)))
+        parts.append(((wf * aligned).sum(0), (wf if tr is None else wf * tr).sum(0)))
     if world.size > 1:
         parts = [(a.to(device), b.to(device))
                  for block in all_gather([(a.cpu(), b.cpu()) for a, b in parts], world) for a, b in block]
