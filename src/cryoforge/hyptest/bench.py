@@ -137,6 +137,7 @@ class HyptestBench:
     cs: float | None = None  # mm (None: the simulator's 2.7)
     case: str = "shipped"  # a preset of the settings above (CASES); explicit options override it
     centred: int = 4  # more candidate rotations ranked by phase (ScoreConfig.centred; subtomograms shifted ≤ 2 voxels)
+    rotations: int = 4000  # SO(3) grid of the coarse search (ScoreConfig.n_rotations; the candidate tests use 8 000)
 
 
 # the paper's setup (Do et al.): subtomograms made at the templates' sampling (64³ at 6 Å: -o templates=DIR from
@@ -180,7 +181,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     acq = float(opts.acquisition_voxel or vs)
     n_acq = int(round(maps.shape[-1] * vs / acq))
     cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior,
-                        score=ScoreConfig(centred=opts.centred))
+                        score=ScoreConfig(centred=opts.centred, n_rotations=opts.rotations))
     tester = HypothesisTester.from_checkpoint(opts.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
     report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr,
