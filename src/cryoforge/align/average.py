@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..configs import from_dict
-from ..fourier import downsample, downsampled_rfft, to_rfft_layout, upsample
+from ..fourier import downsampled_rfft, to_rfft_layout, upsample
 from ..fourier import lowpass as lowpass_filter
 from ..io.mrc import StoredStack
 from ..jobs import Log, Metrics, Preview, Progress, Result
@@ -68,8 +68,7 @@ def warp_fine(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
     n = vols.shape[-1]
     if oversample <= 1:
         return warp_inverse(vols, rotations, shifts)
-    fine = warp_inverse(upsample(vols, oversample * n), rotations, shifts * oversample)
-    return downsample(fine, n)
+    return torch.fft.irfftn(warp_fine_rfft(vols, rotations, shifts, oversample), s=(n, n, n), dim=(-3, -2, -1))
 
 
 def warp_fine_rfft(vols: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor,
