@@ -6,11 +6,13 @@
 #   bash docs/paper_case.sh [WORKDIR]      (default ./paper64; ../shared/structures must be there)
 #
 # On 2 CPU cores a GAN step at 64³ takes about 7 s (1 200 steps ≈ 2 h 20 min), a regressor step about 1.5 s.
+# GAN_STEPS, N_CRITIC (critic steps per generator step, default 10) and REG_STEPS shorten the run.
 set -euo pipefail
 work=${1:-paper64}
 shared=${SHARED:-../shared/structures}
 gan_steps=${GAN_STEPS:-1200}
 reg_steps=${REG_STEPS:-1500}
+n_critic=${N_CRITIC:-10}
 mkdir -p "$work"
 
 if [ ! -f "$work/templates64/templates.json" ]; then
@@ -20,7 +22,7 @@ if [ ! -f "$work/templates64/templates.json" ]; then
     --box 64 --voxel-size 6 --blur 2 --out "$work/templates64"
 fi
 cryoforge hyptest train-gan --templates "$work/templates64" --checkpoint "$work/wgan64.pt" --steps "$gan_steps" \
-  --checkpoint-every 25 --validate-every 100
+  --n-critic "$n_critic" --checkpoint-every 25 --validate-every 100
 cryoforge hyptest train-regressor --templates "$work/templates64" --gan "$work/wgan64.pt" \
   --checkpoint "$work/regressor64.pt" --steps "$reg_steps" --checkpoint-every 100 --validate-every 100
 cryoforge hyptest export "$work/regressor64.pt" "$work/wgan_regressor64.pt"

@@ -42,6 +42,9 @@ class Generator(nn.Module):
         return self.net(x)[:, 0]
 
 
+MBD_CUTOFF = 50.0  # exp(−50) ≈ 2e-22: nothing a sum of such terms can notice
+
+
 class MinibatchDiscrimination(nn.Module):
     """``o_b(x_i) = Σ_{j≠i} exp(-‖M_{i,b} − M_{j,b}‖₁)`` with ``M = f·T`` reshaped ``(N, B, C)``; returns ``[f, o]``."""
 
@@ -53,7 +56,10 @@ class MinibatchDiscrimination(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         m = (f @ self.T).view(-1, self.kernels, self.dim)
         dist = (m[:, None] - m[None]).abs().sum(-1)  # (N, N, B)
-        o = torch.exp(-dist).sum(1) - 1.0  # drop the sample's own term exp(0)
+        # exp(−d) is exactly 0 past MBD_CUTOFF: the float32 tail below it is denormal, and its gradients, spread
+        # through every convolution of the backward pass, made a 64³ training step 3–4× slower on the CPU
+        near = torch.exp(-dist.clamp(max=MBD_CUTOFF)) * (dist < MBD_CUTOFF)
+        o = near.sum(1) - 1.0  # drop the sample's own term exp(0)
         return torch.cat([f, o], 1)
 
 
