@@ -5,7 +5,8 @@
 #
 #   bash docs/paper_case.sh [WORKDIR]      (default ./paper64; ../shared/structures must be there)
 #
-# On 2 CPU cores a GAN step at 64³ takes about 7 s (1 200 steps ≈ 2 h 20 min), a regressor step about 1.5 s.
+# On 2 CPU cores a GAN step at 64³ takes 7.5–8 s with N_CRITIC=5 (about 15 s with the default 10), a regressor
+# step about 1.5 s, the bench about 16 min with 20 calibration cases (about 9 s each).
 # GAN_STEPS, N_CRITIC (critic steps per generator step, default 10) and REG_STEPS shorten the run.
 set -euo pipefail
 work=${1:-paper64}
