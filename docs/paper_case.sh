@@ -5,7 +5,8 @@
 #
 #   bash docs/paper_case.sh [WORKDIR]      (default ./paper64; ../shared/structures must be there)
 #
-# On 2 CPU cores a GAN step at 64³ takes 7.5–8 s with N_CRITIC=5 (about 15 s with the default 10), a regressor
+# On 2 CPU cores a GAN step at 64³ takes 7.5–8 s with N_CRITIC=5 (the default 10: about 15 s, estimated from
+# 1.5–1.75 s per critic step, not timed), a regressor
 # step about 1.5 s, the bench about 16 min with 20 calibration cases (about 9 s each).
 # GAN_STEPS, N_CRITIC (critic steps per generator step, default 10) and REG_STEPS shorten the run.
 set -euo pipefail
