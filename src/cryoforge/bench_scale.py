@@ -63,6 +63,7 @@ class ScaleBench:
     align_rotations: int = 200
     eval_points: int = 32  # decoded in blocks of 8, whole blocks per rank: 32 splits evenly over 2 or 4
     average_subtomograms: int = 100
+    average_rotations: int = 1000  # the global iteration's SO(3) grid (align average --rotations)
     work: str | None = None  # a folder to keep the stack and the runs in (a second run reuses the stack)
     timeout_s: float = 3600.0  # one run's limit
 
@@ -210,7 +211,8 @@ def bench_scale(o: ScaleBench, device: str = "cpu") -> Iterator[Event]:
             done += 1
             yield Progress(done, total, f"subtomogram averaging, {k} process(es)")
             r = _run(["align", "average", str(pairs), "--limit", str(o.average_subtomograms), "--iterations", "2",
-                      "--global-iterations", "1", "--own-global-iterations", "0", "--out", str(work / f"avg_{k}")],
+                      "--global-iterations", "1", "--own-global-iterations", "0", "--rotations",
+                      str(o.average_rotations), "--out", str(work / f"avg_{k}")],
                      k, o.threads, work, o.timeout_s)
             its = json.loads((work / f"avg_{k}" / "average.json").read_text())["iterations"]
             runs["average"] = {"subtomograms_per_s": len(its) * o.average_subtomograms / sum(i["seconds"] for i in its),

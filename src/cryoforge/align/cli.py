@@ -178,7 +178,8 @@ def _cmd_average(args) -> int:
     out = check_output_dir(args.out, "average.json") if args.world.main else None  # before the work
     cfg = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
                         own_global_iterations=args.own_global_iterations, seed=args.seed, lowpass=args.lowpass,
-                        common_lowpass=args.common_lowpass, local_method=args.local)
+                        common_lowpass=args.common_lowpass, local_method=args.local,
+                        global_rotations=args.rotations, candidates=args.candidates)
     subtomos = _particle_set(args)
     model = None
     if args.local == "gumnet":
@@ -372,6 +373,10 @@ def register(sub: argparse._SubParsersAction, open_tomogram: OpenTomogram | None
     a.add_argument("--common-lowpass", type=non_negative("Å"), default=avg.common_lowpass,
                    help="the global iterations align both halves to their joint average low-passed to this "
                         "(default %(default)s Å; 0: each half on its own)")
+    a.add_argument("--rotations", type=positive("rotations", int), default=avg.global_rotations,
+                   help="rotations of the global searches' SO(3) grid (default %(default)s)")
+    a.add_argument("--candidates", type=positive("candidates", int), default=avg.candidates,
+                   help="best grid rotations of a global search refined locally (default %(default)s)")
     a.add_argument("--local", choices=LOCAL_METHODS, default=avg.local_method,
                    help="how the local iterations align: classical (local grids) or gumnet (one network pass per "
                         "subtomogram, kept where it raises the correlation; default %(default)s)")

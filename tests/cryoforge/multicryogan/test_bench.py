@@ -9,8 +9,9 @@ from cryoforge.jobs import drive
 def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
     from cryoforge.multicryogan.bench import McganBench, bench_mcgan
 
-    report = drive(bench_mcgan(McganBench(steps=2, n_images=64, points=4, structures=str(shared_dir / "structures"),
-                                          out_dir=str(tmp_path), cases=("discrete",))))
+    report = drive(bench_mcgan(McganBench(steps=2, n_images=64, points=4, validations=1,
+                                          structures=str(shared_dir / "structures"), out_dir=str(tmp_path),
+                                          cases=("discrete",))))
     proj = report["projector"]
     assert proj["fourier_pad2"]["relative_rms_error"] < proj["real_grid_sample"]["relative_rms_error"] < 0.05
     row = report["discrete"]
