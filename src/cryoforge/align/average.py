@@ -276,7 +276,15 @@ def average_job(subtomos: Tensorish, masks: Tensorish, voxel_size: float, cfg: A
                                        world=world)
             yield Progress((it - 1) * 2 + k + 1, 2 * total, f"iteration {it}: half {k + 1} aligned"
                            + (f" ({world.size} processes)" if world.size > 1 else ""))
-        r12, t12, _ = classical_align(avgs[1][None], avgs[0][None], None, None, SearchConfig(), device=device)
+        # Half 2's average onto half 1's: a global search only while the halves may be in different frames (the
+        # first iteration, each half aligned to its own start); after a shared reference or a superposition they
+        # share one, and the global search's levels from the identity find what is left (±16°; 3–6° per iteration
+        # on 10 noisy subtomograms): 125 + 3 × 27 rotations instead of 4 000 more (2.4 s of an 8-subtomogram run's
+        # 4.9 s of search on one thread; same resolution). Its first level at the coarse size, as after the grid:
+        # with every level at full size the flat landscape of a small set let float rounding pick another rotation.
+        near = torch.eye(3, device=dev)[None] if it > 1 or joint is not None else None
+        r12, t12, _ = classical_align(avgs[1][None], avgs[0][None], None, None, SearchConfig(), initial=near,
+                                      levels=SearchConfig().levels, device=device)
         h2 = halves[1]
         rot[h2], sh[h2] = compose_inverse(rot[h2], sh[h2], r12[0], t12[0])
         avgs[1] = weighted_average(_rows(x, h2, dev), _pick(m, h2), rot[h2], sh[h2], _pick(tr, h2), cfg.epsilon,
