@@ -66,7 +66,7 @@ def _case(case: str, opts: McganBench, device: str):
     t0 = time.perf_counter()
     reached = steps
     for ev in train_job(tr,
-                        Schedule(steps=steps, validate_every=max(steps // max(opts.validations, 1), 1),
+                        Schedule(steps=steps, validate_every=max(steps // opts.validations, 1) if opts.validations else 0,
                                  max_seconds=max_seconds, resume=False),
                         checkpoint=ckpt):
         if isinstance(ev, Result):
@@ -119,7 +119,7 @@ class McganBench:
     max_seconds: float | None = None
     gwidth: int = 8
     mapping: int = 0
-    validations: int = 4  # during each case's training (each aligns the generator's ends to the truth)
+    validations: int = 4  # during each case's training (each aligns the generator's ends to the truth; 0: none)
 
 
 def bench_mcgan(settings: McganBench | None = None, device: str = "cpu") -> Iterator[Event]:

@@ -26,9 +26,9 @@ def test_training_with_pose_search_recovers_the_poses_of_noise_free_images():
     ps = PoseSearchConfig(pretrain_images=480, every_epochs=1, l_start=6, ramp_epochs=12, t_extent=0, keep=4,
                           rounds=4, n_global=2304)
     tr = DrgnTrainer(data, cfg, train, reference=vol, pose_search=ps)
-    for step in range(1, 601):
+    for step in range(1, 501):  # median error 58° / 18° / 8.5° / 4.2° / 1.6° / 1.3° at steps 100 … 600; FSC 0.905 at 500
         tr.train_step(step)
-    metrics, _ = tr.validate(600)
+    metrics, _ = tr.validate(500)
     assert metrics["searched_fraction"] == 1.0
     assert metrics["rot_median_deg"] < 5.0, metrics
     assert metrics["fsc_mean"] > 0.8, metrics

@@ -9,7 +9,7 @@ from cryoforge.jobs import drive
 def test_bench_mcgan_report_on_a_few_steps(shared_dir, tmp_path):
     from cryoforge.multicryogan.bench import McganBench, bench_mcgan
 
-    report = drive(bench_mcgan(McganBench(steps=2, n_images=64, points=4, validations=1,
+    report = drive(bench_mcgan(McganBench(steps=2, n_images=64, points=4, validations=0,
                                           structures=str(shared_dir / "structures"), out_dir=str(tmp_path),
                                           cases=("discrete",))))
     proj = report["projector"]
