@@ -9,8 +9,8 @@ from cryoforge.cli import main
 
 def test_the_scale_bench_reports_every_job(tmp_path):
     opts = ["processes=[1]", "gumnet_preset=tiny", "gumnet_steps=20", "gumnet_batch=4", "stack_images=64", "stack_box=32",
-            "drgn_steps=20", "drgn_batch=4", "align_pairs=4", "align_rotations=30", "eval_points=8",
-            "average_subtomograms=8", "average_rotations=100",
+            "drgn_steps=20", "drgn_batch=4", "align_pairs=2", "align_rotations=30", "eval_points=8",
+            "average_subtomograms=4", "average_rotations=100",
             f"work={tmp_path / 'w'}"]
     assert main(["bench", "scale", *(a for o in opts for a in ("-o", o)), "--out", str(tmp_path / "s.json")]) == 0
     r = json.loads((tmp_path / "s.json").read_text())

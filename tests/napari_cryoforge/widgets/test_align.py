@@ -77,10 +77,10 @@ def test_align_all_draws_error_histogram_then_average_with_fsc(align, qtbot, sma
     viewer, w = align
     _open_pairs(viewer, small_dataset)
     w.pairs.method.setCurrentText("classical")
-    w.pairs.limit.setValue(4)
+    w.pairs.limit.setValue(2)
     w.align_all()
     wait_job(w)
-    assert len(w.last_result.errors["rot_deg"]) == 4
+    assert len(w.last_result.errors["rot_deg"]) == 2
     assert w.err_axes[0].patches  # histogram bars
     w.averaging.iterations.setValue(1)
     w.average()
