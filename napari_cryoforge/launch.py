@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._camera import camera
+
 PLUGIN = "napari-cryoforge"
 
 
@@ -91,10 +93,10 @@ def centre_view(viewer, layer) -> None:
     viewer.reset_view()  # fits every layer's extent, the hidden ones too: then centre and zoom on this one
     nd = viewer.dims.ndisplay
     size = float(np.max((hi - lo)[-nd:]))
-    viewer.camera.center = tuple((lo + hi)[-nd:] / 2)
+    camera(viewer).center = tuple((lo + hi)[-nd:] / 2)
     canvas = np.asarray(getattr(viewer, "_canvas_size", (600, 600)), float)
     if size > 0 and canvas.min() > 1:
-        viewer.camera.zoom = 0.8 * float(canvas.min()) / size
+        camera(viewer).zoom = 0.8 * float(canvas.min()) / size
 
 
 FLAG_DOCKS = ("fsc", "simulate", "align", "hyptest", "explore", "mcgan", "qa", "match")  # each flag's dock, DOCKS order
@@ -148,7 +150,7 @@ def _cmd_view(args) -> int:
         viewer.dims.ndisplay = 3
         if "phantom" in viewer.layers:
             focus_layer(viewer, "phantom")  # again: centred in the 3-D view
-        viewer.camera.angles = (15, -35, 60)
+        camera(viewer).angles = (15, -35, 60)
     if args.fsc:
         dock.compute_fsc()
     if args.simulate:
@@ -184,7 +186,7 @@ def _cmd_view(args) -> int:
                 for ly in viewer.layers:  # the subtomogram (gray) and the best template fitted into it (red)
                     ly.visible = ly.name in ("hyptest: subtomogram", "hyptest: template")
                 viewer.dims.ndisplay = 3
-                viewer.camera.angles = (15, -35, 60)
+                camera(viewer).angles = (15, -35, 60)
                 viewer.reset_view()
 
             hyp.test_one()
@@ -310,7 +312,7 @@ def _explore(viewer, explorer, spec: str):
     for ly in viewer.layers:
         ly.visible = ly.name.startswith("explorer:")
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (15, -35, 60)
+    camera(viewer).angles = (15, -35, 60)
     explorer.display.iso.setChecked(True)
     explorer.display.threshold.setValue(0.3)
     explorer.display.colormap.setCurrentText("cyan")

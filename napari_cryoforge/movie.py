@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._camera import camera
+
 
 def animate_layer(viewer, frames: int, out, fps: int = 10, rotate: float = 0.0, axis: int = 0) -> int:
     """Write a movie of ``viewer`` stepping dims ``axis`` from 0 to ``frames − 1``; returns the frame count."""
@@ -18,17 +20,17 @@ def animate_layer(viewer, frames: int, out, fps: int = 10, rotate: float = 0.0, 
         raise ValueError("a movie needs at least two frames")
     QApplication.processEvents()  # let the canvas settle (size, 3-D switch) so every frame has one size
     anim = Animation(viewer)
-    angles = tuple(viewer.camera.angles)
+    angles = tuple(camera(viewer).angles)
     viewer.dims.set_current_step(axis, 0)
     anim.capture_keyframe(steps=1)
     viewer.dims.set_current_step(axis, frames - 1)
     if rotate:
-        viewer.camera.angles = (angles[0], angles[1] + rotate, angles[2])
+        camera(viewer).angles = (angles[0], angles[1] + rotate, angles[2])
     anim.capture_keyframe(steps=frames - 1)
     out = Path(out)
     with atomic_path(out, keep_suffix=True) as tmp:
         anim.animate(str(tmp), fps=fps, canvas_only=True, quality=7)
-    viewer.camera.angles = angles
+    camera(viewer).angles = angles
     return frames
 
 
@@ -47,7 +49,7 @@ def render_napari(volumes, voxel_size: float, out, fps: int = 10, rotate: float 
                      iso_threshold=iso if iso is not None else 0.5, axis_labels=("frame", "z", "y", "x"),
                      units=("angstrom",) * 4)
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (15, -35, 60)
+    camera(viewer).angles = (15, -35, 60)
     viewer.scale_bar.visible = True  # in Å: the layer's scale and units
     viewer.reset_view()
     try:

@@ -4,11 +4,16 @@
 ``/proc/meminfo``, else the free physical pages) and raises :class:`ResourceError` — a ``ValueError``, so the
 command line reports it as one line with exit 2 — instead of letting the allocator fail minutes later or the
 machine swap.
+
+:func:`inference_precision` is the arithmetic a network's inference runs in: bfloat16 on a CPU that computes it
+natively (AVX512-BF16 or AMX), where the 64³ 3D-WGAN generator runs 2.5× faster; float32 elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Any
 
 
 class ResourceError(ValueError):
@@ -62,3 +67,31 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = (1 <
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles), as oneDNN's kernels use it."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch: no such probes
+        return False
+
+
+def inference_precision(device: Any = "cpu", precision: str = "auto") -> contextlib.AbstractContextManager:
+    """A context for a network's inference: ``torch.autocast`` to bfloat16 for ``"bf16"``, and for ``"auto"`` on a
+    CPU with :func:`native_bf16` (the 64³ 3D-WGAN generator, 64 structures: 1.16 s → 0.46 s on 2 cores with AMX,
+    largest difference 0.005 of the [0, 1] range, correlation 1.00000); float32 otherwise (``"fp32"``, a GPU under
+    ``"auto"``: not measured there). Callers cast the outputs back to float32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    dev = torch.device(device)
+    if precision == "fp32" or (precision == "auto" and not (dev.type == "cpu" and native_bf16())):
+        return contextlib.nullcontext()
+    return torch.autocast(dev.type, dtype=torch.bfloat16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..cliargs import non_negative, positive
+from ..resources import PRECISIONS
 
 if TYPE_CHECKING:
     import argparse
@@ -101,7 +102,7 @@ def _cmd_test(args) -> int:
         truths = [index.get(str(t), -1) for t in truth_names[: len(subtomos)]]
     score = ScoreConfig(n_rotations=args.rotations)
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
-                        score=score)
+                        score=score, precision=args.precision)
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg,
                                               args.world.device(args.device))
     from .montecarlo import p_text
@@ -193,5 +194,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--limit", type=positive("subtomograms", int), help="test only the first N subtomograms")
     t.add_argument("--out", help="decision table (.csv or .star)")
     t.add_argument("--seed", type=int, default=test.seed, help="seed of the null sample (default %(default)s)")
+    t.add_argument("--precision", choices=PRECISIONS, default=test.precision,
+                   help="the networks' inference: bf16 where the CPU computes it natively under auto (default "
+                        "%(default)s), fp32 for the training-time numbers")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_test, distributed=True)

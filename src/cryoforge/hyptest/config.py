@@ -86,3 +86,4 @@ class HypTestConfig:
     alpha: float = 0.01
     seed: int = 0
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    precision: str = "auto"  # the networks' inference (codes, pseudo-complexes): cryoforge.resources.inference_precision

@@ -24,6 +24,7 @@ import torch
 
 from ..jobs import Log, Preview, Progress, Result
 from ..jobs.distributed import World, gather, shard
+from ..resources import inference_precision
 from .config import HypTestConfig
 from .null import fit_kde, rejection_sample, template_codes
 from .results import DecisionRow, DecisionTable, HypothesisResult
@@ -128,10 +129,12 @@ class HypothesisTester:
         """Codes, volumes and bookkeeping of the pseudo-complexes outside ``C_i``'s rejection region (cached)."""
         if i not in self._null:
             c = self.cfg
-            codes = template_codes(self.reg, self.templates[i], c.kde_rotations, c.seed + 7919 * (i + 1))
+            with inference_precision(self.device, c.precision):
+                codes = template_codes(self.reg, self.templates[i], c.kde_rotations, c.seed + 7919 * (i + 1))
             kde = fit_kde(codes)
             ns = rejection_sample(kde, c.n_pseudo, self.gen.cfg.zdim, c.prior, c.seed + 104729 * (i + 1))
-            vols, _ = generate(self.gen, len(ns.z), z=ns.z, device=self.device)
+            with inference_precision(self.device, c.precision):
+                vols, _ = generate(self.gen, len(ns.z), z=ns.z, device=self.device)
             self._null[i] = {"z": ns.z, "volumes": vols, "drawn": ns.drawn, "rejected": ns.rejected,
                              "bandwidth": float(kde.bandwidth)}
         return self._null[i]

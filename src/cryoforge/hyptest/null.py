@@ -127,5 +127,6 @@ def template_codes(regressor: Any, template: Tensorish, rotations: int, seed: in
     rots = random_rotations(rotations, seed)
     dev = next(regressor.parameters()).device
     regressor.eval()
-    out = [regressor(to_unit(transform_volumes(t.expand(len(r), *t.shape), r)).to(dev)).cpu() for r in rots.split(batch)]
+    out = [regressor(to_unit(transform_volumes(t.expand(len(r), *t.shape), r)).to(dev)).float().cpu()
+           for r in rots.split(batch)]
     return torch.cat(out).numpy()

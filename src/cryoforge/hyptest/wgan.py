@@ -99,5 +99,5 @@ def generate(gen: Generator, n: int, seed: int | None = None, z: torch.Tensor | 
         g = torch.Generator().manual_seed(int(seed or 0))
         z = torch.randn(n, gen.cfg.zdim, generator=g)
     gen.eval()
-    out = [gen(zb.to(device)).cpu() for zb in z.split(batch)]
+    out = [gen(zb.to(device)).float().cpu() for zb in z.split(batch)]  # float32 also after bfloat16 inference
     return (torch.cat(out) + 1) / 2, z
