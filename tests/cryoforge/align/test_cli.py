@@ -18,12 +18,13 @@ def test_cli_run_and_average_write_files(maps, tmp_path):
                  "--candidates", "4", "--out", str(tmp_path / "poses.star")]) == 0
     table = starfile.read(tmp_path / "poses.star")
     assert len(table) == 3 and (table["error_rot_deg"] < 5).all()
-    assert main(["align", "average", str(tmp_path / "pairs"), "--iterations", "1", "--out", str(tmp_path / "avg")]) == 0
+    assert main(["align", "average", str(tmp_path / "pairs"), "--iterations", "1", "--rotations", "300",
+                 "--out", str(tmp_path / "avg")]) == 0
     report = json.loads((tmp_path / "avg" / "average.json").read_text())
     assert report["n"] == 8 and (tmp_path / "avg" / "half2.mrc").is_file()
     # the local iterations by the shipped local Gum-Net
     assert main(["align", "average", str(tmp_path / "pairs"), "--iterations", "2", "--global-iterations", "1",
-                 "--own-global-iterations", "0", "--local", "gumnet", "--out", str(tmp_path / "avg_g")]) == 0
+                 "--own-global-iterations", "0", "--local", "gumnet", "--rotations", "300", "--out", str(tmp_path / "avg_g")]) == 0
     rows = json.loads((tmp_path / "avg_g" / "average.json").read_text())["iterations"]
     assert [r["aligner"] for r in rows] == ["classical", "gumnet"] and rows[1]["align_seconds"] < rows[1]["seconds"]
     assert main(["align", "run", str(tmp_path / "nothing")]) == 2  # not a dataset: one clear error
