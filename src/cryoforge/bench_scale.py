@@ -21,8 +21,6 @@ The speed-up of ``K`` processes is the rate over the rate of the first entry of 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import platform
@@ -144,13 +142,10 @@ def _simulate_stack(o: ScaleBench, work: Path) -> Path:
     folder = work / (f"stack_{o.stack_images}" + (f"_{o.stack_box}" if o.stack_box != 64 else ""))
     if (folder / "dataset.json").is_file():
         return folder
-    from .cli import main  # in this process: the stack is the bench's input, not one of the runs it measures
-
-    with contextlib.redirect_stdout(io.StringIO()) as said:
-        status = main(["simulate", "particles", o.stack_source, "-n", str(o.stack_images), "--storage", "float16",
-                       "--box", str(o.stack_box), "--voxel-size", f"{192 / o.stack_box:g}", "--out", str(folder)])
-    if status:
-        raise RuntimeError(f"simulating the stack failed ({status}): {said.getvalue()[-500:]}")
+    subprocess.run([sys.executable, "-m", "cryoforge.cli", "simulate", "particles", o.stack_source, "-n",
+                    str(o.stack_images), "--storage", "float16", "--box", str(o.stack_box), "--voxel-size", f"{192 / o.stack_box:g}",
+                    "--out", str(folder)], check=True,
+                   capture_output=True, cwd=work)
     return folder
 
 
