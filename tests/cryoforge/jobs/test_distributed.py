@@ -1,6 +1,8 @@
 """Many processes under PyTorch's torchrun: the helpers of :mod:`cryoforge.jobs.distributed`, a pair alignment over two
-torchrun "nodes" on loopback equal to one process's, Gum-Net trained by two ranks and resumed by one, and a rank
-killed mid-run leaving a checkpoint that resumes."""
+torchrun "nodes" on loopback equal to one process's, every distributed command's two ranks against one process
+(training, alignment, averaging, extraction, matching, decoding, hypothesis tests), a SIGTERM that stops every rank
+after the same step, and a rank killed mid-run leaving a checkpoint that resumes. The two-rank commands share one
+launch (``two_ranks.py``); the tests that start, stop or kill ranks launch their own."""
 
 import os
 import socket
