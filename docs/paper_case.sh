@@ -9,6 +9,8 @@
 # 1.5–1.75 s per critic step, not timed), a regressor
 # step about 1.5 s, the bench about 16 min with 20 calibration cases (about 9 s each).
 # GAN_STEPS, N_CRITIC (critic steps per generator step, default 10) and REG_STEPS shorten the run.
+# The figures in docs/benchmarks.md and docs/paper_case_64.json: N_CRITIC=5, the GAN stopped after step 1 102 (SIGTERM),
+# REG_STEPS=800 (about 1.3 s a step), the bench 24 min with 100 calibration cases.
 set -euo pipefail
 work=${1:-paper64}
 shared=${SHARED:-../shared/structures}

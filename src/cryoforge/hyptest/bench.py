@@ -42,6 +42,7 @@ from ..configs import to_dict
 from ..conventions import random_rotations
 from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
+from ..resources import inference_precision
 from ..sim.params import TomoParams
 from ..sim.sources import MapSpec, load_map
 from ..sim.tomo import centred_wedge, simulate_subtomograms
@@ -261,8 +262,10 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     report["speed"] = {"score_1000_templates_s": t_score, "full_test_one_subtomogram_s": t_test,
                        "null_set": opts.n_pseudo + len(maps) - 1}
     t0 = time.perf_counter()
-    generate(gen, 1000, seed=opts.seed + 4, device=device)
+    with inference_precision(device, tester.cfg.precision):  # as the tester draws its null sets
+        generate(gen, 1000, seed=opts.seed + 4, device=device)
     report["speed"]["generated_structures_per_s"] = 1000 / (time.perf_counter() - t0)
+    report["speed"]["precision"] = tester.cfg.precision
     done += 2
     yield Progress(done, total, f"1000 templates scored in {t_score:.1f} s")
 
