@@ -12,6 +12,43 @@ settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores, each with torch's default threads: OpenMP threads that wait at a barrier sleep
+    # instead of spinning on a core the other worker needs (2026-12-01, 2-core machine: 510 s; one torch thread per
+    # worker instead: 592 s; one process: 700 s). Set before torch is imported; inherited by the CLI subprocesses.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The files that take longest (seconds under `-n 2` on the 2-core machine, 2026-12-01), run first so that the two
+# workers finish together (longest first): a long file scheduled last would leave one core idle at the end.
+LONGEST_FILES = (
+    "cryoforge/jobs/test_distributed.py",  # 113
+    "napari_cryoforge/widgets/test_explorer.py",  # 51
+    "cryoforge/align/test_average.py",  # 48
+    "napari_cryoforge/widgets/test_align.py",  # 48
+    "cryoforge/drgn/test_posesearch.py",  # 48
+    "cryoforge/test_bench_scale.py",  # 43
+    "cryoforge/multicryogan/test_train.py",  # 36
+    "cryoforge/test_bench_tomo.py",  # 34
+    "napari_cryoforge/widgets/test_match.py",  # 33
+    "cryoforge/multicryogan/test_bench.py",  # 30
+)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    from tests.quiet import shared
+
+    with shared():  # its setup, call and teardown: a GUI stall measurement on another worker waits for them
+        yield
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: every file's own order is kept
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -39,3 +76,17 @@ def blob_clusters():
         return out
 
     return make
+
+
+WORKER_LINES: list[str] = []  # summary lines the xdist workers sent (the GUI tests' stall figures)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    WORKER_LINES.extend(f"[{node.gateway.id}] {line}" for line in getattr(node, "workeroutput", {}).get(
+        "summary_lines", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in WORKER_LINES:
+        terminalreporter.write_line(line)

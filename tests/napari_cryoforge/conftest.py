@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.quiet import exclusive, release
+
 
 @pytest.fixture
 def notifications():
@@ -75,6 +77,7 @@ class StallMeter:
         self.timer.timeout.connect(self._tick)
         self.last = None
         self.worst = 0.0
+        self.quiet: int | None = None  # the lock state start() took over (tests/quiet.py)
 
     def _tick(self):
         import time
@@ -89,6 +92,7 @@ class StallMeter:
 
         gc.collect()
         gc.freeze()  # as `cryoforge view` does after startup (napari_cryoforge.launch.freeze_startup_objects)
+        self.quiet = exclusive()  # no other xdist worker's test runs meanwhile (tests/quiet.py)
         self.last, self.worst = None, 0.0
         self.timer.start()
         return self
@@ -98,6 +102,9 @@ class StallMeter:
         import gc
 
         self.timer.stop()
+        if self.quiet is not None:
+            release(self.quiet)
+            self.quiet = None
         gc.unfreeze()
         if dock is not None:
             STALLS[dock] = max(STALLS.get(dock, 0.0), self.worst)
@@ -138,15 +145,28 @@ def stall_meter(make_napari_viewer, qtbot):
     meter.timer.stop()
 
 
-def pytest_terminal_summary(terminalreporter):
+def stall_summary() -> list[str]:
+    """The lines that report the stalls measured in this process."""
+    lines = []
     if STALLS:
-        terminalreporter.write_line("longest event-loop stall while each dock's main job ran: " + ", ".join(
+        lines.append("longest event-loop stall while each dock's main job ran: " + ", ".join(
             f"{dock} {ms:.0f} ms" for dock, ms in sorted(STALLS.items())))
     if NAPARI_FIRST_LAYER:
         ref = max(NAPARI_FIRST_LAYER)
-        terminalreporter.write_line(
-            f"napari's own stall showing a first 32³ image: {', '.join(f'{ms:.0f}' for ms in NAPARI_FIRST_LAYER)} ms"
-            f" → each dock allowed {stall_allowance_ms(ref):.0f} ms")
+        lines.append(f"napari's own stall showing a first 32³ image: "
+                     f"{', '.join(f'{ms:.0f}' for ms in NAPARI_FIRST_LAYER)} ms → each dock allowed "
+                     f"{stall_allowance_ms(ref):.0f} ms")
+    return lines
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: tests/conftest.py prints them in the controller
+        session.config.workeroutput["summary_lines"] = stall_summary()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in stall_summary():  # one process (-n 0); under xdist a worker's terminal is not shown
+        terminalreporter.write_line(line)
 
 STALL_GOAL_MS = 100  # issue 29: the GUI should never stop answering longer than this while a dock's job runs
 # What made the first runs stall 131–204 ms, and what each fix measured (2026-11-30, idle 2-core machine, Xvfb):
