@@ -65,3 +65,19 @@ def test_shift_is_in_xyz_voxels():
     vol[8, 8, 8] = 1
     out = transform_volumes(vol, shifts=(2.0, -1.0, 3.0))  # +2 x, -1 y, +3 z
     assert out[8 + 3, 8 - 1, 8 + 2].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (8, 12, 20), (2, 5, 7)])
+def test_affine_grid_equals_torchs_with_its_gradient(shape):
+    """The cached-grid product gives torch's ``affine_grid`` (align_corners=True), values and gradient in θ."""
+    import torch.nn.functional as F
+
+    from cryoforge.geometry import affine_grid
+
+    theta = torch.randn(5, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    ours, theirs = affine_grid(theta, shape), F.affine_grid(theta, [5, 1, *shape], align_corners=True)
+    assert ours.shape == theirs.shape == (5, *shape, 3)
+    assert torch.allclose(ours, theirs, atol=1e-14)
+    g_ours, = torch.autograd.grad((ours ** 3).sum(), theta)
+    g_theirs, = torch.autograd.grad((theirs ** 3).sum(), theta)
+    assert torch.allclose(g_ours, g_theirs, atol=1e-10)

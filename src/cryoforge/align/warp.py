@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..conventions import euler_zyz_to_matrix
 from ..fourier import centred_fft, centred_ifft
+from ..geometry import affine_grid
 from ..so3 import axis_angle_matrix, six_d_matrix
 
 
@@ -33,7 +34,7 @@ def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.T
 
     The map is affine in grid_sample's normalised coordinates ``u`` (``align_corners``): with ``a = (n-1)/2`` and
     the centre ``c = n//2`` a centred position is ``p = a u + (a - c)·1``, so the source point, normalised, is
-    ``R u + (R (a - c)·1 + t + c·1) / a - 1`` — one ``affine_grid`` instead of a matrix product and a normalisation
+    ``R u + (R (a - c)·1 + t + c·1) / a - 1`` — one affine grid (:func:`cryoforge.geometry.affine_grid`) instead of a matrix product and a normalisation
     over every voxel (1.5–1.75× faster on 2 CPU cores; the same samples to float rounding as :func:`sample_at`)."""
     b, n = volumes.shape[0], volumes.shape[-1]
     a, c = (n - 1) / 2, n // 2
@@ -42,7 +43,7 @@ def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.T
     if shifts is not None:
         off = off + shifts
     theta = torch.cat([rot, (off / a - 1)[..., None]], -1).to(volumes.dtype)
-    grid = F.affine_grid(theta, [b, 1, n, n, n], align_corners=True)
+    grid = affine_grid(theta, (n, n, n))
     return F.grid_sample(volumes[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
 
 

@@ -27,7 +27,7 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
                  "--out", str(tdir)]) == 0
     report = drive(bench_hyptest(HyptestBench(model=str(d / "reg.pt"), templates=str(tdir), n_pseudo=100, n_empty=1,
                                               calibration_cases=3, calibration_pseudo=10, calibration_rotations=100,
-                                              rotations=300)))
+                                              rotations=300, speed_templates=50)))
     assert report["acquisition_voxel"] == 9.6 and report["template_voxel"] == 12.0
     assert report["score"]["n_rotations"] == 300  # the option reaches the scorer
     # per-voxel SNR 0.03 at 9.6 Å, binned to 12 Å: (12/9.6)³ ≈ 1.95× for white noise, less for the tomographic ramp
@@ -35,6 +35,7 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
     for part in ("known", "known_direct"):
         assert report[part]["cases"] == 3 and len(report[part]["rows"]) == 3
     assert report["false_positives"]["cases"] == 2 and report["calibration"]["cases"] == 3
+    assert report["speed"]["templates_timed"] == 50 and report["speed"]["score_1000_templates_s"] > 0
     from cryoforge.jobs.runner import JobError
 
     with pytest.raises(JobError, match="acquiring at 9.6 Å .* missing .*gone.pdb"):
