@@ -14,8 +14,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share two cores, each with torch's default threads: OpenMP threads that wait at a barrier sleep
-    # instead of spinning on a core the other worker needs (2026-12-01, 2-core machine: 510 s; one torch thread per
-    # worker instead: 592 s; one process: 700 s). Set before torch is imported; inherited by the CLI subprocesses.
+    # instead of spinning on a core the other worker needs (2026-12-01, 2-core machine, one hour: 510 s; one torch
+    # thread per worker instead: 592 s). Set before torch is imported; inherited by the CLI subprocesses.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The files that take longest (seconds under `-n 2` on the 2-core machine, 2026-12-01), run first so that the two
@@ -48,6 +48,7 @@ def pytest_collection_modifyitems(config, items):
         return LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
 
     items.sort(key=rank)  # stable: every file's own order is kept
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

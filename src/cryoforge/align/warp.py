@@ -34,8 +34,9 @@ def warp_inverse(volumes: torch.Tensor, rotations: torch.Tensor, shifts: torch.T
 
     The map is affine in grid_sample's normalised coordinates ``u`` (``align_corners``): with ``a = (n-1)/2`` and
     the centre ``c = n//2`` a centred position is ``p = a u + (a - c)·1``, so the source point, normalised, is
-    ``R u + (R (a - c)·1 + t + c·1) / a - 1`` — one affine grid (:func:`cryoforge.geometry.affine_grid`) instead of a matrix product and a normalisation
-    over every voxel (1.5–1.75× faster on 2 CPU cores; the same samples to float rounding as :func:`sample_at`)."""
+    ``R u + (R (a - c)·1 + t + c·1) / a - 1`` — one affine grid (:func:`cryoforge.geometry.affine_grid`) instead of
+    a matrix product and a normalisation over every voxel (1.5–1.75× faster on 2 CPU cores; the same samples to float
+    rounding as :func:`sample_at`)."""
     b, n = volumes.shape[0], volumes.shape[-1]
     a, c = (n - 1) / 2, n // 2
     rot = rotations.expand(b, 3, 3) if rotations.shape[0] == 1 else rotations
