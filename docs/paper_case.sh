@@ -32,6 +32,9 @@ cryoforge hyptest train-regressor --templates "$work/templates64" --gan "$work/w
 cryoforge hyptest export "$work/regressor64.pt" "$work/wgan_regressor64.pt"
 cryoforge bench hyptest -o case=paper -o templates="$work/templates64" -o model="$work/wgan_regressor64.pt" \
   -o calibration_cases=100 --out "$work/paper.json"
+# the same with the neighbour null (pseudo-complexes around the best template's codes; a deviation from the paper)
+cryoforge bench hyptest -o case=paper -o templates="$work/templates64" -o model="$work/wgan_regressor64.pt" \
+  -o calibration_cases=100 -o null_spread=1 --out "$work/paper_neighbours.json"
 # one subtomogram (4V5D at SNR 0.03, defocus 5 µm, Cs 2 mm) tested end to end from the CLI: loading, the null set
 # and 1 000 templates scored
 python - "$work" <<'PY'
@@ -50,3 +53,5 @@ with mrcfile.new(f"{sys.argv[1]}/sub64.mrc", overwrite=True) as m:
 PY
 time cryoforge hyptest test "$work/sub64.mrc" --templates "$work/templates64" --model "$work/wgan_regressor64.pt" \
   --defocus 5 --cs 2 --limit 1
+time cryoforge hyptest test "$work/sub64.mrc" --templates "$work/templates64" --model "$work/wgan_regressor64.pt" \
+  --defocus 5 --cs 2 --limit 1 --null-spread 1

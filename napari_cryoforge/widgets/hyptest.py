@@ -61,7 +61,8 @@ class InputGroup(QGroupBox):
 
 
 class TestGroup(QGroupBox):
-    """How the test is run: null-set size, α, the rejection region's prior; test one subtomogram or the first N."""
+    """How the test is run: null-set size, α, the rejection region's prior, the null (the paper's or the neighbour
+    null); test one subtomogram or the first N."""
 
     __test__ = False  # not a pytest test class
 
@@ -74,6 +75,12 @@ class TestGroup(QGroupBox):
         f.addRow("α", self.alpha)
         self.prior = dspin(1.0, 0.001, 1000, 0.5, "", 3, "prior π of the rejection region N(z) < π·E(z)")
         f.addRow("prior π", self.prior)
+        self.spread = dspin(0.0, 0.0, 10.0, 0.25, "", 2,
+                            "0: pseudo-complexes drawn from the whole GAN prior (the paper). τ > 0: the neighbour "
+                            "null — drawn at spread τ (prior standard deviations) around the best template's own "
+                            "codes, its rejection region kept; rejects more unknown complexes (docs/benchmarks.md)")
+        self.spread.setSpecialValueText("paper (whole prior)")
+        f.addRow("neighbour null τ", self.spread)
         buttons = QHBoxLayout()
         self.test_btn = QPushButton("Test subtomogram")
         self.all_btn = QPushButton("Test all")
@@ -87,7 +94,8 @@ class TestGroup(QGroupBox):
         """The test's :class:`~cryoforge.hyptest.config.HypTestConfig` (scoring at its defaults)."""
         from cryoforge.hyptest.config import HypTestConfig
 
-        return HypTestConfig(n_pseudo=self.n_pseudo.value(), alpha=self.alpha.value(), prior=self.prior.value())
+        return HypTestConfig(n_pseudo=self.n_pseudo.value(), alpha=self.alpha.value(), prior=self.prior.value(),
+                             null_spread=self.spread.value() or None)
 
 
 class HypTestWidget(JobDock):
@@ -203,7 +211,7 @@ class HypTestWidget(JobDock):
         tpath = self.inputs.templates.text().strip() or None
         mpath = self.inputs.model.text().strip() or str(sample_path(HYPTEST_MODEL))
         cfg = self.testing.config()
-        key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior)
+        key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior, cfg.null_spread)
         if self.tester is None or key != self._tester_key:
             maps, names, vs = read_template_set(tpath)
             self.tester = HypothesisTester.from_checkpoint(mpath, maps, names, cfg)

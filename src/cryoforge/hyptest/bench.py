@@ -48,7 +48,7 @@ from ..sim.sources import MapSpec, load_map
 from ..sim.tomo import centred_wedge, simulate_subtomograms
 from .config import HypTestConfig, ScoreConfig
 from .montecarlo import HypothesisTester, p_value
-from .null import fit_kde, rejection_sample, template_codes
+from .null import fit_kde, neighbour_sample, rejection_sample, template_codes
 from .score import radial_transfer
 from .templates import bin_to_templates
 from .wgan import generate
@@ -140,6 +140,7 @@ class HyptestBench:
     case: str = "shipped"  # a preset of the settings above (CASES); explicit options override it
     centred: int = 4  # more candidate rotations ranked by phase (ScoreConfig.centred; subtomograms shifted ≤ 2 voxels)
     rotations: int = 4000  # SO(3) grid of the coarse search (ScoreConfig.n_rotations; the candidate tests use 8 000)
+    null_spread: float | None = None  # HypTestConfig.null_spread: None the paper's prior null, τ the neighbour null
 
 
 # the paper's setup (Do et al.): subtomograms made at the templates' sampling (64³ at 6 Å: -o templates=DIR from
@@ -183,12 +184,14 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     acq = float(opts.acquisition_voxel or vs)
     n_acq = int(round(maps.shape[-1] * vs / acq))
     cfg = HypTestConfig(n_pseudo=opts.n_pseudo, alpha=opts.alpha, seed=opts.seed, prior=opts.prior,
+                        null_spread=opts.null_spread,
                         score=ScoreConfig(centred=opts.centred, n_rotations=opts.rotations))
     tester = HypothesisTester.from_checkpoint(opts.model or sample_path(HYPTEST_MODEL), maps, names, cfg, device)
     mask = centred_wedge(maps.shape[-1], -60, 60).numpy()
     report: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "snr": opts.snr,
                               "alpha": opts.alpha,
-              "templates": names, "n_pseudo": opts.n_pseudo, "prior": opts.prior, "score": to_dict(cfg.score),
+              "templates": names, "n_pseudo": opts.n_pseudo, "prior": opts.prior, "null_spread": opts.null_spread,
+              "score": to_dict(cfg.score),
               "ctf_aware": opts.ctf_aware,
               "template_voxel": vs, "acquisition_voxel": acq}
     n = maps.shape[-1]
@@ -199,7 +202,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     def transfer(defocus, pixel=acq):
         return radial_transfer(n, vs, float(defocus), cs=cs, pixel_size=pixel) if opts.ctf_aware else None
     direct = opts.compare_direct and acq != vs
-    total = len(maps) * (1 + direct) + 2 * opts.n_empty + opts.calibration_cases + 2
+    total = len(maps) * (1 + direct) + 2 * opts.n_empty + 2 * opts.calibration_cases + 2
     done = 0
 
     def known_test(subtomos, defocus, pixel, label):
@@ -231,11 +234,13 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
         yield Metrics({"known_success_direct": report["known_direct"]["success"]})
 
     # empty and unknown subtomograms
-    unknown_maps = source_maps(UNKNOWN[:opts.n_empty], n_acq, acq)
-    unknown_sub, _, unknown_df, _ = acquire(unknown_maps, opts.snr, opts.seed + 2, acq, vs, n, opts.defocus, opts.cs)
     cases = [("empty", noise[j % len(noise)] if j < len(noise) else noise[j % len(noise)][::-1].copy(),
               known_df[j % len(noise)]) for j in range(opts.n_empty)]
-    cases += [(UNKNOWN[j], unknown_sub[j], unknown_df[j]) for j in range(len(unknown_sub))]
+    if opts.n_empty:
+        unknown_maps = source_maps(UNKNOWN[:opts.n_empty], n_acq, acq)
+        unknown_sub, _, unknown_df, _ = acquire(unknown_maps, opts.snr, opts.seed + 2, acq, vs, n, opts.defocus,
+                                                opts.cs)
+        cases += [(UNKNOWN[j], unknown_sub[j], unknown_df[j]) for j in range(len(unknown_sub))]
     fp_rows = []
     for kind, p, df in cases:
         r = tester.test(p, mask, transfer=transfer(df))
@@ -244,11 +249,12 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
                         "rejected_gaussian": r.p_gauss > opts.alpha})
         done += 1
         yield Progress(done, total, f"{kind}: best {r.best_name}, p̂ = {r.p_hat:.4f}")
-    report["false_positives"] = {"rows": fp_rows, "cases": len(fp_rows),
-                                 "rejected_fraction": float(np.mean([row["rejected"] for row in fp_rows])),
-                                 "rejected_fraction_gaussian": float(np.mean([row["rejected_gaussian"]
-                                                                                     for row in fp_rows]))}
-    yield Metrics({"false_positives_rejected": report["false_positives"]["rejected_fraction"]})
+    def share(key):
+        return float(np.mean([row[key] for row in fp_rows])) if fp_rows else None
+    report["false_positives"] = {"rows": fp_rows, "cases": len(fp_rows), "rejected_fraction": share("rejected"),
+                                 "rejected_fraction_gaussian": share("rejected_gaussian")}
+    if fp_rows:
+        yield Metrics({"false_positives_rejected": report["false_positives"]["rejected_fraction"]})
 
     # speed: one subtomogram against 1000 templates (speed_templates of them, scaled to 1 000)
     gen, reg = tester.gen, tester.reg
@@ -271,24 +277,38 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     done += 2
     yield Progress(done, total, f"1000 templates scored in {t_score:.1f} s")
 
-    # calibration under the null
-    z_p = torch.randn(opts.calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 5))
-    z_c = torch.randn(opts.calibration_cases, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 6))
-    p_struct, _ = generate(gen, opts.calibration_cases, z=z_p, device=device)
-    c_struct, _ = generate(gen, opts.calibration_cases, z=z_c, device=device)
+    # calibration under the null: P holds a structure drawn as the null set's are (the prior's N(0, I), or a
+    # neighbour of C*'s codes), so p̂ of C* against its null set should be uniform
+    m = opts.calibration_cases
+    z_p = torch.randn(m, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 5))
+    z_c = torch.randn(m, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 6))
+    c_struct, _ = generate(gen, m, z=z_c, device=device)
+    null_z, rejected = [], 0
+    for j in range(m):
+        codes = template_codes(reg, c_struct[j], cfg.kde_rotations, opts.seed + 100 + j)
+        kde = fit_kde(codes)
+        if opts.null_spread is None:
+            ns = rejection_sample(kde, opts.calibration_pseudo, gen.cfg.zdim, opts.prior, opts.seed + 10_000 + j)
+            null_z.append(ns.z)
+        else:  # one more neighbour: the structure in P
+            ns = neighbour_sample(codes, kde, opts.calibration_pseudo + 1, opts.null_spread, opts.prior,
+                                  opts.seed + 10_000 + j)
+            z_p[j] = ns.z[0]
+            null_z.append(ns.z[1:])
+        rejected += ns.rejected
+        done += 1
+        yield Progress(done, total, f"calibration null sets {j + 1}/{m}")
+    p_struct, _ = generate(gen, m, z=z_p, device=device)
     null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), opts.snr, opts.seed + 7, acq, vs, n,
                                       opts.defocus, opts.cs)
-    p_hats, rejected = [], 0
-    for j in range(opts.calibration_cases):
-        kde = fit_kde(template_codes(reg, c_struct[j], cfg.kde_rotations, opts.seed + 100 + j))
-        ns = rejection_sample(kde, opts.calibration_pseudo, gen.cfg.zdim, opts.prior, opts.seed + 10_000 + j)
-        rejected += ns.rejected
-        null_vols, _ = generate(gen, len(ns.z), z=ns.z, device=device)
+    p_hats = []
+    for j in range(m):
+        null_vols, _ = generate(gen, len(null_z[j]), z=null_z[j], device=device)
         scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=opts.calibration_rotations)
         s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols])).scores
         p_hats.append(p_value(float(s[0]), s[1:].numpy()))
         done += 1
-        yield Progress(done, total, f"calibration {j + 1}/{opts.calibration_cases}")
+        yield Progress(done, total, f"calibration {j + 1}/{m}")
     ks = kstest(p_hats, "uniform")
     report["calibration"] = {"cases": opts.calibration_cases, "null_per_case": opts.calibration_pseudo,
                              "ks_statistic": float(ks.statistic), "ks_p": float(ks.pvalue),

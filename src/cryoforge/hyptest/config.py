@@ -83,6 +83,9 @@ class HypTestConfig:
     n_pseudo: int = 985  # pseudo-complexes in the null set (plus the K − 1 other known templates)
     prior: float = 1.0  # π of the rejection region N(z) < π·E(z)
     kde_rotations: int = 300  # rotations of C_I whose codes make the KDE
+    # None: codes from the GAN prior N(0, I) (the paper); τ > 0: the neighbour null, codes drawn at spread τ around
+    # C_I's own codes (cryoforge.hyptest.null, a deviation from the paper)
+    null_spread: float | None = None
     alpha: float = 0.01
     seed: int = 0
     score: ScoreConfig = field(default_factory=ScoreConfig)

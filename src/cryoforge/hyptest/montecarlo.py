@@ -2,8 +2,9 @@
 
 For a subtomogram ``P`` and known templates ``C_1 … C_K``: every template is scored
 (:mod:`cryoforge.hyptest.score`), ``C_I`` is the argmax, and its score is compared with the scores of
-``B`` null templates — ``n_pseudo`` pseudo-complexes ``G(z)`` drawn outside ``C_I``'s rejection region
-(:mod:`cryoforge.hyptest.null`) plus the other known templates (the paper: 985 + 15 known):
+``B`` null templates — ``n_pseudo`` pseudo-complexes ``G(z)`` drawn outside ``C_I``'s rejection region — from the GAN prior (the paper) or,
+with ``null_spread``, around ``C_I``'s own codes (the neighbour null; :mod:`cryoforge.hyptest.null`) — plus the other
+known templates (the paper: 985 + 15 known):
 
     p̂ = (1/B) · Σ_b 1[c(P, T(C_I)) ≤ c(P, T(C₀ᵇ))]
 
@@ -26,7 +27,7 @@ from ..jobs import Log, Preview, Progress, Result
 from ..jobs.distributed import World, gather, shard
 from ..resources import inference_precision
 from .config import HypTestConfig
-from .null import fit_kde, rejection_sample, template_codes
+from .null import fit_kde, neighbour_sample, rejection_sample, template_codes
 from .results import DecisionRow, DecisionTable, HypothesisResult
 from .score import TemplateScorer, radial_profile
 from .templates import check_templates
@@ -132,12 +133,19 @@ class HypothesisTester:
             with inference_precision(self.device, c.precision):
                 codes = template_codes(self.reg, self.templates[i], c.kde_rotations, c.seed + 7919 * (i + 1))
             kde = fit_kde(codes)
-            ns = rejection_sample(kde, c.n_pseudo, self.gen.cfg.zdim, c.prior, c.seed + 104729 * (i + 1))
+            seed = c.seed + 104729 * (i + 1)
+            ns = (rejection_sample(kde, c.n_pseudo, self.gen.cfg.zdim, c.prior, seed) if c.null_spread is None
+                  else neighbour_sample(codes, kde, c.n_pseudo, c.null_spread, c.prior, seed))
             with inference_precision(self.device, c.precision):
                 vols, _ = generate(self.gen, len(ns.z), z=ns.z, device=self.device)
             self._null[i] = {"z": ns.z, "volumes": vols, "drawn": ns.drawn, "rejected": ns.rejected,
                              "bandwidth": float(kde.bandwidth)}
         return self._null[i]
+
+    def null_kind(self) -> str:
+        """How the null set is drawn, in words: the paper's prior or the neighbour null with its spread."""
+        spread = self.cfg.null_spread
+        return "from the GAN prior" if spread is None else f"neighbours at spread τ = {spread:g}"
 
     def pseudo_volume(self, i: int, b: int) -> np.ndarray:
         return self.null_set(i)["volumes"][b].numpy()
@@ -156,8 +164,8 @@ class HypothesisTester:
                       {"names": self.names})
         yield Progress(1, total, f"null set for {self.names[best]} (KDE, rejection sampling, generation)")
         null = self.null_set(best)
-        yield Log(f"{self.names[best]}: KDE bandwidth {null['bandwidth']:.3g}; {null['rejected']} of {null['drawn']} "
-                  f"codes fell in the rejection region")
+        yield Log(f"{self.names[best]}: null {self.null_kind()}, KDE bandwidth {null['bandwidth']:.3g}; {null['rejected']} of "
+                  f"{null['drawn']} codes fell in the rejection region")
         pseudo = []
         vols = null["volumes"]
         for b0 in range(0, len(vols), chunk):
@@ -208,6 +216,8 @@ class HypothesisTester:
         world = world or World()
         n = len(subtomos)
         mine = shard(n, world)
+        yield Log(f"null set: {self.cfg.n_pseudo} pseudo-complexes {self.null_kind()} per best template, plus the "
+                  f"other known templates")
         results: list[HypothesisResult] = []
         for j in mine:
             res = None

@@ -43,6 +43,24 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
                                          n_pseudo=100)))
 
 
+def test_bench_with_the_neighbour_null_and_without_false_positive_cases(trained, tmp_path):
+    from cryoforge.cli import main
+    from cryoforge.hyptest.bench import HyptestBench, bench_hyptest
+
+    tdir = tmp_path / "templates"
+    assert main(["hyptest", "templates", "phantom:ribosome", "phantom:assembly@4", "phantom:ring@2",
+                 "--out", str(tdir)]) == 0
+    report = drive(bench_hyptest(HyptestBench(model=str(trained[0] / "reg.pt"), templates=str(tdir), n_pseudo=100,
+                                              n_empty=0, calibration_cases=3, calibration_pseudo=10,
+                                              calibration_rotations=100, rotations=200, speed_templates=10,
+                                              acquisition_voxel=None, null_spread=1.0)))
+    assert report["null_spread"] == 1.0 and report["known"]["cases"] == 3 and "known_direct" not in report
+    assert report["false_positives"] == {"rows": [], "cases": 0, "rejected_fraction": None,
+                                         "rejected_fraction_gaussian": None}
+    cal = report["calibration"]
+    assert cal["cases"] == 3 and len(cal["p_hats"]) == 3 and all(0 <= p <= 1 for p in cal["p_hats"])
+
+
 def test_the_paper_case_presets_the_papers_acquisition_and_needs_its_own_templates_and_model():
     import numpy as np
 

@@ -35,8 +35,12 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert "#0" in out and "#1" in out and "p̂ " in out
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
-                 "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--limit", "1"]) == 0  # CTF-aware
-    assert "#0" in capsys.readouterr().out
+                 "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--limit", "1",
+                 "--null-spread", "1"]) == 0  # CTF-aware, with the neighbour null
+    said = capsys.readouterr()
+    assert "#0" in said.out and "pseudo-complexes neighbours at spread τ = 1 per best template" in said.out + said.err
+    assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--null-spread", "0"]) == 2
+    assert "--null-spread: must be > 0; got 0" in capsys.readouterr().err
     from cryoforge.sim.sources import MapSpec, load_map
 
     write_mrc(tmp_path / "fine.mrc", load_map("phantom:ribosome", MapSpec(40, 9.6)), 9.6)  # acquired finer: binned

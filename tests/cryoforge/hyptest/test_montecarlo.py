@@ -74,6 +74,31 @@ def test_hypothesis_test_result_is_consistent(trained):
     assert tester.pseudo_volume(1, 0).shape == (32, 32, 32)
 
 
+def test_the_neighbour_null_draws_pseudo_complexes_near_the_best_templates_codes(trained):
+    from cryoforge.hyptest.null import in_rejection_region, template_codes
+
+    d, maps, _, _ = trained
+    paper = HypothesisTester.from_checkpoint(d / "reg.pt", maps, list("abc"),
+                                             HypTestConfig(n_pseudo=100, kde_rotations=30, score=FAST_SCORE))
+    near = HypothesisTester.from_checkpoint(d / "reg.pt", maps, list("abc"),
+                                            HypTestConfig(n_pseudo=100, kde_rotations=30, null_spread=0.5,
+                                                          score=FAST_SCORE))
+    codes = template_codes(near.reg, near.templates[1], 30, near.cfg.seed + 7919 * 2)  # the codes null_set uses
+
+    def nearest(z):
+        return np.median(np.sqrt(((z.numpy()[:, None] - codes[None]) ** 2).sum(-1)).min(1))
+
+    zn, zp = near.null_set(1)["z"], paper.null_set(1)["z"]
+    assert len(zn) == 100 and nearest(zn) < 0.6 * nearest(zp)
+    assert nearest(zn) == pytest.approx(0.5 * np.sqrt(zn.shape[1]), rel=0.3)  # spread·√d from its own code
+    from cryoforge.hyptest.null import fit_kde
+
+    assert not in_rejection_region(zn.numpy(), fit_kde(codes), near.cfg.prior).any()
+    res = near.test(maps[1], None, truth=1)
+    null = np.concatenate([res.pseudo_scores, np.delete(res.known_scores, res.best)])
+    assert res.B == 102 and res.p_hat == p_value(res.score, null)
+
+
 def test_dataset_table_with_q_values(trained, tmp_path):
     d, maps, _, _ = trained
     cfg = HypTestConfig(n_pseudo=100, kde_rotations=30, score=FAST_SCORE)

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from cryoforge.hyptest.null import cv_log_likelihood, fit_kde, in_rejection_region, log_prior, rejection_sample
+from cryoforge.hyptest.null import (
+    cv_log_likelihood,
+    fit_kde,
+    in_rejection_region,
+    log_prior,
+    neighbour_sample,
+    rejection_sample,
+)
 
 
 def test_kde_bandwidth_is_chosen_by_cross_validation():
@@ -52,3 +59,22 @@ def test_rejection_sampling_never_returns_codes_inside_the_region():
     assert log_prior(z)[0] == pytest.approx(-1.5 * np.log(2 * np.pi))
     with pytest.raises(ValueError, match="positive"):
         in_rejection_region(z, kde, 0.0)
+
+
+def test_neighbour_null_draws_around_the_codes_outside_the_region():
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(60, 8)) * 0.2 + 2.0  # a tight cloud away from the prior's centre
+    kde = fit_kde(codes)
+    ns = neighbour_sample(codes, kde, 400, spread=0.5, prior=1.0, seed=4, batch=256)
+    z = ns.z.numpy()
+    assert len(z) == 400 and ns.rejected > 0 and ns.drawn == 400 + ns.rejected
+    assert not in_rejection_region(z, kde, 1.0).any()
+    # around the cloud, not the prior: nearest code at about spread·√d, the mean near the cloud's
+    nearest = np.sqrt(((z[:, None] - codes[None]) ** 2).sum(-1)).min(1)
+    assert 0.5 * 0.5 * np.sqrt(8) < np.median(nearest) < 1.5 * 0.5 * np.sqrt(8)
+    assert np.abs(z.mean(0) - codes.mean(0)).max() < 0.15
+    prior = rejection_sample(kde, 400, 8, prior=1.0, seed=4, batch=256).z.numpy()
+    assert np.abs(prior.mean(0) - codes.mean(0)).min() > 1.0
+    assert torch.equal(ns.z, neighbour_sample(codes, kde, 400, spread=0.5, prior=1.0, seed=4, batch=256).z)
+    with pytest.raises(ValueError, match="spread"):
+        neighbour_sample(codes, kde, 10, spread=0.0, prior=1.0, seed=0)

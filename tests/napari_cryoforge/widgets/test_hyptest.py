@@ -89,3 +89,14 @@ def test_bad_inputs(hyp, qtbot, monkeypatch, tmp_path):
     w.inputs.model.setText(str(tmp_path / "missing.pt"))
     w.test_one()
     assert "no such checkpoint" in errors[-1]
+
+
+def test_the_null_is_a_setting_of_the_dock(hyp):
+    _, w = hyp
+    paper = w._get_tester()
+    assert paper.cfg.null_spread is None and w.testing.spread.text() == "paper (whole prior)"
+    w.testing.spread.setValue(1.0)
+    near = w._get_tester()
+    assert near is not paper and near.cfg.null_spread == 1.0  # a new null, not the cached one
+    w.testing.spread.setValue(0.0)
+    assert w._get_tester().cfg.null_spread is None
