@@ -78,7 +78,9 @@ class TestGroup(QGroupBox):
         self.spread = dspin(0.0, 0.0, 10.0, 0.25, "", 2,
                             "0: pseudo-complexes drawn from the whole GAN prior (the paper). τ > 0: the neighbour "
                             "null — drawn at spread τ (prior standard deviations) around the best template's own "
-                            "codes, its rejection region kept; rejects more unknown complexes (docs/benchmarks.md)")
+                            "codes, its rejection region kept. Rejects more unknown complexes, but its calibration depends on "
+                            "the model: anti-conservative with the shipped one (docs/benchmarks.md); check it with "
+                            "cryoforge bench hyptest -o null_spread=τ")
         self.spread.setSpecialValueText("paper (whole prior)")
         f.addRow("neighbour null τ", self.spread)
         buttons = QHBoxLayout()
@@ -292,6 +294,8 @@ class HypTestWidget(JobDock):
                  f"with B = {result.B} → {verdict} at α = {result.alpha:g}",
                  f"Gaussian tail: p = {result.p_gauss:.2e} ({result.z_sigma:.1f} σ); "
                  f"{result.rejected} of {result.drawn} GAN codes fell in the rejection region"]
+        if self.tester is not None and self.tester.cfg.null_spread is not None:
+            lines.append(f"null set: {result.n_pseudo} pseudo-complexes, {self.tester.null_kind()} (not the paper's)")
         if result.truth is not None:
             lines.append(f"truth: {result.truth_name} — Cond.1 {'✓' if result.cond1 else '✗'}, "
                          f"Cond.2 {'✓' if result.cond2 else '✗'}")

@@ -185,7 +185,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--null-spread", type=positive(), metavar="TAU",
                    help="the neighbour null: pseudo-complexes drawn at spread TAU (the prior's standard deviations) "
                         "around the best template's own latent codes, its rejection region kept, instead of from "
-                        "the whole GAN prior (the paper); a deviation from the paper, measured in docs/benchmarks.md")
+                        "the whole GAN prior (the paper); a deviation from the paper whose calibration depends on "
+                        "the model (KS p 0.10 at the paper's 64³ case, anti-conservative with the shipped 32³ model): "
+                        "check it with `cryoforge bench hyptest -o null_spread=TAU` first (docs/benchmarks.md)")
     t.add_argument("--alpha", type=float, default=test.alpha, help="significance threshold (default %(default)s)")
     t.add_argument("--rotations", type=positive("rotations", int), default=score.n_rotations,
                    help="SO(3) grid of the coarse search (default %(default)s)")
