@@ -5,6 +5,13 @@ takes it exclusively (:func:`exclusive`), so it starts once the other workers' r
 start no other until it ends. Without xdist (``-n 0``) both do nothing. Why: on the 2-core machine a dock's longest
 event-loop stall rose from ≈ 100 ms to 216 ms while the other worker computed (2026-12-01), past the allowance
 napari's own first-layer stall sets.
+
+A second file, the gate, gives a waiting measurement priority: ``flock`` lets new shared holders in while an
+exclusive request waits, so the other worker's next tests kept starting and a 2.5 s GUI test waited 83–92 s in CI
+(2026-12-02). A test now passes the gate (shared, held only while it takes its lock); a measurement holds the gate
+exclusively from before it waits until it ends, so no test starts in between. It lets go of its own shared lock
+before asking for the gate, so two measurements on two workers take turns instead of each holding what the other
+waits for.
 """
 
 from __future__ import annotations
@@ -16,33 +23,45 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-_file: IO[str] | None = None
-_state = fcntl.LOCK_UN  # what this process holds now
+_files: dict[str, IO[str]] = {}
+_state = fcntl.LOCK_UN  # what this process holds on the lock now
 
 
-def _lock() -> IO[str] | None:
-    global _file
+def _open(kind: str) -> IO[str] | None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:
         return None
-    if _file is None:
-        _file = open(Path(tempfile.gettempdir()) / f"cryoforge-tests-{run}.lock", "a+")  # kept open: the lock lives with it
-    return _file
+    if kind not in _files:  # kept open: the lock lives with it
+        _files[kind] = open(Path(tempfile.gettempdir()) / f"cryoforge-tests-{run}.{kind}", "a+")
+    return _files[kind]
 
 
 def _set(state: int) -> None:
     global _state
-    f = _lock()
+    f = _open("lock")
     if f is not None and state != _state:
         fcntl.flock(f, state)  # shared ↔ exclusive converts this process's own lock
     _state = state
 
 
+def _gate(state: int) -> None:
+    f = _open("gate")
+    if f is not None:
+        fcntl.flock(f, state)
+
+
 @contextmanager
 def shared():
-    """Around a test: other tests may run beside it, a measurement may not."""
+    """Around a test: other tests may run beside it, a measurement may not (nor may it start while one waits)."""
     before = _state
-    _set(fcntl.LOCK_SH)
+    if before == fcntl.LOCK_UN:
+        _gate(fcntl.LOCK_SH)  # waits while a measurement waits or runs
+        try:
+            _set(fcntl.LOCK_SH)
+        finally:
+            _gate(fcntl.LOCK_UN)
+    else:
+        _set(fcntl.LOCK_SH)
     try:
         yield
     finally:
@@ -53,9 +72,12 @@ def exclusive() -> int:
     """Start a measurement: wait for the other workers' running tests, hold off their next ones; returns the state to
     give back to :func:`release`."""
     before = _state
+    _set(fcntl.LOCK_UN)  # first let go, so another worker's measurement waiting for the gate is not blocked by us
+    _gate(fcntl.LOCK_EX)
     _set(fcntl.LOCK_EX)
     return before
 
 
 def release(before: int) -> None:
     _set(before)
+    _gate(fcntl.LOCK_UN)
