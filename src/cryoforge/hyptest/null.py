@@ -13,9 +13,9 @@ standard deviation), the same rejection region discarded. The null then holds co
 being it — the realistic false positives (a homologue, another conformation, an unknown complex of similar shape) —
 where draws from the whole prior mostly make pseudo-complexes that no subtomogram matches well. Measured on the
 paper's setup (docs/benchmarks.md): unknown complexes score above every prior draw, but inside the neighbours. The
-test is exact only when ``C_I`` is exchangeable with the null's draws; here it is their centre, so p̂ is
-anti-conservative when the regressor inverts ``C_I`` well (the shipped 32³ model: KS p 8×10⁻¹⁴) and passed the KS
-check only where it does not (the paper's 64³ case: 0.10). Check it with the bench's calibration per model.
+test is exact only when ``C_I`` is exchangeable with the null's draws; here it is their centre. p̂ was
+anti-conservative with the shipped 32³ model (KS p 8×10⁻¹⁴) and passed the KS check at the paper's 64³ case (0.10),
+likely because that regressor inverts ``C_I`` less well. Check it with the bench's calibration per model.
 """
 
 from __future__ import annotations
