@@ -5,6 +5,17 @@ import pytest
 from cryoforge.jobs import drive
 
 
+@pytest.fixture(scope="module")
+def three_templates(tmp_path_factory):
+    """A template folder of three phantoms, made by the CLI (shared by this module's benches)."""
+    from cryoforge.cli import main
+
+    tdir = tmp_path_factory.mktemp("bench") / "templates"
+    assert main(["hyptest", "templates", "phantom:ribosome", "phantom:assembly@4", "phantom:ring@2",
+                 "--out", str(tdir)]) == 0
+    return tdir
+
+
 def _with_missing_source(tdir, tmp_path):
     import json
     import shutil
@@ -17,14 +28,11 @@ def _with_missing_source(tdir, tmp_path):
     return other
 
 
-def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(trained, tmp_path):
-    from cryoforge.cli import main
+def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(trained, three_templates, tmp_path):
     from cryoforge.hyptest.bench import HyptestBench, bench_hyptest
 
     d = trained[0]
-    tdir = tmp_path / "templates"
-    assert main(["hyptest", "templates", "phantom:ribosome", "phantom:assembly@4", "phantom:ring@2",
-                 "--out", str(tdir)]) == 0
+    tdir = three_templates
     report = drive(bench_hyptest(HyptestBench(model=str(d / "reg.pt"), templates=str(tdir), n_pseudo=100, n_empty=1,
                                               calibration_cases=3, calibration_pseudo=10, calibration_rotations=100,
                                               rotations=300, speed_templates=50)))
@@ -43,13 +51,10 @@ def test_bench_acquires_finer_bins_to_the_templates_and_reports_both_samplings(t
                                          n_pseudo=100)))
 
 
-def test_bench_with_the_neighbour_null_and_without_false_positive_cases(trained, tmp_path):
-    from cryoforge.cli import main
+def test_bench_with_the_neighbour_null_and_without_false_positive_cases(trained, three_templates):
     from cryoforge.hyptest.bench import HyptestBench, bench_hyptest
 
-    tdir = tmp_path / "templates"
-    assert main(["hyptest", "templates", "phantom:ribosome", "phantom:assembly@4", "phantom:ring@2",
-                 "--out", str(tdir)]) == 0
+    tdir = three_templates
     report = drive(bench_hyptest(HyptestBench(model=str(trained[0] / "reg.pt"), templates=str(tdir), n_pseudo=100,
                                               n_empty=0, calibration_cases=3, calibration_pseudo=10,
                                               calibration_rotations=100, rotations=200, speed_templates=10,
