@@ -32,9 +32,11 @@ cryoforge hyptest train-regressor --templates "$work/templates64" --gan "$work/w
 cryoforge hyptest export "$work/regressor64.pt" "$work/wgan_regressor64.pt"
 cryoforge bench hyptest -o case=paper -o templates="$work/templates64" -o model="$work/wgan_regressor64.pt" \
   -o calibration_cases=100 --out "$work/paper.json"
-# the same with the neighbour null (pseudo-complexes around the best template's codes; a deviation from the paper)
+# the same with the neighbour null (pseudo-complexes around the best template's codes; a deviation from the paper),
+# its p-values calibrated against 200 simulated H0 cases (written as a calibration for `hyptest test` below)
 cryoforge bench hyptest -o case=paper -o templates="$work/templates64" -o model="$work/wgan_regressor64.pt" \
-  -o calibration_cases=100 -o null_spread=1 --out "$work/paper_neighbours.json"
+  -o calibration_cases=100 -o null_spread=1 -o reference_cases=200 -o reference_file="$work/calibration_nb1.json" \
+  --out "$work/paper_neighbours.json"
 # one subtomogram (4V5D at SNR 0.03, defocus 5 µm, Cs 2 mm) tested end to end from the CLI: loading, the null set
 # and 1 000 templates scored
 python - "$work" <<'PY'
@@ -42,7 +44,7 @@ import sys
 
 import mrcfile
 
-from cryoforge.hyptest.bench import simulate
+from cryoforge.hyptest.acquisition import simulate
 from cryoforge.hyptest.templates import read_template_set
 
 maps, names, vs = read_template_set(f"{sys.argv[1]}/templates64")
@@ -54,4 +56,4 @@ PY
 time cryoforge hyptest test "$work/sub64.mrc" --templates "$work/templates64" --model "$work/wgan_regressor64.pt" \
   --defocus 5 --cs 2 --limit 1
 time cryoforge hyptest test "$work/sub64.mrc" --templates "$work/templates64" --model "$work/wgan_regressor64.pt" \
-  --defocus 5 --cs 2 --limit 1 --null-spread 1
+  --defocus 5 --cs 2 --limit 1 --null-spread 1 --calibration "$work/calibration_nb1.json"

@@ -62,11 +62,11 @@ class InputGroup(QGroupBox):
 
 class TestGroup(QGroupBox):
     """How the test is run: null-set size, α, the rejection region's prior, the null (the paper's or the neighbour
-    null); test one subtomogram or the first N."""
+    null), an optional calibration of p̂ (``cryoforge hyptest calibrate``); test one subtomogram or the first N."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, cancel_btn):
+    def __init__(self, cancel_btn, on_browse_calibration):
         super().__init__("Monte-Carlo test")
         f = QFormLayout(self)
         self.n_pseudo = ispin(985, 10, 100_000, tip="pseudo-complexes in the null set (B = this + other known)")
@@ -78,11 +78,16 @@ class TestGroup(QGroupBox):
         self.spread = dspin(0.0, 0.0, 10.0, 0.25, "", 2,
                             "0: pseudo-complexes drawn from the whole GAN prior (the paper). τ > 0: the neighbour "
                             "null — drawn at spread τ (prior standard deviations) around the best template's own "
-                            "codes, its rejection region kept. Rejects more unknown complexes, but its calibration depends on "
-                            "the model: anti-conservative with the shipped one (docs/benchmarks.md); check it with "
-                            "cryoforge bench hyptest -o null_spread=τ")
+                            "codes, its rejection region kept. Rejects more unknown complexes, but its raw p̂ is not "
+                            "calibrated (anti-conservative with the shipped model, docs/benchmarks.md): set a "
+                            "calibration below, made by cryoforge hyptest calibrate --null-spread τ")
         self.spread.setSpecialValueText("paper (whole prior)")
         f.addRow("neighbour null τ", self.spread)
+        row, self.calibration = path_row("none: p = p̂", on_browse_calibration, "…")
+        self.calibration.setToolTip("calibrated p-values: a JSON of simulated H0 cases from `cryoforge hyptest "
+                                    "calibrate` made with this null, prior and the data's acquisition; p̂ is then "
+                                    "referred to them, p = (1 + #{H0 p̂ ≤ p̂}) / (M + 1)")
+        f.addRow("calibration", row)
         buttons = QHBoxLayout()
         self.test_btn = QPushButton("Test subtomogram")
         self.all_btn = QPushButton("Test all")
@@ -117,7 +122,7 @@ class HypTestWidget(JobDock):
 
         self.inputs = InputGroup(self._browse_templates, self._browse_model)
         root.addWidget(self.inputs)
-        self.testing = TestGroup(self.cancel_btn)
+        self.testing = TestGroup(self.cancel_btn, self._browse_calibration)
         self.testing.test_btn.clicked.connect(self.test_one)
         self.testing.all_btn.clicked.connect(self.test_all)
         root.addWidget(self.testing)
@@ -171,6 +176,11 @@ class HypTestWidget(JobDock):
         if path:
             self.inputs.model.setText(path)
 
+    def _browse_calibration(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Calibration (cryoforge hyptest calibrate)", "", "JSON (*.json)")
+        if path:
+            self.testing.calibration.setText(path)
+
     def _layer(self):
         return self._named_layer(self.inputs.layer.currentText())
 
@@ -213,10 +223,16 @@ class HypTestWidget(JobDock):
         tpath = self.inputs.templates.text().strip() or None
         mpath = self.inputs.model.text().strip() or str(sample_path(HYPTEST_MODEL))
         cfg = self.testing.config()
-        key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior, cfg.null_spread)
+        cpath = self.testing.calibration.text().strip() or None
+        key = (tpath, mpath, cfg.n_pseudo, cfg.alpha, cfg.prior, cfg.null_spread, cpath)
         if self.tester is None or key != self._tester_key:
             maps, names, vs = read_template_set(tpath)
-            self.tester = HypothesisTester.from_checkpoint(mpath, maps, names, cfg)
+            calibration = None
+            if cpath is not None:
+                from cryoforge.hyptest.calibration import Calibration
+
+                calibration = Calibration.read(cpath)
+            self.tester = HypothesisTester.from_checkpoint(mpath, maps, names, cfg, calibration=calibration)
             self._tester_key, self._template_vs = key, vs
         return self.tester
 
@@ -290,8 +306,11 @@ class HypTestWidget(JobDock):
         from cryoforge.hyptest.montecarlo import p_text
 
         p_hat = p_text(result.p_hat, result.B)
+        cal = self.tester.calibration if self.tester is not None else None
+        calibrated = "" if result.p_cal is None or cal is None else (
+            f", calibrated p = {result.p_cal:.3g} ({cal.cases} H0 cases)")
         lines = [f"best: {result.best_name} (c = {result.score:.3f}); p̂ {p_hat} "
-                 f"with B = {result.B} → {verdict} at α = {result.alpha:g}",
+                 f"with B = {result.B}{calibrated} → {verdict} at α = {result.alpha:g}",
                  f"Gaussian tail: p = {result.p_gauss:.2e} ({result.z_sigma:.1f} σ); "
                  f"{result.rejected} of {result.drawn} GAN codes fell in the rejection region"]
         if self.tester is not None and self.tester.cfg.null_spread is not None:
@@ -308,7 +327,8 @@ class HypTestWidget(JobDock):
         rows = table.rows
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            vals = (r.index, r.best, f"{r.score:.3f}", f"{r.p_hat:.4g}", f"{r.q:.4g}",
+            p = f"{r.p_hat:.4g}" + ("" if r.p_cal is None else f" (calibrated {r.p_cal:.3g})")
+            vals = (r.index, r.best, f"{r.score:.3f}", p, f"{r.q:.4g}",
                     "significant" if r.significant else "—", r.truth or "")
             for j, v in enumerate(vals):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))

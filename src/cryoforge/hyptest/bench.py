@@ -39,78 +39,27 @@ import numpy as np
 import torch
 
 from ..configs import to_dict
-from ..conventions import random_rotations
 from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
 from ..resources import inference_precision
-from ..sim.params import TomoParams
-from ..sim.sources import MapSpec, load_map
-from ..sim.tomo import centred_wedge, simulate_subtomograms
+from ..sim.tomo import centred_wedge
+from .acquisition import acquire, simulate, source_maps
+from .calibration import Calibration, ks_summary
 from .config import HypTestConfig, ScoreConfig
-from .montecarlo import HypothesisTester, p_value
-from .null import fit_kde, neighbour_sample, rejection_sample, template_codes
+from .h0 import calibration_settings, h0_job
+from .montecarlo import HypothesisTester
 from .score import radial_transfer
-from .templates import bin_to_templates
 from .wgan import generate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Generator, Iterator
     from typing import Any
 
-    from ..hints import Tensorish
     from ..jobs import Event
 
 
+REFERENCE_SEED = 500_000  # the reference H0 cases' seeds: bench seed + this (the check's are bench seed + 5 … 10 000 + m)
 UNKNOWN = tuple(f"phantom:assembly@{s}" for s in range(100, 107)) + tuple(f"phantom:multiblob@{s}" for s in (10, 11, 12))
-
-
-def simulate(maps: Tensorish, snr: float | None, seed: int, max_shift: float = 2.0,
-             voxel_size: float = 12.0, defocus: float | None = None,
-             cs: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Subtomograms of ``maps`` ``(N, n, n, n)`` (``voxel_size`` Å) at random poses, ±60°, phase-flipped CTF (defocus
-    ``defocus`` µm, else drawn in the simulator's range; ``cs`` mm, else its default); also the noise alone, and each
-    subtomogram's defocus (Å)."""
-    maps = torch.as_tensor(np.asarray(maps, np.float32))
-    n = len(maps)
-    rng = np.random.default_rng(seed)
-    rots = random_rotations(n, seed)
-    d = rng.normal(size=(n, 3))
-    shifts = torch.from_numpy((d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0, max_shift, (n, 1)))
-                              .astype(np.float32))
-    optics: dict[str, Any] = {} if cs is None else {"cs": cs}
-    if defocus is not None:
-        optics.update(defocus_min=defocus * 1e4, defocus_max=defocus * 1e4)
-    params = TomoParams(voxel_size=voxel_size, snr=snr, ctf_correction="phase_flip", **optics)
-    df = torch.from_numpy(rng.uniform(params.defocus_min, params.defocus_max, n).astype(np.float32))
-    g = torch.Generator().manual_seed(seed)
-    noisy = simulate_subtomograms(maps, rots, shifts, df, -60, 60, params, g)
-    clean = simulate_subtomograms(maps, rots, shifts, df, -60, 60, TomoParams(voxel_size=voxel_size, snr=None,
-                                                                             ctf_correction="phase_flip", **optics))
-    return noisy.numpy(), (noisy - clean).numpy(), df.numpy()
-
-
-def acquire(maps: Tensorish, snr: float | None, seed: int, voxel_size: float, template_voxel: float,
-            template_box: int, defocus: float | None = None,
-            cs: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """:func:`simulate` at ``voxel_size`` Å (``defocus`` µm and ``cs`` mm, or the simulator's), then binned to the
-    templates' grid: subtomograms, their noise, defocus, and the SNR measured at the templates' sampling."""
-    noisy, noise, df = simulate(maps, snr, seed, voxel_size=voxel_size, defocus=defocus, cs=cs)
-    noisy, _ = bin_to_templates(noisy, None, voxel_size, template_voxel, template_box)
-    noise, _ = bin_to_templates(noise, None, voxel_size, template_voxel, template_box)
-    signal = noisy - noise
-    return noisy, noise, df, float(signal.var(axis=(1, 2, 3)).mean() / noise.var(axis=(1, 2, 3)).mean())
-
-
-def source_maps(sources: Sequence[str], n: int, voxel_size: float) -> np.ndarray:
-    """Maps of template-set ``sources`` at ``n``³ × ``voxel_size`` Å, or a clear error when a file is missing."""
-    from pathlib import Path
-
-    missing = [s for s in sources if not s.startswith("phantom:") and not Path(s).is_file()]
-    if missing:
-        raise FileNotFoundError(f"acquiring at {voxel_size:g} Å makes the maps from the template set's sources; "
-                                f"missing {', '.join(missing)} (run from the folder they are relative to, or set "
-                                f"acquisition_voxel to the templates' voxel size)")
-    return np.stack([load_map(s, MapSpec(n, voxel_size)) for s in sources]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -141,6 +90,10 @@ class HyptestBench:
     centred: int = 4  # more candidate rotations ranked by phase (ScoreConfig.centred; subtomograms shifted ≤ 2 voxels)
     rotations: int = 4000  # SO(3) grid of the coarse search (ScoreConfig.n_rotations; the candidate tests use 8 000)
     null_spread: float | None = None  # HypTestConfig.null_spread: None the paper's prior null, τ the neighbour null
+    # H0 cases (other seeds than the calibration check's) whose p̂ calibrate every test's p (cryoforge.hyptest.
+    # calibration); 0: the tests use p̂ itself
+    reference_cases: int = 0
+    reference_file: str | None = None  # where to write the reference as a calibration (`hyptest test --calibration`)
 
 
 # the paper's setup (Do et al.): subtomograms made at the templates' sampling (64³ at 6 Å: -o templates=DIR from
@@ -175,7 +128,6 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     through each subtomogram's |CTF|·MTF (its defocus is known from the simulation). ``acquisition_voxel``: Å the
     subtomograms are simulated at before binning to the templates (None: the templates' own)."""
     opts = resolve_case(settings or HyptestBench())
-    from scipy.stats import kstest
 
     from ..samples import HYPTEST_MODEL, sample_path
     from .templates import read_template_set, template_sources
@@ -202,8 +154,31 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     def transfer(defocus, pixel=acq):
         return radial_transfer(n, vs, float(defocus), cs=cs, pixel_size=pixel) if opts.ctf_aware else None
     direct = opts.compare_direct and acq != vs
-    total = len(maps) * (1 + direct) + 2 * opts.n_empty + 2 * opts.calibration_cases + 2
+    total = len(maps) * (1 + direct) + 2 * opts.n_empty + 2 * opts.calibration_cases + 2 * opts.reference_cases + 2
     done = 0
+
+    def acquire_h0(structures, seed):
+        sub, _, df, _ = acquire(upsample(structures, n_acq).numpy(), opts.snr, seed, acq, vs, n, opts.defocus, opts.cs)
+        return sub, df
+
+    def h0_cases(seed, cases, label):
+        return h0_job(tester, cases, seed, acquire_h0, transfer, mask, opts.calibration_pseudo,
+                      opts.calibration_rotations, label)
+
+    if opts.reference_cases:  # calibrated p-values: the reference H0 cases, seeds apart from the check's below
+        ref_seed = opts.seed + REFERENCE_SEED
+        ref, _ = yield from _offset(h0_cases(ref_seed, opts.reference_cases, "reference H0 case"), done, total)
+        done += 2 * opts.reference_cases
+        reference = Calibration(ref, calibration_settings(
+            tester, opts.reference_cases, ref_seed, opts.calibration_pseudo, opts.calibration_rotations, snr=opts.snr,
+            defocus_um=opts.defocus, cs_mm=cs, tilt_range=[-60.0, 60.0], acquisition_voxel=acq, template_voxel=vs,
+            model=opts.model or "shipped"))
+        tester.calibrate(reference)
+        report["reference"] = {**_ks_fields(ref, "p_hat"), "cases": opts.reference_cases, "seed": ref_seed,
+                               "p_hats": ref.tolist()}
+        if opts.reference_file:
+            report["reference"]["file"] = str(reference.write(opts.reference_file))
+        yield Log(f"reference: {opts.reference_cases} H0 cases, p̂ mean {ref.mean():.3f}; every p below is calibrated")
 
     def known_test(subtomos, defocus, pixel, label):
         nonlocal done
@@ -212,7 +187,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
             t0 = time.perf_counter()
             r = tester.test(p, mask, truth=i, transfer=transfer(defocus[i], pixel))
             rows.append({"structure": names[i], "best": r.best_name, "score": r.score, "p_hat": r.p_hat,
-                         "p_gauss": r.p_gauss, "z_sigma": r.z_sigma, "cond1": r.cond1, "cond2": r.cond2,
+                         "p_cal": r.p_cal, "p_gauss": r.p_gauss, "z_sigma": r.z_sigma, "cond1": r.cond1, "cond2": r.cond2,
                          "success": r.success, "rejected_codes": r.rejected,
                          "seconds": time.perf_counter() - t0})
             done += 1
@@ -244,7 +219,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     fp_rows = []
     for kind, p, df in cases:
         r = tester.test(p, mask, transfer=transfer(df))
-        fp_rows.append({"case": kind, "best": r.best_name, "score": r.score, "p_hat": r.p_hat,
+        fp_rows.append({"case": kind, "best": r.best_name, "score": r.score, "p_hat": r.p_hat, "p_cal": r.p_cal,
                         "p_gauss": r.p_gauss, "rejected": not r.cond2,
                         "rejected_gaussian": r.p_gauss > opts.alpha})
         done += 1
@@ -257,7 +232,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
         yield Metrics({"false_positives_rejected": report["false_positives"]["rejected_fraction"]})
 
     # speed: one subtomogram against 1000 templates (speed_templates of them, scaled to 1 000)
-    gen, reg = tester.gen, tester.reg
+    gen = tester.gen
     k = opts.speed_templates
     many, _ = generate(gen, k, seed=opts.seed + 3, device=device)
     t0 = time.perf_counter()
@@ -278,41 +253,43 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     yield Progress(done, total, f"1000 templates scored in {t_score:.1f} s")
 
     # calibration under the null: P holds a structure drawn as the null set's are (the prior's N(0, I), or a
-    # neighbour of C*'s codes), so p̂ of C* against its null set should be uniform
+    # neighbour of C*'s codes), so p̂ of C* against its null set should be uniform; with a reference, so should p
     m = opts.calibration_cases
-    z_p = torch.randn(m, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 5))
-    z_c = torch.randn(m, gen.cfg.zdim, generator=torch.Generator().manual_seed(opts.seed + 6))
-    c_struct, _ = generate(gen, m, z=z_c, device=device)
-    null_z, rejected = [], 0
-    for j in range(m):
-        codes = template_codes(reg, c_struct[j], cfg.kde_rotations, opts.seed + 100 + j)
-        kde = fit_kde(codes)
-        if opts.null_spread is None:
-            ns = rejection_sample(kde, opts.calibration_pseudo, gen.cfg.zdim, opts.prior, opts.seed + 10_000 + j)
-            null_z.append(ns.z)
-        else:  # one more neighbour: the structure in P
-            ns = neighbour_sample(codes, kde, opts.calibration_pseudo + 1, opts.null_spread, opts.prior,
-                                  opts.seed + 10_000 + j)
-            z_p[j] = ns.z[0]
-            null_z.append(ns.z[1:])
-        rejected += ns.rejected
-        done += 1
-        yield Progress(done, total, f"calibration null sets {j + 1}/{m}")
-    p_struct, _ = generate(gen, m, z=z_p, device=device)
-    null_sub, _, null_df, _ = acquire(upsample(p_struct, n_acq).numpy(), opts.snr, opts.seed + 7, acq, vs, n,
-                                      opts.defocus, opts.cs)
-    p_hats = []
-    for j in range(m):
-        null_vols, _ = generate(gen, len(null_z[j]), z=null_z[j], device=device)
-        scorer = tester.scorer(null_sub[j], mask, transfer(null_df[j]), n_rotations=opts.calibration_rotations)
-        s = scorer.score(torch.cat([c_struct[j:j + 1], null_vols])).scores
-        p_hats.append(p_value(float(s[0]), s[1:].numpy()))
-        done += 1
-        yield Progress(done, total, f"calibration {j + 1}/{m}")
-    ks = kstest(p_hats, "uniform")
-    report["calibration"] = {"cases": opts.calibration_cases, "null_per_case": opts.calibration_pseudo,
-                             "ks_statistic": float(ks.statistic), "ks_p": float(ks.pvalue),
-                             "mean_p_hat": float(np.mean(p_hats)), "fraction_p_le_0.05": float(np.mean(np.array(p_hats) <= 0.05)),
-                             "rejected_codes_per_case": rejected / opts.calibration_cases, "p_hats": p_hats}
-    yield Log(f"calibration: KS p = {ks.pvalue:.3f}")
+    if not m:
+        yield Result(report)
+        return
+    p_hats, rejected = yield from _offset(h0_cases(opts.seed, m, "calibration case"), done, total)
+    calib = {"cases": m, "null_per_case": opts.calibration_pseudo, "rotations": opts.calibration_rotations,
+             **_ks_fields(p_hats, "p_hat"), "rejected_codes_per_case": rejected, "p_hats": p_hats.tolist()}
+    if tester.calibration is not None:
+        p_cal = np.array([tester.calibration.p(p) for p in p_hats])
+        calib.update(_ks_fields(p_cal, "p_cal"), p_cal=p_cal.tolist())
+    report["calibration"] = calib
+    yield Log(f"calibration: KS p = {calib['ks_p']:.3f}" + (f" (p̂), {calib['ks_p_cal']:.3g} (calibrated p)"
+                                                          if tester.calibration is not None else ""))
     yield Result(report)
+
+
+def _ks_fields(p: np.ndarray, name: str) -> dict[str, float]:
+    """The calibration figures of ``p`` (:func:`~.calibration.ks_summary`) under the report's keys: p̂'s keep the names
+    of earlier reports (``ks_p``, ``mean_p_hat``, ``fraction_p_le_0.05``), a calibrated p's carry ``_p_cal``."""
+    k = ks_summary(p)
+    if name == "p_hat":
+        return {"ks_statistic": k["ks_statistic"], "ks_p": k["ks_p"], "mean_p_hat": k["mean"],
+                "fraction_p_le_0.05": k["fraction_le_0.05"]}
+    return {"ks_statistic_p_cal": k["ks_statistic"], "ks_p_cal": k["ks_p"], "mean_p_cal": k["mean"],
+            "fraction_p_cal_le_0.05": k["fraction_le_0.05"]}
+
+
+def _offset(job: Iterator[Event], done: int, total: int) -> Generator[Event, None, Any]:
+    """``job``'s events with its progress placed after ``done`` of the bench's ``total`` steps; returns its result."""
+    result = None
+    for ev in job:
+        if isinstance(ev, Progress):
+            yield Progress(done + ev.step, total, ev.message)
+        elif isinstance(ev, Result):
+            result = ev.value
+        else:
+            yield ev
+    return result
+

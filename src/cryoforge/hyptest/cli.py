@@ -1,4 +1,4 @@
-"""``cryoforge hyptest templates|train-gan|train-regressor|export|test|bench``."""
+"""``cryoforge hyptest templates|train-gan|train-regressor|export|calibrate|test``."""
 
 from __future__ import annotations
 
@@ -103,21 +103,80 @@ def _cmd_test(args) -> int:
     score = ScoreConfig(n_rotations=args.rotations)
     cfg = HypTestConfig(n_pseudo=args.n_pseudo, prior=args.prior, alpha=args.alpha, seed=args.seed,
                         null_spread=args.null_spread, score=score, precision=args.precision)
+    calibration = None
+    if args.calibration:
+        from .calibration import Calibration
+
+        calibration = Calibration.read(args.calibration)
     tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg,
-                                              args.world.device(args.device))
+                                              args.world.device(args.device), calibration)
     from .montecarlo import p_text
+
+    if calibration is not None:
+        print(f"p-values calibrated against {calibration.cases} simulated H0 cases ({args.calibration}; "
+              f"the smallest is 1/{calibration.cases + 1})")
 
     table = run_cli(tester.dataset_job(subtomos, binned_mask, truths, transfers, world=args.world), show_metrics=False)
     if table is None:  # another rank than 0: rank 0 reports and writes
         return 0
     for row in table.rows:
         extra = f"  truth {row.truth}" if table.truth_known else ""
-        p_hat = p_text(row.p_hat, row.B)
+        p_hat = p_text(row.p_hat, row.B) + ("" if row.p_cal is None else f"  p {row.p_cal:.4g}")
         print(f"#{row.index:<4d} best {row.best:<12s} c={row.score:.3f}  p̂ {p_hat}  "
               f"q={row.q:.4f}  Gaussian p={row.p_gauss:.2e} ({row.z_sigma:.1f}σ)  "
               f"{'significant' if row.significant else 'not significant'}{extra}")
     if args.out:
         print(f"wrote {table.write(args.out)}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from ..jobs import run_cli
+    from ..samples import HYPTEST_MODEL, sample_path
+    from ..sim.tomo import centred_wedge
+    from .acquisition import acquire
+    from .calibration import Calibration, ks_summary
+    from .config import HypTestConfig, ScoreConfig
+    from .h0 import calibration_settings, h0_job
+    from .montecarlo import HypothesisTester
+    from .score import radial_transfer
+    from .templates import read_template_set
+
+    maps, names, vs = read_template_set(args.templates)
+    n = maps.shape[-1]
+    acq = args.acquisition_voxel or vs
+    n_acq = int(round(n * vs / acq))
+    cfg = HypTestConfig(prior=args.prior, alpha=args.alpha, null_spread=args.null_spread,
+                        score=ScoreConfig(n_rotations=args.rotations), precision=args.precision)
+    tester = HypothesisTester.from_checkpoint(args.model or sample_path(HYPTEST_MODEL), maps, names, cfg, args.device)
+    tilt = tuple(args.tilt_range)
+
+    def make(structures, seed):
+        from ..fourier import upsample
+
+        sub, _, df, _ = acquire(upsample(structures, n_acq).numpy(), args.snr, seed, acq, vs, n, args.defocus,
+                                args.cs, tilt, voltage=args.voltage, amplitude_contrast=args.amplitude_contrast)
+        return sub, df
+
+    def transfer(df):  # as `hyptest test` scores: through |CTF|·MTF when the defocus is given
+        return None if args.defocus is None else radial_transfer(n, vs, df, args.voltage, args.cs,
+                                                                 args.amplitude_contrast, pixel_size=acq)
+
+    null = "the paper's prior null" if args.null_spread is None else f"the neighbour null at τ = {args.null_spread:g}"
+    print(f"{args.cases} H0 cases with {null}: GAN structures at SNR {args.snr:g}, {n_acq}³ at {acq:g} Å"
+          + (f" binned to {n}³ at {vs:g} Å" if n_acq != n else "") + f", tilts {tilt[0]:g}…{tilt[1]:g}°"
+          + (f", defocus {args.defocus:g} µm" if args.defocus is not None else ", defocus 2–5 µm, scored without CTF"))
+    mask = centred_wedge(n, *tilt).numpy()
+    p_hats, _ = run_cli(h0_job(tester, args.cases, args.seed, make, transfer, mask, args.pseudo, args.rotations))
+    cal = Calibration(p_hats, calibration_settings(
+        tester, args.cases, args.seed, args.pseudo, args.rotations, snr=args.snr, defocus_um=args.defocus,
+        cs_mm=args.cs, voltage_kv=args.voltage, tilt_range=list(tilt), acquisition_voxel=acq, template_voxel=vs,
+        model=str(args.model or "shipped")))
+    k = ks_summary(p_hats)
+    print(f"H0 p̂: mean {k['mean']:.3f} (0.5 if already calibrated), {k['fraction_le_0.05']:.0%} at ≤ 0.05, "
+          f"KS against U(0, 1) p = {k['ks_p']:.3g}")
+    print(f"wrote {cal.write(args.out)}: use it with `cryoforge hyptest test … --calibration {args.out}`"
+          + ("" if args.null_spread is None else f" --null-spread {args.null_spread:g}"))
     return 0
 
 
@@ -185,10 +244,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--null-spread", type=positive(), metavar="TAU",
                    help="the neighbour null: pseudo-complexes drawn at spread TAU (the prior's standard deviations) "
                         "around the best template's own latent codes, its rejection region kept, instead of from "
-                        "the whole GAN prior (the paper); a deviation from the paper whose calibration depends on "
-                        "the model (KS p 0.10 at the paper's 64³ case, anti-conservative with the shipped 32³ model): "
-                        "check it with `cryoforge bench hyptest -o null_spread=TAU` first (docs/benchmarks.md)")
+                        "the whole GAN prior (the paper); a deviation from the paper whose raw p̂ is not calibrated "
+                        "(anti-conservative with the shipped 32³ model): use it with --calibration from `cryoforge "
+                        "hyptest calibrate --null-spread TAU` (docs/benchmarks.md)")
     t.add_argument("--alpha", type=float, default=test.alpha, help="significance threshold (default %(default)s)")
+    t.add_argument("--calibration", metavar="JSON",
+                   help="calibrated p-values: each p̂ referred to the simulated H0 cases of `cryoforge hyptest "
+                        "calibrate` (made with the same null, prior and acquisition); Cond.2 and the q-values then "
+                        "use p = (1 + #{H0 p̂ ≤ p̂}) / (M + 1)")
     t.add_argument("--rotations", type=positive("rotations", int), default=score.n_rotations,
                    help="SO(3) grid of the coarse search (default %(default)s)")
     t.add_argument("--defocus", type=float, nargs="+", metavar="UM",
@@ -205,3 +268,35 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "%(default)s), fp32 for the training-time numbers")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_cmd_test, distributed=True)
+
+    t = s.add_parser("calibrate", help="simulated H0 cases whose p̂ calibrate `hyptest test --calibration`",
+                     description="Simulates H0 cases as the data are acquired: a GAN sample as the tested template, a "
+                                 "subtomogram of a structure drawn as the null's pseudo-complexes are; records p̂ of "
+                                 "each (cryoforge.hyptest.calibration). Use the settings of the data to be tested.")
+    t.add_argument("--templates", help="template folder or MRC stack (default: the shipped known set)")
+    t.add_argument("--model", help="regressor checkpoint holding the generator (default: the shipped one)")
+    t.add_argument("--out", required=True, help="calibration JSON")
+    t.add_argument("--cases", type=positive("cases", int), default=200,
+                   help="H0 cases M; the smallest calibrated p is 1/(M+1), so M ≥ 1/α − 1 (default %(default)s)")
+    t.add_argument("--null-spread", type=positive(), metavar="TAU", help="the neighbour null's τ, as the test's")
+    t.add_argument("--prior", type=float, default=test.prior, help="π of the rejection region (default %(default)s)")
+    t.add_argument("--alpha", type=float, default=test.alpha, help="the test's threshold (default %(default)s)")
+    t.add_argument("--snr", type=positive(), default=0.03, help="per-voxel SNR of the subtomograms (default 0.03)")
+    t.add_argument("--acquisition-voxel", type=positive("Å"),
+                   help="Å the subtomograms are simulated at before binning to the templates (default: theirs)")
+    t.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=[-60.0, 60.0],
+                   help="degrees (default -60 60)")
+    t.add_argument("--defocus", type=positive("µm"), metavar="UM",
+                   help="defocus in µm, scored through |CTF|·MTF as `hyptest test --defocus` does (default: drawn "
+                        "in 2–5 µm, scored without it)")
+    t.add_argument("--voltage", type=float, default=300.0, help="kV (default 300)")
+    t.add_argument("--cs", type=non_negative("mm"), default=2.7, help="mm (default 2.7)")
+    t.add_argument("--amplitude-contrast", type=float, default=0.07, help="default 0.07")
+    t.add_argument("--pseudo", type=positive("pseudo-complexes", int), default=200,
+                   help="null set per H0 case (default %(default)s)")
+    t.add_argument("--rotations", type=positive("rotations", int), default=1000,
+                   help="SO(3) grid of each H0 case's coarse search (default %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--precision", choices=PRECISIONS, default=test.precision)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_cmd_calibrate)

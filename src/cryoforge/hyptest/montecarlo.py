@@ -10,7 +10,8 @@ known templates (the paper: 985 + 15 known):
 
 Beside it, the Gaussian tail that matched-filter pickers use (Rickgauer et al. 2017; pytom-match-pick):
 ``z = (c_I − mean_null) / σ_null`` and ``p = ½·erfc(z / √2)`` — it assumes a normal null, p̂ does not.
-Decisions: Cond.1 ``C_I`` is the true complex (when known), Cond.2 ``p̂ ≤ α``; for many subtomograms the
+Decisions: Cond.1 ``C_I`` is the true complex (when known), Cond.2 ``p ≤ α`` with ``p = p̂``, or, when the tester has
+a :class:`~.calibration.Calibration`, p̂'s rank among simulated H0 cases (``p_cal``); for many subtomograms the
 p-values are adjusted by Benjamini–Hochberg (:func:`bh_qvalues`).
 """
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from ..hints import ArrayLike, PathLike, Tensorish
     from ..jobs import Event
+    from .calibration import Calibration
     from .train import Regressor
     from .wgan import Generator
 
@@ -95,7 +97,7 @@ class HypothesisTester:
     """Known templates + a trained generator/regressor → tests of subtomograms (null sets cached per ``C_I``)."""
 
     def __init__(self, templates: ArrayLike, names: Sequence[str], generator: Generator, regressor: Regressor,
-                 cfg: HypTestConfig | None = None, device: str = "cpu") -> None:
+                 cfg: HypTestConfig | None = None, device: str = "cpu", calibration: Calibration | None = None) -> None:
         self.templates = torch.from_numpy(check_templates(templates))
         self.names = list(names)
         if len(self.names) != len(self.templates):
@@ -108,6 +110,15 @@ class HypothesisTester:
         self.gen, self.reg = generator.to(device).eval(), regressor.to(device).eval()
         self.profile = radial_profile(self.templates)  # every template, known or pseudo, is scored at this spectrum
         self._null: dict[int, dict] = {}
+        self.calibration: Calibration | None = None
+        self.calibrate(calibration)
+
+    def calibrate(self, calibration: Calibration | None) -> None:
+        """Refer every later p̂ to ``calibration``'s H0 cases (None: use p̂ itself); refused when it was made for
+        another null or is too small for α."""
+        if calibration is not None:
+            calibration.check(self.cfg.null_spread, self.cfg.prior, self.cfg.alpha, int(self.templates.shape[-1]))
+        self.calibration = calibration
 
     def scorer(self, subtomo: Tensorish, mask: Tensorish | None = None, transfer: Tensorish | None = None,
                **overrides: Any) -> TemplateScorer:
@@ -119,12 +130,12 @@ class HypothesisTester:
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, templates: ArrayLike, names: Sequence[str],
-                        cfg: HypTestConfig | None = None,
-                        device: str = "cpu") -> HypothesisTester:
+                        cfg: HypTestConfig | None = None, device: str = "cpu",
+                        calibration: Calibration | None = None) -> HypothesisTester:
         from .train import load_regressor
 
         gen, reg, _ = load_regressor(path, device)
-        return cls(templates, names, gen, reg, cfg, device)
+        return cls(templates, names, gen, reg, cfg, device, calibration)
 
     def null_set(self, i: int) -> dict:
         """Codes, volumes and bookkeeping of the pseudo-complexes outside ``C_i``'s rejection region (cached)."""
@@ -186,6 +197,7 @@ class HypothesisTester:
         null_scores = np.concatenate([pseudo, others])
         c_best = float(known[best])
         p_hat = p_value(c_best, null_scores)
+        p_cal = None if self.calibration is None else self.calibration.p(p_hat)
         z, p_gauss = gaussian_tail(c_best, null_scores)
         order = np.argsort(-known)
         out = HypothesisResult(
@@ -193,7 +205,8 @@ class HypothesisTester:
             B=len(null_scores), n_pseudo=len(pseudo), known_scores=known.tolist(), pseudo_scores=pseudo.tolist(),
             known_rank={self.names[k]: int(r + 1) for r, k in enumerate(order)},
             known_p=[p_value(float(s), null_scores) for s in known], rejected=null["rejected"], drawn=null["drawn"],
-            bandwidth=null["bandwidth"], alpha=self.cfg.alpha, cond2=p_hat <= self.cfg.alpha)
+            bandwidth=null["bandwidth"], alpha=self.cfg.alpha, cond2=(p_hat if p_cal is None else p_cal) <= self.cfg.alpha,
+            p_cal=p_cal)
         if truth is not None:
             out.truth = int(truth)
             out.truth_name = self.names[truth] if 0 <= truth < len(self.names) else None
@@ -241,9 +254,10 @@ class HypothesisTester:
 
 
 def decision_table(results: list[HypothesisResult], alpha: float) -> DecisionTable:
-    """Per-subtomogram rows with BH q-values; ``significant`` means q ≤ α."""
-    q = bh_qvalues([r.p_hat for r in results]) if results else np.zeros(0)
+    """Per-subtomogram rows with BH q-values (of the calibrated p-values where the tests have them); ``significant``
+    means q ≤ α."""
+    q = bh_qvalues([r.p for r in results]) if results else np.zeros(0)
     rows = [DecisionRow(j, r.best_name, r.score, r.p_hat, float(qj), r.p_gauss, r.z_sigma, r.B, bool(qj <= alpha),
-                        r.truth_name, r.cond1, r.cond2 if r.truth is not None else None)
+                        r.truth_name, r.cond1, r.cond2 if r.truth is not None else None, r.p_cal)
             for j, (r, qj) in enumerate(zip(results, q, strict=True))]
     return DecisionTable(rows, results, alpha, truth_known=any(r.truth is not None for r in results))

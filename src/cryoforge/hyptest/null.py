@@ -15,7 +15,9 @@ where draws from the whole prior mostly make pseudo-complexes that no subtomogra
 paper's setup (docs/benchmarks.md): unknown complexes score above every prior draw, but inside the neighbours. The
 test is exact only when ``C_I`` is exchangeable with the null's draws; here it is their centre. p̂ was
 anti-conservative with the shipped 32³ model (KS p 8×10⁻¹⁴) and passed the KS check at the paper's 64³ case (0.10),
-likely because that regressor inverts ``C_I`` less well. Check it with the bench's calibration per model.
+likely because that regressor inverts ``C_I`` less well. Use it with calibrated p-values (:mod:`.calibration`:
+``cryoforge hyptest calibrate``, then ``hyptest test --calibration``), which refer p̂ to simulated H0 cases of the
+same null.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ class HypothesisResult:
     ``p_hat`` among ``B`` null scores (``n_pseudo`` pseudo-complexes plus the other known templates), the Gaussian
     tail beside it (``p_gauss``, ``z_sigma``), every known template's score, rank and p̂, the pseudo-complexes'
     scores, the rejection sampling's bookkeeping (``rejected`` of ``drawn`` codes, KDE ``bandwidth``) and the
-    decisions: Cond.2 ``p_hat ≤ alpha``; with the truth known, Cond.1 (the best is the true complex) and
+    decisions: Cond.2 ``p ≤ alpha`` — ``p_cal``, p̂ referred to simulated H0 cases (:mod:`.calibration`), when the
+    tester has a calibration, else ``p_hat``; with the truth known, Cond.1 (the best is the true complex) and
     ``success`` (both)."""
 
     best: int
@@ -40,6 +41,12 @@ class HypothesisResult:
     success: bool | None = None
     known_rotations: list | None = None  # (K, 3, 3) each known template's pose in P: P ≈ T(R, t) C
     known_shifts: list | None = None  # (K, 3) voxels, x y z
+    p_cal: float | None = None  # calibrated p-value (cryoforge.hyptest.calibration), when the tester has a calibration
+
+    @property
+    def p(self) -> float:
+        """The p-value the decisions use: ``p_cal`` when there is one, else ``p_hat``."""
+        return self.p_hat if self.p_cal is None else self.p_cal
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the truth's fields only when the truth is known)."""
@@ -47,12 +54,15 @@ class HypothesisResult:
         if self.truth is None:
             for key in ("truth", "truth_name", "cond1", "success"):
                 out.pop(key)
+        if self.p_cal is None:
+            out.pop("p_cal")
         return out
 
 
 @dataclass
 class DecisionRow:
-    """One subtomogram of a :class:`DecisionTable`: ``significant`` means ``q ≤ α``."""
+    """One subtomogram of a :class:`DecisionTable`: ``q`` from ``p_cal`` when the test was calibrated, else from
+    ``p_hat``; ``significant`` means ``q ≤ α``."""
 
     index: int
     best: str
@@ -66,6 +76,7 @@ class DecisionRow:
     truth: str | None = None
     cond1: bool | None = None
     cond2: bool | None = None
+    p_cal: float | None = None
 
 
 @dataclass
@@ -79,8 +90,10 @@ class DecisionTable:
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as dicts (the truth's columns only when the truth is known)."""
-        keep = None if self.truth_known else {"truth", "cond1", "cond2"}
-        return [{k: v for k, v in asdict(r).items() if keep is None or k not in keep} for r in self.rows]
+        drop = set() if self.truth_known else {"truth", "cond1", "cond2"}
+        if all(r.p_cal is None for r in self.rows):
+            drop.add("p_cal")
+        return [{k: v for k, v in asdict(r).items() if k not in drop} for r in self.rows]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: rows, results and α."""

@@ -41,6 +41,25 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     assert "#0" in said.out and "pseudo-complexes neighbours at spread τ = 1 per best template" in said.out + said.err
     assert main(["hyptest", "test", str(tmp_path / "p.mrc"), "--null-spread", "0"]) == 2
     assert "--null-spread: must be > 0; got 0" in capsys.readouterr().err
+    # calibrated p-values: H0 cases simulated with the test's null, then the test referred to them
+    cal = tmp_path / "cal.json"
+    assert main(["hyptest", "calibrate", "--templates", str(tdir), "--model", str(slim), "--cases", "2",
+                 "--pseudo", "10", "--rotations", "100", "--alpha", "0.25", "--null-spread", "1", "--defocus", "3",
+                 "--out", str(cal)]) == 0
+    said = capsys.readouterr().out
+    assert "2 H0 cases with the neighbour null at τ = 1" in said and f"wrote {cal}" in said
+    from cryoforge.hyptest.calibration import Calibration
+
+    ref = Calibration.read(cal)
+    assert ref.cases == 2 and ref.settings["null_spread"] == 1.0 and ref.settings["defocus_um"] == 3.0
+    test = ["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
+            "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--alpha", "0.4", "--calibration", str(cal)]
+    assert main([*test, "--null-spread", "1", "--out", str(tmp_path / "c.csv")]) == 0
+    assert "p-values calibrated against 2 simulated H0 cases" in capsys.readouterr().out
+    rows = pd.read_csv(tmp_path / "c.csv")
+    assert all(p == ref.p(h) for p, h in zip(rows["p_cal"], rows["p_hat"], strict=True))
+    assert main(test) == 2  # made for the neighbour null, used with the paper's: refused
+    assert "calibrate again with the test's null" in capsys.readouterr().err
     from cryoforge.sim.sources import MapSpec, load_map
 
     write_mrc(tmp_path / "fine.mrc", load_map("phantom:ribosome", MapSpec(40, 9.6)), 9.6)  # acquired finer: binned

@@ -100,3 +100,22 @@ def test_the_null_is_a_setting_of_the_dock(hyp):
     assert near is not paper and near.cfg.null_spread == 1.0  # a new null, not the cached one
     w.testing.spread.setValue(0.0)
     assert w._get_tester().cfg.null_spread is None
+
+
+def test_a_calibration_file_is_a_setting_of_the_dock_and_one_for_another_null_is_refused(hyp, tmp_path, monkeypatch):
+    import cryoforge.hyptest.calibration as calibration
+    from napari_cryoforge.widgets import hyptest as dock
+
+    _, w = hyp
+    errors = []
+    monkeypatch.setattr(dock, "report_error", errors.append)
+    good = calibration.Calibration(np.linspace(0, 1, 120), {"null_spread": None, "prior": 1.0, "box": 32})
+    other = calibration.Calibration(np.linspace(0, 1, 120), {"null_spread": 1.0, "prior": 1.0, "box": 32})
+    w.testing.calibration.setText(str(good.write(tmp_path / "good.json")))
+    tester = w._get_tester()
+    assert tester.calibration is not None and tester.calibration.cases == 120
+    w.testing.calibration.setText(str(other.write(tmp_path / "other.json")))
+    w.test_one()
+    assert w.job is None and "calibrate again with the test's null" in errors[-1]
+    w.testing.calibration.setText("")
+    assert w._get_tester().calibration is None
