@@ -9,6 +9,7 @@ GUMNET_LOCAL_CHECKPOINT = "gumnet/gumnet_local.pt"  # relative rotations â‰¤ 45Â
 SUBTOMO_PAIRS = "subtomo_pairs"
 HYPTEST_TEMPLATES = "hyptest"
 HYPTEST_MODEL = "hyptest/wgan_regressor.pt"
+HYPTEST_NEIGHBOUR_CALIBRATION = "hyptest/calibration_neighbours.json"  # hyptest test --null-spread 1 --calibration
 MCGAN_MODEL = "mcgan/adk_continuous.pt"
 
 

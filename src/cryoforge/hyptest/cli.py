@@ -175,8 +175,8 @@ def _cmd_calibrate(args) -> int:
     k = ks_summary(p_hats)
     print(f"H0 p̂: mean {k['mean']:.3f} (0.5 if already calibrated), {k['fraction_le_0.05']:.0%} at ≤ 0.05, "
           f"KS against U(0, 1) p = {k['ks_p']:.3g}")
-    print(f"wrote {cal.write(args.out)}: use it with `cryoforge hyptest test … --calibration {args.out}`"
-          + ("" if args.null_spread is None else f" --null-spread {args.null_spread:g}"))
+    spread = "" if args.null_spread is None else f" --null-spread {args.null_spread:g}"
+    print(f"wrote {cal.write(args.out)}: use it with `cryoforge hyptest test …{spread} --calibration {args.out}`")
     return 0
 
 
@@ -292,8 +292,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--voltage", type=float, default=300.0, help="kV (default 300)")
     t.add_argument("--cs", type=non_negative("mm"), default=2.7, help="mm (default 2.7)")
     t.add_argument("--amplitude-contrast", type=float, default=0.07, help="default 0.07")
-    t.add_argument("--pseudo", type=positive("pseudo-complexes", int), default=200,
-                   help="null set per H0 case (default %(default)s)")
+    t.add_argument("--pseudo", type=positive("pseudo-complexes", int), default=test.n_pseudo,
+                   help="null set per H0 case: as the test's (default %(default)s), so that p̂ = 0 means the same in "
+                        "both (with 200, p̂ = 0 of an H0 case is 5× likelier than in a test of 985)")
     t.add_argument("--rotations", type=positive("rotations", int), default=1000,
                    help="SO(3) grid of each H0 case's coarse search (default %(default)s)")
     t.add_argument("--seed", type=int, default=0)

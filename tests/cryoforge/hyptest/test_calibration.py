@@ -77,3 +77,16 @@ def test_h0_cases_are_deterministic_in_their_seed_and_a_calibrated_tester_decide
     assert r.cond2 == (r.p_cal <= 0.25) and "p_cal" in r.to_json()
     with pytest.raises(ValueError, match="paper's prior null"):
         tester.calibrate(Calibration(a, {"null_spread": None}))
+
+
+def test_the_shipped_calibration_is_for_the_shipped_model_with_the_neighbour_null_at_the_tests_null_size():
+    from cryoforge.hyptest.config import HypTestConfig
+    from cryoforge.samples import HYPTEST_NEIGHBOUR_CALIBRATION, sample_path
+
+    cal = Calibration.read(sample_path(HYPTEST_NEIGHBOUR_CALIBRATION))
+    cal.check(1.0, 1.0, 0.01, 32)  # usable at α = 0.01 with the shipped 32³ set
+    s = cal.settings
+    assert cal.cases == 200 and s["model"] == "shipped" and s["pseudo"] == HypTestConfig().n_pseudo
+    assert s["snr"] == 0.03 and s["tilt_range"] == [-60.0, 60.0] and s["acquisition_voxel"] == 12.0
+    # its p̂ under H0 are not uniform (the neighbour null's p̂ alone is anti-conservative): why it is shipped
+    assert ks_summary(cal.p_hats)["ks_p"] < 1e-6 and cal.p_hats.min() > 0
