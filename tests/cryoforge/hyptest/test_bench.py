@@ -61,18 +61,18 @@ def test_bench_with_the_neighbour_null_calibrated_p_and_without_false_positive_c
                                               n_empty=0, calibration_cases=3, calibration_pseudo=10,
                                               calibration_rotations=100, rotations=200, speed_templates=10,
                                               acquisition_voxel=None, null_spread=1.0, alpha=0.25,
-                                              reference_cases=4, reference_file=str(tmp_path / "ref.json"))))
+                                              reference_cases=3, reference_file=str(tmp_path / "ref.json"))))
     assert report["null_spread"] == 1.0 and report["known"]["cases"] == 3 and "known_direct" not in report
     assert report["false_positives"] == {"rows": [], "cases": 0, "rejected_fraction": None,
                                          "rejected_fraction_gaussian": None}
     cal, ref = report["calibration"], report["reference"]
     assert cal["cases"] == 3 and len(cal["p_hats"]) == 3 and all(0 <= p <= 1 for p in cal["p_hats"])
-    # the reference: other seeds than the check's; every p is the rank of p̂ among its four p̂
-    assert ref["cases"] == 4 and ref["seed"] != 0 and ref["p_hats"] != cal["p_hats"][:3]
-    rank = [(1 + sum(h <= p + 1e-12 for h in ref["p_hats"])) / 5 for p in cal["p_hats"]]
+    # the reference: other seeds than the check's; every p is the rank of p̂ among its three p̂
+    assert ref["cases"] == 3 and ref["seed"] != 0 and ref["p_hats"] != cal["p_hats"][:3]
+    rank = [(1 + sum(h <= p + 1e-12 for h in ref["p_hats"])) / 4 for p in cal["p_hats"]]
     assert np.allclose(cal["p_cal"], rank) and "ks_p_cal" in cal
     for row in report["known"]["rows"]:
-        assert row["p_cal"] == (1 + sum(h <= row["p_hat"] + 1e-12 for h in ref["p_hats"])) / 5
+        assert row["p_cal"] == (1 + sum(h <= row["p_hat"] + 1e-12 for h in ref["p_hats"])) / 4
         assert row["cond2"] == (row["p_cal"] <= 0.25)
     from cryoforge.hyptest.calibration import Calibration
 
