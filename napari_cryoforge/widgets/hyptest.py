@@ -33,7 +33,7 @@ from ._dock import JobDock
 from .controls import canvas, dspin, ispin, layer_combo, path_row, refresh_combo, voxel_size_of
 from .groups import null_histogram
 
-TABLE_COLUMNS = ("#", "best", "score", "p̂", "q", "verdict", "truth")
+TABLE_COLUMNS = ("#", "best", "score", "Monte-Carlo p", "q", "verdict", "truth")  # Qt drops p̂'s combining hat
 
 
 class InputGroup(QGroupBox):
@@ -78,15 +78,15 @@ class TestGroup(QGroupBox):
         self.spread = dspin(0.0, 0.0, 10.0, 0.25, "", 2,
                             "0: pseudo-complexes drawn from the whole GAN prior (the paper). τ > 0: the neighbour "
                             "null — drawn at spread τ (prior standard deviations) around the best template's own "
-                            "codes, its rejection region kept. Rejects more unknown complexes, but its raw p̂ is not "
+                            "codes, its rejection region kept. Rejects more unknown complexes, but its Monte-Carlo p is not "
                             "calibrated (anti-conservative with the shipped model, docs/benchmarks.md): set a "
                             "calibration below, made by cryoforge hyptest calibrate --null-spread τ")
         self.spread.setSpecialValueText("paper (whole prior)")
         f.addRow("neighbour null τ", self.spread)
-        row, self.calibration = path_row("none: p = p̂", on_browse_calibration, "…")
+        row, self.calibration = path_row("none: the Monte-Carlo p decides", on_browse_calibration, "…")
         self.calibration.setToolTip("calibrated p-values: a JSON of simulated H0 cases from `cryoforge hyptest "
-                                    "calibrate` made with this null, prior and the data's acquisition; p̂ is then "
-                                    "referred to them, p = (1 + #{H0 p̂ ≤ p̂}) / (M + 1)")
+                                    "calibrate` made with this null, prior and the data's acquisition; the Monte-Carlo p "
+                                    "(p-hat) is then referred to them, p = (1 + #{H0 p-hat ≤ p-hat}) / (M + 1)")
         f.addRow("calibration", row)
         buttons = QHBoxLayout()
         self.test_btn = QPushButton("Test subtomogram")
@@ -309,7 +309,7 @@ class HypTestWidget(JobDock):
         cal = self.tester.calibration if self.tester is not None else None
         calibrated = "" if result.p_cal is None or cal is None else (
             f", calibrated p = {result.p_cal:.3g} ({cal.cases} H0 cases)")
-        lines = [f"best: {result.best_name} (c = {result.score:.3f}); p̂ {p_hat} "
+        lines = [f"best: {result.best_name} (c = {result.score:.3f}); Monte-Carlo p {p_hat} "
                  f"with B = {result.B}{calibrated} → {verdict} at α = {result.alpha:g}",
                  f"Gaussian tail: p = {result.p_gauss:.2e} ({result.z_sigma:.1f} σ); "
                  f"{result.rejected} of {result.drawn} GAN codes fell in the rejection region"]

@@ -115,8 +115,8 @@ class CandidateTestGroup(QGroupBox):
         f = QFormLayout(self)
         self.target = QComboBox()
         self.target.addItems(_known_names())
-        self.target.setToolTip("the known template that is the matched complex: a candidate's p-value is p̂ when it "
-                               "explains the candidate best among the known set, else 1")
+        self.target.setToolTip("the known template that is the matched complex: a candidate's p-value is the "
+                               "Monte-Carlo p when it explains the candidate best among the known set, else 1")
         f.addRow("target", self.target)
         self.n_pseudo = ispin(HypTestConfig().n_pseudo, 100, 100_000, tip="pseudo-complexes in the null set (3D-WGAN)")
         f.addRow("null set", self.n_pseudo)
@@ -332,7 +332,7 @@ class MatchWidget(JobDock):
             return f"; best explained by {t.best[i]}, not the target: p = 1"
         null_histogram(self.test.ax, known, np.asarray(pseudo), t.names, t.alpha, target)
         self.test.canvas.draw_idle()
-        return f"; best {t.best[i]}, p̂ {p_text(float(t.p_hat[i]), t.B)} (B = {t.B})"
+        return f"; best {t.best[i]}, Monte-Carlo p {p_text(float(t.p_hat[i]), t.B)} (B = {t.B})"  # Qt drops p̂'s hat
 
     def accepted(self) -> np.ndarray:
         """Which candidates the q slider accepts."""

@@ -42,7 +42,7 @@ def test_one_subtomogram_histogram_and_picks(hyp, qtbot, wait_job, stall_meter):
     assert stall_meter.stop("Hypothesis test (one subtomogram)") <= stall_meter.allowance_ms
     r = w.last_result
     assert r.truth_name == "3jb9" and r.B == 120 + 14
-    assert "p̂" in w.summary.text() and "Cond.1" in w.summary.text()
+    assert "Monte-Carlo p" in w.summary.text() and "Cond.1" in w.summary.text()
     labels = [t.get_text() for t in w.ax.texts]
     assert any(f"1. {r.best_name}" in t for t in labels) and any("p=0.01" in t for t in labels)
     reds = [ln for ln in w._lines if ln.get_color() == "red"]
