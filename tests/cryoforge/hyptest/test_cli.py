@@ -53,7 +53,7 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
     ref = Calibration.read(cal)
     assert ref.cases == 2 and ref.settings["null_spread"] == 1.0 and ref.settings["defocus_um"] == 3.0
     test = ["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
-            "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--alpha", "0.4", "--calibration", str(cal)]
+            "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--alpha", "0.4", "--calibration", str(cal), "--limit", "1"]
     assert main([*test, "--null-spread", "1", "--out", str(tmp_path / "c.csv")]) == 0
     assert "p-values calibrated against 2 simulated H0 cases" in capsys.readouterr().out
     rows = pd.read_csv(tmp_path / "c.csv")
