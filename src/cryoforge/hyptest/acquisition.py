@@ -72,3 +72,17 @@ def source_maps(sources: Sequence[str], n: int, voxel_size: float) -> np.ndarray
                                 f"missing {', '.join(missing)} (run from the folder they are relative to, or set "
                                 f"acquisition_voxel to the templates' voxel size)")
     return np.stack([load_map(s, MapSpec(n, voxel_size)) for s in sources]).astype(np.float32)
+
+
+def acquire_structures(structures: Tensorish, n_acq: int, snr: float | None, seed: int, voxel_size: float,
+                       template_voxel: float, template_box: int, defocus: float | None = None,
+                       cs: float | None = None, tilt: tuple[float, float] = (-60.0, 60.0),
+                       **optics: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAN structures on the templates' grid ``(m, n, n, n)`` resampled to the acquisition's ``n_acq``³ and
+    then acquired (:func:`acquire`): the subtomograms and their defocus (Å) — the H0 cases' ``P``
+    (:func:`cryoforge.hyptest.h0.h0_job`)."""
+    from ..fourier import upsample
+
+    sub, _, df, _ = acquire(upsample(torch.as_tensor(structures), n_acq).numpy(), snr, seed, voxel_size,
+                            template_voxel, template_box, defocus, cs, tilt, **optics)
+    return sub, df

@@ -39,11 +39,10 @@ import numpy as np
 import torch
 
 from ..configs import to_dict
-from ..fourier import upsample
 from ..jobs import Log, Metrics, Progress, Result
 from ..resources import inference_precision
 from ..sim.tomo import centred_wedge
-from .acquisition import acquire, simulate, source_maps
+from .acquisition import acquire, acquire_structures, simulate, source_maps
 from .calibration import Calibration, ks_summary
 from .config import HypTestConfig, ScoreConfig
 from .h0 import calibration_settings, h0_job
@@ -158,8 +157,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     done = 0
 
     def acquire_h0(structures, seed):
-        sub, _, df, _ = acquire(upsample(structures, n_acq).numpy(), opts.snr, seed, acq, vs, n, opts.defocus, opts.cs)
-        return sub, df
+        return acquire_structures(structures, n_acq, opts.snr, seed, acq, vs, n, opts.defocus, opts.cs)
 
     def h0_cases(seed, cases, label):
         return h0_job(tester, cases, seed, acquire_h0, transfer, mask, opts.calibration_pseudo,

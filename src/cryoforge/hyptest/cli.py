@@ -134,7 +134,7 @@ def _cmd_calibrate(args) -> int:
     from ..jobs import run_cli
     from ..samples import HYPTEST_MODEL, sample_path
     from ..sim.tomo import centred_wedge
-    from .acquisition import acquire
+    from .acquisition import acquire_structures
     from .calibration import Calibration, ks_summary
     from .config import HypTestConfig, ScoreConfig
     from .h0 import calibration_settings, h0_job
@@ -152,11 +152,8 @@ def _cmd_calibrate(args) -> int:
     tilt = tuple(args.tilt_range)
 
     def make(structures, seed):
-        from ..fourier import upsample
-
-        sub, _, df, _ = acquire(upsample(structures, n_acq).numpy(), args.snr, seed, acq, vs, n, args.defocus,
-                                args.cs, tilt, voltage=args.voltage, amplitude_contrast=args.amplitude_contrast)
-        return sub, df
+        return acquire_structures(structures, n_acq, args.snr, seed, acq, vs, n, args.defocus, args.cs, tilt,
+                                  voltage=args.voltage, amplitude_contrast=args.amplitude_contrast)
 
     def transfer(df):  # as `hyptest test` scores: through |CTF|·MTF when the defocus is given
         return None if args.defocus is None else radial_transfer(n, vs, df, args.voltage, args.cs,
