@@ -38,7 +38,7 @@ LONGEST_FILES = (
 def pytest_runtest_protocol(item, nextitem):
     from tests.quiet import shared
 
-    with shared():  # its setup, call and teardown: a GUI stall measurement on another worker waits for them
+    with shared(item.nodeid):  # its setup, call and teardown: a GUI stall measurement on another worker waits for them
         yield
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 _files: dict[str, IO[str]] = {}
 _state = fcntl.LOCK_UN  # what this process holds on the lock now
+WAITS: list[tuple[float, str]] = []  # (seconds a measurement waited, what the other workers were running then)
 
 
 def _open(kind: str) -> IO[str] | None:
@@ -50,9 +52,30 @@ def _gate(state: int) -> None:
         fcntl.flock(f, state)
 
 
+def _running_path(worker: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"cryoforge-tests-{os.environ['PYTEST_XDIST_TESTRUNUID']}.{worker}.running"
+
+
+def _others_running() -> str:
+    """The tests the other workers are running now (what a measurement is about to wait for)."""
+    me = os.environ.get("PYTEST_XDIST_WORKER", "")
+    names = []
+    for f in sorted(_running_path("*").parent.glob(_running_path("*").name)):
+        if not f.name.endswith(f".{me}.running"):
+            try:
+                names.append(f.read_text().strip())
+            except OSError:
+                pass
+    return ", ".join(n for n in names if n) or "nothing"
+
+
 @contextmanager
-def shared():
-    """Around a test: other tests may run beside it, a measurement may not (nor may it start while one waits)."""
+def shared(test: str = ""):
+    """Around a test: other tests may run beside it, a measurement may not (nor may it start while one waits).
+    ``test`` (its node id) is recorded while it runs, for a waiting measurement's report (:data:`WAITS`)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("PYTEST_XDIST_TESTRUNUID") and test:
+        _running_path(worker).write_text(test)
     before = _state
     if before == fcntl.LOCK_UN:
         _gate(fcntl.LOCK_SH)  # waits while a measurement waits or runs
@@ -72,10 +95,23 @@ def exclusive() -> int:
     """Start a measurement: wait for the other workers' running tests, hold off their next ones; returns the state to
     give back to :func:`release`."""
     before = _state
+    others = _others_running() if _open("lock") is not None else ""
+    t0 = time.perf_counter()
     _set(fcntl.LOCK_UN)  # first let go, so another worker's measurement waiting for the gate is not blocked by us
     _gate(fcntl.LOCK_EX)
     _set(fcntl.LOCK_EX)
+    if others:
+        WAITS.append((time.perf_counter() - t0, others))
     return before
+
+
+def wait_summary() -> list[str]:
+    """A line on how long this process's measurements waited for the other workers, the longest wait named."""
+    if not WAITS:
+        return []
+    longest = max(WAITS)
+    return [f"quiet lock: {len(WAITS)} measurements waited {sum(w for w, _ in WAITS):.1f} s in all; the longest "
+            f"{longest[0]:.1f} s, for {longest[1]}"]
 
 
 def release(before: int) -> None:

@@ -126,10 +126,12 @@ LABELLED = 4  # known-template lines that carry a "rank. name p̂" label
 
 
 def null_histogram(ax, known: np.ndarray, pseudo: np.ndarray, names: list[str], alpha: float,
-                   target: int | None = None):
+                   target: int | None = None, p_hat_level: float | None = None):
     """Seed 000's view of one test on ``ax``: the pseudo-complexes' scores as a histogram, every known template's
     score as a line (the best red, ``target`` orange when another one is best; labels with p̂ for the top
-    :data:`LABELLED`), the α threshold green. Returns the bars and ``{line: known index}`` (for picking)."""
+    :data:`LABELLED`), the α threshold green. With a calibration, ``p_hat_level`` is the p̂ that its calibrated
+    p = α stands for (:meth:`cryoforge.hyptest.calibration.Calibration.p_hat_level`) and the green line is drawn
+    there. Returns the bars and ``{line: known index}`` (for picking)."""
     from cryoforge.hyptest.montecarlo import p_text
 
     ax.clear()
@@ -151,9 +153,13 @@ def null_histogram(ax, known: np.ndarray, pseudo: np.ndarray, names: list[str], 
             text = f"{rank + 1}. {names[k]} p̂ {p_text(p, len(null))}"
             ax.text(known[k], top * (0.97 - 0.11 * rank), f"{text} " if right else f" {text}", fontsize=6,
                     color=line.get_color(), va="top", ha="right" if right else "left")
-    thr = float(np.quantile(null, 1 - alpha))
+    level, label = (alpha, f" p={alpha:g}") if p_hat_level is None else (p_hat_level, f" calibrated p={alpha:g}")
+    if level <= 0:  # nothing is significant: the line right of every null score
+        thr, label = float(null.max()), f"{label}: unreachable"
+    else:
+        thr = float(np.quantile(null, 1 - level))
     ax.axvline(thr, color="green", ls="--", lw=1)
-    ax.text(thr, top * 0.05, f" p={alpha:g}", color="green", fontsize=6)
+    ax.text(thr, top * 0.05, label, color="green", fontsize=6)
     ax.set_xlabel("wedge-constrained correlation c(P, T(C))", fontsize=7)
     ax.set_ylabel("pseudo-complexes", fontsize=7)
     ax.tick_params(labelsize=6)

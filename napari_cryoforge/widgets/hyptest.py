@@ -294,8 +294,9 @@ class HypTestWidget(JobDock):
         if known is None or pseudo is None or len(pseudo) == 0:
             self.ax.clear()
             return
+        cal, alpha = self.tester.calibration, self.tester.cfg.alpha
         self._bars, self._lines = null_histogram(self.ax, np.asarray(known), np.asarray(pseudo), self.tester.names,
-                                                 self.tester.cfg.alpha)
+                                                 alpha, p_hat_level=None if cal is None else cal.p_hat_level(alpha))
         self.canvas.draw_idle()
 
     def _show_result(self, result):

@@ -161,7 +161,9 @@ def stall_summary() -> list[str]:
 
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workeroutput"):  # an xdist worker: tests/conftest.py prints them in the controller
-        session.config.workeroutput["summary_lines"] = stall_summary()
+        from tests.quiet import wait_summary
+
+        session.config.workeroutput["summary_lines"] = stall_summary() + wait_summary()
 
 
 def pytest_terminal_summary(terminalreporter):

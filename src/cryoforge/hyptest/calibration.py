@@ -63,6 +63,15 @@ class Calibration:
         at_most = int(np.searchsorted(self.p_hats, float(p_hat) + 1e-12, side="right"))
         return (1 + at_most) / (self.cases + 1)
 
+    def p_hat_level(self, alpha: float) -> float:
+        """The p̂ a subtomogram must stay under for ``p ≤ alpha``: ``p ≤ α`` ⇔ ``#{h ≤ p̂} ≤ k = ⌊α(M + 1)⌋ − 1`` ⇔
+        ``p̂ < h_(k+1)``, the (k+1)-th smallest H0 p̂ (1 when ``k ≥ M``; 0, nothing significant, when ``k < 0`` or
+        that many H0 cases had p̂ = 0)."""
+        k = math.floor(alpha * (self.cases + 1) + 1e-9) - 1
+        if k < 0:
+            return 0.0
+        return 1.0 if k >= self.cases else float(self.p_hats[k])
+
     def check(self, null_spread: float | None, prior: float, alpha: float, box: int | None = None) -> None:
         """Refuse a calibration made for another null (its spread, its prior π or box size) or too small for ``alpha``."""
         s = self.settings

@@ -19,6 +19,19 @@ def test_the_calibrated_p_is_the_rank_among_the_h0_cases_with_ties_against_the_s
             Calibration(np.array(bad, float))
 
 
+def test_the_p_hat_level_is_where_the_calibrated_p_crosses_alpha():
+    rng = np.random.default_rng(3)
+    for cases, alpha in ((199, 0.01), (300, 0.01), (120, 0.05), (40, 0.1), (99, 0.5), (9, 0.99)):
+        cal = Calibration(np.round(rng.beta(1, 3, cases), 3))  # rounded: ties, as p̂ = k/B has
+        level = cal.p_hat_level(alpha)
+        grid = np.unique(np.concatenate([cal.p_hats, cal.p_hats + 1e-6, cal.p_hats - 1e-6, np.linspace(0, 1, 501)]))
+        for p_hat in grid[(grid >= 0) & (grid <= 1)]:
+            assert (cal.p(p_hat) <= alpha) == (p_hat < level), (cases, alpha, p_hat, level)
+    assert Calibration(np.zeros(300)).p_hat_level(0.01) == 0.0  # every H0 case at 0: nothing is significant
+    assert Calibration(np.full(10, 0.5)).p_hat_level(0.01) == 0.0  # too few cases for α
+    assert Calibration(np.full(10, 0.5)).p_hat_level(1.0) == 1.0
+
+
 def test_calibration_makes_an_anti_conservative_statistic_uniform_under_its_h0():
     rng = np.random.default_rng(0)
     skewed = rng.beta(1, 3, 3400)  # "p̂" piled towards 0 under H0, as the neighbour null's at 32³

@@ -119,3 +119,34 @@ def test_a_calibration_file_is_a_setting_of_the_dock_and_one_for_another_null_is
     assert w.job is None and "calibrate again with the test's null" in errors[-1]
     w.testing.calibration.setText("")
     assert w._get_tester().calibration is None
+
+
+def test_with_a_calibration_the_green_line_is_where_the_calibrated_p_crosses_alpha(hyp, tmp_path):
+    import cryoforge.hyptest.calibration as calibration
+
+    _, w = hyp
+    rng = np.random.default_rng(0)
+    w._known, w._pseudo = rng.normal(0.3, 0.05, 14), rng.normal(0.2, 0.05, 120)
+    null = np.concatenate([w._pseudo, np.delete(w._known, np.argmax(w._known))])
+
+    def green():
+        line = next(ln for ln in w.ax.lines if ln.get_color() == "green")
+        text = next(t.get_text() for t in w.ax.texts if t.get_color() == "green")
+        return float(line.get_xdata()[0]), text
+
+    w._get_tester()
+    w.draw_histogram()
+    assert green() == (pytest.approx(np.quantile(null, 0.99)), " p=0.01")
+    h0 = np.linspace(0, 0.5, 300)  # p̂ anti-conservative: p ≤ 0.01 needs p̂ < the third smallest, 0.00334
+    cal = calibration.Calibration(h0, {"null_spread": None, "prior": 1.0, "box": 32})
+    w.testing.calibration.setText(str(cal.write(tmp_path / "cal.json")))
+    w._get_tester()
+    w.draw_histogram()
+    x, text = green()
+    assert x == pytest.approx(np.quantile(null, 1 - h0[2])) and x > np.quantile(null, 0.99)
+    assert text == " calibrated p=0.01"
+    cal = calibration.Calibration(np.zeros(300), {"null_spread": None, "prior": 1.0, "box": 32})
+    w.testing.calibration.setText(str(cal.write(tmp_path / "zeros.json")))
+    w._get_tester()
+    w.draw_histogram()
+    assert green() == (pytest.approx(null.max()), " calibrated p=0.01: unreachable")
