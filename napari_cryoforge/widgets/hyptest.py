@@ -4,7 +4,8 @@ Pick a subtomogram layer (a volume, or a stack whose index follows the viewer's 
 set; the engine (cryoforge.hyptest.montecarlo.HypothesisTester) scores the known templates, draws the
 null set of pseudo-complexes for the best one and scores them in the background. The histogram of
 pseudo-complex scores grows live, with a vertical line per known template (the best in red, labelled
-with its rank and p̂) and the p = α threshold in green, as in the paper's Figure 4. Click a line to show
+with its rank and p̂) and the p = α threshold in green, as in the paper's Figure 4 (with a *calibration*, where the
+calibrated p crosses α). Click a line to show
 that template fitted into the subtomogram, or a bar to show the pseudo-complex nearest to it. *Test
 all* runs every subtomogram of the stack and fills a table with p̂, the Benjamini–Hochberg q and the
 verdict.

@@ -1,5 +1,6 @@
 """Tests of :mod:`cryoforge.hyptest.cli`."""
 
+import numpy as np
 import pandas as pd
 
 from cryoforge.hyptest.train import (
@@ -52,6 +53,19 @@ def test_cli_templates_train_export_and_test(tmp_path, capsys):
 
     ref = Calibration.read(cal)
     assert ref.cases == 2 and ref.settings["null_spread"] == 1.0 and ref.settings["defocus_um"] == 3.0
+    again = ["hyptest", "calibrate", "--templates", str(tdir), "--model", str(slim), "--cases", "2", "--pseudo", "10",
+             "--rotations", "100", "--alpha", "0.4", "--defocus", "3", "--check", str(cal), "--out",
+             str(tmp_path / "cal2.json")]
+    assert main([*again, "--null-spread", "1"]) == 2  # the same seed: the same H0 cases
+    assert "not a check out of sample" in capsys.readouterr().err
+    assert main(again) == 2  # the paper's null checked against the neighbour null's reference
+    assert "calibrate again with the test's null" in capsys.readouterr().err
+    assert not (tmp_path / "cal2.json").exists()
+    assert main([*again, "--null-spread", "1", "--seed", "5"]) == 0
+    said = capsys.readouterr().out
+    other = Calibration.read(tmp_path / "cal2.json")
+    mean = np.mean([ref.p(h) for h in other.p_hats])
+    assert f"out of sample, {cal}'s calibrated p of these 2 H0 cases: mean {mean:.3f}" in said
     test = ["hyptest", "test", str(tmp_path / "p.mrc"), "--templates", str(tdir), "--model", str(slim),
             "--n-pseudo", "100", "--rotations", "300", "--defocus", "3", "--alpha", "0.4", "--calibration", str(cal), "--limit", "1"]
     assert main([*test, "--null-spread", "1", "--out", str(tmp_path / "c.csv")]) == 0
