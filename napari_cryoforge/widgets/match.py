@@ -55,6 +55,7 @@ class MatchInputGroup(QGroupBox):
                                   "spacing of the uniform rotation set (smaller: more rotations, slower)")
         f.addRow("angular step", self.angular_step)
         self.mask_radius = dspin(0.0, 0.0, 10_000.0, 10.0, " Å", 0, "spherical mask radius; 0: 0.4 of the template box")
+        self.mask_radius.setSpecialValueText("auto (0.4 × box)")  # as the Volume inspector's
         f.addRow("mask radius", self.mask_radius)
         tilt, self.tilt_min, self.tilt_max = tilt_range_row("the missing wedge the template gets")
         f.addRow("tilt range", tilt)
