@@ -12,6 +12,9 @@ exclusive request waits, so the other worker's next tests kept starting and a 2.
 exclusively from before it waits until it ends, so no test starts in between. It lets go of its own shared lock
 before asking for the gate, so two measurements on two workers take turns instead of each holding what the other
 waits for.
+
+How long the measurements waited, and for which test, ends up in the run's summary (:func:`wait_summary`, the
+``quiet lock:`` lines): that is what ``tests/conftest.py``'s order of the files keeps short.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _running_path(worker: str) -> Path:
 
 
 def _others_running() -> str:
-    """The tests the other workers are running now (what a measurement is about to wait for)."""
+    """The test each other worker started last (what a measurement is about to wait for, unless it has ended)."""
     me = os.environ.get("PYTEST_XDIST_WORKER", "")
     names = []
     for f in sorted(_running_path("*").parent.glob(_running_path("*").name)):
