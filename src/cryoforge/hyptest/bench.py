@@ -260,7 +260,7 @@ def bench_hyptest(settings: HyptestBench | None = None, device: str = "cpu") -> 
     calib = {"cases": m, "null_per_case": opts.calibration_pseudo, "rotations": opts.calibration_rotations,
              **_ks_fields(p_hats, "p_hat"), "rejected_codes_per_case": rejected, "p_hats": p_hats.tolist()}
     if tester.calibration is not None:
-        p_cal = np.array([tester.calibration.p(p) for p in p_hats])
+        p_cal = tester.calibration.p_values(p_hats)
         calib.update(_ks_fields(p_cal, "p_cal"), p_cal=p_cal.tolist())
     report["calibration"] = calib
     yield Log(f"calibration: KS p = {calib['ks_p']:.3f}" + (f" (p̂), {calib['ks_p_cal']:.3g} (calibrated p)"

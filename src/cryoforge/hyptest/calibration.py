@@ -60,7 +60,11 @@ class Calibration:
 
     def p(self, p_hat: float) -> float:
         """The calibrated p-value of ``p_hat``: ``(1 + #{h : p̂_h ≤ p̂}) / (M + 1)``."""
-        at_most = int(np.searchsorted(self.p_hats, float(p_hat) + 1e-12, side="right"))
+        return float(self.p_values(np.asarray([p_hat]))[0])
+
+    def p_values(self, p_hats: Any) -> np.ndarray:
+        """:meth:`p` of every one of ``p_hats`` (the H0 cases of a check, a bench's subtomograms)."""
+        at_most = np.searchsorted(self.p_hats, np.asarray(p_hats, np.float64) + 1e-12, side="right")
         return (1 + at_most) / (self.cases + 1)
 
     def p_hat_level(self, alpha: float) -> float:

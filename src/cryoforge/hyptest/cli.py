@@ -180,7 +180,7 @@ def _cmd_calibrate(args) -> int:
     print(f"H0 p̂: mean {k['mean']:.3f} (0.5 if already calibrated), {k['fraction_le_0.05']:.0%} at ≤ 0.05, "
           f"KS against U(0, 1) p = {k['ks_p']:.3g}")
     if reference is not None:
-        c = ks_summary([reference.p(h) for h in p_hats])
+        c = ks_summary(reference.p_values(p_hats))
         print(f"out of sample, {args.check}'s calibrated p of these {args.cases} H0 cases: mean {c['mean']:.3f}, "
               f"{c['fraction_le_0.05']:.0%} at ≤ 0.05, KS against U(0, 1) p = {c['ks_p']:.3g} (uniform if the "
               "reference holds for these settings)")
